@@ -1,0 +1,118 @@
+//! Raw JSON kept as text, parsed later into whatever type the caller wants.
+
+use std::fmt;
+
+use serde::de::{Deserialize, DeserializeOwned, Deserializer, Error as _};
+use serde::{Serialize, Serializer};
+
+/// An error from parsing JSON into a model type.
+#[derive(Debug, thiserror::Error)]
+#[error(transparent)]
+pub struct JsonError(#[from] pub(crate) sonic_rs::Error);
+
+/// A JSON value kept as its text, for the caller to deserialize on demand.
+///
+/// Model types that hold a `RawJson` are (de)serialized with sonic-rs, the stack's JSON crate: use
+/// [`crate::json`] (or `sonic_rs` directly), not another JSON crate, to read or write them.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RawJson(Box<str>);
+
+impl RawJson {
+    /// Checks that `json` is one valid JSON value and keeps it.
+    pub fn from_string(json: impl Into<String>) -> Result<Self, JsonError> {
+        let json = json.into();
+        sonic_rs::from_str::<serde::de::IgnoredAny>(&json)?;
+        Ok(Self(json.into_boxed_str()))
+    }
+
+    /// Keeps text that an earlier parse already validated.
+    pub(crate) fn from_validated(json: &str) -> Self {
+        Self(json.into())
+    }
+
+    /// The JSON text.
+    pub fn get(&self) -> &str {
+        &self.0
+    }
+
+    /// Deserializes the value, borrowing from it where the target type allows.
+    pub fn deserialize<'a, T: Deserialize<'a>>(&'a self) -> Result<T, JsonError> {
+        Ok(sonic_rs::from_str(&self.0)?)
+    }
+
+    /// Deserializes the value into an owned type.
+    pub fn deserialize_owned<T: DeserializeOwned>(&self) -> Result<T, JsonError> {
+        Ok(sonic_rs::from_str(&self.0)?)
+    }
+}
+
+impl Default for RawJson {
+    /// JSON `null`.
+    fn default() -> Self {
+        Self("null".into())
+    }
+}
+
+impl fmt::Debug for RawJson {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        const SHOWN: usize = 64;
+        if self.0.len() <= SHOWN {
+            write!(f, "RawJson({})", self.0)
+        } else {
+            let cut = (0..=SHOWN)
+                .rev()
+                .find(|&i| self.0.is_char_boundary(i))
+                .unwrap_or(0);
+            write!(f, "RawJson({}… {} bytes)", &self.0[..cut], self.0.len())
+        }
+    }
+}
+
+impl Serialize for RawJson {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        // sonic-rs writes a LazyValue's text as it is.
+        let lazy: sonic_rs::LazyValue<'_> =
+            sonic_rs::from_str(&self.0).map_err(serde::ser::Error::custom)?;
+        lazy.serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for RawJson {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let lazy = sonic_rs::LazyValue::deserialize(deserializer)?;
+        let raw = lazy.as_raw_str();
+        if raw.is_empty() {
+            return Err(D::Error::custom("RawJson needs the sonic-rs deserializer"));
+        }
+        Ok(Self(raw.into()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keeps_text_and_round_trips() {
+        #[derive(serde::Deserialize, serde::Serialize)]
+        struct Holder {
+            a: RawJson,
+            b: u8,
+        }
+        let h: Holder = sonic_rs::from_str(r#"{"a": [1, {"x":"y"}], "b": 2}"#).unwrap();
+        assert_eq!(h.a.get(), r#"[1, {"x":"y"}]"#);
+        assert_eq!(
+            sonic_rs::to_string(&h).unwrap(),
+            r#"{"a":[1, {"x":"y"}],"b":2}"#
+        );
+        let v: Vec<sonic_rs::Value> = h.a.deserialize().unwrap();
+        assert_eq!(v.len(), 2);
+    }
+
+    #[test]
+    fn rejects_invalid_text() {
+        assert!(RawJson::from_string("{").is_err());
+        assert!(RawJson::from_string("1 2").is_err());
+        assert!(RawJson::from_string(" {\"a\":1} ").is_ok());
+    }
+}
