@@ -1,0 +1,209 @@
+//! The inbound decoder: websocket message bytes in, complete payloads out.
+
+use gateway_model::Payload;
+
+use crate::buffer::OutputBuffer;
+use crate::inflate::{ZLIB_SUFFIX, Zlib, Zstd};
+use crate::{Compression, DecodeError, Limits, envelope};
+
+enum Stream {
+    None,
+    Zlib(Zlib),
+    Zstd(Zstd),
+}
+
+/// Decodes one connection's inbound websocket messages into payloads.
+///
+/// Feed it the bytes of every text or binary message, in order, with [`Decoder::push`]; it answers
+/// with a complete [`Payload`] borrowed from its own buffer (or from the message itself when
+/// there is no compression), or `None` while a payload is still incomplete. Between connections,
+/// call [`Decoder::reset`].
+///
+/// * zlib-stream: compressed bytes are buffered until they end with `00 00 ff ff` (even when
+///   those four bytes straddle two messages), then inflated through the connection's one context.
+/// * zstd-stream: each message is decompressed through the connection's one stream as it comes.
+///   Discord sends one payload per message; a payload split over several messages is still
+///   decoded: decompressed JSON that does not yet end in `}`, or that ends early, waits for more
+///   (bounded by [`Limits::max_message_size`]).
+/// * Both: a zlib ending that happens to fall inside a payload is survived the same way.
+///
+/// Once warm, decoding a payload allocates nothing: the output buffer and the compressed buffer
+/// are reused (see `OutputBuffer` for when they shrink).
+pub struct Decoder {
+    compression: Compression,
+    limits: Limits,
+    stream: Stream,
+    /// zlib-stream bytes of a payload not yet complete.
+    pending: Vec<u8>,
+    out: OutputBuffer,
+    /// The last push returned a payload or an error: start the next one afresh.
+    payload_done: bool,
+    failed: bool,
+}
+
+impl std::fmt::Debug for Decoder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Decoder")
+            .field("compression", &self.compression)
+            .field("limits", &self.limits)
+            .field("pending", &self.pending.len())
+            .field("buffered_output", &self.out.filled_len())
+            .field("failed", &self.failed)
+            .finish()
+    }
+}
+
+impl Decoder {
+    /// A decoder for a connection with this compression and the default limits.
+    pub fn new(compression: Compression) -> Result<Self, DecodeError> {
+        Self::with_limits(compression, Limits::default())
+    }
+
+    /// A decoder with explicit limits.
+    pub fn with_limits(compression: Compression, limits: Limits) -> Result<Self, DecodeError> {
+        let stream = match compression {
+            Compression::None => Stream::None,
+            Compression::ZlibStream => Stream::Zlib(Zlib::new()),
+            Compression::ZstdStream => Stream::Zstd(Zstd::new(limits.zstd_window_log_max)?),
+        };
+        Ok(Self {
+            compression,
+            limits,
+            stream,
+            pending: Vec::new(),
+            out: OutputBuffer::default(),
+            payload_done: false,
+            failed: false,
+        })
+    }
+
+    /// The connection's compression.
+    pub fn compression(&self) -> Compression {
+        self.compression
+    }
+
+    /// The limits.
+    pub fn limits(&self) -> Limits {
+        self.limits
+    }
+
+    /// Bytes held in buffers, compressed and decompressed.
+    pub fn buffered_capacity(&self) -> usize {
+        self.pending.capacity() + self.out.capacity()
+    }
+
+    /// Makes the decoder ready for a new connection: fresh decompression context, buffers emptied
+    /// (their memory kept), earlier errors forgotten.
+    pub fn reset(&mut self) -> Result<(), DecodeError> {
+        self.pending.clear();
+        self.out.discard();
+        self.payload_done = false;
+        self.failed = false;
+        match &mut self.stream {
+            Stream::None => {}
+            Stream::Zlib(z) => z.reset(),
+            Stream::Zstd(z) => {
+                if let Err(e) = z.reset() {
+                    self.failed = true;
+                    return Err(e);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Feeds the bytes of one websocket message (text or binary).
+    ///
+    /// Returns the payload it completes, or `None` if more messages are needed. An error for which
+    /// [`DecodeError::is_fatal`] holds leaves the decoder refusing input until [`Decoder::reset`].
+    pub fn push<'a>(&'a mut self, message: &'a [u8]) -> Result<Option<Payload<'a>>, DecodeError> {
+        if self.failed {
+            return Err(DecodeError::NeedsReset);
+        }
+        if std::mem::take(&mut self.payload_done) {
+            self.out.finish_payload();
+        }
+        let result = self.decompress(message);
+        if let Err(e) = &result {
+            self.failed = e.is_fatal();
+            self.pending.clear();
+            self.out.discard();
+        }
+        let json: &'a [u8] = match result? {
+            Some(Input::Message) => message,
+            Some(Input::Output) => self.out.filled(),
+            None => return Ok(None),
+        };
+        // zstd-stream: a payload split over several messages is incomplete until its closing brace.
+        if matches!(self.stream, Stream::Zstd(_)) && !ends_with_brace(json) {
+            return Ok(None);
+        }
+        match envelope::scan(json) {
+            Ok(payload) => {
+                self.payload_done = true;
+                Ok(Some(payload))
+            }
+            // Compressed JSON that ends early is a payload split over several messages.
+            Err(e) if e.is_eof() && !matches!(self.stream, Stream::None) => Ok(None),
+            Err(e) => {
+                self.payload_done = true;
+                Err(e.into())
+            }
+        }
+    }
+
+    /// Runs the message through decompression; says where the JSON now is, if anywhere.
+    fn decompress(&mut self, message: &[u8]) -> Result<Option<Input>, DecodeError> {
+        let max = self.limits.max_message_size;
+        match &mut self.stream {
+            Stream::None => {
+                if message.len() > max {
+                    return Err(DecodeError::MessageTooLarge { limit: max });
+                }
+                Ok(Some(Input::Message))
+            }
+            Stream::Zlib(zlib) => {
+                let max_pending = self.limits.max_buffered_compressed;
+                if self.pending.is_empty() && message.ends_with(&ZLIB_SUFFIX) {
+                    // The usual case: a whole payload in one message, inflated from it directly.
+                    zlib.decompress(message, &mut self.out, max)?;
+                    return Ok(Some(Input::Output));
+                }
+                if self.pending.len() + message.len() > max_pending {
+                    return Err(DecodeError::CompressedTooLarge { limit: max_pending });
+                }
+                self.pending.extend_from_slice(message);
+                if !self.pending.ends_with(&ZLIB_SUFFIX) {
+                    return Ok(None);
+                }
+                let inflated = zlib.decompress(&self.pending, &mut self.out, max);
+                self.pending.clear();
+                if self.pending.capacity() > OutputBuffer::RETAIN {
+                    self.pending.shrink_to(OutputBuffer::RETAIN);
+                }
+                inflated.map(|()| Some(Input::Output))
+            }
+            Stream::Zstd(zstd) => {
+                zstd.decompress(message, &mut self.out, max)?;
+                if self.out.filled_len() == 0 {
+                    return Ok(None);
+                }
+                Ok(Some(Input::Output))
+            }
+        }
+    }
+}
+
+/// Whether the last non-blank byte is `}`, as it is for every complete payload. A cut payload
+/// that passes this check fails its parse with an end-of-input error instead.
+fn ends_with_brace(json: &[u8]) -> bool {
+    json.iter().rev().find(|b| !b.is_ascii_whitespace()) == Some(&b'}')
+}
+
+/// Where a complete payload's JSON is.
+enum Input {
+    /// The message itself (no compression).
+    Message,
+    /// The output buffer.
+    Output,
+}
