@@ -1,0 +1,86 @@
+//! How the fake gateway behaves.
+
+use std::time::Duration;
+
+use gateway_model::Intents;
+
+use crate::WorldConfig;
+
+/// What the server does with a full member list request (`query: ""`, `limit: 0`) from a session
+/// without GUILD_MEMBERS. Discord's behaviour is undocumented; one report says it never answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum MissingMembersIntent {
+    /// Never answer (the reported behaviour).
+    #[default]
+    Ignore,
+    /// Close the connection with this code.
+    Close(u16),
+}
+
+/// The fake gateway's configuration. Every field has a default matching Discord's documented
+/// behaviour; tests change what they exercise.
+#[derive(Debug, Clone)]
+pub struct GatewayConfig {
+    /// The bot token clients must identify with (else close 4004). Default `"testkit-token"`.
+    pub token: String,
+    /// HELLO's heartbeat interval. Default 41.25 s, as Discord sends.
+    pub heartbeat_interval: Duration,
+    /// Close with 4009 when no heartbeat arrived for this long. Default: 1.5 × the interval.
+    /// `None` never closes.
+    pub heartbeat_timeout: Option<Duration>,
+    /// The privileged intents this fake application may use (others close 4014). Default: all.
+    pub allowed_intents: Intents,
+    /// IDENTIFYs allowed per 5 s, one per bucket `shard_id % max_concurrency`; an identify in a
+    /// bucket used less than 5 s before gets INVALID_SESSION false. Default 1.
+    pub max_concurrency: u32,
+    /// The identify window. Default 5 s.
+    pub identify_window: Duration,
+    /// Most guilds one shard may hold before IDENTIFY closes 4011. Default 2500.
+    pub max_guilds_per_shard: usize,
+    /// Dispatches kept per session for RESUME to replay. Default 2048.
+    pub resume_buffer: usize,
+    /// How long a session stays resumable after its connection closed without 1000/1001.
+    /// Default 3 minutes.
+    pub session_ttl: Duration,
+    /// Payloads a connection may send per 60 s before close 4008. Default 120.
+    pub commands_per_minute: usize,
+    /// Largest payload a client may send (else close 4002). Default 4096.
+    pub max_client_payload: usize,
+    /// Interval between full member list requests for one guild. Default 30 s.
+    pub full_member_request_interval: Duration,
+    /// Full member list requests without GUILD_MEMBERS.
+    pub missing_members_intent: MissingMembersIntent,
+    /// The world.
+    pub world: WorldConfig,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        Self {
+            token: "testkit-token".to_owned(),
+            heartbeat_interval: Duration::from_millis(41_250),
+            heartbeat_timeout: None,
+            allowed_intents: Intents::all(),
+            max_concurrency: 1,
+            identify_window: Duration::from_secs(5),
+            max_guilds_per_shard: 2500,
+            resume_buffer: 2048,
+            session_ttl: Duration::from_secs(180),
+            commands_per_minute: 120,
+            max_client_payload: 4096,
+            full_member_request_interval: Duration::from_secs(30),
+            missing_members_intent: MissingMembersIntent::Ignore,
+            world: WorldConfig::default(),
+        }
+    }
+}
+
+impl GatewayConfig {
+    /// The heartbeat timeout in effect.
+    pub(crate) fn heartbeat_deadline(&self) -> Option<Duration> {
+        match self.heartbeat_timeout {
+            Some(t) => Some(t),
+            None => Some(self.heartbeat_interval + self.heartbeat_interval / 2),
+        }
+    }
+}

@@ -1,0 +1,874 @@
+//! One connection: the protocol as Discord speaks it, with faults on cue.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_tungstenite::WebSocketStream;
+use async_tungstenite::tokio::TokioAdapter;
+use async_tungstenite::tungstenite::Message;
+use async_tungstenite::tungstenite::handshake::server::{Request, Response};
+use async_tungstenite::tungstenite::protocol::CloseFrame;
+use async_tungstenite::tungstenite::protocol::frame::coding::CloseCode as WsCloseCode;
+use futures_util::{SinkExt, StreamExt};
+use gateway_codec::{Compression, Compressor};
+use gateway_model::{CloseAction, CloseCode, Command, Intents, RequestGuildMembers, ShardId};
+use sonic_rs::{JsonContainerTrait, JsonValueTrait};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio::time::{Instant, sleep_until};
+
+use crate::config::MissingMembersIntent;
+use crate::request_line::FixedStream;
+use crate::server::{Control, Session, Shared};
+use crate::{ChunkFault, ConnectionInfo, Fault, Received, Recorded, SplitAt, Trigger, members};
+
+type Ws = WebSocketStream<TokioAdapter<FixedStream>>;
+
+/// The connection is over.
+struct Closed;
+
+type Flow = Result<(), Closed>;
+
+/// Something to do later on this connection.
+enum Timed {
+    Fault(Fault),
+    Send(String),
+}
+
+struct Conn {
+    shared: Arc<Shared>,
+    id: u64,
+    ws: Ws,
+    compressor: Compressor,
+    compression: Compression,
+    session: Option<String>,
+    received: VecDeque<Instant>,
+    last_heartbeat: Instant,
+    zombie: bool,
+    stall_ready: bool,
+    corrupt_next: bool,
+    split_next: Option<Vec<SplitAt>>,
+    chunk_faults: VecDeque<ChunkFault>,
+    seq_faults: Vec<(u64, Fault)>,
+    timed: Vec<(Instant, Timed)>,
+}
+
+/// Serves one accepted TCP connection until it ends.
+pub(crate) async fn run(shared: Arc<Shared>, tcp: TcpStream, id: u64) {
+    let mut uri = None;
+    #[allow(clippy::result_large_err)] // the error type is tungstenite's callback signature
+    let callback = |req: &Request, resp: Response| {
+        uri = Some(req.uri().clone());
+        Ok(resp)
+    };
+    let Ok(tcp) = FixedStream::new(tcp).await else {
+        return;
+    };
+    let Ok(ws) = async_tungstenite::tokio::accept_hdr_async(tcp, callback).await else {
+        return;
+    };
+    let query = uri
+        .as_ref()
+        .and_then(|u| u.query())
+        .unwrap_or("")
+        .to_owned();
+    let (compression, reject) = parse_query(&query);
+    let (tx, rx) = mpsc::unbounded_channel();
+    let pre = shared.update(|s| {
+        s.stats.connections += 1;
+        s.stats.open_connections += 1;
+        s.controls.insert(id, tx);
+        s.connections.push(ConnectionInfo {
+            id,
+            compression,
+            shard: None,
+            session_id: None,
+            open: true,
+            closed_with: None,
+            accepted_at: shared.elapsed(),
+        });
+        s.next_connection_faults.pop_front()
+    });
+    let compressor = match Compressor::new(compression) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "compressor");
+            return;
+        }
+    };
+    let mut conn = Conn {
+        shared: Arc::clone(&shared),
+        id,
+        ws,
+        compressor,
+        compression,
+        session: None,
+        received: VecDeque::new(),
+        last_heartbeat: Instant::now(),
+        zombie: false,
+        stall_ready: false,
+        corrupt_next: false,
+        split_next: None,
+        chunk_faults: VecDeque::new(),
+        seq_faults: Vec::new(),
+        timed: Vec::new(),
+    };
+    let _ = match reject {
+        Some(code) => conn.close(code).await,
+        None => conn.serve(pre, rx).await,
+    };
+    conn.finish();
+}
+
+/// Reads the query string: the compression asked for, or the close code that rejects it.
+fn parse_query(query: &str) -> (Compression, Option<u16>) {
+    let mut version = None;
+    let mut encoding = None;
+    let mut compression = Compression::None;
+    let mut reject = None;
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        match key {
+            "v" => version = Some(value.to_owned()),
+            "encoding" => encoding = Some(value.to_owned()),
+            "compress" => match Compression::from_query_value(value) {
+                Some(c) => compression = c,
+                None => reject = Some(CloseCode::DecodeError.as_u16()),
+            },
+            _ => {}
+        }
+    }
+    if version.as_deref() != Some("10") {
+        reject = Some(CloseCode::InvalidApiVersion.as_u16());
+    } else if encoding.as_deref().is_some_and(|e| e != "json") {
+        reject = Some(CloseCode::DecodeError.as_u16());
+    }
+    (compression, reject)
+}
+
+impl Conn {
+    async fn serve(
+        &mut self,
+        pre: Option<Fault>,
+        mut rx: mpsc::UnboundedReceiver<Control>,
+    ) -> Flow {
+        match pre {
+            Some(Fault::StallHello) => return self.drain().await,
+            Some(Fault::ReconnectBeforeHello) => {
+                self.send(r#"{"t":null,"s":null,"op":7,"d":null}"#).await?
+            }
+            Some(other) => self.timed.push((Instant::now(), Timed::Fault(other))),
+            None => {}
+        }
+        let interval = self.shared.config.heartbeat_interval.as_millis();
+        self.send(&format!(
+            r#"{{"t":null,"s":null,"op":10,"d":{{"heartbeat_interval":{interval},"_trace":["[\"gateway-testkit\",{{\"micros\":0}}]"]}}}}"#
+        ))
+        .await?;
+        self.last_heartbeat = Instant::now();
+        let timeout = self.shared.config.heartbeat_deadline();
+        loop {
+            let heartbeat_deadline = timeout.map(|t| self.last_heartbeat + t);
+            let next_timed = self.timed.iter().map(|(at, _)| *at).min();
+            tokio::select! {
+                biased;
+                control = rx.recv() => match control {
+                    Some(c) => self.control(c).await?,
+                    None => return Err(Closed),
+                },
+                _ = sleep_until(next_timed.unwrap_or_else(Instant::now)), if next_timed.is_some() => {
+                    self.fire_timed().await?;
+                }
+                message = self.ws.next() => match message {
+                    Some(Ok(m)) => self.on_message(m).await?,
+                    Some(Err(_)) | None => return Err(Closed),
+                },
+                _ = sleep_until(heartbeat_deadline.unwrap_or_else(Instant::now)), if heartbeat_deadline.is_some() => {
+                    tracing::debug!(connection = self.id, "no heartbeat in time");
+                    return self.close(CloseCode::SessionTimedOut.as_u16()).await;
+                }
+            }
+        }
+    }
+
+    /// Reads and ignores everything until the client leaves.
+    async fn drain(&mut self) -> Flow {
+        while let Some(Ok(_)) = self.ws.next().await {}
+        Err(Closed)
+    }
+
+    async fn fire_timed(&mut self) -> Flow {
+        let now = Instant::now();
+        let mut due = Vec::new();
+        let mut i = 0;
+        while i < self.timed.len() {
+            if self.timed[i].0 <= now {
+                due.push(self.timed.remove(i));
+            } else {
+                i += 1;
+            }
+        }
+        due.sort_by_key(|(at, _)| *at);
+        for (_, t) in due {
+            match t {
+                Timed::Fault(f) => self.fault(f).await?,
+                Timed::Send(d) => self.dispatch("GUILD_MEMBERS_CHUNK", &d).await?,
+            }
+        }
+        Ok(())
+    }
+
+    async fn control(&mut self, control: Control) -> Flow {
+        match control {
+            Control::Fault(Trigger::Now, f) => self.fault(f).await,
+            Control::Fault(Trigger::After(d), f) => {
+                self.timed.push((Instant::now() + d, Timed::Fault(f)));
+                Ok(())
+            }
+            Control::Fault(Trigger::AfterSeq(seq), f) => {
+                if self.current_seq().is_some_and(|s| s >= seq) {
+                    self.fault(f).await
+                } else {
+                    self.seq_faults.push((seq, f));
+                    Ok(())
+                }
+            }
+            Control::Dispatch { name, data } => {
+                if self.session.is_some() {
+                    self.dispatch(&name, &data).await
+                } else {
+                    Ok(())
+                }
+            }
+            Control::GuildAvailable(guild_id) => {
+                let Some(guild) = self.shared.world.guild(guild_id).cloned() else {
+                    return Ok(());
+                };
+                let Some((shard, intents, threshold)) = self.session_params() else {
+                    return Ok(());
+                };
+                if guild.id.shard_index(shard.total()) != shard.number() {
+                    return Ok(());
+                }
+                let d = self
+                    .shared
+                    .world
+                    .guild_create_json(&guild, intents, threshold);
+                self.dispatch("GUILD_CREATE", &d).await
+            }
+        }
+    }
+
+    async fn fault(&mut self, fault: Fault) -> Flow {
+        tracing::debug!(connection = self.id, ?fault, "fault");
+        match fault {
+            Fault::Close(code) => self.close(code).await,
+            Fault::Drop => Err(Closed),
+            Fault::Zombie => {
+                self.zombie = true;
+                Ok(())
+            }
+            Fault::InvalidSession { resumable } => {
+                self.send(&format!(r#"{{"t":null,"s":null,"op":9,"d":{resumable}}}"#))
+                    .await?;
+                if !resumable {
+                    self.drop_session();
+                }
+                Ok(())
+            }
+            Fault::Reconnect | Fault::ReconnectBeforeHello => {
+                self.send(r#"{"t":null,"s":null,"op":7,"d":null}"#).await
+            }
+            Fault::RequestHeartbeat => self.send(r#"{"t":null,"s":null,"op":1,"d":null}"#).await,
+            Fault::SplitNext(points) => {
+                self.split_next = Some(points);
+                Ok(())
+            }
+            Fault::CorruptNext => {
+                self.corrupt_next = true;
+                Ok(())
+            }
+            Fault::Oversize(size) => {
+                let d = format!(r#"{{"padding":"{}"}}"#, "x".repeat(size));
+                match self.session {
+                    Some(_) => self.dispatch("TESTKIT_OVERSIZE", &d).await,
+                    None => {
+                        self.send(&format!(
+                            r#"{{"t":"TESTKIT_OVERSIZE","s":0,"op":0,"d":{d}}}"#
+                        ))
+                        .await
+                    }
+                }
+            }
+            Fault::StallHello => Ok(()),
+            Fault::StallReady => {
+                self.stall_ready = true;
+                Ok(())
+            }
+            Fault::Chunks(c) => {
+                self.chunk_faults.push_back(c);
+                Ok(())
+            }
+        }
+    }
+
+    async fn on_message(&mut self, message: Message) -> Flow {
+        let text = match message {
+            Message::Text(t) => t,
+            Message::Binary(b) => {
+                self.record(Received::Invalid {
+                    raw: format!("<{} binary bytes>", b.len()),
+                    reason: "clients send text frames".into(),
+                });
+                return self.close(CloseCode::DecodeError.as_u16()).await;
+            }
+            Message::Close(frame) => {
+                let code = frame.map(|f| u16::from(f.code));
+                if matches!(code, Some(1000 | 1001)) {
+                    // Closing with 1000 or 1001 ends the session.
+                    self.drop_session();
+                }
+                return Err(Closed);
+            }
+            _ => return Ok(()),
+        };
+        let now = Instant::now();
+        self.received.push_back(now);
+        while self
+            .received
+            .front()
+            .is_some_and(|t| now.duration_since(*t) >= Duration::from_secs(60))
+        {
+            self.received.pop_front();
+        }
+        if self.received.len() > self.shared.config.commands_per_minute {
+            self.record(Received::Invalid {
+                raw: text.to_string(),
+                reason: "rate limited".into(),
+            });
+            return self.close(CloseCode::RateLimited.as_u16()).await;
+        }
+        if text.len() > self.shared.config.max_client_payload {
+            self.record(Received::Invalid {
+                raw: text.to_string(),
+                reason: "over 4096 bytes".into(),
+            });
+            return self.close(CloseCode::DecodeError.as_u16()).await;
+        }
+        let command = match self.read_command(text.as_str()) {
+            Ok(c) => c,
+            Err((code, reason)) => {
+                self.record(Received::Invalid {
+                    raw: text.to_string(),
+                    reason,
+                });
+                return self.close(code).await;
+            }
+        };
+        self.record(Received::Command(command.clone()));
+        self.command(command).await
+    }
+
+    /// Reads a command, or says which close code answers it and why.
+    fn read_command(&self, text: &str) -> Result<Command, (u16, String)> {
+        let value: sonic_rs::Value = sonic_rs::from_str(text).map_err(|e| {
+            (
+                CloseCode::DecodeError.as_u16(),
+                format!("invalid JSON: {e}"),
+            )
+        })?;
+        let op = value
+            .get("op")
+            .and_then(|o| o.as_u64())
+            .ok_or_else(|| (CloseCode::DecodeError.as_u16(), "no integer op".to_owned()))?;
+        if op == 2 {
+            self.check_identify(&value["d"])?;
+        }
+        Command::from_json(text).map_err(|e| (CloseCode::UnknownOpcode.as_u16(), e.to_string()))
+    }
+
+    /// The checks IDENTIFY's close codes stand for.
+    fn check_identify(&self, d: &sonic_rs::Value) -> Result<(), (u16, String)> {
+        let config = &self.shared.config;
+        if d.get("token").and_then(|t| t.as_str()) != Some(config.token.as_str()) {
+            return Err((
+                CloseCode::AuthenticationFailed.as_u16(),
+                "wrong token".into(),
+            ));
+        }
+        let Some(bits) = d.get("intents").and_then(|i| i.as_u64()) else {
+            return Err((CloseCode::InvalidIntents.as_u16(), "no intents".into()));
+        };
+        let intents = Intents::from_bits_retain(bits);
+        if intents.unknown_bits() != 0 {
+            return Err((
+                CloseCode::InvalidIntents.as_u16(),
+                format!("unknown intent bits {bits}"),
+            ));
+        }
+        let disallowed = intents & Intents::PRIVILEGED & !config.allowed_intents;
+        if !disallowed.is_empty() {
+            return Err((
+                CloseCode::DisallowedIntents.as_u16(),
+                format!("{disallowed:?} not enabled"),
+            ));
+        }
+        if let Some(shard) = d.get("shard") {
+            let pair = shard
+                .as_array()
+                .filter(|a| a.len() == 2)
+                .and_then(|a| Some((a.first()?.as_u64()?, a.get(1)?.as_u64()?)));
+            let Some((number, total)) = pair.filter(|(n, t)| n < t && *t <= u64::from(u32::MAX))
+            else {
+                return Err((
+                    CloseCode::InvalidShard.as_u16(),
+                    format!("invalid shard {shard:?}"),
+                ));
+            };
+            let guilds = self
+                .shared
+                .world
+                .guilds_of_shard(number as u32, total as u32)
+                .count();
+            if guilds > config.max_guilds_per_shard {
+                return Err((
+                    CloseCode::ShardingRequired.as_u16(),
+                    format!("{guilds} guilds on one shard"),
+                ));
+            }
+        } else if self.shared.world.guilds().len() > config.max_guilds_per_shard {
+            return Err((
+                CloseCode::ShardingRequired.as_u16(),
+                "sharding required".into(),
+            ));
+        }
+        if let Some(t) = d
+            .get("large_threshold")
+            .and_then(|t| t.as_u64())
+            .filter(|t| !(50..=250).contains(t))
+        {
+            return Err((
+                CloseCode::UnknownOpcode.as_u16(),
+                format!("large_threshold {t}"),
+            ));
+        }
+        Ok(())
+    }
+
+    async fn command(&mut self, command: Command) -> Flow {
+        match (command, self.session.is_some()) {
+            (Command::Heartbeat(_), _) => {
+                self.shared.update(|s| s.stats.heartbeats += 1);
+                self.last_heartbeat = Instant::now();
+                if self.zombie {
+                    return Ok(());
+                }
+                self.send(r#"{"t":null,"s":null,"op":11,"d":null}"#).await
+            }
+            (Command::Identify(_) | Command::Resume(_), true) => {
+                self.close(CloseCode::AlreadyAuthenticated.as_u16()).await
+            }
+            (Command::Identify(identify), false) => {
+                let shard = identify.shard.unwrap_or(ShardId::ONE);
+                self.identify(
+                    shard,
+                    identify.intents,
+                    identify.large_threshold.get().into(),
+                )
+                .await
+            }
+            (Command::Resume(resume), false) => self.resume(&resume.session_id, resume.seq).await,
+            (_, false) => self.close(CloseCode::NotAuthenticated.as_u16()).await,
+            (Command::RequestGuildMembers(request), true) => self.request_members(request).await,
+            (Command::RequestSoundboardSounds(r), true) => {
+                for guild_id in r.guild_ids {
+                    let d = format!(r#"{{"guild_id":"{guild_id}","soundboard_sounds":[]}}"#);
+                    self.dispatch("SOUNDBOARD_SOUNDS", &d).await?;
+                }
+                Ok(())
+            }
+            (Command::RequestChannelInfo(r), true) => {
+                let d = format!(r#"{{"guild_id":"{}","channels":[]}}"#, r.guild_id);
+                self.dispatch("CHANNEL_INFO", &d).await
+            }
+            // Presence and voice updates are recorded; nothing answers them here.
+            (_, true) => Ok(()),
+        }
+    }
+
+    async fn identify(&mut self, shard: ShardId, intents: Intents, large_threshold: usize) -> Flow {
+        let config = &self.shared.config;
+        let bucket = shard.number() % config.max_concurrency.max(1);
+        let window = config.identify_window;
+        let now = Instant::now();
+        let allowed = self.shared.update(|s| {
+            s.stats.identifies += 1;
+            match s.identify_buckets.get(&bucket) {
+                Some(last) if now.duration_since(*last) < window => false,
+                _ => {
+                    s.identify_buckets.insert(bucket, now);
+                    true
+                }
+            }
+        });
+        if !allowed {
+            tracing::debug!(
+                connection = self.id,
+                bucket,
+                "identify over max_concurrency"
+            );
+            return self.send(r#"{"t":null,"s":null,"op":9,"d":false}"#).await;
+        }
+        if std::mem::take(&mut self.stall_ready) {
+            return Ok(());
+        }
+        let shared = Arc::clone(&self.shared);
+        let world = &shared.world;
+        let session_id = self.shared.update(|s| {
+            s.sessions_started += 1;
+            let id = world.session_id(s.sessions_started);
+            s.sessions.insert(
+                id.clone(),
+                Session {
+                    shard,
+                    intents,
+                    large_threshold,
+                    seq: 0,
+                    buffer: VecDeque::new(),
+                    connection: Some(self.id),
+                    detached_at: None,
+                },
+            );
+            if let Some(c) = s.connection_mut(self.id) {
+                c.shard = Some(shard);
+                c.session_id = Some(id.clone());
+            }
+            id
+        });
+        self.session = Some(session_id.clone());
+        let allowed_intents = self.shared.config.allowed_intents;
+        let ready = world.ready_json(
+            &session_id,
+            &self.shared.url,
+            [shard.number(), shard.total()],
+            allowed_intents,
+        );
+        self.dispatch("READY", &ready).await?;
+        self.shared.update(|s| s.stats.readies += 1);
+        let available: Vec<_> = {
+            let state = shared.lock();
+            world
+                .guilds_of_shard(shard.number(), shard.total())
+                .filter(|g| !g.unavailable_at_start || state.made_available.contains(&g.id))
+                .cloned()
+                .collect()
+        };
+        for guild in available {
+            let d = world.guild_create_json(&guild, intents, large_threshold);
+            self.dispatch("GUILD_CREATE", &d).await?;
+        }
+        Ok(())
+    }
+
+    async fn resume(&mut self, session_id: &str, seq: u64) -> Flow {
+        let now = Instant::now();
+        let ttl = self.shared.config.session_ttl;
+        enum Outcome {
+            Invalid,
+            BadSeq,
+            Replay(Vec<Arc<str>>),
+        }
+        let outcome = self.shared.update(|s| {
+            s.stats.resumes += 1;
+            let Some(session) = s.sessions.get_mut(session_id) else {
+                return Outcome::Invalid;
+            };
+            if session
+                .detached_at
+                .is_some_and(|t| now.duration_since(t) > ttl)
+            {
+                s.sessions.remove(session_id);
+                return Outcome::Invalid;
+            }
+            if seq > session.seq {
+                return Outcome::BadSeq;
+            }
+            let oldest = session.buffer.front().map_or(session.seq + 1, |(s, _)| *s);
+            if seq + 1 < oldest {
+                return Outcome::Invalid;
+            }
+            session.connection = Some(self.id);
+            session.detached_at = None;
+            let shard = session.shard;
+            let replay = session
+                .buffer
+                .iter()
+                .filter(|(s, _)| *s > seq)
+                .map(|(_, p)| Arc::clone(p))
+                .collect();
+            if let Some(c) = s.connection_mut(self.id) {
+                c.shard = Some(shard);
+                c.session_id = Some(session_id.to_owned());
+            }
+            Outcome::Replay(replay)
+        });
+        match outcome {
+            Outcome::Invalid => self.send(r#"{"t":null,"s":null,"op":9,"d":false}"#).await,
+            Outcome::BadSeq => self.close(CloseCode::InvalidSeq.as_u16()).await,
+            Outcome::Replay(replay) => {
+                self.session = Some(session_id.to_owned());
+                for payload in replay {
+                    self.send(&payload).await?;
+                    self.shared.update(|s| s.stats.dispatches += 1);
+                }
+                self.dispatch("RESUMED", "{}").await?;
+                self.shared.update(|s| s.stats.resumed += 1);
+                Ok(())
+            }
+        }
+    }
+
+    async fn request_members(&mut self, request: RequestGuildMembers) -> Flow {
+        self.shared.update(|s| s.stats.member_requests += 1);
+        let Some((shard, intents, _)) = self.session_params() else {
+            return Ok(());
+        };
+        let guild_id = request.guild_id();
+        let Some(guild) = self.shared.world.guild(guild_id).cloned() else {
+            return Ok(());
+        };
+        if guild_id.shard_index(shard.total()) != shard.number() {
+            return Ok(());
+        }
+        if request.is_full_list() {
+            if !intents.contains(Intents::GUILD_MEMBERS) {
+                return match self.shared.config.missing_members_intent {
+                    MissingMembersIntent::Ignore => Ok(()),
+                    MissingMembersIntent::Close(code) => self.close(code).await,
+                };
+            }
+            let now = Instant::now();
+            let interval = self.shared.config.full_member_request_interval;
+            let retry_after = self
+                .shared
+                .update(|s| match s.full_member_requests.get(&guild_id) {
+                    Some(last) if now.duration_since(*last) < interval => {
+                        Some(interval - now.duration_since(*last))
+                    }
+                    _ => {
+                        s.full_member_requests.insert(guild_id, now);
+                        None
+                    }
+                });
+            if let Some(wait) = retry_after {
+                let nonce = request
+                    .nonce()
+                    .map(|n| format!(r#","nonce":{}"#, json_string(n)))
+                    .unwrap_or_default();
+                let d = format!(
+                    r#"{{"opcode":8,"retry_after":{:.3},"meta":{{"guild_id":"{guild_id}"{nonce}}}}}"#,
+                    wait.as_secs_f64()
+                );
+                return self.dispatch("RATE_LIMITED", &d).await;
+            }
+        }
+        let presences = request.presences() && intents.contains(Intents::GUILD_PRESENCES);
+        let mut chunks: Vec<(u32, String)> =
+            members::chunks(&self.shared.world, &guild, &request, presences)
+                .into_iter()
+                .enumerate()
+                .map(|(i, c)| (i as u32, c))
+                .collect();
+        let mut delayed = Vec::new();
+        match self.chunk_faults.pop_front() {
+            None => {}
+            Some(ChunkFault::DropAll) => chunks.clear(),
+            Some(ChunkFault::Drop(indices)) => chunks.retain(|(i, _)| !indices.contains(i)),
+            Some(ChunkFault::Reverse) => chunks.reverse(),
+            Some(ChunkFault::Duplicate(indices)) => {
+                let dups: Vec<_> = chunks
+                    .iter()
+                    .filter(|(i, _)| indices.contains(i))
+                    .cloned()
+                    .collect();
+                chunks.extend(dups);
+            }
+            Some(ChunkFault::Delay(indices, by)) => {
+                let (late, now): (Vec<_>, Vec<_>) =
+                    chunks.into_iter().partition(|(i, _)| indices.contains(i));
+                chunks = now;
+                delayed = late
+                    .into_iter()
+                    .map(|(_, c)| (Instant::now() + by, Timed::Send(c)))
+                    .collect();
+            }
+        }
+        self.timed.extend(delayed);
+        for (_, chunk) in chunks {
+            self.dispatch("GUILD_MEMBERS_CHUNK", &chunk).await?;
+        }
+        Ok(())
+    }
+
+    fn session_params(&self) -> Option<(ShardId, Intents, usize)> {
+        let id = self.session.as_ref()?;
+        let state = self.shared.lock();
+        let s = state.sessions.get(id)?;
+        Some((s.shard, s.intents, s.large_threshold))
+    }
+
+    fn current_seq(&self) -> Option<u64> {
+        let id = self.session.as_ref()?;
+        self.shared.lock().sessions.get(id).map(|s| s.seq)
+    }
+
+    /// Sends a dispatch in the session's sequence, keeping it for resume.
+    async fn dispatch(&mut self, name: &str, data: &str) -> Flow {
+        let limit = self.shared.config.resume_buffer;
+        let Some(id) = self.session.clone() else {
+            return Ok(());
+        };
+        let payload = self.shared.update(|s| {
+            s.stats.dispatches += 1;
+            let session = s.sessions.get_mut(&id)?;
+            session.seq += 1;
+            let payload: Arc<str> =
+                format!(r#"{{"t":"{name}","s":{},"op":0,"d":{data}}}"#, session.seq).into();
+            session
+                .buffer
+                .push_back((session.seq, Arc::clone(&payload)));
+            while session.buffer.len() > limit {
+                session.buffer.pop_front();
+            }
+            Some((session.seq, payload))
+        });
+        let Some((seq, payload)) = payload else {
+            return Ok(());
+        };
+        self.send(&payload).await?;
+        let due: Vec<Fault> = {
+            let (due, keep) = std::mem::take(&mut self.seq_faults)
+                .into_iter()
+                .partition(|(s, _)| *s <= seq);
+            self.seq_faults = keep;
+            due.into_iter().map(|(_, f)| f).collect()
+        };
+        for fault in due {
+            Box::pin(self.fault(fault)).await?;
+        }
+        Ok(())
+    }
+
+    /// Sends one payload, compressed, applying any pending split or corruption.
+    async fn send(&mut self, json: &str) -> Flow {
+        let corrupt = std::mem::take(&mut self.corrupt_next);
+        if self.compression == Compression::None {
+            let text = if corrupt {
+                format!("{{{json}")
+            } else {
+                json.to_owned()
+            };
+            return self.ws.send(Message::text(text)).await.map_err(|_| Closed);
+        }
+        let mut bytes = Vec::new();
+        if self
+            .compressor
+            .compress(json.as_bytes(), &mut bytes)
+            .is_err()
+        {
+            return Err(Closed);
+        }
+        if corrupt && bytes.len() > 6 {
+            for b in &mut bytes[2..6] {
+                *b ^= 0x5a;
+            }
+        }
+        let len = bytes.len();
+        let mut points: Vec<usize> = (self.split_next.take().unwrap_or_default().into_iter())
+            .filter_map(|p| match p {
+                SplitAt::FromStart(n) => Some(n),
+                SplitAt::FromEnd(n) => len.checked_sub(n),
+            })
+            .filter(|&p| p > 0 && p < len)
+            .collect();
+        points.sort_unstable();
+        points.dedup();
+        let mut start = 0;
+        for end in points.into_iter().chain([bytes.len()]) {
+            let part = bytes[start..end].to_vec();
+            self.ws
+                .feed(Message::binary(part))
+                .await
+                .map_err(|_| Closed)?;
+            start = end;
+        }
+        self.ws.flush().await.map_err(|_| Closed)
+    }
+
+    /// Closes with `code`; sessions the code ends are forgotten.
+    async fn close(&mut self, code: u16) -> Flow {
+        tracing::debug!(connection = self.id, code, "closing");
+        if CloseCode::from_u16(code).action() != CloseAction::Resume {
+            self.drop_session();
+        }
+        self.shared.update(|s| {
+            if let Some(c) = s.connection_mut(self.id) {
+                c.closed_with = Some(code);
+            }
+        });
+        let frame = CloseFrame {
+            code: WsCloseCode::from(code),
+            reason: "".into(),
+        };
+        let _ = self.ws.close(Some(frame)).await;
+        Err(Closed)
+    }
+
+    /// Forgets this connection's session: it can no longer be resumed.
+    fn drop_session(&mut self) {
+        if let Some(id) = self.session.take() {
+            self.shared.update(|s| {
+                s.sessions.remove(&id);
+            });
+        }
+    }
+
+    fn record(&self, received: Received) {
+        let at = self.shared.elapsed();
+        let connection = self.id;
+        self.shared.update(|s| {
+            s.recorded.push(Recorded {
+                connection,
+                at,
+                received,
+            })
+        });
+    }
+
+    /// The connection ended: detach its session, which stays resumable for the session TTL.
+    fn finish(&mut self) {
+        let now = Instant::now();
+        let session = self.session.take();
+        let id = self.id;
+        self.shared.update(|s| {
+            s.stats.open_connections = s.stats.open_connections.saturating_sub(1);
+            s.controls.remove(&id);
+            if let Some(c) = s.connection_mut(id) {
+                c.open = false;
+            }
+            if let Some(session) = session
+                .and_then(|sid| s.sessions.get_mut(&sid))
+                .filter(|session| session.connection == Some(id))
+            {
+                session.connection = None;
+                session.detached_at = Some(now);
+            }
+        });
+    }
+}
+
+/// A JSON string literal.
+fn json_string(s: &str) -> String {
+    sonic_rs::to_string(s).unwrap_or_else(|_| "\"\"".to_owned())
+}

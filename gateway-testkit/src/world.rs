@@ -1,0 +1,702 @@
+//! A world made from a seed: guilds, members, presences, channels and roles.
+//!
+//! Members are not stored: member `i` of guild `g` is drawn from the seed's ChaCha stream `g` at a
+//! fixed word position, so a world of millions of members costs a few bytes per guild and any
+//! member can be built on demand. The same seed gives the same bytes.
+
+use gateway_model::{Intents, Snowflake, Status};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::Serialize;
+
+/// 2021-01-01 in milliseconds since the Discord epoch: ids are drawn after it.
+const ID_TIME_START: u64 = 1_609_459_200_000 - gateway_model::DISCORD_EPOCH_MS;
+/// Ids are drawn over about five years.
+const ID_TIME_SPAN: u64 = 5 * 365 * 24 * 3600 * 1000;
+/// Words of the ChaCha stream each member draws from.
+const WORDS_PER_MEMBER: u128 = 16;
+/// Username stems; a prefix query on two letters matches roughly one member in 24.
+const STEMS: [&str; 24] = [
+    "ash", "birch", "cedar", "dune", "ember", "fern", "glade", "haze", "iris", "jade", "kite",
+    "lark", "moss", "nova", "onyx", "pike", "quill", "reed", "sage", "tarn", "umber", "vale",
+    "wren", "yarrow",
+];
+
+/// How to build a [`World`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorldConfig {
+    /// The seed every byte derives from.
+    pub seed: u64,
+    /// Member count of each guild, in order.
+    pub guild_sizes: Vec<usize>,
+    /// How many guilds (the last ones) start unavailable: in READY, but without a GUILD_CREATE
+    /// until [`FakeGateway::make_available`](crate::FakeGateway::make_available).
+    pub unavailable: usize,
+}
+
+impl WorldConfig {
+    /// `guilds` guilds of `members` members each.
+    pub fn uniform(seed: u64, guilds: usize, members: usize) -> Self {
+        Self {
+            seed,
+            guild_sizes: vec![members; guilds],
+            unavailable: 0,
+        }
+    }
+
+    /// A mix like a real bot's: most guilds small, every tenth one large (above any
+    /// `large_threshold`), the largest `members * 10`.
+    pub fn mixed(seed: u64, guilds: usize, members: usize) -> Self {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x006d_6978_6564);
+        let guild_sizes = (0..guilds)
+            .map(|i| {
+                if i % 10 == 9 {
+                    rng.random_range(members * 2..=members * 10).max(251)
+                } else {
+                    rng.random_range(2..=members.max(2))
+                }
+            })
+            .collect();
+        Self {
+            seed,
+            guild_sizes,
+            unavailable: 0,
+        }
+    }
+}
+
+impl Default for WorldConfig {
+    /// Seed 0, 8 guilds of 2 to 300 members, one of them large.
+    fn default() -> Self {
+        Self::mixed(0, 8, 300)
+    }
+}
+
+/// A guild of the world.
+#[derive(Debug, Clone)]
+pub struct Guild {
+    /// Its id; its shard is `(id >> 22) % shard_count`.
+    pub id: Snowflake,
+    /// Its name.
+    pub name: String,
+    /// Its member count.
+    pub member_count: usize,
+    /// Whether it starts unavailable.
+    pub unavailable_at_start: bool,
+    index: u64,
+    owner: usize,
+    role_ids: [Snowflake; 3],
+    channel_ids: [Snowflake; 3],
+}
+
+/// A member, built on demand.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    /// The user id.
+    pub id: Snowflake,
+    /// The username, `{stem}{n}`: unique in the guild.
+    pub username: String,
+    /// The nickname, for some.
+    pub nick: Option<String>,
+    /// The presence status.
+    pub status: Status,
+    /// Indices into the guild's roles (0 = none beyond @everyone).
+    pub role_count: usize,
+    /// Whether it is a bot.
+    pub bot: bool,
+    /// Join time, ISO 8601.
+    pub joined_at: String,
+    avatar: Option<String>,
+}
+
+/// The generated world.
+#[derive(Debug, Clone)]
+pub struct World {
+    config: WorldConfig,
+    guilds: Vec<Guild>,
+    /// The bot's user id.
+    pub bot_id: Snowflake,
+    /// The application id.
+    pub application_id: Snowflake,
+}
+
+fn draw_id(rng: &mut ChaCha8Rng) -> Snowflake {
+    let ms = ID_TIME_START + rng.random_range(0..ID_TIME_SPAN);
+    Snowflake::new(ms << 22 | rng.random_range(0..1u64 << 22))
+}
+
+fn hex(rng: &mut ChaCha8Rng) -> String {
+    format!("{:016x}{:016x}", rng.random::<u64>(), rng.random::<u64>())
+}
+
+impl World {
+    /// Builds the world.
+    pub fn new(config: WorldConfig) -> Self {
+        let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
+        let bot_id = draw_id(&mut rng);
+        let application_id = draw_id(&mut rng);
+        let n = config.guild_sizes.len();
+        let guilds = config
+            .guild_sizes
+            .iter()
+            .enumerate()
+            .map(|(i, &size)| Guild {
+                id: draw_id(&mut rng),
+                name: format!("{} {}", STEMS[i % STEMS.len()], i),
+                member_count: size.max(1),
+                unavailable_at_start: i >= n.saturating_sub(config.unavailable),
+                index: i as u64,
+                owner: rng.random_range(0..size.max(1)),
+                role_ids: [draw_id(&mut rng), draw_id(&mut rng), draw_id(&mut rng)],
+                channel_ids: [draw_id(&mut rng), draw_id(&mut rng), draw_id(&mut rng)],
+            })
+            .collect();
+        Self {
+            config,
+            guilds,
+            bot_id,
+            application_id,
+        }
+    }
+
+    /// The configuration it was built from.
+    pub fn config(&self) -> &WorldConfig {
+        &self.config
+    }
+
+    /// Every guild.
+    pub fn guilds(&self) -> &[Guild] {
+        &self.guilds
+    }
+
+    /// A guild by id.
+    pub fn guild(&self, id: Snowflake) -> Option<&Guild> {
+        self.guilds.iter().find(|g| g.id == id)
+    }
+
+    /// The guilds of one shard.
+    pub fn guilds_of_shard(&self, shard: u32, shard_count: u32) -> impl Iterator<Item = &Guild> {
+        self.guilds
+            .iter()
+            .filter(move |g| g.id.shard_index(shard_count) == shard)
+    }
+
+    /// Member `index` of `guild` (`index < member_count`). Member 0 is the bot itself.
+    pub fn member(&self, guild: &Guild, index: usize) -> Member {
+        if index == 0 {
+            return Member {
+                id: self.bot_id,
+                username: "testkit-bot".to_owned(),
+                nick: None,
+                status: Status::Online,
+                role_count: 1,
+                bot: true,
+                joined_at: "2021-01-01T00:00:00.000000+00:00".to_owned(),
+                avatar: None,
+            };
+        }
+        let mut rng = ChaCha8Rng::seed_from_u64(self.config.seed);
+        rng.set_stream(guild.index + 1);
+        rng.set_word_pos(index as u128 * WORDS_PER_MEMBER);
+        let id = draw_id(&mut rng);
+        let stem = STEMS[rng.random_range(0..STEMS.len())];
+        let status = match rng.random_range(0..10) {
+            0..=1 => Status::Online,
+            2 => Status::Idle,
+            3 => Status::Dnd,
+            _ => Status::Offline,
+        };
+        let role_count = rng.random_range(0..=2usize);
+        let nick = rng.random_bool(0.1).then(|| format!("{stem} the {index}"));
+        let avatar = rng
+            .random_bool(0.7)
+            .then(|| format!("{:016x}", rng.random::<u64>()));
+        let day = rng.random_range(1..=28);
+        let month = rng.random_range(1..=12);
+        Member {
+            id,
+            username: format!("{stem}{index}"),
+            nick,
+            status,
+            role_count,
+            bot: false,
+            joined_at: format!("2022-{month:02}-{day:02}T12:00:00.000000+00:00"),
+            avatar,
+        }
+    }
+
+    /// The members of a guild, in order.
+    pub fn members<'a>(&'a self, guild: &'a Guild) -> impl Iterator<Item = Member> + 'a {
+        (0..guild.member_count).map(move |i| self.member(guild, i))
+    }
+
+    /// A session id: 32 hex digits drawn from `nonce`.
+    pub(crate) fn session_id(&self, nonce: u64) -> String {
+        let mut rng = ChaCha8Rng::seed_from_u64(self.config.seed ^ 0x5e55_1011);
+        rng.set_stream(nonce);
+        hex(&mut rng)
+    }
+}
+
+// ---- JSON shapes, as Discord sends them ----
+
+#[derive(Serialize)]
+pub(crate) struct UserJson<'a> {
+    id: Snowflake,
+    username: &'a str,
+    discriminator: &'a str,
+    global_name: Option<&'a str>,
+    avatar: Option<&'a str>,
+    bot: bool,
+    public_flags: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    mfa_enabled: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    verified: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    flags: Option<u64>,
+}
+
+#[derive(Serialize)]
+pub(crate) struct MemberJson<'a> {
+    user: UserJson<'a>,
+    nick: Option<&'a str>,
+    avatar: Option<&'a str>,
+    banner: Option<&'a str>,
+    roles: &'a [Snowflake],
+    joined_at: &'a str,
+    premium_since: Option<&'a str>,
+    deaf: bool,
+    mute: bool,
+    flags: u64,
+    pending: bool,
+    communication_disabled_until: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct PartialUserJson {
+    id: Snowflake,
+}
+
+#[derive(Serialize)]
+struct ClientStatusJson {
+    desktop: Status,
+}
+
+#[derive(Serialize)]
+pub(crate) struct PresenceJson {
+    user: PartialUserJson,
+    status: Status,
+    activities: [(); 0],
+    client_status: ClientStatusJson,
+}
+
+impl Member {
+    pub(crate) fn presence_json(&self) -> PresenceJson {
+        PresenceJson {
+            user: PartialUserJson { id: self.id },
+            status: self.status,
+            activities: [],
+            client_status: ClientStatusJson {
+                desktop: self.status,
+            },
+        }
+    }
+
+    fn user_json(&self) -> UserJson<'_> {
+        UserJson {
+            id: self.id,
+            username: &self.username,
+            discriminator: "0",
+            global_name: None,
+            avatar: self.avatar.as_deref(),
+            bot: self.bot,
+            public_flags: 0,
+            mfa_enabled: None,
+            verified: None,
+            flags: None,
+        }
+    }
+
+    pub(crate) fn json<'a>(&'a self, guild: &'a Guild) -> MemberJson<'a> {
+        MemberJson {
+            user: self.user_json(),
+            nick: self.nick.as_deref(),
+            avatar: None,
+            banner: None,
+            roles: &guild.role_ids[1..1 + self.role_count],
+            joined_at: &self.joined_at,
+            premium_since: None,
+            deaf: false,
+            mute: false,
+            flags: 0,
+            pending: false,
+            communication_disabled_until: None,
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct RoleJson<'a> {
+    id: Snowflake,
+    name: &'a str,
+    color: u32,
+    hoist: bool,
+    icon: Option<&'a str>,
+    unicode_emoji: Option<&'a str>,
+    position: u32,
+    permissions: &'a str,
+    managed: bool,
+    mentionable: bool,
+    flags: u64,
+}
+
+#[derive(Serialize)]
+struct ChannelJson<'a> {
+    id: Snowflake,
+    #[serde(rename = "type")]
+    kind: u8,
+    name: &'a str,
+    position: u32,
+    permission_overwrites: [(); 0],
+    parent_id: Option<Snowflake>,
+    nsfw: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    topic: Option<Option<&'a str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    last_message_id: Option<Option<Snowflake>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rate_limit_per_user: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    bitrate: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    user_limit: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rtc_region: Option<Option<&'a str>>,
+}
+
+#[derive(Serialize)]
+struct GuildCreateJson<'a> {
+    id: Snowflake,
+    name: &'a str,
+    icon: Option<&'a str>,
+    splash: Option<&'a str>,
+    discovery_splash: Option<&'a str>,
+    owner_id: Snowflake,
+    afk_channel_id: Option<Snowflake>,
+    afk_timeout: u32,
+    verification_level: u8,
+    default_message_notifications: u8,
+    explicit_content_filter: u8,
+    roles: Vec<RoleJson<'a>>,
+    emojis: [(); 0],
+    features: [(); 0],
+    mfa_level: u8,
+    application_id: Option<Snowflake>,
+    system_channel_id: Option<Snowflake>,
+    system_channel_flags: u64,
+    rules_channel_id: Option<Snowflake>,
+    max_members: u32,
+    vanity_url_code: Option<&'a str>,
+    description: Option<&'a str>,
+    banner: Option<&'a str>,
+    premium_tier: u8,
+    premium_subscription_count: u32,
+    preferred_locale: &'a str,
+    public_updates_channel_id: Option<Snowflake>,
+    max_video_channel_users: u32,
+    nsfw_level: u8,
+    stickers: [(); 0],
+    premium_progress_bar_enabled: bool,
+    safety_alerts_channel_id: Option<Snowflake>,
+    joined_at: &'a str,
+    large: bool,
+    unavailable: bool,
+    member_count: usize,
+    voice_states: [(); 0],
+    members: Vec<MemberJson<'a>>,
+    channels: Vec<ChannelJson<'a>>,
+    threads: [(); 0],
+    presences: Vec<PresenceJson>,
+    stage_instances: [(); 0],
+    guild_scheduled_events: [(); 0],
+    soundboard_sounds: [(); 0],
+}
+
+#[derive(Serialize)]
+struct UnavailableJson {
+    id: Snowflake,
+    unavailable: bool,
+}
+
+#[derive(Serialize)]
+struct ApplicationJson {
+    id: Snowflake,
+    flags: u64,
+}
+
+#[derive(Serialize)]
+struct ReadyJson<'a> {
+    v: u8,
+    user: UserJson<'a>,
+    guilds: Vec<UnavailableJson>,
+    session_id: &'a str,
+    resume_gateway_url: &'a str,
+    shard: [u32; 2],
+    application: ApplicationJson,
+    private_channels: [(); 0],
+    relationships: [(); 0],
+    presences: [(); 0],
+    guild_join_requests: [(); 0],
+    user_settings: UserSettingsJson,
+    geo_ordered_rtc_regions: [&'a str; 2],
+}
+
+#[derive(Serialize)]
+struct UserSettingsJson {}
+
+/// Application flags telling which privileged intents the application may use.
+pub(crate) fn application_flags(allowed: Intents) -> u64 {
+    let mut flags = 0;
+    if allowed.contains(Intents::GUILD_PRESENCES) {
+        flags |= 1 << 12;
+    }
+    if allowed.contains(Intents::GUILD_MEMBERS) {
+        flags |= 1 << 14;
+    }
+    if allowed.contains(Intents::MESSAGE_CONTENT) {
+        flags |= 1 << 18;
+    }
+    flags
+}
+
+impl World {
+    /// READY's `d` for one shard.
+    pub(crate) fn ready_json(
+        &self,
+        session_id: &str,
+        resume_url: &str,
+        shard: [u32; 2],
+        allowed: Intents,
+    ) -> String {
+        let user = UserJson {
+            id: self.bot_id,
+            username: "testkit-bot",
+            discriminator: "0000",
+            global_name: None,
+            avatar: None,
+            bot: true,
+            public_flags: 0,
+            mfa_enabled: Some(false),
+            verified: Some(true),
+            flags: Some(0),
+        };
+        let ready = ReadyJson {
+            v: 10,
+            user,
+            guilds: self
+                .guilds_of_shard(shard[0], shard[1])
+                .map(|g| UnavailableJson {
+                    id: g.id,
+                    unavailable: true,
+                })
+                .collect(),
+            session_id,
+            resume_gateway_url: resume_url,
+            shard,
+            application: ApplicationJson {
+                id: self.application_id,
+                flags: application_flags(allowed),
+            },
+            private_channels: [],
+            relationships: [],
+            presences: [],
+            guild_join_requests: [],
+            user_settings: UserSettingsJson {},
+            geo_ordered_rtc_regions: ["loopback", "localhost"],
+        };
+        sonic_rs::to_string(&ready).unwrap_or_default()
+    }
+
+    /// GUILD_CREATE's `d`, as a session with `intents` and `large_threshold` receives it: all
+    /// members of a small guild; for a large one, only members who are not offline; without
+    /// GUILD_PRESENCES, only the bot itself.
+    pub(crate) fn guild_create_json(
+        &self,
+        guild: &Guild,
+        intents: Intents,
+        large_threshold: usize,
+    ) -> String {
+        let large = guild.member_count > large_threshold;
+        let presences_allowed = intents.contains(Intents::GUILD_PRESENCES);
+        let members: Vec<Member> = if !presences_allowed {
+            vec![self.member(guild, 0)]
+        } else {
+            self.members(guild)
+                .filter(|m| !large || m.status != Status::Offline)
+                .collect()
+        };
+        let presences = if presences_allowed {
+            members
+                .iter()
+                .filter(|m| m.status != Status::Offline)
+                .map(Member::presence_json)
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let role = |i: usize, name, position| RoleJson {
+            id: guild.role_ids[i],
+            name,
+            color: 0,
+            hoist: false,
+            icon: None,
+            unicode_emoji: None,
+            position,
+            permissions: "1071698660929",
+            managed: false,
+            mentionable: false,
+            flags: 0,
+        };
+        let roles = vec![
+            RoleJson {
+                id: guild.id,
+                ..role(0, "@everyone", 0)
+            },
+            role(1, "member", 1),
+            role(2, "moderator", 2),
+        ];
+        let text = |i: usize, name, position| ChannelJson {
+            id: guild.channel_ids[i],
+            kind: 0,
+            name,
+            position,
+            permission_overwrites: [],
+            parent_id: None,
+            nsfw: false,
+            topic: Some(None),
+            last_message_id: Some(None),
+            rate_limit_per_user: Some(0),
+            bitrate: None,
+            user_limit: None,
+            rtc_region: None,
+        };
+        let channels = vec![
+            text(0, "general", 0),
+            text(1, "random", 1),
+            ChannelJson {
+                kind: 2,
+                topic: None,
+                last_message_id: None,
+                rate_limit_per_user: None,
+                bitrate: Some(64000),
+                user_limit: Some(0),
+                rtc_region: Some(None),
+                ..text(2, "voice", 2)
+            },
+        ];
+        let owner = self.member(guild, guild.owner);
+        let json = GuildCreateJson {
+            id: guild.id,
+            name: &guild.name,
+            icon: None,
+            splash: None,
+            discovery_splash: None,
+            owner_id: owner.id,
+            afk_channel_id: None,
+            afk_timeout: 300,
+            verification_level: 0,
+            default_message_notifications: 0,
+            explicit_content_filter: 0,
+            roles,
+            emojis: [],
+            features: [],
+            mfa_level: 0,
+            application_id: None,
+            system_channel_id: Some(guild.channel_ids[0]),
+            system_channel_flags: 0,
+            rules_channel_id: None,
+            max_members: 500_000,
+            vanity_url_code: None,
+            description: None,
+            banner: None,
+            premium_tier: 0,
+            premium_subscription_count: 0,
+            preferred_locale: "en-US",
+            public_updates_channel_id: None,
+            max_video_channel_users: 25,
+            nsfw_level: 0,
+            stickers: [],
+            premium_progress_bar_enabled: false,
+            safety_alerts_channel_id: None,
+            joined_at: "2021-01-01T00:00:00.000000+00:00",
+            large,
+            unavailable: false,
+            member_count: guild.member_count,
+            voice_states: [],
+            members: members.iter().map(|m| m.json(guild)).collect(),
+            channels,
+            threads: [],
+            presences,
+            stage_instances: [],
+            guild_scheduled_events: [],
+            soundboard_sounds: [],
+        };
+        sonic_rs::to_string(&json).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn same_seed_same_world_and_bytes() {
+        let a = World::new(WorldConfig::mixed(7, 20, 100));
+        let b = World::new(WorldConfig::mixed(7, 20, 100));
+        let c = World::new(WorldConfig::mixed(8, 20, 100));
+        let g = &a.guilds()[3];
+        assert_eq!(
+            a.guild_create_json(g, Intents::all(), 50),
+            b.guild_create_json(&b.guilds()[3], Intents::all(), 50)
+        );
+        assert_ne!(a.guilds()[3].id, c.guilds()[3].id);
+        assert_eq!(a.member(g, 5), a.member(g, 5));
+    }
+
+    #[test]
+    fn guild_create_reads_back_with_strict_fields() {
+        let w = World::new(WorldConfig::uniform(1, 3, 400));
+        let g = &w.guilds()[0];
+        let json = w.guild_create_json(g, Intents::all(), 250);
+        let typed = gateway_model::GuildCreate::from_json(&json).unwrap();
+        assert_eq!(
+            (typed.id, typed.member_count, typed.large),
+            (g.id, Some(400), Some(true))
+        );
+        let v: sonic_rs::Value = sonic_rs::from_str(&json).unwrap();
+        use sonic_rs::{JsonContainerTrait, JsonValueTrait};
+        let m = &v["members"][0];
+        for key in ["user", "roles", "joined_at", "deaf", "mute", "flags"] {
+            assert!(m.get(key).is_some(), "{key}");
+        }
+        let members = v["members"].as_array().unwrap().len();
+        assert!(
+            members < 400 && members > 0,
+            "a large guild sends online members only: {members}"
+        );
+        let no_presences = w.guild_create_json(g, Intents::GUILDS, 250);
+        let v: sonic_rs::Value = sonic_rs::from_str(&no_presences).unwrap();
+        assert_eq!(v["members"].as_array().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn usernames_are_unique_in_a_guild() {
+        let w = World::new(WorldConfig::uniform(3, 1, 2000));
+        let g = &w.guilds()[0];
+        let mut names: Vec<String> = w.members(g).map(|m| m.username).collect();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), 2000);
+    }
+}
