@@ -158,8 +158,7 @@ impl Conn {
             Some(Fault::ReconnectBeforeHello) => {
                 self.send(r#"{"t":null,"s":null,"op":7,"d":null}"#).await?
             }
-            Some(other) => self.timed.push((Instant::now(), Timed::Fault(other))),
-            None => {}
+            _ => {}
         }
         let interval = self.shared.config.heartbeat_interval.as_millis();
         self.send(&format!(
@@ -167,6 +166,9 @@ impl Conn {
         ))
         .await?;
         self.last_heartbeat = Instant::now();
+        if let Some(fault) = pre.filter(|f| !matches!(f, Fault::ReconnectBeforeHello)) {
+            self.fault(fault).await?;
+        }
         let timeout = self.shared.config.heartbeat_deadline();
         loop {
             let heartbeat_deadline = timeout.map(|t| self.last_heartbeat + t);

@@ -369,7 +369,7 @@ async fn zombie_stops_acks() {
 }
 
 #[tokio::test]
-async fn faults_at_a_sequence_and_after_a_time() {
+async fn stall_ready_and_faults_at_a_sequence() {
     let gw = gateway(WorldConfig::uniform(3, 6, 10)).await;
     gw.on_next_connection(Fault::StallReady);
     let mut stalled = Client::connect(gw.url(), Compression::ZlibStream).await;
@@ -394,6 +394,21 @@ async fn faults_at_a_sequence_and_after_a_time() {
     };
     assert_eq!(last, 4);
     assert!(matches!(end, End::Closed(Some(4009))));
+}
+
+#[tokio::test(start_paused = true)]
+async fn faults_after_a_duration_fire_on_the_tokio_clock() {
+    let gw = gateway(WorldConfig::uniform(1, 1, 5)).await;
+    let mut c = Client::connect(gw.url(), Compression::ZlibStream).await;
+    c.start(Intents::GUILDS, ShardId::ONE).await;
+    c.expect_op(0, Some("GUILD_CREATE")).await;
+    let injected = tokio::time::Instant::now();
+    gw.shard_connection(0).unwrap().inject_on(
+        Trigger::After(Duration::from_secs(30)),
+        Fault::RequestHeartbeat,
+    );
+    assert_eq!(c.expect().await.op, 1);
+    assert_eq!(injected.elapsed().as_secs(), 30);
 }
 
 #[tokio::test(start_paused = true)]
