@@ -22,10 +22,11 @@ enum Stream {
 /// * zlib-stream: compressed bytes are buffered until they end with `00 00 ff ff` (even when
 ///   those four bytes straddle two messages), then inflated through the connection's one context.
 /// * zstd-stream: each message is decompressed through the connection's one stream as it comes.
-///   Discord sends one payload per message; a payload split over several messages is still
-///   decoded: decompressed JSON that does not yet end in `}`, or that ends early, waits for more
-///   (bounded by [`Limits::max_message_size`]).
-/// * Both: a zlib ending that happens to fall inside a payload is survived the same way.
+///   Discord sends one payload per message, each a flushed block; a payload split over several
+///   messages is still decoded, because the stream says whether it stands at a block boundary.
+/// * The envelope (`op`, `s`, `t`, and where `d` is) is read in one pass; Discord's key order takes
+///   a fast path whose cost does not grow with `d` (see [`scan_envelope`](crate::scan_envelope)),
+///   and [`Decoder::set_validate_data`] checks `d` too.
 ///
 /// Once warm, decoding a payload allocates nothing: the output buffer and the compressed buffer
 /// are reused (see `OutputBuffer` for when they shrink).
@@ -39,6 +40,7 @@ pub struct Decoder {
     /// The last push returned a payload or an error: start the next one afresh.
     payload_done: bool,
     failed: bool,
+    validate_data: bool,
 }
 
 impl std::fmt::Debug for Decoder {
@@ -74,7 +76,17 @@ impl Decoder {
             out: OutputBuffer::default(),
             payload_done: false,
             failed: false,
+            validate_data: false,
         })
+    }
+
+    /// Whether every payload's `d` is checked to be valid JSON before [`push`](Self::push) returns
+    /// it. Off by default: the envelope is always checked, and `d` is checked when it is parsed into
+    /// a type (by [`GatewayEvent::from_payload`](gateway_model::GatewayEvent::from_payload) or
+    /// [`RawDispatch::deserialize`](gateway_model::RawDispatch::deserialize)), so checking it here
+    /// too would read every payload twice. On, decoding costs a full parse of each payload.
+    pub fn set_validate_data(&mut self, validate: bool) {
+        self.validate_data = validate;
     }
 
     /// The connection's compression.
@@ -134,11 +146,12 @@ impl Decoder {
             Some(Input::Output) => self.out.filled(),
             None => return Ok(None),
         };
-        // zstd-stream: a payload split over several messages is incomplete until its closing brace.
-        if matches!(self.stream, Stream::Zstd(_)) && !ends_with_brace(json) {
-            return Ok(None);
-        }
-        match envelope::scan(json) {
+        let scanned = if self.validate_data {
+            envelope::scan_validating(json)
+        } else {
+            envelope::scan(json)
+        };
+        match scanned {
             Ok(payload) => {
                 self.payload_done = true;
                 Ok(Some(payload))
@@ -184,20 +197,14 @@ impl Decoder {
                 inflated.map(|()| Some(Input::Output))
             }
             Stream::Zstd(zstd) => {
-                zstd.decompress(message, &mut self.out, max)?;
-                if self.out.filled_len() == 0 {
+                let at_boundary = zstd.decompress(message, &mut self.out, max)?;
+                if !at_boundary || self.out.filled_len() == 0 {
                     return Ok(None);
                 }
                 Ok(Some(Input::Output))
             }
         }
     }
-}
-
-/// Whether the last non-blank byte is `}`, as it is for every complete payload. A cut payload
-/// that passes this check fails its parse with an end-of-input error instead.
-fn ends_with_brace(json: &[u8]) -> bool {
-    json.iter().rev().find(|b| !b.is_ascii_whitespace()) == Some(&b'}')
 }
 
 /// Where a complete payload's JSON is.

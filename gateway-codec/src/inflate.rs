@@ -81,13 +81,17 @@ impl Zstd {
         self.decoder.reinit().map_err(DecodeError::Zstd)
     }
 
-    /// Decompresses all of `input` onto the end of `out`.
+    /// Decompresses all of `input` onto the end of `out`. Returns whether the stream now stands
+    /// at a block boundary, where a flushed payload ends (mid-block, more input is needed).
     pub(crate) fn decompress(
         &mut self,
         input: &[u8],
         out: &mut OutputBuffer,
         max: usize,
-    ) -> Result<(), DecodeError> {
+    ) -> Result<bool, DecodeError> {
+        // At a block boundary zstd asks for the next block header (3 bytes), or for nothing if
+        // the frame ended; mid-block it asks for the rest of the block.
+        const BLOCK_HEADER: usize = 3;
         let mut input = InBuffer::around(input);
         loop {
             let spare = out
@@ -96,7 +100,8 @@ impl Zstd {
             let spare_len = spare.len();
             let mut output = OutBuffer::around(spare);
             let read_before = input.pos();
-            self.decoder
+            let hint = self
+                .decoder
                 .run(&mut input, &mut output)
                 .map_err(DecodeError::Zstd)?;
             let written = output.pos();
@@ -107,7 +112,7 @@ impl Zstd {
             // zstd may hold decoded bytes back while the output is full: stop only when all input
             // is read and the output had room left.
             if input.pos() == input.src.len() && written < spare_len {
-                return Ok(());
+                return Ok(hint == BLOCK_HEADER || hint == 0);
             }
             if input.pos() == read_before && written == 0 {
                 return Err(DecodeError::Zstd(std::io::Error::other(

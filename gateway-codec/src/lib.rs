@@ -58,7 +58,7 @@ pub use compression::Compression;
 pub use compressor::{CompressError, Compressor};
 pub use decoder::Decoder;
 pub use encoder::{MAX_OUTBOUND_PAYLOAD, encode};
-pub use envelope::scan as scan_envelope;
+pub use envelope::{scan as scan_envelope, scan_validating as scan_envelope_validating};
 pub use error::{DecodeError, EncodeError, InvalidUrl};
 pub use gateway_model::Payload;
 pub use limits::Limits;

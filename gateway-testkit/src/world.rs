@@ -470,9 +470,184 @@ pub(crate) fn application_flags(allowed: Intents) -> u64 {
     flags
 }
 
+#[derive(Serialize)]
+struct MessageJson<'a> {
+    id: Snowflake,
+    channel_id: Snowflake,
+    guild_id: Snowflake,
+    author: UserJson<'a>,
+    member: MessageMemberJson<'a>,
+    content: &'a str,
+    timestamp: &'a str,
+    edited_timestamp: Option<&'a str>,
+    tts: bool,
+    mention_everyone: bool,
+    mentions: [(); 0],
+    mention_roles: [(); 0],
+    attachments: [(); 0],
+    embeds: [(); 0],
+    pinned: bool,
+    #[serde(rename = "type")]
+    kind: u8,
+    flags: u64,
+    components: [(); 0],
+    nonce: String,
+    channel_type: u8,
+}
+
+#[derive(Serialize)]
+struct MessageMemberJson<'a> {
+    roles: &'a [Snowflake],
+    joined_at: &'a str,
+    nick: Option<&'a str>,
+    deaf: bool,
+    mute: bool,
+    flags: u64,
+    premium_since: Option<&'a str>,
+    avatar: Option<&'a str>,
+    pending: bool,
+    communication_disabled_until: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct PresenceUpdateJson<'a> {
+    user: PartialUserJson,
+    guild_id: Snowflake,
+    status: Status,
+    activities: Vec<ActivityJson<'a>>,
+    client_status: ClientStatusJson,
+}
+
+#[derive(Serialize)]
+struct ActivityJson<'a> {
+    name: &'a str,
+    #[serde(rename = "type")]
+    kind: u8,
+    created_at: u64,
+    state: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct TypingJson<'a> {
+    channel_id: Snowflake,
+    guild_id: Snowflake,
+    user_id: Snowflake,
+    timestamp: u64,
+    member: MessageMemberJson<'a>,
+}
+
 impl World {
+    fn message_member<'a>(guild: &'a Guild, m: &'a Member) -> MessageMemberJson<'a> {
+        MessageMemberJson {
+            roles: &guild.role_ids[1..1 + m.role_count],
+            joined_at: &m.joined_at,
+            nick: m.nick.as_deref(),
+            deaf: false,
+            mute: false,
+            flags: 0,
+            premium_since: None,
+            avatar: None,
+            pending: false,
+            communication_disabled_until: None,
+        }
+    }
+
+    /// MESSAGE_CREATE's `d`: message `n` in `guild`'s first channel by one of its members, with
+    /// `content_len` characters of content.
+    pub fn message_create_json(&self, guild: &Guild, n: u64, content_len: usize) -> String {
+        let mut rng = ChaCha8Rng::seed_from_u64(self.config.seed ^ 0x6d73_6700);
+        rng.set_stream(n);
+        let author = self.member(guild, rng.random_range(0..guild.member_count));
+        let words = [
+            "gateway",
+            "shard",
+            "resume",
+            "chunk",
+            "heartbeat",
+            "zlib",
+            "presence",
+            "guild",
+        ];
+        let mut content = String::with_capacity(content_len + 16);
+        while content.len() < content_len {
+            content.push_str(words[rng.random_range(0..words.len())]);
+            content.push(' ');
+        }
+        content.truncate(content_len);
+        let json = MessageJson {
+            id: draw_id(&mut rng),
+            channel_id: guild.channel_ids[0],
+            guild_id: guild.id,
+            author: author.user_json(),
+            member: Self::message_member(guild, &author),
+            content: &content,
+            timestamp: "2026-11-22T12:00:00.000000+00:00",
+            edited_timestamp: None,
+            tts: false,
+            mention_everyone: false,
+            mentions: [],
+            mention_roles: [],
+            attachments: [],
+            embeds: [],
+            pinned: false,
+            kind: 0,
+            flags: 0,
+            components: [],
+            nonce: rng.random::<u64>().to_string(),
+            channel_type: 0,
+        };
+        sonic_rs::to_string(&json).unwrap_or_default()
+    }
+
+    /// PRESENCE_UPDATE's `d` for member `index` of `guild`.
+    pub fn presence_update_json(&self, guild: &Guild, index: usize) -> String {
+        let m = self.member(guild, index % guild.member_count);
+        let activities = if m.status == Status::Offline {
+            Vec::new()
+        } else {
+            vec![ActivityJson {
+                name: "Custom Status",
+                kind: 4,
+                created_at: 1_763_812_800_000,
+                state: Some("testing"),
+            }]
+        };
+        let json = PresenceUpdateJson {
+            user: PartialUserJson { id: m.id },
+            guild_id: guild.id,
+            status: m.status,
+            activities,
+            client_status: ClientStatusJson { desktop: m.status },
+        };
+        sonic_rs::to_string(&json).unwrap_or_default()
+    }
+
+    /// TYPING_START's `d` for member `index` of `guild`.
+    pub fn typing_start_json(&self, guild: &Guild, index: usize) -> String {
+        let m = self.member(guild, index % guild.member_count);
+        let json = TypingJson {
+            channel_id: guild.channel_ids[0],
+            guild_id: guild.id,
+            user_id: m.id,
+            timestamp: 1_763_812_800,
+            member: Self::message_member(guild, &m),
+        };
+        sonic_rs::to_string(&json).unwrap_or_default()
+    }
+
+    /// The `d` of every GUILD_MEMBERS_CHUNK answering `request` (presences included when
+    /// `presences`).
+    pub fn members_chunk_json(
+        &self,
+        guild: &Guild,
+        request: &gateway_model::RequestGuildMembers,
+        presences: bool,
+    ) -> Vec<String> {
+        crate::members::chunks(self, guild, request, presences)
+    }
+
     /// READY's `d` for one shard.
-    pub(crate) fn ready_json(
+    pub fn ready_json(
         &self,
         session_id: &str,
         resume_url: &str,
@@ -521,7 +696,7 @@ impl World {
     /// GUILD_CREATE's `d`, as a session with `intents` and `large_threshold` receives it: all
     /// members of a small guild; for a large one, only members who are not offline; without
     /// GUILD_PRESENCES, only the bot itself.
-    pub(crate) fn guild_create_json(
+    pub fn guild_create_json(
         &self,
         guild: &Guild,
         intents: Intents,

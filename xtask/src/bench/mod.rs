@@ -1,0 +1,195 @@
+//! `cargo xtask bench`: the codec's decode speed and allocations, as ratios against a baseline
+//! measured in the same run.
+
+mod alloc;
+mod corpus;
+mod decode;
+mod report;
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use gateway_codec::Compression;
+use gateway_model::EventTypes;
+use serde::Serialize;
+
+use decode::{CompressionReport, KindFigure};
+
+#[global_allocator]
+static ALLOCATOR: alloc::Counting = alloc::Counting;
+
+/// `cargo xtask bench` options.
+#[derive(Debug, clap::Args)]
+pub(crate) struct Options {
+    /// A reduced run (a tenth of the corpus, fewer passes) for smoke tests.
+    #[arg(long)]
+    quick: bool,
+    /// An earlier report.json to compare with.
+    #[arg(long, value_name = "FILE")]
+    baseline: Option<PathBuf>,
+    /// Where to write the report.
+    #[arg(long, value_name = "DIR", default_value = "target/bench")]
+    out: PathBuf,
+    /// Seed of the corpus.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+}
+
+/// Everything one run measured.
+#[derive(Debug, Serialize)]
+pub(crate) struct Report {
+    pub(crate) quick: bool,
+    pub(crate) machine: Machine,
+    pub(crate) git_revision: String,
+    pub(crate) corpus: CorpusFigures,
+    pub(crate) decode: Vec<CompressionReport>,
+    pub(crate) envelope: Vec<EnvelopeFigure>,
+    pub(crate) targets: Vec<Target>,
+}
+
+/// The machine the run was on.
+#[derive(Debug, Serialize)]
+pub(crate) struct Machine {
+    pub(crate) cpu: String,
+    pub(crate) cores: usize,
+    pub(crate) os: String,
+}
+
+/// The corpus's size.
+#[derive(Debug, Serialize)]
+pub(crate) struct CorpusFigures {
+    pub(crate) seed: u64,
+    pub(crate) messages: usize,
+    pub(crate) json_bytes: usize,
+    pub(crate) steady_state_from: usize,
+}
+
+/// One envelope parser's throughput.
+#[derive(Debug, Serialize)]
+pub(crate) struct EnvelopeFigure {
+    pub(crate) parser: &'static str,
+    pub(crate) mb_s: f64,
+    pub(crate) ratio_to_ours: f64,
+}
+
+/// A target from the issue, and whether this run met it.
+#[derive(Debug, Serialize)]
+pub(crate) struct Target {
+    pub(crate) name: String,
+    pub(crate) goal: String,
+    pub(crate) measured: String,
+    pub(crate) met: bool,
+}
+
+fn mb_s(bytes: usize, secs: f64) -> f64 {
+    bytes as f64 / 1e6 / secs.max(1e-12)
+}
+
+/// Runs the bench and writes the report.
+pub(crate) fn run(options: &Options) -> Result<(), String> {
+    let started = Instant::now();
+    let (scale, passes) = if options.quick { (0.1, 3) } else { (1.0, 7) };
+    eprintln!(
+        "[bench] building the corpus (seed {}, scale {scale})…",
+        options.seed
+    );
+    let corpus = corpus::build(options.seed, scale);
+    let json_bytes = corpus.bytes();
+    eprintln!(
+        "[bench] {} messages, {:.1} MB of JSON ({} of startup)",
+        corpus.items.len(),
+        json_bytes as f64 / 1e6,
+        corpus.steady_from
+    );
+    let largest = corpus.items.iter().map(|i| i.json.len()).max().unwrap_or(0);
+    let mut raw_buffer = vec![0u8; largest + 1];
+
+    let mut decode_reports = Vec::new();
+    for compression in [
+        Compression::None,
+        Compression::ZlibStream,
+        Compression::ZstdStream,
+    ] {
+        eprintln!("[bench] {compression}: compressing…");
+        let stream = decode::compress(&corpus, compression)?;
+        eprintln!("[bench] {compression}: decode ×{passes}…");
+        let decode_t = decode::median(passes, || decode::decode_pass(&stream))?.as_secs_f64();
+        let raw_t = match compression {
+            Compression::None => None,
+            _ => {
+                eprintln!("[bench] {compression}: raw decompression ×{passes}…");
+                Some(
+                    decode::median(passes, || decode::raw_pass(&stream, &mut raw_buffer))?
+                        .as_secs_f64(),
+                )
+            }
+        };
+        eprintln!("[bench] {compression}: typed decoding…");
+        let stack_t = decode::median(passes, || decode::typed_pass(&stream, EventTypes::STACK))?
+            .as_secs_f64();
+        let all_t = decode::median(passes, || decode::typed_pass(&stream, EventTypes::all()))?
+            .as_secs_f64();
+        eprintln!("[bench] {compression}: per event type and allocations…");
+        let kinds = decode::per_kind(&stream, &corpus)?;
+        let raw_kinds = decode::raw_per_kind(&stream, &corpus, &mut raw_buffer)?;
+        let allocations = decode::allocations_per_message(&stream, corpus.steady_from)?;
+        let per_kind_us: Vec<KindFigure> = corpus::KINDS
+            .iter()
+            .zip(kinds.iter().zip(&raw_kinds))
+            .map(|(kind, ((us, count), raw))| KindFigure {
+                kind,
+                count: *count,
+                decode_us: *us,
+                raw_us: (compression != Compression::None).then_some(*raw),
+            })
+            .collect();
+        let message_create = per_kind_us.iter().find(|k| k.kind == "MESSAGE_CREATE");
+        let message_create_decode_over_raw =
+            message_create.and_then(|k| k.raw_us.map(|raw| raw / k.decode_us.max(1e-9)));
+        decode_reports.push(CompressionReport {
+            compression: compression.to_string(),
+            messages: corpus.items.len(),
+            json_bytes,
+            compressed_bytes: stream.compressed_bytes,
+            decode_mb_s: mb_s(json_bytes, decode_t),
+            decode_msg_s: corpus.items.len() as f64 / decode_t,
+            raw_decompress_mb_s: raw_t.map(|t| mb_s(json_bytes, t)),
+            decode_over_raw: raw_t.map(|t| t / decode_t),
+            typed_stack_mb_s: mb_s(json_bytes, stack_t),
+            typed_all_mb_s: mb_s(json_bytes, all_t),
+            allocations_per_message_warm: allocations,
+            per_kind_us,
+            message_create_decode_over_raw,
+        });
+    }
+
+    eprintln!("[bench] envelope parsers ×{passes}…");
+    let envelopes = decode::envelopes(&corpus, passes)?;
+    let ours = envelopes.first().map_or(1.0, |(_, t)| t.as_secs_f64());
+    let envelope = envelopes
+        .iter()
+        .map(|(parser, t)| EnvelopeFigure {
+            parser,
+            mb_s: mb_s(json_bytes, t.as_secs_f64()),
+            ratio_to_ours: ours / t.as_secs_f64(),
+        })
+        .collect();
+
+    let report = Report {
+        quick: options.quick,
+        machine: report::machine(),
+        git_revision: report::git_revision(),
+        corpus: CorpusFigures {
+            seed: options.seed,
+            messages: corpus.items.len(),
+            json_bytes,
+            steady_state_from: corpus.steady_from,
+        },
+        targets: report::targets(&decode_reports),
+        decode: decode_reports,
+        envelope,
+    };
+    report::write(&report, &options.out, options.baseline.as_deref())?;
+    eprintln!("[bench] done in {:.1} s", started.elapsed().as_secs_f64());
+    Ok(())
+}
