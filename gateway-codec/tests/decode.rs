@@ -363,3 +363,21 @@ fn a_whole_session_in_one_stream_reuses_its_buffers() {
     }
     assert_eq!(d.buffered_capacity(), warm);
 }
+
+#[test]
+fn invalid_d_is_caught_when_typed_or_at_decode_when_asked() {
+    use gateway_model::{EventError, EventTypes, GatewayEvent};
+    let bad = br#"{"t":"READY","s":1,"op":0,"d":{"session_id":]}}"#;
+    let mut d = Decoder::new(Compression::None).unwrap();
+    let payload = d.push(bad).unwrap().unwrap();
+    // The sequence number is there even though `d` is broken…
+    assert_eq!(payload.seq, Some(1));
+    // …and typing it is a typed error.
+    assert!(matches!(
+        GatewayEvent::from_payload(&payload, EventTypes::all()),
+        Err(EventError::InvalidData { .. })
+    ));
+    let mut strict = Decoder::new(Compression::None).unwrap();
+    strict.set_validate_data(true);
+    assert!(matches!(strict.push(bad), Err(DecodeError::Json(_))));
+}
