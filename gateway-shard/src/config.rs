@@ -1,0 +1,184 @@
+//! A shard's configuration.
+
+use std::time::Duration;
+
+use gateway_codec::{Compression, Limits};
+use gateway_model::{ConnectionProperties, EventTypes, Intents, LargeThreshold, ShardId, Token};
+
+use crate::{Backoff, PresenceUpdate, ResumeInfo};
+
+/// Discord's gateway, for bots that do not ask `GET /gateway/bot`.
+pub const DISCORD_GATEWAY: &str = "wss://gateway.discord.gg";
+
+/// How long each step of connecting may take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// TCP, TLS and websocket handshake. Default 15 s.
+    pub handshake: Duration,
+    /// From the websocket opening to HELLO. Default 20 s.
+    pub hello: Duration,
+    /// From IDENTIFY or RESUME to READY or RESUMED. Default 60 s.
+    pub ready: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Self {
+            handshake: Duration::from_secs(15),
+            hello: Duration::from_secs(20),
+            ready: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Everything a shard needs. Build one with [`ShardConfig::new`] and the `with_*` methods.
+#[derive(Debug, Clone)]
+pub struct ShardConfig {
+    /// The bot token.
+    pub token: Token,
+    /// The intents.
+    pub intents: Intents,
+    /// This shard's id and the shard count.
+    pub shard: ShardId,
+    /// Member count above which a guild is large.
+    pub large_threshold: LargeThreshold,
+    /// Transport compression. Default zlib-stream.
+    pub compression: Compression,
+    /// The gateway URL, without a query string. Default [`DISCORD_GATEWAY`].
+    pub gateway_url: String,
+    /// The presence to identify with; if nothing is set, no presence is sent at IDENTIFY.
+    pub initial_presence: PresenceUpdate,
+    /// Client properties sent in IDENTIFY.
+    pub properties: ConnectionProperties,
+    /// Step timeouts.
+    pub timeouts: Timeouts,
+    /// Reconnect backoff.
+    pub backoff: Backoff,
+    /// Decoder limits.
+    pub limits: Limits,
+    /// Which dispatches reach the user (READY and RESUMED always do, as their own events).
+    pub event_types: EventTypes,
+    /// Seed of the shard's randomness (heartbeat jitter, backoff spread).
+    pub seed: u64,
+    /// Commands that may wait in the queue.
+    pub queue_capacity: usize,
+    /// Events that may wait for the user before the shard stops reading (backpressure).
+    pub event_buffer: usize,
+    /// An HTTP proxy (`http://host:port`) to reach the gateway through with CONNECT.
+    pub proxy: Option<String>,
+    /// A session to resume instead of identifying, exported by [`Shard::close`](crate::Shard::close).
+    pub resume: Option<ResumeInfo>,
+    /// How long [`Shard::start`](crate::Shard::start) waits for READY. Default: no limit.
+    pub start_timeout: Option<Duration>,
+}
+
+impl ShardConfig {
+    /// A configuration for an unsharded bot with the defaults.
+    pub fn new(token: Token, intents: Intents) -> Self {
+        use std::hash::{BuildHasher, RandomState};
+        Self {
+            token,
+            intents,
+            shard: ShardId::ONE,
+            large_threshold: LargeThreshold::MAX,
+            compression: Compression::ZlibStream,
+            gateway_url: DISCORD_GATEWAY.to_owned(),
+            initial_presence: PresenceUpdate::default(),
+            properties: ConnectionProperties::default(),
+            timeouts: Timeouts::default(),
+            backoff: Backoff::default(),
+            limits: Limits::default(),
+            event_types: EventTypes::all(),
+            seed: RandomState::new().hash_one(0u8),
+            queue_capacity: 1024,
+            event_buffer: 1024,
+            proxy: None,
+            resume: None,
+            start_timeout: None,
+        }
+    }
+
+    /// Sets the shard.
+    #[must_use]
+    pub fn with_shard(mut self, shard: ShardId) -> Self {
+        self.shard = shard;
+        self
+    }
+
+    /// Sets the gateway URL (no query string).
+    #[must_use]
+    pub fn with_gateway_url(mut self, url: impl Into<String>) -> Self {
+        self.gateway_url = url.into();
+        self
+    }
+
+    /// Sets the compression.
+    #[must_use]
+    pub fn with_compression(mut self, compression: Compression) -> Self {
+        self.compression = compression;
+        self
+    }
+
+    /// Sets the initial presence.
+    #[must_use]
+    pub fn with_presence(mut self, presence: PresenceUpdate) -> Self {
+        self.initial_presence = presence;
+        self
+    }
+
+    /// Sets the seed of the shard's randomness.
+    #[must_use]
+    pub fn with_seed(mut self, seed: u64) -> Self {
+        self.seed = seed;
+        self
+    }
+
+    /// Resumes an exported session instead of identifying.
+    #[must_use]
+    pub fn with_resume(mut self, resume: ResumeInfo) -> Self {
+        self.resume = Some(resume);
+        self
+    }
+
+    /// Sets the dispatch filter.
+    #[must_use]
+    pub fn with_event_types(mut self, event_types: EventTypes) -> Self {
+        self.event_types = event_types;
+        self
+    }
+
+    /// Sets the step timeouts.
+    #[must_use]
+    pub fn with_timeouts(mut self, timeouts: Timeouts) -> Self {
+        self.timeouts = timeouts;
+        self
+    }
+
+    /// Sets the backoff.
+    #[must_use]
+    pub fn with_backoff(mut self, backoff: Backoff) -> Self {
+        self.backoff = backoff;
+        self
+    }
+
+    /// Sets the large threshold.
+    #[must_use]
+    pub fn with_large_threshold(mut self, threshold: LargeThreshold) -> Self {
+        self.large_threshold = threshold;
+        self
+    }
+
+    /// Sets the proxy.
+    #[must_use]
+    pub fn with_proxy(mut self, proxy: impl Into<String>) -> Self {
+        self.proxy = Some(proxy.into());
+        self
+    }
+
+    /// Sets the decoder limits.
+    #[must_use]
+    pub fn with_limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+}

@@ -1,0 +1,55 @@
+//! What a shard tells its user.
+
+use std::time::Duration;
+
+use gateway_model::{Dispatch, Ready};
+
+/// What happens after a disconnect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reconnect {
+    /// Reconnect and RESUME the session.
+    Resume,
+    /// Reconnect and IDENTIFY a new session.
+    Reidentify,
+    /// Stop: the shard is closed or hit a fatal error.
+    Stop,
+}
+
+/// An event from a shard.
+///
+/// Order on connect: [`Connected`](Self::Connected) (HELLO received), then
+/// [`Ready`](Self::Ready) or [`Resumed`](Self::Resumed) — after any replayed dispatches — then
+/// dispatches. Every `Connected` is followed, when that connection ends, by exactly one
+/// [`Disconnected`](Self::Disconnected) before the next `Connected`.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum ShardEvent {
+    /// A connection is up and HELLO arrived.
+    Connected {
+        /// Whether the session will be resumed (else identified).
+        resuming: bool,
+    },
+    /// READY: a new session.
+    Ready(Box<Ready>),
+    /// RESUMED: the session continues; `replayed` dispatches were replayed before it.
+    Resumed {
+        /// Dispatches received between RESUME and RESUMED.
+        replayed: u64,
+    },
+    /// A dispatch the filter lets through (READY and RESUMED come as their own events).
+    Dispatch(Dispatch),
+    /// A heartbeat was acknowledged.
+    HeartbeatAck {
+        /// Time from the heartbeat to its ACK.
+        latency: Duration,
+    },
+    /// The connection ended.
+    Disconnected {
+        /// The close code, if the gateway (or this shard) closed with one.
+        code: Option<u16>,
+        /// Why, in a few words.
+        reason: String,
+        /// What happens next.
+        next: Reconnect,
+    },
+}
