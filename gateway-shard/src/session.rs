@@ -497,19 +497,33 @@ impl Session {
         }
     }
 
-    /// A message could not be decoded. A fatal error (the stream is lost) reconnects and resumes;
-    /// any other loses only that payload.
+    /// A message could not be decoded. A payload over the decoder's limits cannot be received at
+    /// all, and a resume would replay it, so the session starts anew; any other loss of the stream
+    /// (corrupt compression) reconnects and resumes; a bad payload on an intact stream is skipped.
     pub fn handle_decode_error(&mut self, now: Instant, error: &DecodeError) {
-        if error.is_fatal() {
-            tracing::warn!(shard = self.shard.number(), %error, "inbound stream lost; reconnecting");
-            self.lost(
-                now,
-                Some(4000),
-                "undecodable inbound stream",
-                Reconnect::Resume,
-            );
-        } else {
-            tracing::warn!(shard = self.shard.number(), %error, "undecodable payload ignored");
+        match error {
+            DecodeError::MessageTooLarge { .. } | DecodeError::CompressedTooLarge { .. } => {
+                tracing::error!(shard = self.shard.number(), %error, "payload over the limit; starting a new session");
+                self.forget_session();
+                self.lost(
+                    now,
+                    Some(4000),
+                    "payload over the size limit",
+                    Reconnect::Reidentify,
+                );
+            }
+            e if e.is_fatal() => {
+                tracing::warn!(shard = self.shard.number(), error = %e, "inbound stream lost; reconnecting");
+                self.lost(
+                    now,
+                    Some(4000),
+                    "undecodable inbound stream",
+                    Reconnect::Resume,
+                );
+            }
+            e => {
+                tracing::warn!(shard = self.shard.number(), error = %e, "undecodable payload ignored")
+            }
         }
     }
 

@@ -614,6 +614,22 @@ fn a_corrupt_stream_reconnects_and_resumes_a_bad_payload_is_skipped() {
     assert!(h.s.is_connected());
 }
 
+#[test]
+fn an_oversize_payload_starts_a_new_session_instead_of_replaying_it() {
+    let mut h = Harness::new(config());
+    h.ready();
+    h.s.handle_decode_error(h.now, &DecodeError::MessageTooLarge { limit: 10 });
+    h.drain();
+    assert!(h.s.resume_info().is_none());
+    assert!(matches!(
+        &h.take_events()[..],
+        [ShardEvent::Disconnected {
+            next: Reconnect::Reidentify,
+            ..
+        }]
+    ));
+}
+
 fn serde_json_error() -> DecodeError {
     let mut d = gateway_codec::Decoder::new(gateway_codec::Compression::None).unwrap();
     d.push(b"{oops").unwrap_err()

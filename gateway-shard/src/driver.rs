@@ -1,0 +1,197 @@
+//! The tokio driver: a thin loop that runs a [`Session`] over a real websocket.
+
+use std::time::{Duration, Instant};
+
+use async_tungstenite::tungstenite::Message;
+use async_tungstenite::tungstenite::protocol::CloseFrame;
+use futures_util::StreamExt;
+use gateway_codec::Decoder;
+use gateway_model::{Command, Snowflake};
+use tokio::sync::{mpsc, oneshot, watch};
+use tracing::Instrument;
+
+use crate::connect::{Socket, connect};
+use crate::{Action, CommandError, PresenceUpdate, ResumeInfo, Session, ShardError, ShardEvent};
+
+/// A request from a [`Shard`](crate::Shard) handle to its driver.
+pub(crate) enum Control {
+    Command(Command, oneshot::Sender<Result<(), CommandError>>),
+    Presence(PresenceUpdate, oneshot::Sender<Result<(), CommandError>>),
+    Close(bool, oneshot::Sender<Option<ResumeInfo>>),
+}
+
+/// What the handles can see of the shard.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Status {
+    pub(crate) alive: bool,
+    pub(crate) connected: bool,
+    pub(crate) ready_once: bool,
+    pub(crate) latency: Option<Duration>,
+    pub(crate) user_id: Option<Snowflake>,
+    pub(crate) queue_depth: usize,
+    pub(crate) permits: usize,
+    pub(crate) resume: Option<ResumeInfo>,
+    pub(crate) outcome: Option<Result<(), ShardError>>,
+}
+
+/// The driver's fixed settings.
+pub(crate) struct Settings {
+    pub(crate) proxy: Option<String>,
+    pub(crate) handshake_timeout: Duration,
+    pub(crate) decoder: Decoder,
+    pub(crate) max_message: usize,
+}
+
+/// `Instant::now()` as tokio sees it, so that tests can pause the clock.
+fn now() -> Instant {
+    tokio::time::Instant::now().into_std()
+}
+
+async fn next_message(
+    socket: &mut Option<Socket>,
+) -> Option<Result<Message, async_tungstenite::tungstenite::Error>> {
+    match socket {
+        Some(s) => s.next().await,
+        None => std::future::pending().await,
+    }
+}
+
+pub(crate) async fn run(
+    mut session: Session,
+    mut settings: Settings,
+    events: mpsc::Sender<ShardEvent>,
+    mut control: mpsc::Receiver<Control>,
+    status: watch::Sender<Status>,
+) {
+    let span = tracing::info_span!(
+        "shard",
+        id = session.shard().number(),
+        count = session.shard().total()
+    );
+    async move {
+        let mut socket: Option<Socket> = None;
+        let mut close_replies: Vec<oneshot::Sender<Option<ResumeInfo>>> = Vec::new();
+        let mut control_open = true;
+        loop {
+            while let Some(action) = session.poll_action() {
+                match action {
+                    Action::Connect { url } => {
+                        socket = None;
+                        if let Err(e) = settings.decoder.reset() {
+                            tracing::error!(error = %e, "decoder reset failed");
+                        }
+                        let attempt = tokio::time::timeout(
+                            settings.handshake_timeout,
+                            connect(&url, settings.proxy.as_deref(), settings.max_message),
+                        )
+                        .await;
+                        match attempt {
+                            Ok(Ok(s)) => {
+                                socket = Some(s);
+                                session.handle_connected(now());
+                            }
+                            Ok(Err(e)) => session.handle_connect_failed(now(), &e.to_string()),
+                            Err(_) => session.handle_connect_failed(now(), "websocket handshake timed out"),
+                        }
+                    }
+                    Action::Close { code } => {
+                        if let Some(mut s) = socket.take() {
+                            let frame = CloseFrame { code: code.into(), reason: "".into() };
+                            let _ = tokio::time::timeout(Duration::from_secs(2), s.close(Some(frame))).await;
+                        }
+                    }
+                    Action::AwaitIdentify => session.identify_permitted(now()),
+                }
+            }
+            while let Some(frame) = session.poll_transmit(now()) {
+                let Some(s) = socket.as_mut() else { break };
+                if let Err(e) = s.send(Message::text(frame)).await {
+                    tracing::debug!(error = %e, "send failed");
+                    socket = None;
+                    session.handle_closed(now(), None);
+                    break;
+                }
+            }
+            while let Some(event) = session.poll_event() {
+                // Backpressure: a full event buffer holds the loop until the user reads.
+                let _ = events.send(event).await;
+            }
+            let alive = session.is_alive();
+            status.send_modify(|st| {
+                st.alive = alive;
+                st.connected = session.is_connected();
+                st.ready_once |= session.is_connected();
+                st.latency = session.heartbeat_latency();
+                st.user_id = session.user_id();
+                st.queue_depth = session.queue_depth();
+                st.permits = session.permits(now());
+                st.resume = session.resume_info();
+                st.outcome = session.outcome().cloned();
+            });
+            if !alive && session.poll_action().is_none() {
+                break;
+            }
+            let deadline = session.poll_timeout().map(tokio::time::Instant::from_std);
+            tokio::select! {
+                message = next_message(&mut socket) => match message {
+                    Some(Ok(Message::Text(text))) => decode(&mut session, &mut settings.decoder, text.as_bytes()),
+                    Some(Ok(Message::Binary(bytes))) => decode(&mut session, &mut settings.decoder, &bytes),
+                    Some(Ok(Message::Close(frame))) => {
+                        socket = None;
+                        session.handle_closed(now(), frame.map(|f| u16::from(f.code)));
+                    }
+                    Some(Ok(_)) => {}
+                    Some(Err(e)) => {
+                        tracing::debug!(error = %e, "connection lost");
+                        socket = None;
+                        session.handle_closed(now(), None);
+                    }
+                    None => {
+                        socket = None;
+                        session.handle_closed(now(), None);
+                    }
+                },
+                request = control.recv(), if control_open => match request {
+                    Some(Control::Command(command, reply)) => {
+                        let _ = reply.send(session.queue_command(command));
+                    }
+                    Some(Control::Presence(update, reply)) => {
+                        let _ = reply.send(session.update_presence(&update));
+                    }
+                    Some(Control::Close(keep_resumable, reply)) => {
+                        session.close(now(), keep_resumable);
+                        close_replies.push(reply);
+                    }
+                    None => {
+                        // Every handle is gone: end the session.
+                        control_open = false;
+                        session.close(now(), false);
+                    }
+                },
+                () = sleep_until(deadline), if deadline.is_some() => session.handle_timeout(now()),
+            }
+        }
+        let resume = session.resume_info();
+        for reply in close_replies {
+            let _ = reply.send(resume.clone());
+        }
+        tracing::info!(outcome = ?session.outcome(), "shard stopped");
+    }
+    .instrument(span)
+    .await;
+}
+
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+fn decode(session: &mut Session, decoder: &mut Decoder, bytes: &[u8]) {
+    match decoder.push(bytes) {
+        Ok(Some(payload)) => session.handle_payload(now(), &payload),
+        Ok(None) => {}
+        Err(e) => session.handle_decode_error(now(), &e),
+    }
+}

@@ -1,0 +1,262 @@
+//! The `Shard` handle: start, commands, properties, events.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use gateway_codec::{Decoder, connect_url};
+use gateway_model::{
+    ChannelInfoField, Command, Intents, RequestChannelInfo, RequestGuildMembers,
+    RequestSoundboardSounds, ShardId, Snowflake, UpdateVoiceState,
+};
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::driver::{self, Control, Settings, Status};
+use crate::{
+    CommandError, PresenceUpdate, ResumeInfo, Session, ShardConfig, ShardError, ShardEvent,
+};
+
+/// One running shard: a handle on its driver task.
+///
+/// Dropping every handle closes the shard (with 1000, ending the session).
+#[derive(Debug)]
+pub struct Shard {
+    shard: ShardId,
+    intents: Intents,
+    control: mpsc::Sender<Control>,
+    status: watch::Receiver<Status>,
+}
+
+/// The shard's events, as a [`Stream`](futures_util::Stream). Reading slowly holds the shard back
+/// (the buffer is [`ShardConfig::event_buffer`]): events are never dropped.
+#[derive(Debug)]
+pub struct ShardEvents {
+    rx: mpsc::Receiver<ShardEvent>,
+}
+
+impl ShardEvents {
+    /// The next event; `None` once the shard stopped and every event was read.
+    pub async fn next(&mut self) -> Option<ShardEvent> {
+        self.rx.recv().await
+    }
+}
+
+impl futures_util::Stream for ShardEvents {
+    type Item = ShardEvent;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<ShardEvent>> {
+        self.rx.poll_recv(cx)
+    }
+}
+
+impl Shard {
+    /// Starts the shard and waits until it is READY (or resumed), the shard stops with an error,
+    /// or [`ShardConfig::start_timeout`] passes.
+    pub async fn start(config: ShardConfig) -> Result<(Self, ShardEvents), ShardError> {
+        let timeout = config.start_timeout;
+        let (shard, events) = Self::spawn(config)?;
+        let mut status = shard.status.clone();
+        let ready = status.wait_for(|s| s.ready_once || s.outcome.is_some());
+        let outcome = match timeout {
+            Some(t) => match tokio::time::timeout(t, ready).await {
+                Ok(r) => r.map(|s| s.outcome.clone()),
+                Err(_) => {
+                    shard.close(false).await;
+                    return Err(ShardError::StartTimeout(t));
+                }
+            },
+            None => ready.await.map(|s| s.outcome.clone()),
+        };
+        match outcome {
+            Ok(None) | Ok(Some(Ok(()))) => Ok((shard, events)),
+            Ok(Some(Err(e))) => Err(e),
+            Err(_) => Err(ShardError::Closed),
+        }
+    }
+
+    /// Starts the shard without waiting for READY.
+    pub fn spawn(config: ShardConfig) -> Result<(Self, ShardEvents), ShardError> {
+        connect_url(&config.gateway_url, config.compression)
+            .map_err(|e| ShardError::Config(e.to_string()))?;
+        let decoder = Decoder::with_limits(config.compression, config.limits)
+            .map_err(|e| ShardError::Config(e.to_string()))?;
+        let session = Session::new(&config, tokio::time::Instant::now().into_std());
+        let (events_tx, events_rx) = mpsc::channel(config.event_buffer.max(1));
+        let (control_tx, control_rx) = mpsc::channel(64);
+        let (status_tx, status_rx) = watch::channel(Status {
+            alive: true,
+            ..Status::default()
+        });
+        let settings = Settings {
+            proxy: config.proxy.clone(),
+            handshake_timeout: config.timeouts.handshake,
+            decoder,
+            max_message: config.limits.max_message_size,
+        };
+        tokio::spawn(driver::run(
+            session, settings, events_tx, control_rx, status_tx,
+        ));
+        Ok((
+            Self {
+                shard: config.shard,
+                intents: config.intents,
+                control: control_tx,
+                status: status_rx,
+            },
+            ShardEvents { rx: events_rx },
+        ))
+    }
+
+    /// Waits until the shard stops: `Ok` after [`close`](Self::close), the error after a fatal one.
+    pub async fn join(&self) -> Result<(), ShardError> {
+        let mut status = self.status.clone();
+        match status.wait_for(|s| s.outcome.is_some() && !s.alive).await {
+            Ok(s) => s.outcome.clone().unwrap_or(Ok(())),
+            Err(_) => self
+                .status
+                .borrow()
+                .outcome
+                .clone()
+                .unwrap_or(Err(ShardError::Closed)),
+        }
+    }
+
+    /// Closes the shard. With `keep_resumable`, the connection closes with 4000 (not 1000) and the
+    /// session is returned, for this or another process to [`ShardConfig::with_resume`] it.
+    pub async fn close(&self, keep_resumable: bool) -> Option<ResumeInfo> {
+        let (tx, rx) = oneshot::channel();
+        if self
+            .control
+            .send(Control::Close(keep_resumable, tx))
+            .await
+            .is_err()
+        {
+            return if keep_resumable {
+                self.status.borrow().resume.clone()
+            } else {
+                None
+            };
+        }
+        rx.await.ok().flatten()
+    }
+
+    /// This shard's id.
+    pub fn id(&self) -> u32 {
+        self.shard.number()
+    }
+
+    /// The bot's shard count.
+    pub fn shard_count(&self) -> u32 {
+        self.shard.total()
+    }
+
+    /// The intents.
+    pub fn intents(&self) -> Intents {
+        self.intents
+    }
+
+    /// Whether the shard has not stopped.
+    pub fn is_alive(&self) -> bool {
+        self.status.borrow().alive
+    }
+
+    /// Whether it is connected with a live session.
+    pub fn is_connected(&self) -> bool {
+        self.status.borrow().connected
+    }
+
+    /// The latest heartbeat latency; `None` before the first ACK.
+    pub fn heartbeat_latency(&self) -> Option<Duration> {
+        self.status.borrow().latency
+    }
+
+    /// The bot's user id, from READY.
+    pub fn user_id(&self) -> Option<Snowflake> {
+        self.status.borrow().user_id
+    }
+
+    /// The session as it would be exported now.
+    pub fn resume_info(&self) -> Option<ResumeInfo> {
+        self.status.borrow().resume.clone()
+    }
+
+    /// Commands waiting to be sent.
+    pub fn queue_depth(&self) -> usize {
+        self.status.borrow().queue_depth
+    }
+
+    /// Rate-limit slots left for commands on this connection.
+    pub fn permits(&self) -> usize {
+        self.status.borrow().permits
+    }
+
+    async fn request(
+        &self,
+        make: impl FnOnce(oneshot::Sender<Result<(), CommandError>>) -> Control,
+    ) -> Result<(), CommandError> {
+        let (tx, rx) = oneshot::channel();
+        self.control
+            .send(make(tx))
+            .await
+            .map_err(|_| CommandError::NotRunning)?;
+        rx.await.map_err(|_| CommandError::NotRunning)?
+    }
+
+    /// Queues any command.
+    pub async fn send(&self, command: impl Into<Command>) -> Result<(), CommandError> {
+        let command = command.into();
+        self.request(|tx| Control::Command(command, tx)).await
+    }
+
+    /// Requests guild members (checked against the intents and this shard's guilds).
+    pub async fn request_guild_members(
+        &self,
+        request: RequestGuildMembers,
+    ) -> Result<(), CommandError> {
+        self.send(request).await
+    }
+
+    /// Updates the presence; fields left `None` keep their value. Remembered while disconnected.
+    pub async fn update_presence(&self, update: PresenceUpdate) -> Result<(), CommandError> {
+        self.request(|tx| Control::Presence(update, tx)).await
+    }
+
+    /// Joins, moves between or (with `channel: None`) leaves voice channels.
+    pub async fn update_voice_state(
+        &self,
+        guild: Snowflake,
+        channel: Option<Snowflake>,
+        self_mute: bool,
+        self_deaf: bool,
+    ) -> Result<(), CommandError> {
+        self.send(UpdateVoiceState {
+            guild_id: guild,
+            channel_id: channel,
+            self_mute,
+            self_deaf,
+        })
+        .await
+    }
+
+    /// Requests ephemeral channel information (op 43).
+    pub async fn request_channel_info(
+        &self,
+        guild: Snowflake,
+        fields: Vec<ChannelInfoField>,
+    ) -> Result<(), CommandError> {
+        self.send(RequestChannelInfo {
+            guild_id: guild,
+            fields,
+        })
+        .await
+    }
+
+    /// Requests soundboard sounds (op 31).
+    pub async fn request_soundboard_sounds(
+        &self,
+        guilds: Vec<Snowflake>,
+    ) -> Result<(), CommandError> {
+        self.send(RequestSoundboardSounds { guild_ids: guilds })
+            .await
+    }
+}
