@@ -1,6 +1,42 @@
-//! One Discord Gateway shard.
+//! One Discord Gateway shard: a sans-IO [`Session`] that holds every protocol decision, and a
+//! thin tokio driver that runs it over a real websocket behind the [`Shard`] handle.
 //!
-//! stub
+//! | module | holds |
+//! |---|---|
+//! | [`Session`] | the state machine: HELLO, IDENTIFY/RESUME, heartbeats and zombies, timeouts, the close policy, backoff, the rate limiter and command queue, presence; time is an argument |
+//! | [`Shard`], [`ShardEvents`] | the handle: start, join, close (optionally exporting the session), commands, properties, and events as a `Stream` |
+//! | [`ShardConfig`], [`Timeouts`], [`Backoff`] | configuration, mirroring hikari's shard constructor |
+//! | [`ShardEvent`], [`Reconnect`] | what the shard tells its user, in a documented order |
+//! | [`ShardError`], [`CommandError`] | what can go wrong, typed |
+//!
+//! Against the testkit's fake gateway (any v10 gateway works the same way):
+//!
+//! ```
+//! use gateway_model::{Intents, Token};
+//! use gateway_shard::{Shard, ShardConfig, ShardEvent};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let gateway = gateway_testkit::FakeGateway::start().await?;
+//! let config = ShardConfig::new(Token::new("testkit-token"), Intents::GUILDS)
+//!     .with_gateway_url(gateway.url());
+//! let (shard, mut events) = Shard::start(config).await?; // returns once READY
+//! assert!(shard.is_connected());
+//! while let Some(event) = events.next().await {
+//!     if let ShardEvent::Dispatch(dispatch) = event {
+//!         println!("{} #{}", dispatch.event.name(), dispatch.seq);
+//!         break;
+//!     }
+//! }
+//! let session = shard.close(true).await; // resumable, e.g. by another process
+//! assert!(session.is_some());
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! The driver installs rustls's ring crypto provider if the process has none; `wss://`
+//! certificates are verified against the webpki roots.
+
 mod backoff;
 mod config;
 mod connect;
