@@ -5,6 +5,9 @@ use std::time::Duration;
 use gateway_codec::{Compression, Limits};
 use gateway_model::{ConnectionProperties, EventTypes, Intents, LargeThreshold, ShardId, Token};
 
+use std::sync::Arc;
+
+use crate::identify::{IdentifyQueue, LocalIdentifyQueue};
 use crate::{Backoff, PresenceUpdate, ResumeInfo};
 
 /// Discord's gateway, for bots that do not ask `GET /gateway/bot`.
@@ -70,6 +73,13 @@ pub struct ShardConfig {
     pub resume: Option<ResumeInfo>,
     /// How long [`Shard::start`](crate::Shard::start) waits for READY. Default: no limit.
     pub start_timeout: Option<Duration>,
+    /// The identify queue every IDENTIFY waits in. Default: a queue of this shard's own; a
+    /// [`ShardGroup`](crate::ShardGroup) shares one among its shards.
+    pub identify_queue: Arc<dyn IdentifyQueue>,
+    /// The bot's `max_concurrency` (identify buckets). Default 1.
+    pub max_concurrency: u32,
+    /// Limits simultaneous websocket handshakes across the shards that share it.
+    pub connect_limit: Option<Arc<tokio::sync::Semaphore>>,
 }
 
 impl ShardConfig {
@@ -95,7 +105,22 @@ impl ShardConfig {
             proxy: None,
             resume: None,
             start_timeout: None,
+            identify_queue: Arc::new(LocalIdentifyQueue::new()),
+            max_concurrency: 1,
+            connect_limit: None,
         }
+    }
+
+    /// Sets the identify queue and the bot's `max_concurrency`.
+    #[must_use]
+    pub fn with_identify_queue(
+        mut self,
+        queue: Arc<dyn IdentifyQueue>,
+        max_concurrency: u32,
+    ) -> Self {
+        self.identify_queue = queue;
+        self.max_concurrency = max_concurrency.max(1);
+        self
     }
 
     /// Sets the shard.

@@ -11,7 +11,12 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tracing::Instrument;
 
 use crate::connect::{Socket, connect};
-use crate::{Action, CommandError, PresenceUpdate, ResumeInfo, Session, ShardError, ShardEvent};
+use std::sync::Arc;
+
+use crate::identify::{BoxFuture, IdentifyError, IdentifyQueue};
+use crate::{
+    Action, CommandError, PresenceUpdate, ResumeInfo, Session, SessionState, ShardError, ShardEvent,
+};
 
 /// A request from a [`Shard`](crate::Shard) handle to its driver.
 pub(crate) enum Control {
@@ -21,8 +26,9 @@ pub(crate) enum Control {
 }
 
 /// What the handles can see of the shard.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub(crate) struct Status {
+    pub(crate) state: SessionState,
     pub(crate) alive: bool,
     pub(crate) connected: bool,
     pub(crate) ready_once: bool,
@@ -34,8 +40,28 @@ pub(crate) struct Status {
     pub(crate) outcome: Option<Result<(), ShardError>>,
 }
 
+impl Default for Status {
+    fn default() -> Self {
+        Self {
+            state: SessionState::Disconnected,
+            alive: true,
+            connected: false,
+            ready_once: false,
+            latency: None,
+            user_id: None,
+            queue_depth: 0,
+            permits: 0,
+            resume: None,
+            outcome: None,
+        }
+    }
+}
+
 /// The driver's fixed settings.
 pub(crate) struct Settings {
+    pub(crate) identify_queue: Arc<dyn IdentifyQueue>,
+    pub(crate) max_concurrency: u32,
+    pub(crate) connect_limit: Option<Arc<tokio::sync::Semaphore>>,
     pub(crate) proxy: Option<String>,
     pub(crate) handshake_timeout: Duration,
     pub(crate) decoder: Decoder,
@@ -72,11 +98,17 @@ pub(crate) async fn run(
         let mut socket: Option<Socket> = None;
         let mut close_replies: Vec<oneshot::Sender<Option<ResumeInfo>>> = Vec::new();
         let mut control_open = true;
+        let mut turn: Option<BoxFuture<'static, Result<(), IdentifyError>>> = None;
         loop {
             while let Some(action) = session.poll_action() {
                 match action {
                     Action::Connect { url } => {
                         socket = None;
+                        turn = None;
+                        let _handshake_slot = match &settings.connect_limit {
+                            Some(limit) => Arc::clone(limit).acquire_owned().await.ok(),
+                            None => None,
+                        };
                         if let Err(e) = settings.decoder.reset() {
                             tracing::error!(error = %e, "decoder reset failed");
                         }
@@ -100,7 +132,12 @@ pub(crate) async fn run(
                             let _ = tokio::time::timeout(Duration::from_secs(2), s.close(Some(frame))).await;
                         }
                     }
-                    Action::AwaitIdentify => session.identify_permitted(now()),
+                    Action::AwaitIdentify => {
+                        // Wait in the identify queue while the loop keeps heartbeating.
+                        let queue = Arc::clone(&settings.identify_queue);
+                        let (id, buckets) = (session.shard().number(), settings.max_concurrency);
+                        turn = Some(Box::pin(async move { queue.acquire(id, buckets).await }));
+                    }
                 }
             }
             while let Some(frame) = session.poll_transmit(now()) {
@@ -116,8 +153,13 @@ pub(crate) async fn run(
                 // Backpressure: a full event buffer holds the loop until the user reads.
                 let _ = events.send(event).await;
             }
+            if session.state() != SessionState::WaitingToIdentify {
+                // The connection that waited is gone: give the place in the queue up.
+                turn = None;
+            }
             let alive = session.is_alive();
             status.send_modify(|st| {
+                st.state = session.state();
                 st.alive = alive;
                 st.connected = session.is_connected();
                 st.ready_once |= session.is_connected();
@@ -169,6 +211,16 @@ pub(crate) async fn run(
                     }
                 },
                 () = sleep_until(deadline), if deadline.is_some() => session.handle_timeout(now()),
+                granted = wait_turn(&mut turn), if turn.is_some() => {
+                    turn = None;
+                    match granted {
+                        Ok(()) => session.identify_permitted(now()),
+                        Err(e) => {
+                            tracing::error!(error = %e, "cannot identify");
+                            session.handle_closed(now(), Some(4000));
+                        }
+                    }
+                }
             }
         }
         let resume = session.resume_info();
@@ -179,6 +231,15 @@ pub(crate) async fn run(
     }
     .instrument(span)
     .await;
+}
+
+async fn wait_turn(
+    turn: &mut Option<BoxFuture<'static, Result<(), IdentifyError>>>,
+) -> Result<(), IdentifyError> {
+    match turn {
+        Some(f) => f.await,
+        None => std::future::pending().await,
+    }
 }
 
 async fn sleep_until(deadline: Option<tokio::time::Instant>) {

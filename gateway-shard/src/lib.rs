@@ -43,6 +43,8 @@ mod connect;
 mod driver;
 mod error;
 mod event;
+mod group;
+pub mod identify;
 mod presence;
 mod ratelimit;
 mod session;
@@ -52,7 +54,10 @@ pub use backoff::Backoff;
 pub use config::{DISCORD_GATEWAY, ShardConfig, Timeouts};
 pub use error::{CommandError, ShardError};
 pub use event::{Reconnect, ShardEvent};
+pub use group::{
+    GroupError, GroupEvents, ShardGroup, ShardGroupConfig, ShardStatus, StartProgress,
+};
 pub use presence::PresenceUpdate;
 pub use ratelimit::{COMMANDS_PER_WINDOW, WINDOW};
-pub use session::{Action, ResumeInfo, Session};
+pub use session::{Action, ResumeInfo, Session, SessionState};
 pub use shard::{Shard, ShardEvents};

@@ -29,6 +29,26 @@ pub struct ResumeInfo {
     pub resume_url: String,
 }
 
+/// Where a session stands, for status displays.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum SessionState {
+    /// Not connected; waiting to reconnect.
+    Disconnected,
+    /// Opening the websocket or waiting for HELLO.
+    Connecting,
+    /// Waiting for its turn in the identify queue.
+    WaitingToIdentify,
+    /// IDENTIFY sent, waiting for READY.
+    Identifying,
+    /// RESUME sent, waiting for RESUMED.
+    Resuming,
+    /// Connected with a live session.
+    Connected,
+    /// Stopped for good.
+    Stopped,
+}
+
 /// What the driver must do with the connection.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
@@ -178,6 +198,21 @@ impl Session {
     /// The shard.
     pub fn shard(&self) -> ShardId {
         self.shard
+    }
+
+    /// Where the session stands.
+    pub fn state(&self) -> SessionState {
+        match self.phase {
+            Phase::Idle { .. } => SessionState::Disconnected,
+            Phase::Connecting { .. } | Phase::AwaitingHello { .. } => SessionState::Connecting,
+            Phase::AwaitingIdentify => SessionState::WaitingToIdentify,
+            Phase::Handshaking {
+                resuming: false, ..
+            } => SessionState::Identifying,
+            Phase::Handshaking { resuming: true, .. } => SessionState::Resuming,
+            Phase::Connected { .. } => SessionState::Connected,
+            Phase::Stopped => SessionState::Stopped,
+        }
     }
 
     /// Whether the session has not stopped.

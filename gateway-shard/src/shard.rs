@@ -24,7 +24,7 @@ pub struct Shard {
     shard: ShardId,
     intents: Intents,
     control: mpsc::Sender<Control>,
-    status: watch::Receiver<Status>,
+    pub(crate) status: watch::Receiver<Status>,
 }
 
 /// The shard's events, as a [`Stream`](futures_util::Stream). Reading slowly holds the shard back
@@ -88,6 +88,9 @@ impl Shard {
             ..Status::default()
         });
         let settings = Settings {
+            identify_queue: std::sync::Arc::clone(&config.identify_queue),
+            max_concurrency: config.max_concurrency,
+            connect_limit: config.connect_limit.clone(),
             proxy: config.proxy.clone(),
             handshake_timeout: config.timeouts.handshake,
             decoder,
@@ -153,6 +156,16 @@ impl Shard {
     /// The intents.
     pub fn intents(&self) -> Intents {
         self.intents
+    }
+
+    /// Where the shard stands: connecting, waiting to identify, resuming, connected…
+    pub fn state(&self) -> crate::SessionState {
+        self.status.borrow().state
+    }
+
+    /// How the shard stopped, once it has.
+    pub fn outcome(&self) -> Option<Result<(), ShardError>> {
+        self.status.borrow().outcome.clone()
     }
 
     /// Whether the shard has not stopped.

@@ -1,0 +1,357 @@
+//! A group of shards: `0..N`, or a range `a..b` of a total `N`, sharing one identify queue.
+
+use std::collections::BTreeMap;
+use std::ops::Range;
+use std::sync::Arc;
+use std::time::Duration;
+
+use gateway_model::{ChannelInfoField, Command, RequestGuildMembers, ShardId, Snowflake};
+use tokio::sync::{Semaphore, mpsc};
+
+use crate::identify::{IdentifyQueue, LocalIdentifyQueue};
+use crate::{
+    CommandError, PresenceUpdate, ResumeInfo, SessionState, Shard, ShardConfig, ShardError,
+    ShardEvent,
+};
+
+/// How to run a group.
+#[derive(Debug, Clone)]
+pub struct ShardGroupConfig {
+    /// The configuration every shard starts from (its `shard` is set per shard).
+    pub shard: ShardConfig,
+    /// The bot's shard count.
+    pub total: u32,
+    /// The shards this group runs (`0..total` for a bot in one process).
+    pub range: Range<u32>,
+    /// The bot's `max_concurrency`.
+    pub max_concurrency: u32,
+    /// The queue every identify of every shard waits in. Default: one in-process queue.
+    pub identify_queue: Arc<dyn IdentifyQueue>,
+    /// The most websocket handshakes at once, so a network blip does not reconnect every shard
+    /// in the same instant. Default 4.
+    pub reconnect_concurrency: usize,
+    /// Sessions to resume, by shard id (from [`ShardGroup::close`]).
+    pub resume: BTreeMap<u32, ResumeInfo>,
+}
+
+impl ShardGroupConfig {
+    /// Every shard `0..total` of the bot.
+    pub fn new(shard: ShardConfig, total: u32, max_concurrency: u32) -> Self {
+        Self {
+            shard,
+            total: total.max(1),
+            range: 0..total.max(1),
+            max_concurrency: max_concurrency.max(1),
+            identify_queue: Arc::new(LocalIdentifyQueue::new()),
+            reconnect_concurrency: 4,
+            resume: BTreeMap::new(),
+        }
+    }
+
+    /// Runs only shards `range` of the total (several processes can split one bot).
+    #[must_use]
+    pub fn with_range(mut self, range: Range<u32>) -> Self {
+        self.range = range;
+        self
+    }
+
+    /// Shares an identify queue (with other groups, in this process or, with Redis, others).
+    #[must_use]
+    pub fn with_identify_queue(mut self, queue: Arc<dyn IdentifyQueue>) -> Self {
+        self.identify_queue = queue;
+        self
+    }
+
+    /// Resumes exported sessions.
+    #[must_use]
+    pub fn with_resume(mut self, sessions: BTreeMap<u32, ResumeInfo>) -> Self {
+        self.resume = sessions;
+        self
+    }
+}
+
+/// One shard's status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShardStatus {
+    /// The shard id.
+    pub id: u32,
+    /// Where it stands.
+    pub state: SessionState,
+    /// Its latest heartbeat latency.
+    pub latency: Option<Duration>,
+    /// Its error, if it stopped with one.
+    pub error: Option<ShardError>,
+}
+
+/// Progress of [`ShardGroup::start`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StartProgress {
+    /// Shards ready so far.
+    pub ready: usize,
+    /// Shards in the group.
+    pub total: usize,
+    /// Each shard's state.
+    pub shards: Vec<(u32, SessionState)>,
+}
+
+/// Running shards, with one merged event stream tagged by shard id.
+#[derive(Debug)]
+pub struct ShardGroup {
+    shards: BTreeMap<u32, Shard>,
+    total: u32,
+}
+
+/// The group's events: `(shard id, event)`.
+#[derive(Debug)]
+pub struct GroupEvents {
+    rx: mpsc::Receiver<(u32, ShardEvent)>,
+}
+
+impl GroupEvents {
+    /// The next event of any shard.
+    pub async fn next(&mut self) -> Option<(u32, ShardEvent)> {
+        self.rx.recv().await
+    }
+}
+
+impl futures_util::Stream for GroupEvents {
+    type Item = (u32, ShardEvent);
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        self.rx.poll_recv(cx)
+    }
+}
+
+/// Why a group command could not be routed or queued.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum GroupError {
+    /// No shard of this group covers the guild.
+    #[error("guild {guild} is on shard {shard}, which this group does not run")]
+    NoLocalShard {
+        /// The guild.
+        guild: Snowflake,
+        /// Its shard.
+        shard: u32,
+    },
+    /// The shard refused the command.
+    #[error(transparent)]
+    Command(#[from] CommandError),
+}
+
+impl ShardGroup {
+    /// Starts every shard (each waits its turn in the identify queue) and returns at once.
+    pub fn spawn(config: ShardGroupConfig) -> Result<(Self, GroupEvents), ShardError> {
+        if config.range.start >= config.range.end || config.range.end > config.total {
+            return Err(ShardError::Config(format!(
+                "shard range {:?} not within 0..{}",
+                config.range, config.total
+            )));
+        }
+        let limit = Arc::new(Semaphore::new(config.reconnect_concurrency.max(1)));
+        let buffer = config.shard.event_buffer.max(1);
+        let (tx, rx) = mpsc::channel(buffer);
+        let mut shards = BTreeMap::new();
+        for id in config.range.clone() {
+            let shard_id =
+                ShardId::new(id, config.total).map_err(|e| ShardError::Config(e.to_string()))?;
+            let mut shard_config = config
+                .shard
+                .clone()
+                .with_shard(shard_id)
+                .with_identify_queue(Arc::clone(&config.identify_queue), config.max_concurrency)
+                .with_seed(config.shard.seed ^ u64::from(id).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+            shard_config.connect_limit = Some(Arc::clone(&limit));
+            shard_config.resume = config.resume.get(&id).cloned();
+            let (shard, mut events) = Shard::spawn(shard_config)?;
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                while let Some(event) = events.next().await {
+                    if tx.send((id, event)).await.is_err() {
+                        break;
+                    }
+                }
+            });
+            shards.insert(id, shard);
+        }
+        Ok((
+            Self {
+                shards,
+                total: config.total,
+            },
+            GroupEvents { rx },
+        ))
+    }
+
+    /// Starts every shard and waits until all are READY (or one stops with an error), calling
+    /// `progress` whenever a shard's state changes.
+    pub async fn start(
+        config: ShardGroupConfig,
+        mut progress: impl FnMut(&StartProgress),
+    ) -> Result<(Self, GroupEvents), ShardError> {
+        let (group, events) = Self::spawn(config)?;
+        let mut watches: Vec<_> = group
+            .shards
+            .iter()
+            .map(|(id, s)| (*id, s.status.clone()))
+            .collect();
+        let mut last = None;
+        loop {
+            let shards: Vec<(u32, SessionState)> = watches
+                .iter()
+                .map(|(id, w)| (*id, w.borrow().state))
+                .collect();
+            if let Some(err) = watches
+                .iter()
+                .find_map(|(_, w)| w.borrow().outcome.clone().and_then(Result::err))
+            {
+                group.close(false).await;
+                return Err(err);
+            }
+            if watches
+                .iter()
+                .any(|(_, w)| !w.borrow().alive && !w.borrow().ready_once)
+            {
+                group.close(false).await;
+                return Err(ShardError::Closed);
+            }
+            let ready = watches
+                .iter()
+                .filter(|(_, w)| w.borrow().ready_once)
+                .count();
+            let report = StartProgress {
+                ready,
+                total: watches.len(),
+                shards,
+            };
+            if last.as_ref() != Some(&report) {
+                progress(&report);
+                last = Some(report);
+            }
+            if ready == watches.len() {
+                return Ok((group, events));
+            }
+            let changes = watches.iter_mut().map(|(_, w)| Box::pin(w.changed()));
+            let _ = futures_util::future::select_all(changes).await;
+        }
+    }
+
+    /// The shards, by id.
+    pub fn shards(&self) -> impl Iterator<Item = &Shard> {
+        self.shards.values()
+    }
+
+    /// One shard.
+    pub fn shard(&self, id: u32) -> Option<&Shard> {
+        self.shards.get(&id)
+    }
+
+    /// The bot's shard count.
+    pub fn total(&self) -> u32 {
+        self.total
+    }
+
+    /// The shard that carries `guild` (`(guild_id >> 22) % total`), if this group runs it.
+    pub fn shard_for_guild(&self, guild: Snowflake) -> Result<&Shard, GroupError> {
+        let shard = guild.shard_index(self.total);
+        self.shards
+            .get(&shard)
+            .ok_or(GroupError::NoLocalShard { guild, shard })
+    }
+
+    /// Requests guild members on the guild's shard.
+    pub async fn request_guild_members(
+        &self,
+        request: RequestGuildMembers,
+    ) -> Result<(), GroupError> {
+        Ok(self
+            .shard_for_guild(request.guild_id())?
+            .request_guild_members(request)
+            .await?)
+    }
+
+    /// Updates the voice state on the guild's shard.
+    pub async fn update_voice_state(
+        &self,
+        guild: Snowflake,
+        channel: Option<Snowflake>,
+        self_mute: bool,
+        self_deaf: bool,
+    ) -> Result<(), GroupError> {
+        Ok(self
+            .shard_for_guild(guild)?
+            .update_voice_state(guild, channel, self_mute, self_deaf)
+            .await?)
+    }
+
+    /// Requests channel info on the guild's shard.
+    pub async fn request_channel_info(
+        &self,
+        guild: Snowflake,
+        fields: Vec<ChannelInfoField>,
+    ) -> Result<(), GroupError> {
+        Ok(self
+            .shard_for_guild(guild)?
+            .request_channel_info(guild, fields)
+            .await?)
+    }
+
+    /// Sends a command that has no guild through shard 0 (or this group's first shard).
+    pub async fn send_guildless(&self, command: impl Into<Command>) -> Result<(), GroupError> {
+        let shard = self.shards.get(&0).or_else(|| self.shards.values().next());
+        match shard {
+            Some(s) => Ok(s.send(command).await?),
+            None => Err(GroupError::Command(CommandError::NotRunning)),
+        }
+    }
+
+    /// Updates the presence on every shard.
+    pub async fn update_presence(&self, update: PresenceUpdate) -> Result<(), GroupError> {
+        for shard in self.shards.values() {
+            shard.update_presence(update.clone()).await?;
+        }
+        Ok(())
+    }
+
+    /// Each shard's status.
+    pub fn status(&self) -> Vec<ShardStatus> {
+        self.shards
+            .iter()
+            .map(|(id, s)| ShardStatus {
+                id: *id,
+                state: s.state(),
+                latency: s.heartbeat_latency(),
+                error: s.outcome().and_then(Result::err),
+            })
+            .collect()
+    }
+
+    /// Closes every shard. With `keep_resumable`, returns their sessions for a new group.
+    pub async fn close(&self, keep_resumable: bool) -> BTreeMap<u32, ResumeInfo> {
+        let closes = self
+            .shards
+            .iter()
+            .map(|(id, s)| async move { (*id, s.close(keep_resumable).await) });
+        futures_util::future::join_all(closes)
+            .await
+            .into_iter()
+            .filter_map(|(id, r)| r.map(|r| (id, r)))
+            .collect()
+    }
+
+    /// Waits until every shard stopped; the first error, if any.
+    pub async fn join(&self) -> Result<(), ShardError> {
+        let mut result = Ok(());
+        for shard in self.shards.values() {
+            if let Err(e) = shard.join().await
+                && result.is_ok()
+            {
+                result = Err(e);
+            }
+        }
+        result
+    }
+}

@@ -1,0 +1,177 @@
+//! The identify queue: one IDENTIFY per rate-limit bucket per 5 s, within the daily budget.
+//!
+//! Discord lets a bot identify one shard per bucket (`shard_id % max_concurrency`) every 5 s, and
+//! starts a limited number of sessions per day. Every identify of every shard goes through an
+//! [`IdentifyQueue`]: at startup, after INVALID_SESSION false, after 4007 or 4009, after a failed
+//! resume. [`LocalIdentifyQueue`] (the default) serves the shards of one process; the `redis`
+//! feature adds [`RedisIdentifyQueue`], shared by processes and machines.
+
+mod schedule;
+
+#[cfg(feature = "redis")]
+mod redis;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use gateway_model::SessionStartLimit;
+use tokio::sync::Notify;
+
+#[cfg(feature = "redis")]
+pub use self::redis::RedisIdentifyQueue;
+pub use schedule::{Grant, IdentifySchedule, Ticket};
+
+/// Discord's identify window per bucket.
+pub const IDENTIFY_WINDOW: Duration = Duration::from_secs(5);
+
+/// The spacing the queues keep: the window plus 5%. A grant is given before the IDENTIFY is
+/// sent and Discord measures the window between identifies arriving, so two identifies granted
+/// exactly one window apart can arrive a little less than a window apart (seen in the Redis
+/// test: 1.496 s for a 1.5 s window, answered with INVALID_SESSION).
+pub fn spacing(window: Duration) -> Duration {
+    window + window / 20
+}
+
+/// A boxed future, as the queue's methods return.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Why a shard may not identify.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum IdentifyError {
+    /// The daily session start budget is spent until it resets.
+    #[error("session start budget exhausted; it resets in {0:?}")]
+    BudgetExhausted(Duration),
+    /// The shared queue could not be reached.
+    #[error("identify queue unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// Serializes identifies: [`acquire`](Self::acquire) returns when `shard_id` may identify.
+pub trait IdentifyQueue: Send + Sync + std::fmt::Debug + 'static {
+    /// Waits for `shard_id`'s turn in its bucket `shard_id % max_concurrency`. Dropping the future
+    /// gives the place up.
+    fn acquire(
+        &self,
+        shard_id: u32,
+        max_concurrency: u32,
+    ) -> BoxFuture<'_, Result<(), IdentifyError>>;
+
+    /// The session start budget as the queue knows it.
+    fn session_start_limit(&self) -> BoxFuture<'_, Option<SessionStartLimit>>;
+
+    /// Replaces the budget (from `GET /gateway/bot`).
+    fn set_session_start_limit(&self, limit: SessionStartLimit) -> BoxFuture<'_, ()>;
+}
+
+/// The in-process identify queue: an [`IdentifySchedule`] driven by tokio's clock.
+#[derive(Debug)]
+pub struct LocalIdentifyQueue {
+    schedule: Mutex<IdentifySchedule>,
+    changed: Notify,
+}
+
+impl LocalIdentifyQueue {
+    /// A queue with Discord's 5 s window and no budget limit until one is set.
+    pub fn new() -> Self {
+        Self::with_window(IDENTIFY_WINDOW)
+    }
+
+    /// A queue with another window (tests and fake gateways).
+    pub fn with_window(window: Duration) -> Self {
+        Self {
+            schedule: Mutex::new(IdentifySchedule::new(spacing(window))),
+            changed: Notify::new(),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, IdentifySchedule> {
+        self.schedule
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+impl Default for LocalIdentifyQueue {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Gives a waiting place up if the waiter goes away.
+struct Place<'a> {
+    queue: &'a LocalIdentifyQueue,
+    ticket: Option<Ticket>,
+}
+
+impl Drop for Place<'_> {
+    fn drop(&mut self) {
+        if let Some(ticket) = self.ticket.take() {
+            self.queue.lock().cancel(ticket);
+            self.queue.changed.notify_waiters();
+        }
+    }
+}
+
+fn now() -> Instant {
+    tokio::time::Instant::now().into_std()
+}
+
+impl IdentifyQueue for LocalIdentifyQueue {
+    fn acquire(
+        &self,
+        shard_id: u32,
+        max_concurrency: u32,
+    ) -> BoxFuture<'_, Result<(), IdentifyError>> {
+        Box::pin(async move {
+            let ticket = self.lock().request(shard_id, max_concurrency, now());
+            let mut place = Place {
+                queue: self,
+                ticket: Some(ticket),
+            };
+            loop {
+                let notified = self.changed.notified();
+                tokio::pin!(notified);
+                notified.as_mut().enable();
+                let grant = self.lock().try_grant(ticket, now());
+                let wake_at = match grant {
+                    Grant::Granted => {
+                        place.ticket = None;
+                        self.changed.notify_waiters();
+                        return Ok(());
+                    }
+                    Grant::Exhausted(wait) => return Err(IdentifyError::BudgetExhausted(wait)),
+                    Grant::WaitUntil(at) => Some(at),
+                    Grant::WaitForTurn => None,
+                };
+                match wake_at {
+                    Some(at) => {
+                        tokio::select! {
+                            () = tokio::time::sleep_until(tokio::time::Instant::from_std(at)) => {}
+                            () = notified => {}
+                        }
+                    }
+                    None => notified.await,
+                }
+            }
+        })
+    }
+
+    fn session_start_limit(&self) -> BoxFuture<'_, Option<SessionStartLimit>> {
+        Box::pin(async move { self.lock().session_start_limit(now()) })
+    }
+
+    fn set_session_start_limit(&self, limit: SessionStartLimit) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            self.lock().set_session_start_limit(limit, now());
+            self.changed.notify_waiters();
+        })
+    }
+}
+
+/// A queue shared by everything in the process that is handed a clone.
+pub fn local_queue() -> Arc<dyn IdentifyQueue> {
+    Arc::new(LocalIdentifyQueue::new())
+}

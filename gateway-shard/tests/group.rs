@@ -1,0 +1,319 @@
+//! Shard groups and identify queues against the testkit, over loopback.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use gateway_codec::Compression;
+use gateway_model::{Command, Intents, Token};
+use gateway_shard::identify::{IdentifyQueue, LocalIdentifyQueue};
+use gateway_shard::{
+    Reconnect, SessionState, ShardConfig, ShardEvent, ShardGroup, ShardGroupConfig,
+};
+use gateway_testkit::{FakeGateway, Fault, GatewayConfig, Received, WorldConfig};
+
+async fn gateway(max_concurrency: u32, guilds: usize) -> FakeGateway {
+    let config = GatewayConfig {
+        max_concurrency,
+        heartbeat_interval: Duration::from_secs(30),
+        world: WorldConfig::uniform(5, guilds, 5),
+        ..GatewayConfig::default()
+    };
+    FakeGateway::start_with(config, 0).await.unwrap()
+}
+
+fn shard_config(gw: &FakeGateway) -> ShardConfig {
+    ShardConfig::new(Token::new(gw.config().token.clone()), Intents::GUILDS)
+        .with_gateway_url(gw.url())
+        .with_compression(Compression::ZlibStream)
+        .with_seed(11)
+}
+
+/// `(shard id, time)` of every IDENTIFY the gateway received, in order.
+fn identifies(gw: &FakeGateway) -> Vec<(u32, Duration)> {
+    gw.recorded()
+        .into_iter()
+        .filter_map(|r| match r.command() {
+            Some(Command::Identify(i)) => Some((i.shard.map_or(0, |s| s.number()), r.at)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// No two identifies of one bucket less than `window` apart.
+fn assert_buckets_respected(ids: &[(u32, Duration)], max_concurrency: u32, window: Duration) {
+    for (i, (a, at)) in ids.iter().enumerate() {
+        for (b, bt) in &ids[i + 1..] {
+            if a % max_concurrency == b % max_concurrency {
+                assert!(
+                    bt.saturating_sub(*at) >= window,
+                    "shards {a} and {b} identified {:?} apart",
+                    *bt - *at
+                );
+            }
+        }
+    }
+}
+
+fn no_invalid_sessions(gw: &FakeGateway) {
+    assert!(
+        gw.recorded()
+            .iter()
+            .all(|r| !matches!(r.received, Received::Invalid { .. }))
+    );
+    assert_eq!(
+        gw.stats().identifies,
+        gw.stats().readies,
+        "every identify got READY (no INVALID_SESSION)"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn sixteen_shards_identify_in_rounds_of_four_5_s_apart() {
+    let gw = gateway(4, 40).await;
+    let config = ShardGroupConfig::new(shard_config(&gw), 16, 4);
+    let mut reports = Vec::new();
+    let (group, _events) = ShardGroup::start(config, |p| reports.push(p.ready))
+        .await
+        .unwrap();
+    let ids = identifies(&gw);
+    assert_eq!(ids.len(), 16);
+    for (i, (shard, at)) in ids.iter().enumerate() {
+        let round = i as u64 / 4;
+        assert_eq!(u64::from(*shard) / 4, round, "bucket order: {ids:?}");
+        assert!(
+            at.as_secs() >= round * 5 && at.as_secs() < round * 5 + 2,
+            "round {round} at {at:?}"
+        );
+    }
+    assert_buckets_respected(&ids, 4, Duration::from_secs(5));
+    no_invalid_sessions(&gw);
+    assert_eq!(reports.last(), Some(&16));
+    assert!(reports.windows(2).all(|w| w[0] <= w[1]));
+    assert!(
+        group
+            .status()
+            .iter()
+            .all(|s| s.state == SessionState::Connected)
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_4009_reidentifies_through_the_queue_in_its_own_bucket() {
+    let gw = gateway(4, 20).await;
+    let (group, mut events) =
+        ShardGroup::start(ShardGroupConfig::new(shard_config(&gw), 8, 4), |_| {})
+            .await
+            .unwrap();
+    // Shard 5 (bucket 1) times out and must start a new session: 4009.
+    gw.shard_connection(5).unwrap().inject(Fault::Close(4009));
+    let mut disconnected = false;
+    loop {
+        match events.next().await.unwrap() {
+            (5, ShardEvent::Disconnected { next, .. }) => {
+                assert_eq!(next, Reconnect::Reidentify);
+                disconnected = true;
+            }
+            (5, ShardEvent::Ready(_)) if disconnected => break,
+            _ => {}
+        }
+    }
+    let ids = identifies(&gw);
+    assert_eq!(ids.len(), 9);
+    assert_eq!(ids[8].0, 5);
+    assert_buckets_respected(&ids, 4, Duration::from_secs(5));
+    no_invalid_sessions(&gw);
+    // Routing: a guild goes to its own shard.
+    let guild = gw.world().guilds()[0].id;
+    assert_eq!(
+        group.shard_for_guild(guild).unwrap().id(),
+        guild.shard_index(8)
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn two_groups_splitting_one_bot_share_one_queue() {
+    let gw = gateway(2, 20).await;
+    let queue: Arc<dyn IdentifyQueue> = Arc::new(LocalIdentifyQueue::new());
+    let low = ShardGroupConfig::new(shard_config(&gw), 8, 2)
+        .with_range(0..4)
+        .with_identify_queue(Arc::clone(&queue));
+    let high = ShardGroupConfig::new(shard_config(&gw), 8, 2)
+        .with_range(4..8)
+        .with_identify_queue(queue);
+    let (a, b) = tokio::join!(
+        ShardGroup::start(low, |_| {}),
+        ShardGroup::start(high, |_| {})
+    );
+    let ((a, _), (b, _)) = (a.unwrap(), b.unwrap());
+    assert_eq!(a.shards().count() + b.shards().count(), 8);
+    let ids = identifies(&gw);
+    assert_eq!(ids.len(), 8);
+    assert_buckets_respected(&ids, 2, Duration::from_secs(5));
+    no_invalid_sessions(&gw);
+    assert!(
+        a.shard_for_guild(gw.world().guilds_of_shard(5, 8).next().unwrap().id)
+            .is_err(),
+        "not local"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn closing_a_group_exports_sessions_that_a_new_group_resumes() {
+    let gw = gateway(2, 10).await;
+    let (group, _events) =
+        ShardGroup::start(ShardGroupConfig::new(shard_config(&gw), 4, 2), |_| {})
+            .await
+            .unwrap();
+    let sessions: BTreeMap<_, _> = group.close(true).await;
+    assert_eq!(sessions.len(), 4);
+    let config = ShardGroupConfig::new(shard_config(&gw), 4, 2).with_resume(sessions);
+    let (_group, _events) = ShardGroup::start(config, |_| {}).await.unwrap();
+    assert_eq!(gw.stats().identifies, 4, "no new identify");
+    assert_eq!(gw.stats().resumed, 4);
+}
+
+#[cfg(feature = "redis")]
+mod redis {
+    use super::*;
+    use gateway_shard::identify::RedisIdentifyQueue;
+
+    /// A redis-server of this test's own on a free port (REDIS_URL overrides).
+    struct Redis {
+        url: String,
+        child: Option<std::process::Child>,
+    }
+
+    impl Drop for Redis {
+        fn drop(&mut self) {
+            if let Some(c) = &mut self.child {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        }
+    }
+
+    async fn redis() -> Redis {
+        if let Ok(url) = std::env::var("REDIS_URL") {
+            return Redis { url, child: None };
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = std::process::Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server is needed for the Redis queue tests: apt-get install redis-server (or set REDIS_URL)");
+        for _ in 0..200 {
+            if tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_ok()
+            {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        Redis {
+            url: format!("redis://127.0.0.1:{port}/"),
+            child: Some(child),
+        }
+    }
+
+    const WINDOW: Duration = Duration::from_millis(1500);
+
+    /// Run by the parent test as a second process: one group over `GROUP_RANGE` of 8 shards.
+    #[tokio::test]
+    #[ignore = "run as a child process by two_processes_never_identify_one_bucket_twice_within_the_window"]
+    async fn child_group() {
+        let (Ok(url), Ok(redis_url), Ok(prefix)) = (
+            std::env::var("GATEWAY_URL"),
+            std::env::var("REDIS_URL"),
+            std::env::var("REDIS_PREFIX"),
+        ) else {
+            return;
+        };
+        let queue = RedisIdentifyQueue::connect_with_window(&redis_url, prefix, WINDOW)
+            .await
+            .unwrap();
+        let config =
+            ShardConfig::new(Token::new("testkit-token"), Intents::GUILDS).with_gateway_url(url);
+        let group = ShardGroupConfig::new(config, 8, 2)
+            .with_range(0..4)
+            .with_identify_queue(Arc::new(queue));
+        let (group, _events) = ShardGroup::start(group, |_| {}).await.unwrap();
+        group.close(false).await;
+    }
+
+    #[tokio::test]
+    async fn two_processes_never_identify_one_bucket_twice_within_the_window() {
+        let redis = redis().await;
+        let gw = FakeGateway::start_with(
+            GatewayConfig {
+                max_concurrency: 2,
+                identify_window: WINDOW,
+                world: WorldConfig::uniform(5, 16, 5),
+                ..GatewayConfig::default()
+            },
+            0,
+        )
+        .await
+        .unwrap();
+        let prefix = format!("gateway-test-{}", std::process::id());
+        let child = tokio::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "redis::child_group", "--ignored", "--nocapture"])
+            .env("GATEWAY_URL", gw.url())
+            .env("REDIS_URL", &redis.url)
+            .env("REDIS_PREFIX", &prefix)
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let queue = RedisIdentifyQueue::connect_with_window(&redis.url, &prefix, WINDOW)
+            .await
+            .unwrap();
+        let config = ShardGroupConfig::new(shard_config(&gw), 8, 2)
+            .with_range(4..8)
+            .with_identify_queue(Arc::new(queue));
+        let (group, _events) = ShardGroup::start(config, |_| {}).await.unwrap();
+        let status = child.wait_with_output().await.unwrap().status;
+        assert!(status.success(), "the child group failed");
+        group.close(false).await;
+        let ids = identifies(&gw);
+        assert_eq!(ids.len(), 8, "{ids:?}");
+        assert_buckets_respected(&ids, 2, WINDOW);
+        no_invalid_sessions(&gw);
+    }
+
+    #[tokio::test]
+    async fn the_budget_is_a_shared_counter() {
+        let redis = redis().await;
+        let prefix = format!("gateway-budget-{}", std::process::id());
+        let queue =
+            RedisIdentifyQueue::connect_with_window(&redis.url, &prefix, Duration::from_millis(1))
+                .await
+                .unwrap();
+        let limit = gateway_model::SessionStartLimit {
+            total: 1000,
+            remaining: 2,
+            reset_after: 60_000,
+            max_concurrency: 1,
+        };
+        queue.set_session_start_limit(limit).await;
+        queue.acquire(0, 1).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        queue.acquire(0, 1).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        assert!(matches!(
+            queue.acquire(0, 1).await,
+            Err(gateway_shard::identify::IdentifyError::BudgetExhausted(_))
+        ));
+        assert_eq!(
+            queue.session_start_limit().await.map(|l| l.total),
+            Some(1000)
+        );
+    }
+}
