@@ -1,4 +1,4 @@
-//! The demo bot: one shard, events printed one line each, a summary at the end.
+//! The demo bot: a group of shards, events printed one line each, a summary at the end.
 //!
 //! ```sh
 //! cargo run --example bot                 # against an embedded fake gateway (no token needed)
@@ -13,13 +13,21 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use gateway_codec::Compression;
 use gateway_model::{DispatchEvent, Intents, Token};
-use gateway_shard::{Reconnect, Shard, ShardConfig, ShardEvent};
+use gateway_shard::{
+    Reconnect, SessionState, ShardConfig, ShardEvent, ShardGroup, ShardGroupConfig,
+};
 use gateway_testkit::{FakeGateway, Fault, GatewayConfig, WorldConfig};
 use sonic_rs::{JsonContainerTrait, JsonValueTrait};
 
-/// A demo bot on one shard.
+/// A demo bot: a group of shards against the embedded fake gateway, Discord, or any v10 gateway.
 #[derive(Debug, Parser)]
 struct Args {
+    /// How many shards to run (identified in buckets of --max-concurrency, 5 s apart).
+    #[arg(long, default_value_t = 1)]
+    shards: u32,
+    /// The bot's max_concurrency (identify buckets). Default: 4 against the fake gateway, else 1.
+    #[arg(long)]
+    max_concurrency: Option<u32>,
     /// Stop after this many seconds (default: run until Ctrl-C).
     #[arg(long = "for", value_name = "SECONDS")]
     run_for: Option<u64>,
@@ -33,7 +41,9 @@ struct Args {
 
 struct Summary {
     started: Instant,
-    ready: bool,
+    shards: u32,
+    ready: u32,
+    ready_order: Vec<(u32, Duration)>,
     events: BTreeMap<String, u64>,
     reconnects: u64,
     resumes: u64,
@@ -53,7 +63,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let url = std::env::var("GATEWAY_URL").ok();
     // Without a token and a URL: an embedded fake gateway with a seeded world and live traffic.
     let fake = match (&token, &url) {
-        (None, None) => Some(Arc::new(start_fake_gateway().await?)),
+        (None, None) => Some(Arc::new(
+            start_fake_gateway(args.shards, args.max_concurrency.unwrap_or(4)).await?,
+        )),
         _ => None,
     };
     let (gateway_url, token) = match (&fake, url, token) {
@@ -63,8 +75,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         (None, None, None) => unreachable!(),
     };
     let intents = Intents::GUILDS | Intents::GUILD_MESSAGES | Intents::GUILD_MESSAGE_TYPING;
+    let max_concurrency = args
+        .max_concurrency
+        .unwrap_or(if fake.is_some() { 4 } else { 1 });
+    let shards = args.shards.max(1);
     println!(
-        "connecting to {gateway_url} ({compression}){}",
+        "connecting {shards} shard(s) to {gateway_url} ({compression}, max_concurrency {max_concurrency}){}",
         if fake.is_some() {
             ", the embedded fake gateway"
         } else {
@@ -75,24 +91,49 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .with_gateway_url(gateway_url)
         .with_compression(compression);
     let started = Instant::now();
-    let (shard, mut events) = match Shard::start(config).await {
-        Ok(s) => s,
+    let mut announced = std::collections::BTreeSet::new();
+    let group = ShardGroup::start(
+        ShardGroupConfig::new(config, shards, max_concurrency),
+        |p| {
+            let line: String = p
+                .shards
+                .iter()
+                .map(|(id, state)| format!("{id}:{}", short_state(*state)))
+                .collect::<Vec<_>>()
+                .join(" ");
+            println!(
+                "[{:>5.1}s] {}/{} ready  {line}",
+                started.elapsed().as_secs_f64(),
+                p.ready,
+                p.total
+            );
+            for (id, state) in &p.shards {
+                if *state == SessionState::Connected && announced.insert(*id) {
+                    println!(
+                        "[{:>5.1}s] shard {id} is ready",
+                        started.elapsed().as_secs_f64()
+                    );
+                }
+            }
+        },
+    )
+    .await;
+    let (group, mut events) = match group {
+        Ok(g) => g,
         Err(e) => {
-            eprintln!("the shard could not start: {e}");
+            eprintln!("the shards could not start: {e}");
             std::process::exit(1);
         }
     };
-    println!(
-        "shard 0 ready in {:.0?} as user {}",
-        started.elapsed(),
-        shard.user_id().map_or("?".into(), |u| u.to_string())
-    );
+    println!("all {shards} shard(s) ready in {:.1?}", started.elapsed());
     if let Some(f) = &fake {
         tokio::spawn(traffic(Arc::clone(f)));
     }
     let mut summary = Summary {
         started,
-        ready: true,
+        shards,
+        ready: 0,
+        ready_order: Vec::new(),
         events: BTreeMap::new(),
         reconnects: 0,
         resumes: 0,
@@ -112,39 +153,66 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             _ = tokio::signal::ctrl_c() => break,
             () = stop => break,
             event = events.next() => match event {
-                Some(event) => record(&mut summary, &event, args.quiet),
+                Some((shard, event)) => record(&mut summary, shard, &event, args.quiet),
                 None => break,
             },
         }
     }
-    shard.close(false).await;
-    if let Err(e) = shard.join().await {
-        println!("the shard stopped with an error: {e}");
+    // Drain what was already received, then close.
+    while let Ok(Some((shard, event))) =
+        tokio::time::timeout(Duration::from_millis(1), events.next()).await
+    {
+        record(&mut summary, shard, &event, args.quiet);
     }
-    print_summary(&summary, shard.heartbeat_latency());
+    group.close(false).await;
+    if let Err(e) = group.join().await {
+        println!("a shard stopped with an error: {e}");
+    }
+    let identify_order = fake.as_ref().map(|f| {
+        f.recorded()
+            .iter()
+            .filter_map(|r| match r.command() {
+                Some(gateway_model::Command::Identify(i)) => {
+                    Some((i.shard.map_or(0, |s| s.number()), r.at))
+                }
+                _ => None,
+            })
+            .collect::<Vec<_>>()
+    });
+    print_summary(&summary, identify_order, max_concurrency);
     Ok(())
 }
 
-async fn start_fake_gateway() -> std::io::Result<FakeGateway> {
+async fn start_fake_gateway(shards: u32, max_concurrency: u32) -> std::io::Result<FakeGateway> {
     let config = GatewayConfig {
         heartbeat_interval: Duration::from_secs(5),
-        world: WorldConfig::mixed(7, 6, 200),
+        max_concurrency,
+        world: WorldConfig::mixed(7, (6 * shards as usize).max(6), 200),
         ..GatewayConfig::default()
     };
     FakeGateway::start_with(config, 0).await
 }
 
-/// Live traffic for the demo: messages, presences and typing, and once a RECONNECT to show a resume.
+/// Live traffic for the demo: messages, presences and typing on every shard, and once a RECONNECT
+/// to show a resume.
 async fn traffic(gateway: Arc<FakeGateway>) {
     let world = gateway.world();
     let guilds = world.guilds();
     let mut n = 0u64;
     loop {
         tokio::time::sleep(Duration::from_millis(700)).await;
-        let Some(conn) = gateway.shard_connection(0) else {
+        let g = &guilds[n as usize % guilds.len()];
+        let total = gateway
+            .connections()
+            .iter()
+            .filter_map(|c| c.shard)
+            .map(|s| s.total())
+            .max()
+            .unwrap_or(1);
+        let Some(conn) = gateway.shard_connection(g.id.shard_index(total)) else {
+            n += 1;
             continue;
         };
-        let g = &guilds[n as usize % guilds.len()];
         let (name, data) = match n % 3 {
             0 => ("MESSAGE_CREATE", world.message_create_json(g, n, 60)),
             1 => ("PRESENCE_UPDATE", world.presence_update_json(g, n as usize)),
@@ -158,49 +226,48 @@ async fn traffic(gateway: Arc<FakeGateway>) {
     }
 }
 
-fn record(summary: &mut Summary, event: &ShardEvent, quiet: bool) {
+fn record(summary: &mut Summary, shard: u32, event: &ShardEvent, quiet: bool) {
     let line = match event {
         ShardEvent::Connected { resuming } => {
             format!(
-                "[shard 0] connected ({})",
+                "[shard {shard}] connected ({})",
                 if *resuming { "resuming" } else { "identifying" }
             )
         }
         ShardEvent::Ready(r) => {
-            summary.ready = true;
+            summary.ready += 1;
+            summary.ready_order.push((shard, summary.started.elapsed()));
             format!(
-                "[shard 0] #1 READY as {} with {} guilds",
+                "[shard {shard}] #1 READY as {} with {} guilds",
                 r.user.username,
                 r.guilds.len()
             )
         }
         ShardEvent::Resumed { replayed } => {
             summary.resumes += 1;
-            format!("[shard 0] RESUMED, {replayed} events replayed")
+            format!("[shard {shard}] RESUMED, {replayed} events replayed")
         }
         ShardEvent::Disconnected { code, reason, next } => {
             if *next != Reconnect::Stop {
                 summary.reconnects += 1;
             }
-            format!(
-                "[shard 0] disconnected ({}): {reason}; next: {next:?}",
-                code.map_or("no code".into(), |c| c.to_string())
-            )
+            let code = code.map_or("no code".into(), |c| c.to_string());
+            format!("[shard {shard}] disconnected ({code}): {reason}; next: {next:?}")
         }
         ShardEvent::HeartbeatAck { latency } => {
             summary.latencies.push(*latency);
-            format!("[shard 0] heartbeat ACK in {latency:.1?}")
+            format!("[shard {shard}] heartbeat ACK in {latency:.1?}")
         }
         ShardEvent::Dispatch(d) => {
             *summary.events.entry(d.event.name().to_owned()).or_default() += 1;
             format!(
-                "[shard 0] #{} {:<20} {}",
+                "[shard {shard}] #{} {:<20} {}",
                 d.seq,
                 d.event.name(),
                 describe(&d.event)
             )
         }
-        other => format!("[shard 0] {other:?}"),
+        other => format!("[shard {shard}] {other:?}"),
     };
     if !quiet {
         println!("{line}");
@@ -272,10 +339,51 @@ fn describe(event: &DispatchEvent) -> String {
     }
 }
 
-fn print_summary(summary: &Summary, latency: Option<Duration>) {
+fn short_state(state: SessionState) -> &'static str {
+    match state {
+        SessionState::Disconnected => "down",
+        SessionState::Connecting => "connecting",
+        SessionState::WaitingToIdentify => "in-queue",
+        SessionState::Identifying => "identifying",
+        SessionState::Resuming => "resuming",
+        SessionState::Connected => "ready",
+        _ => "stopped",
+    }
+}
+
+fn print_summary(
+    summary: &Summary,
+    identify_order: Option<Vec<(u32, Duration)>>,
+    max_concurrency: u32,
+) {
     println!();
     println!("── summary after {:.1?} ──", summary.started.elapsed());
-    println!("shards ready:     {}/1", u8::from(summary.ready));
+    println!(
+        "shards ready:     {}/{}",
+        summary.ready.min(summary.shards),
+        summary.shards
+    );
+    if let Some(order) = identify_order {
+        let first = order.first().map_or(Duration::ZERO, |(_, t)| *t);
+        let line: Vec<String> = order
+            .iter()
+            .map(|(id, at)| {
+                format!(
+                    "{id}@{:.1}s(b{})",
+                    (*at - first).as_secs_f64(),
+                    id % max_concurrency
+                )
+            })
+            .collect();
+        println!("identify order:   {}", line.join(" "));
+    } else {
+        let line: Vec<String> = summary
+            .ready_order
+            .iter()
+            .map(|(id, at)| format!("{id}@{:.1}s", at.as_secs_f64()))
+            .collect();
+        println!("ready order:      {}", line.join(" "));
+    }
     println!(
         "reconnects:       {} ({} resumed)",
         summary.reconnects, summary.resumes
@@ -284,8 +392,7 @@ fn print_summary(summary: &Summary, latency: Option<Duration>) {
         .then(|| summary.latencies.iter().sum::<Duration>() / summary.latencies.len() as u32);
     let show = |d: Option<Duration>| d.map_or("–".to_owned(), |d| format!("{d:.1?}"));
     println!(
-        "latency:          last {}, average {} over {} ACKs",
-        show(latency),
+        "latency:          average {} over {} ACKs",
         show(average),
         summary.latencies.len()
     );
