@@ -1,6 +1,47 @@
-//! The member chunk tracker.
+//! The member chunk tracker: requests guild members with nonces, tracks every chunk, and reports
+//! finished, missed and incomplete requests per guild, per shard and for the whole bot.
+//!
+//! | module | holds |
+//! |---|---|
+//! | [`Tracker`] | the sans-IO core: fed shard events and the time, polled for member requests, events and its next deadline |
+//! | [`ChunkTracker`] | the async wrapper beside a [`ShardGroup`](gateway_shard::ShardGroup): sends the requests through the shards, resolves request handles, streams events |
+//! | [`ChunkEvent`], [`ChunkRequestFinished`], [`Outcome`] | what it reports |
+//!
+//! Unlike the tracker it follows (yuyo's), it finishes every request on a precise deadline,
+//! reports each shard exactly once per READY and the whole start exactly once after every shard
+//! identified, counts duplicate chunks instead of crashing, and handles RATE_LIMITED,
+//! GUILD_DELETE and disconnects.
+//!
+//! ```
+//! use std::time::{Duration, Instant};
+//! use gateway_chunking::{ChunkEvent, Outcome, Tracker, TrackerConfig};
+//! use gateway_model::{GuildMembersChunk, Intents, RawJson, RequestGuildMembers, Snowflake};
+//!
+//! let guild = Snowflake::new(41771983444115456);
+//! let mut tracker = Tracker::new(TrackerConfig::new(1, [0], Intents::GUILD_MEMBERS));
+//! let now = Instant::now();
+//! let nonce = tracker.request(RequestGuildMembers::builder(guild).query("", 0), guild, now)?;
+//! let (shard, request) = tracker.poll_command().expect("a request to send");
+//! assert_eq!((shard, request.nonce()), (0, Some(nonce.as_str())));
+//!
+//! // One of two chunks arrives, then nothing for 5 s.
+//! let chunk = GuildMembersChunk {
+//!     guild_id: guild, members: RawJson::default(), chunk_index: 0, chunk_count: 2,
+//!     not_found: vec![], presences: None, nonce: Some(nonce),
+//! };
+//! tracker.handle_chunk(0, &chunk, now);
+//! tracker.handle_timeout(now + Duration::from_secs(5));
+//! let Some(ChunkEvent::RequestFinished(done)) = tracker.poll_event() else { unreachable!() };
+//! assert_eq!(done.outcome, Outcome::Incomplete);
+//! assert_eq!(done.missed_chunks.into_iter().collect::<Vec<_>>(), vec![1]);
+//! # Ok::<(), gateway_chunking::TrackError>(())
+//! ```
+
+mod chunk_tracker;
 mod tracker;
 
+pub use chunk_tracker::{ChunkRequestHandle, ChunkTracker, TrackedEvent, TrackedEvents};
 pub use tracker::{
-    ChunkEvent, ChunkRequestFinished, FULL_REQUEST_INTERVAL, Outcome, TrackError, Tracker, TrackerConfig,
+    ChunkEvent, ChunkRequestFinished, FULL_REQUEST_INTERVAL, Outcome, TrackError, Tracker,
+    TrackerConfig,
 };

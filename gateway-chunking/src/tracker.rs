@@ -4,8 +4,8 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use gateway_model::{
-    DispatchEvent, GuildCreate, GuildDelete, GuildMembersChunk, Intents, RateLimited, RateLimitedMeta, Ready,
-    RequestGuildMembers, Snowflake,
+    DispatchEvent, GuildCreate, GuildDelete, GuildMembersChunk, Intents, RateLimited,
+    RateLimitedMeta, Ready, RequestGuildMembers, Snowflake,
 };
 use gateway_shard::{Reconnect, ShardEvent};
 use rand::{Rng, SeedableRng};
@@ -259,7 +259,12 @@ impl Tracker {
     }
 
     /// Tracks a user's request: checks it, gives it a nonce, and queues it. Returns the nonce.
-    pub fn request(&mut self, builder: gateway_model::RequestGuildMembersBuilder, guild: Snowflake, now: Instant) -> Result<String, TrackError> {
+    pub fn request(
+        &mut self,
+        builder: gateway_model::RequestGuildMembersBuilder,
+        guild: Snowflake,
+        now: Instant,
+    ) -> Result<String, TrackError> {
         let shard = guild.shard_index(self.config.shard_count);
         if !self.config.shards.contains(&shard) {
             return Err(TrackError::NoLocalShard { guild, shard });
@@ -271,8 +276,17 @@ impl Tracker {
         Ok(nonce)
     }
 
-    fn open(&mut self, shard: u32, request: RequestGuildMembers, automatic: bool, tries: u32, now: Instant) {
-        let Some(nonce) = request.nonce().map(str::to_owned) else { return };
+    fn open(
+        &mut self,
+        shard: u32,
+        request: RequestGuildMembers,
+        automatic: bool,
+        tries: u32,
+        now: Instant,
+    ) {
+        let Some(nonce) = request.nonce().map(str::to_owned) else {
+            return;
+        };
         if request.is_full_list() {
             self.last_full_request.insert(request.guild_id(), now);
         }
@@ -302,13 +316,24 @@ impl Tracker {
         if let Some(last) = self.last_full_request.get(&guild) {
             let allowed = *last + FULL_REQUEST_INTERVAL;
             if now < allowed {
-                self.delayed.push(Delayed { at: allowed, shard, guild, tries });
+                self.delayed.push(Delayed {
+                    at: allowed,
+                    shard,
+                    guild,
+                    tries,
+                });
                 return;
             }
         }
-        let presences = self.config.chunk_presences && self.config.intents.contains(Intents::GUILD_PRESENCES);
+        let presences =
+            self.config.chunk_presences && self.config.intents.contains(Intents::GUILD_PRESENCES);
         let nonce = self.nonce();
-        match RequestGuildMembers::builder(guild).query("", 0).presences(presences).nonce(nonce).build() {
+        match RequestGuildMembers::builder(guild)
+            .query("", 0)
+            .presences(presences)
+            .nonce(nonce)
+            .build()
+        {
             Ok(request) => self.open(shard, request, true, tries, now),
             Err(e) => tracing::error!(%guild, error = %e, "cannot build the automatic request"),
         }
@@ -361,16 +386,22 @@ impl Tracker {
             startup.deadline = now + grace;
         }
         if guild.unavailable {
-            return self.handle_guild_delete(shard, GuildDelete { id: guild.id, unavailable: Some(true) }, now);
+            return self.handle_guild_delete(
+                shard,
+                GuildDelete {
+                    id: guild.id,
+                    unavailable: Some(true),
+                },
+                now,
+            );
         }
         let members = self.config.intents.contains(Intents::GUILD_MEMBERS);
         let presences = self.config.intents.contains(Intents::GUILD_PRESENCES);
         let wanted = self.config.auto_chunk
-            && (guild.large == Some(true) || (self.config.chunk_all_without_presences && !presences));
-        if wanted && !members {
-            if !std::mem::replace(&mut self.warned_intent, true) {
-                tracing::warn!("auto-chunking needs GUILD_MEMBERS; not requesting member lists");
-            }
+            && (guild.large == Some(true)
+                || (self.config.chunk_all_without_presences && !presences));
+        if wanted && !members && !std::mem::replace(&mut self.warned_intent, true) {
+            tracing::warn!("auto-chunking needs GUILD_MEMBERS; not requesting member lists");
         }
         if wanted && members {
             self.auto_request(shard, guild.id, 1, now);
@@ -384,19 +415,23 @@ impl Tracker {
 
     /// GUILD_DELETE: a startup guild that stays unavailable counts as missed.
     pub fn handle_guild_delete(&mut self, shard: u32, guild: GuildDelete, now: Instant) {
-        if let Some(startup) = self.startups.get_mut(&shard) {
-            if startup.pending.remove(&guild.id) {
-                startup.missed.push(guild.id);
-            }
+        if let Some(startup) = self.startups.get_mut(&shard)
+            && startup.pending.remove(&guild.id)
+        {
+            startup.missed.push(guild.id);
         }
         self.check_startup(shard, now);
     }
 
     /// GUILD_MEMBERS_CHUNK for one of the tracked nonces (others are ignored).
     pub fn handle_chunk(&mut self, _shard: u32, chunk: &GuildMembersChunk, now: Instant) {
-        let Some(nonce) = chunk.nonce.as_deref() else { return };
+        let Some(nonce) = chunk.nonce.as_deref() else {
+            return;
+        };
         let timeout = self.config.timeout;
-        let Some(r) = self.requests.get_mut(nonce) else { return };
+        let Some(r) = self.requests.get_mut(nonce) else {
+            return;
+        };
         let count = *r.count.get_or_insert(chunk.chunk_count.max(1));
         r.first.get_or_insert(now);
         r.last = Some(now);
@@ -416,17 +451,33 @@ impl Tracker {
     /// RATE_LIMITED for a tracked request: it ends now; an automatic one is asked again after
     /// `retry_after` (a bounded number of times).
     pub fn handle_rate_limited(&mut self, _shard: u32, limited: &RateLimited, now: Instant) {
-        let RateLimitedMeta::RequestGuildMembers { nonce: Some(nonce), .. } = &limited.meta else { return };
+        let RateLimitedMeta::RequestGuildMembers {
+            nonce: Some(nonce), ..
+        } = &limited.meta
+        else {
+            return;
+        };
         if self.requests.contains_key(nonce) {
             let nonce = nonce.clone();
-            self.finish(&nonce, Outcome::RateLimited { retry_after: limited.retry_after }, now);
+            self.finish(
+                &nonce,
+                Outcome::RateLimited {
+                    retry_after: limited.retry_after,
+                },
+                now,
+            );
         }
     }
 
     /// The shard disconnected: its open requests end as interrupted (a re-identify's READY
     /// starts its chunking anew).
     pub fn handle_disconnect(&mut self, shard: u32, next: Reconnect, now: Instant) {
-        let open: Vec<String> = self.requests.iter().filter(|(_, r)| r.shard == shard).map(|(n, _)| n.clone()).collect();
+        let open: Vec<String> = self
+            .requests
+            .iter()
+            .filter(|(_, r)| r.shard == shard)
+            .map(|(n, _)| n.clone())
+            .collect();
         for nonce in open {
             self.finish(&nonce, Outcome::Interrupted, now);
         }
@@ -440,7 +491,12 @@ impl Tracker {
 
     /// Time passed: requests time out, delayed requests go out.
     pub fn handle_timeout(&mut self, now: Instant) {
-        let expired: Vec<String> = self.requests.iter().filter(|(_, r)| r.deadline <= now).map(|(n, _)| n.clone()).collect();
+        let expired: Vec<String> = self
+            .requests
+            .iter()
+            .filter(|(_, r)| r.deadline <= now)
+            .map(|(n, _)| n.clone())
+            .collect();
         for nonce in expired {
             let outcome = match self.requests.get(&nonce) {
                 Some(r) if r.first.is_none() => Outcome::NoReply,
@@ -448,17 +504,32 @@ impl Tracker {
             };
             self.finish(&nonce, outcome, now);
         }
-        let stalled: Vec<u32> = self.startups.iter().filter(|(_, s)| s.deadline <= now).map(|(id, _)| *id).collect();
+        let stalled: Vec<u32> = self
+            .startups
+            .iter()
+            .filter(|(_, s)| s.deadline <= now)
+            .map(|(id, _)| *id)
+            .collect();
         for shard in stalled {
             let open: BTreeSet<Snowflake> = self
                 .requests
                 .values()
                 .filter(|r| r.shard == shard)
                 .map(|r| r.guild)
-                .chain(self.delayed.iter().filter(|d| d.shard == shard).map(|d| d.guild))
+                .chain(
+                    self.delayed
+                        .iter()
+                        .filter(|d| d.shard == shard)
+                        .map(|d| d.guild),
+                )
                 .collect();
             if let Some(startup) = self.startups.get_mut(&shard) {
-                let never: Vec<Snowflake> = startup.pending.iter().filter(|g| !open.contains(g)).copied().collect();
+                let never: Vec<Snowflake> = startup
+                    .pending
+                    .iter()
+                    .filter(|g| !open.contains(g))
+                    .copied()
+                    .collect();
                 for g in never {
                     startup.pending.remove(&g);
                     startup.missed.push(g);
@@ -467,7 +538,9 @@ impl Tracker {
             }
             self.check_startup(shard, now);
         }
-        let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.delayed).into_iter().partition(|d| d.at <= now);
+        let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.delayed)
+            .into_iter()
+            .partition(|d| d.at <= now);
         self.delayed = later;
         for d in due {
             self.auto_request(d.shard, d.guild, d.tries, now);
@@ -490,47 +563,66 @@ impl Tracker {
     pub fn poll_timeout(&self) -> Option<Instant> {
         let requests = self.requests.values().map(|r| r.deadline).min();
         let delayed = self.delayed.iter().map(|d| d.at).min();
-        let startups = self.startups.values().filter(|s| !s.pending.is_empty()).map(|s| s.deadline).min();
+        let startups = self
+            .startups
+            .values()
+            .filter(|s| !s.pending.is_empty())
+            .map(|s| s.deadline)
+            .min();
         requests.into_iter().chain(delayed).chain(startups).min()
     }
 
     // ---- internals ----
 
     fn finish(&mut self, nonce: &str, outcome: Outcome, now: Instant) {
-        let Some(r) = self.requests.remove(nonce) else { return };
+        let Some(r) = self.requests.remove(nonce) else {
+            return;
+        };
         let missed: BTreeSet<u32> = match r.count {
             Some(count) => (0..count).filter(|i| !r.received.contains(i)).collect(),
             None => BTreeSet::new(),
         };
         let retry = match &outcome {
-            Outcome::RateLimited { retry_after } if r.automatic && r.tries < self.config.max_tries => {
+            Outcome::RateLimited { retry_after }
+                if r.automatic && r.tries < self.config.max_tries =>
+            {
                 Some(now + Duration::from_secs_f64(retry_after.max(0.0)))
             }
-            Outcome::Incomplete | Outcome::NoReply if r.automatic && self.config.rerequest_missed && r.tries < self.config.max_tries => {
+            Outcome::Incomplete | Outcome::NoReply
+                if r.automatic
+                    && self.config.rerequest_missed
+                    && r.tries < self.config.max_tries =>
+            {
                 Some(now)
             }
             _ => None,
         };
         if let Some(at) = retry {
             // `last_full_request` keeps the 30 s window; a rate limit's retry_after says when.
-            self.delayed.push(Delayed { at, shard: r.shard, guild: r.guild, tries: r.tries + 1 });
+            self.delayed.push(Delayed {
+                at,
+                shard: r.shard,
+                guild: r.guild,
+                tries: r.tries + 1,
+            });
         }
         let _ = &r.request;
-        self.events.push_back(ChunkEvent::RequestFinished(ChunkRequestFinished {
-            shard: r.shard,
-            guild_id: r.guild,
-            nonce: nonce.to_owned(),
-            outcome: outcome.clone(),
-            chunk_count: r.count,
-            first_received_at: r.first,
-            last_received_at: r.last,
-            missed_chunks: missed,
-            not_found_ids: r.not_found,
-            duplicate_chunks: r.duplicates,
-            out_of_range_chunks: r.out_of_range,
-            automatic: r.automatic,
-            retrying: retry.is_some(),
-        }));
+        self.events
+            .push_back(ChunkEvent::RequestFinished(ChunkRequestFinished {
+                shard: r.shard,
+                guild_id: r.guild,
+                nonce: nonce.to_owned(),
+                outcome: outcome.clone(),
+                chunk_count: r.count,
+                first_received_at: r.first,
+                last_received_at: r.last,
+                missed_chunks: missed,
+                not_found_ids: r.not_found,
+                duplicate_chunks: r.duplicates,
+                out_of_range_chunks: r.out_of_range,
+                automatic: r.automatic,
+                retrying: retry.is_some(),
+            }));
         if retry.is_some() {
             return;
         }
@@ -549,16 +641,26 @@ impl Tracker {
 
     /// A startup is finished when every READY guild has a result and nothing is waiting.
     fn check_startup(&mut self, shard: u32, now: Instant) {
-        let Some(startup) = self.startups.get(&shard) else { return };
-        let waiting = self.requests.values().any(|r| r.shard == shard && startup.pending.contains(&r.guild))
-            || self.delayed.iter().any(|d| d.shard == shard && startup.pending.contains(&d.guild));
+        let Some(startup) = self.startups.get(&shard) else {
+            return;
+        };
+        let waiting = self
+            .requests
+            .values()
+            .any(|r| r.shard == shard && startup.pending.contains(&r.guild))
+            || self
+                .delayed
+                .iter()
+                .any(|d| d.shard == shard && startup.pending.contains(&d.guild));
         if startup.pending.is_empty() && !waiting {
             self.finish_startup(shard, now, false);
         }
     }
 
     fn finish_startup(&mut self, shard: u32, now: Instant, cut_short: bool) {
-        let Some(mut startup) = self.startups.remove(&shard) else { return };
+        let Some(mut startup) = self.startups.remove(&shard) else {
+            return;
+        };
         if cut_short {
             startup.missed.extend(std::mem::take(&mut startup.pending));
         }
@@ -570,9 +672,17 @@ impl Tracker {
             took: now.saturating_duration_since(startup.ready_at),
         });
         self.finished_shards.insert(shard);
-        if !self.finished_fired && self.config.shards.iter().all(|s| self.finished_shards.contains(s)) {
+        if !self.finished_fired
+            && self
+                .config
+                .shards
+                .iter()
+                .all(|s| self.finished_shards.contains(s))
+        {
             self.finished_fired = true;
-            let took = self.first_ready.map_or(Duration::ZERO, |t| now.saturating_duration_since(t));
+            let took = self
+                .first_ready
+                .map_or(Duration::ZERO, |t| now.saturating_duration_since(t));
             self.events.push_back(ChunkEvent::FinishedChunking { took });
         }
     }

@@ -1,8 +1,8 @@
 use std::time::{Duration, Instant};
 
 use gateway_model::{
-    GuildCreate, GuildDelete, GuildMembersChunk, Intents, OpCode, PartialApplication, RateLimited, RateLimitedMeta,
-    RawJson, Ready, RequestGuildMembers, Snowflake, UnavailableGuild, User,
+    GuildCreate, GuildDelete, GuildMembersChunk, Intents, OpCode, PartialApplication, RateLimited,
+    RateLimitedMeta, RawJson, Ready, RequestGuildMembers, Snowflake, UnavailableGuild, User,
 };
 use gateway_shard::Reconnect;
 
@@ -10,23 +10,45 @@ use super::*;
 
 /// A guild id on `shard` of `count`.
 fn guild_on(shard: u32, count: u32, n: u64) -> Snowflake {
-    (1..).map(|i| Snowflake::new((n * 1_000_000 + i) << 22)).find(|g| g.shard_index(count) == shard).unwrap()
+    (1..)
+        .map(|i| Snowflake::new((n * 1_000_000 + i) << 22))
+        .find(|g| g.shard_index(count) == shard)
+        .unwrap()
 }
 
 fn ready(guilds: &[Snowflake]) -> Ready {
     Ready {
         v: Some(10),
-        user: User { id: Snowflake::new(1), username: "bot".into(), discriminator: None, global_name: None, avatar: None, bot: true },
-        guilds: guilds.iter().map(|&id| UnavailableGuild { id, unavailable: true }).collect(),
+        user: User {
+            id: Snowflake::new(1),
+            username: "bot".into(),
+            discriminator: None,
+            global_name: None,
+            avatar: None,
+            bot: true,
+        },
+        guilds: guilds
+            .iter()
+            .map(|&id| UnavailableGuild {
+                id,
+                unavailable: true,
+            })
+            .collect(),
         session_id: "s".into(),
         resume_gateway_url: "ws://x".into(),
         shard: None,
-        application: PartialApplication { id: Snowflake::new(2), flags: 0 },
+        application: PartialApplication {
+            id: Snowflake::new(2),
+            flags: 0,
+        },
     }
 }
 
 fn create(id: Snowflake, large: bool) -> GuildCreate {
-    GuildCreate::from_json(&format!(r#"{{"id":"{id}","large":{large},"member_count":5000}}"#)).unwrap()
+    GuildCreate::from_json(&format!(
+        r#"{{"id":"{id}","large":{large},"member_count":5000}}"#
+    ))
+    .unwrap()
 }
 
 fn chunk(guild: Snowflake, nonce: &str, index: u32, count: u32) -> GuildMembersChunk {
@@ -52,7 +74,12 @@ impl H {
     fn new(shards: u32, auto: bool) -> Self {
         let mut c = TrackerConfig::new(shards, 0..shards, Intents::GUILDS | Intents::GUILD_MEMBERS);
         c.auto_chunk = auto;
-        Self { t: Tracker::new(c), now: Instant::now(), sent: Vec::new(), events: Vec::new() }
+        Self {
+            t: Tracker::new(c),
+            now: Instant::now(),
+            sent: Vec::new(),
+            events: Vec::new(),
+        }
     }
 
     fn drain(&mut self) {
@@ -76,27 +103,49 @@ impl H {
     }
 
     fn nonce_for(&self, guild: Snowflake) -> String {
-        self.sent.iter().rev().find(|(_, r)| r.guild_id() == guild).and_then(|(_, r)| r.nonce()).unwrap().to_owned()
+        self.sent
+            .iter()
+            .rev()
+            .find(|(_, r)| r.guild_id() == guild)
+            .and_then(|(_, r)| r.nonce())
+            .unwrap()
+            .to_owned()
     }
 
     fn finished(&self) -> Vec<&ChunkRequestFinished> {
-        self.events.iter().filter_map(|e| match e { ChunkEvent::RequestFinished(f) => Some(f), _ => None }).collect()
+        self.events
+            .iter()
+            .filter_map(|e| match e {
+                ChunkEvent::RequestFinished(f) => Some(f),
+                _ => None,
+            })
+            .collect()
     }
 
     fn shard_finished(&self) -> Vec<(u32, Vec<Snowflake>, Vec<Snowflake>)> {
         self.events
             .iter()
             .filter_map(|e| match e {
-                ChunkEvent::ShardFinishedChunking { shard, incomplete_guild_ids, missed_guild_ids, .. } => {
-                    Some((*shard, incomplete_guild_ids.clone(), missed_guild_ids.clone()))
-                }
+                ChunkEvent::ShardFinishedChunking {
+                    shard,
+                    incomplete_guild_ids,
+                    missed_guild_ids,
+                    ..
+                } => Some((
+                    *shard,
+                    incomplete_guild_ids.clone(),
+                    missed_guild_ids.clone(),
+                )),
                 _ => None,
             })
             .collect()
     }
 
     fn all_finished(&self) -> usize {
-        self.events.iter().filter(|e| matches!(e, ChunkEvent::FinishedChunking { .. })).count()
+        self.events
+            .iter()
+            .filter(|e| matches!(e, ChunkEvent::FinishedChunking { .. }))
+            .count()
     }
 }
 
@@ -110,7 +159,11 @@ fn several_identify_windows_finish_once_after_the_last_shard() {
     }
     h.drain();
     assert_eq!(h.shard_finished().len(), 2);
-    assert_eq!(h.all_finished(), 0, "shards 2 and 3 have not identified yet");
+    assert_eq!(
+        h.all_finished(),
+        0,
+        "shards 2 and 3 have not identified yet"
+    );
     h.advance(Duration::from_secs(5));
     for shard in 2..4 {
         let g = guild_on(shard, 4, 1);
@@ -135,7 +188,10 @@ fn a_large_guild_finishing_before_the_last_small_guild_create() {
     let nonce = h.nonce_for(large);
     h.t.handle_chunk(0, &chunk(large, &nonce, 0, 1), h.now);
     h.drain();
-    assert!(h.shard_finished().is_empty(), "the small guild has not arrived");
+    assert!(
+        h.shard_finished().is_empty(),
+        "the small guild has not arrived"
+    );
     h.t.handle_guild_create(0, &create(small, false), h.now);
     h.drain();
     assert_eq!(h.shard_finished(), vec![(0, vec![], vec![])]);
@@ -159,7 +215,9 @@ fn a_shard_with_only_small_guilds_or_none_still_finishes() {
 fn single_chunk_duplicates_and_out_of_range() {
     let mut h = H::new(1, false);
     let g = guild_on(0, 1, 1);
-    let nonce = h.t.request(RequestGuildMembers::builder(g).query("a", 10), g, h.now).unwrap();
+    let nonce =
+        h.t.request(RequestGuildMembers::builder(g).query("a", 10), g, h.now)
+            .unwrap();
     assert!(nonce.len() <= 32);
     h.drain();
     h.t.handle_chunk(0, &chunk(g, &nonce, 5, 2), h.now); // out of range
@@ -170,16 +228,31 @@ fn single_chunk_duplicates_and_out_of_range() {
     h.drain();
     let f = h.finished();
     assert_eq!(f.len(), 1);
-    assert_eq!((f[0].outcome.clone(), f[0].duplicate_chunks, f[0].out_of_range_chunks), (Outcome::Complete, 1, 1));
-    assert_eq!(h.t.open_requests(), 0, "nothing kept after a request finishes");
+    assert_eq!(
+        (
+            f[0].outcome.clone(),
+            f[0].duplicate_chunks,
+            f[0].out_of_range_chunks
+        ),
+        (Outcome::Complete, 1, 1)
+    );
+    assert_eq!(
+        h.t.open_requests(),
+        0,
+        "nothing kept after a request finishes"
+    );
 }
 
 #[test]
 fn timeouts_incomplete_and_no_reply() {
     let mut h = H::new(1, false);
     let (a, b) = (guild_on(0, 1, 1), guild_on(0, 1, 2));
-    let na = h.t.request(RequestGuildMembers::builder(a).query("", 0), a, h.now).unwrap();
-    let _nb = h.t.request(RequestGuildMembers::builder(b).query("x", 1), b, h.now).unwrap();
+    let na =
+        h.t.request(RequestGuildMembers::builder(a).query("", 0), a, h.now)
+            .unwrap();
+    let _nb =
+        h.t.request(RequestGuildMembers::builder(b).query("x", 1), b, h.now)
+            .unwrap();
     h.drain();
     h.advance(Duration::from_secs(3));
     let mut c = chunk(a, &na, 0, 3);
@@ -194,7 +267,10 @@ fn timeouts_incomplete_and_no_reply() {
     let f = h.finished();
     assert_eq!(f[1].outcome, Outcome::Incomplete);
     assert_eq!(f[1].missed_chunks, [1].into_iter().collect());
-    assert_eq!(f[1].not_found_ids, [Snowflake::new(9)].into_iter().collect());
+    assert_eq!(
+        f[1].not_found_ids,
+        [Snowflake::new(9)].into_iter().collect()
+    );
 }
 
 #[test]
@@ -203,7 +279,14 @@ fn guild_delete_for_a_startup_guild_is_missed() {
     let (a, b) = (guild_on(0, 1, 1), guild_on(0, 1, 2));
     h.t.handle_ready(0, &ready(&[a, b]), h.now);
     h.t.handle_guild_create(0, &create(a, false), h.now);
-    h.t.handle_guild_delete(0, GuildDelete { id: b, unavailable: Some(true) }, h.now);
+    h.t.handle_guild_delete(
+        0,
+        GuildDelete {
+            id: b,
+            unavailable: Some(true),
+        },
+        h.now,
+    );
     h.drain();
     assert_eq!(h.shard_finished(), vec![(0, vec![], vec![b])]);
 }
@@ -231,12 +314,20 @@ fn rate_limited_auto_requests_retry_after_and_then_finish() {
     let limited = RateLimited {
         opcode: OpCode::RequestGuildMembers,
         retry_after: 12.5,
-        meta: RateLimitedMeta::RequestGuildMembers { guild_id: g, nonce: Some(nonce.clone()) },
+        meta: RateLimitedMeta::RequestGuildMembers {
+            guild_id: g,
+            nonce: Some(nonce.clone()),
+        },
     };
     h.t.handle_rate_limited(0, &limited, h.now);
     h.drain();
-    assert!(matches!(h.finished()[0].outcome, Outcome::RateLimited { .. }) && h.finished()[0].retrying);
-    assert!(h.shard_finished().is_empty(), "still pending: it will be asked again");
+    assert!(
+        matches!(h.finished()[0].outcome, Outcome::RateLimited { .. }) && h.finished()[0].retrying
+    );
+    assert!(
+        h.shard_finished().is_empty(),
+        "still pending: it will be asked again"
+    );
     h.advance(Duration::from_secs(12));
     assert_eq!(h.sent.len(), 1);
     // The 30 s window from the first request also holds.
@@ -249,8 +340,16 @@ fn rate_limited_auto_requests_retry_after_and_then_finish() {
     assert_eq!(h.shard_finished(), vec![(0, vec![], vec![])]);
     // A user's request that is rate limited just finishes.
     let mut u = H::new(1, false);
-    let n = u.t.request(RequestGuildMembers::builder(g).query("", 0), g, u.now).unwrap();
-    let limited = RateLimited { meta: RateLimitedMeta::RequestGuildMembers { guild_id: g, nonce: Some(n) }, ..limited };
+    let n =
+        u.t.request(RequestGuildMembers::builder(g).query("", 0), g, u.now)
+            .unwrap();
+    let limited = RateLimited {
+        meta: RateLimitedMeta::RequestGuildMembers {
+            guild_id: g,
+            nonce: Some(n),
+        },
+        ..limited
+    };
     u.t.handle_rate_limited(0, &limited, u.now);
     u.drain();
     assert!(!u.finished()[0].retrying);
@@ -270,7 +369,11 @@ fn a_disconnect_interrupts_and_a_reidentify_restarts() {
     h.drain();
     let f = h.finished();
     assert!(f.iter().all(|f| f.outcome == Outcome::Interrupted));
-    assert_eq!(h.shard_finished(), vec![(0, vec![a], vec![b])], "a had chunks: incomplete; b none: missed");
+    assert_eq!(
+        h.shard_finished(),
+        vec![(0, vec![a], vec![b])],
+        "a had chunks: incomplete; b none: missed"
+    );
     // The re-identify's READY starts the shard's chunking anew.
     h.t.handle_ready(0, &ready(&[a]), h.now);
     h.advance(Duration::from_secs(30));
@@ -290,9 +393,19 @@ fn requests_need_a_local_shard_and_the_intents() {
     let mut t = Tracker::new(c);
     let now = Instant::now();
     let remote = guild_on(3, 4, 1);
-    assert!(matches!(t.request(RequestGuildMembers::builder(remote).query("a", 1), remote, now), Err(TrackError::NoLocalShard { shard: 3, .. })));
+    assert!(matches!(
+        t.request(
+            RequestGuildMembers::builder(remote).query("a", 1),
+            remote,
+            now
+        ),
+        Err(TrackError::NoLocalShard { shard: 3, .. })
+    ));
     let local = guild_on(0, 4, 1);
-    assert!(matches!(t.request(RequestGuildMembers::builder(local).query("", 0), local, now), Err(TrackError::MissingIntent(_))));
+    assert!(matches!(
+        t.request(RequestGuildMembers::builder(local).query("", 0), local, now),
+        Err(TrackError::MissingIntent(_))
+    ));
     // Auto-chunking without GUILD_MEMBERS is ignored (with a warning) and the shard still finishes.
     t.handle_ready(0, &ready(&[local]), now);
     t.handle_guild_create(0, &create(local, true), now);

@@ -1,0 +1,197 @@
+//! The async `ChunkTracker`: the core beside a shard group.
+
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use dashmap::DashMap;
+use gateway_model::RequestGuildMembersBuilder;
+use gateway_shard::{GroupEvents, ShardEvent, ShardGroup};
+use tokio::sync::{Notify, mpsc, oneshot};
+
+use crate::{ChunkEvent, ChunkRequestFinished, TrackError, Tracker, TrackerConfig};
+
+/// What a tracked group reports: every shard event, and the tracker's own.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TrackedEvent {
+    /// A shard's event, passed through.
+    Shard(u32, ShardEvent),
+    /// A chunk tracker event.
+    Chunk(ChunkEvent),
+}
+
+/// The tracked group's events, as a `Stream`.
+#[derive(Debug)]
+pub struct TrackedEvents {
+    rx: mpsc::Receiver<TrackedEvent>,
+}
+
+impl TrackedEvents {
+    /// The next event.
+    pub async fn next(&mut self) -> Option<TrackedEvent> {
+        self.rx.recv().await
+    }
+}
+
+impl futures_util::Stream for TrackedEvents {
+    type Item = TrackedEvent;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<TrackedEvent>> {
+        self.rx.poll_recv(cx)
+    }
+}
+
+/// A request's result, once it finishes.
+#[derive(Debug)]
+pub struct ChunkRequestHandle {
+    nonce: String,
+    rx: oneshot::Receiver<ChunkRequestFinished>,
+}
+
+impl ChunkRequestHandle {
+    /// The request's nonce.
+    pub fn nonce(&self) -> &str {
+        &self.nonce
+    }
+
+    /// Waits for the request to finish; `None` if the tracker stopped first.
+    pub async fn finished(self) -> Option<ChunkRequestFinished> {
+        self.rx.await.ok()
+    }
+}
+
+#[derive(Debug)]
+struct Inner {
+    core: Mutex<Tracker>,
+    waiters: DashMap<String, oneshot::Sender<ChunkRequestFinished>>,
+    wake: Notify,
+}
+
+impl Inner {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Tracker> {
+        self.core
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// Tracks member chunks for a [`ShardGroup`]; cheap to clone and use from many tasks.
+#[derive(Debug, Clone)]
+pub struct ChunkTracker {
+    inner: Arc<Inner>,
+}
+
+fn now() -> Instant {
+    tokio::time::Instant::now().into_std()
+}
+
+impl ChunkTracker {
+    /// Runs a tracker beside `group`, reading its events; every event comes out of the returned
+    /// stream, the group's and the tracker's.
+    pub fn spawn(
+        group: Arc<ShardGroup>,
+        events: GroupEvents,
+        config: TrackerConfig,
+    ) -> (Self, TrackedEvents) {
+        let inner = Arc::new(Inner {
+            core: Mutex::new(Tracker::new(config)),
+            waiters: DashMap::new(),
+            wake: Notify::new(),
+        });
+        let (tx, rx) = mpsc::channel(1024);
+        tokio::spawn(run(Arc::clone(&inner), group, events, tx));
+        (Self { inner }, TrackedEvents { rx })
+    }
+
+    /// Requests guild members through the guild's shard, with a nonce of the tracker's, and
+    /// tracks the answer. The handle resolves when the request finishes.
+    pub fn request_guild_members(
+        &self,
+        request: RequestGuildMembersBuilder,
+        guild: gateway_model::Snowflake,
+    ) -> Result<ChunkRequestHandle, TrackError> {
+        let (tx, rx) = oneshot::channel();
+        let nonce = {
+            // Registered under the core's lock, so the request cannot finish before its waiter exists.
+            let mut core = self.inner.lock();
+            let nonce = core.request(request, guild, now())?;
+            self.inner.waiters.insert(nonce.clone(), tx);
+            nonce
+        };
+        self.inner.wake.notify_one();
+        Ok(ChunkRequestHandle { nonce, rx })
+    }
+
+    /// Turns automatic chunking of large guilds on or off.
+    pub fn set_auto_chunk_members(&self, on: bool, chunk_presences: bool) {
+        self.inner
+            .lock()
+            .set_auto_chunk_members(on, chunk_presences);
+    }
+
+    /// Requests open now.
+    pub fn open_requests(&self) -> usize {
+        self.inner.lock().open_requests()
+    }
+}
+
+async fn run(
+    inner: Arc<Inner>,
+    group: Arc<ShardGroup>,
+    mut events: GroupEvents,
+    tx: mpsc::Sender<TrackedEvent>,
+) {
+    loop {
+        // Outputs first: requests to send, events to report.
+        let (commands, out): (Vec<_>, Vec<_>) = {
+            let mut core = inner.lock();
+            (
+                std::iter::from_fn(|| core.poll_command()).collect(),
+                std::iter::from_fn(|| core.poll_event()).collect(),
+            )
+        };
+        for (shard, request) in commands {
+            let sent = match group.shard(shard) {
+                Some(s) => s
+                    .request_guild_members(request)
+                    .await
+                    .map_err(|e| e.to_string()),
+                None => Err(format!("no shard {shard} in the group")),
+            };
+            if let Err(e) = sent {
+                // The request stays tracked and times out.
+                tracing::warn!(shard, error = %e, "member request not sent");
+            }
+        }
+        for event in out {
+            if let ChunkEvent::RequestFinished(f) = &event
+                && let Some((_, waiter)) = inner.waiters.remove(&f.nonce)
+            {
+                let _ = waiter.send(f.clone());
+            }
+            let _ = tx.send(TrackedEvent::Chunk(event)).await;
+        }
+        let deadline = inner
+            .lock()
+            .poll_timeout()
+            .map(tokio::time::Instant::from_std);
+        tokio::select! {
+            event = events.next() => match event {
+                Some((shard, event)) => {
+                    inner.lock().handle_shard_event(shard, &event, now());
+                    let _ = tx.send(TrackedEvent::Shard(shard, event)).await;
+                }
+                None => break,
+            },
+            () = async {
+                match deadline {
+                    Some(d) => tokio::time::sleep_until(d).await,
+                    None => std::future::pending().await,
+                }
+            } => inner.lock().handle_timeout(now()),
+            () = inner.wake.notified() => {}
+        }
+    }
+}
