@@ -1,4 +1,5 @@
-//! The demo bot: a group of shards, events printed one line each, a summary at the end.
+//! The demo bot: a group of shards with the chunk tracker, events printed one line each, a
+//! summary at the end.
 //!
 //! ```sh
 //! cargo run --example bot                 # against an embedded fake gateway (no token needed)
@@ -11,6 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
+use gateway_chunking::{ChunkEvent, ChunkTracker, TrackedEvent, TrackerConfig};
 use gateway_codec::Compression;
 use gateway_model::{DispatchEvent, Intents, Token};
 use gateway_shard::{
@@ -37,6 +39,10 @@ struct Args {
     /// Print only the summary.
     #[arg(long)]
     quiet: bool,
+    /// Request the member lists of large guilds (needs GUILD_MEMBERS; on by default against the
+    /// embedded fake gateway).
+    #[arg(long)]
+    chunk: bool,
 }
 
 struct Summary {
@@ -48,6 +54,10 @@ struct Summary {
     reconnects: u64,
     resumes: u64,
     latencies: Vec<Duration>,
+    chunking: Vec<String>,
+    /// Complete, incomplete, missed guilds over all shards.
+    chunk_totals: [usize; 3],
+    requests_complete: usize,
 }
 
 #[tokio::main]
@@ -74,7 +84,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         (None, None, Some(token)) => (gateway_shard::DISCORD_GATEWAY.to_owned(), token),
         (None, None, None) => unreachable!(),
     };
-    let intents = Intents::GUILDS | Intents::GUILD_MESSAGES | Intents::GUILD_MESSAGE_TYPING;
+    let chunk = args.chunk || fake.is_some();
+    let mut intents = Intents::GUILDS | Intents::GUILD_MESSAGES | Intents::GUILD_MESSAGE_TYPING;
+    if chunk {
+        intents |= Intents::GUILD_MEMBERS;
+    }
     let max_concurrency = args
         .max_concurrency
         .unwrap_or(if fake.is_some() { 4 } else { 1 });
@@ -91,6 +105,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .with_gateway_url(gateway_url)
         .with_compression(compression);
     let started = Instant::now();
+    let mut tracker_config = TrackerConfig::new(shards, 0..shards, intents);
+    tracker_config.auto_chunk = chunk;
     let mut announced = std::collections::BTreeSet::new();
     let group = ShardGroup::start(
         ShardGroupConfig::new(config, shards, max_concurrency),
@@ -118,13 +134,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         },
     )
     .await;
-    let (group, mut events) = match group {
+    let (group, events) = match group {
         Ok(g) => g,
         Err(e) => {
             eprintln!("the shards could not start: {e}");
             std::process::exit(1);
         }
     };
+    let group = Arc::new(group);
+    let (_tracker, mut events) = ChunkTracker::spawn(Arc::clone(&group), events, tracker_config);
     println!("all {shards} shard(s) ready in {:.1?}", started.elapsed());
     if let Some(f) = &fake {
         tokio::spawn(traffic(Arc::clone(f)));
@@ -138,6 +156,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         reconnects: 0,
         resumes: 0,
         latencies: Vec::new(),
+        chunking: Vec::new(),
+        chunk_totals: [0; 3],
+        requests_complete: 0,
     };
     let deadline = args
         .run_for
@@ -153,16 +174,19 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             _ = tokio::signal::ctrl_c() => break,
             () = stop => break,
             event = events.next() => match event {
-                Some((shard, event)) => record(&mut summary, shard, &event, args.quiet),
+                Some(TrackedEvent::Shard(shard, event)) => record(&mut summary, shard, &event, args.quiet),
+                Some(TrackedEvent::Chunk(event)) => record_chunking(&mut summary, &event, args.quiet),
                 None => break,
             },
         }
     }
     // Drain what was already received, then close.
-    while let Ok(Some((shard, event))) =
-        tokio::time::timeout(Duration::from_millis(1), events.next()).await
+    while let Ok(Some(event)) = tokio::time::timeout(Duration::from_millis(1), events.next()).await
     {
-        record(&mut summary, shard, &event, args.quiet);
+        match event {
+            TrackedEvent::Shard(shard, event) => record(&mut summary, shard, &event, args.quiet),
+            TrackedEvent::Chunk(event) => record_chunking(&mut summary, &event, args.quiet),
+        }
     }
     group.close(false).await;
     if let Err(e) = group.join().await {
@@ -187,7 +211,8 @@ async fn start_fake_gateway(shards: u32, max_concurrency: u32) -> std::io::Resul
     let config = GatewayConfig {
         heartbeat_interval: Duration::from_secs(5),
         max_concurrency,
-        world: WorldConfig::mixed(7, (6 * shards as usize).max(6), 200),
+        // Every tenth guild is large (600 to 3,000 members), so there is something to chunk.
+        world: WorldConfig::mixed(7, (10 * shards as usize).max(20), 300),
         ..GatewayConfig::default()
     };
     FakeGateway::start_with(config, 0).await
@@ -339,6 +364,59 @@ fn describe(event: &DispatchEvent) -> String {
     }
 }
 
+fn record_chunking(summary: &mut Summary, event: &ChunkEvent, quiet: bool) {
+    let line = match event {
+        ChunkEvent::RequestFinished(f) => {
+            summary.requests_complete +=
+                usize::from(f.outcome == gateway_chunking::Outcome::Complete);
+            format!(
+                "[chunks ] guild {} on shard {}: {:?}, {} chunk(s){}",
+                f.guild_id,
+                f.shard,
+                f.outcome,
+                f.chunk_count.unwrap_or(0),
+                if f.missed_chunks.is_empty() {
+                    String::new()
+                } else {
+                    format!(", missed {:?}", f.missed_chunks)
+                }
+            )
+        }
+        ChunkEvent::ShardFinishedChunking {
+            shard,
+            incomplete_guild_ids,
+            missed_guild_ids,
+            complete_guild_ids,
+            took,
+        } => {
+            let line = format!(
+                "shard {shard}: {} complete, {} incomplete, {} missed in {took:.1?}",
+                complete_guild_ids.len(),
+                incomplete_guild_ids.len(),
+                missed_guild_ids.len()
+            );
+            summary.chunking.push(line.clone());
+            summary.chunk_totals[0] += complete_guild_ids.len();
+            summary.chunk_totals[1] += incomplete_guild_ids.len();
+            summary.chunk_totals[2] += missed_guild_ids.len();
+            format!("[chunks ] {line}")
+        }
+        ChunkEvent::FinishedChunking { took } => {
+            let [complete, incomplete, missed] = summary.chunk_totals;
+            let line = format!(
+                "total: {complete} complete, {incomplete} incomplete, {missed} missed; {} member lists received; all shards finished chunking in {took:.1?}",
+                summary.requests_complete
+            );
+            summary.chunking.push(line.clone());
+            format!("[chunks ] {line}")
+        }
+        other => format!("[chunks ] {other:?}"),
+    };
+    if !quiet {
+        println!("{line}");
+    }
+}
+
 fn short_state(state: SessionState) -> &'static str {
     match state {
         SessionState::Disconnected => "down",
@@ -396,6 +474,10 @@ fn print_summary(
         show(average),
         summary.latencies.len()
     );
+    println!("member chunking:");
+    for line in &summary.chunking {
+        println!("  {line}");
+    }
     println!("events by type:");
     for (name, count) in &summary.events {
         println!("  {name:<24} {count}");
