@@ -139,19 +139,17 @@ pub(crate) fn raw_pass(stream: &Stream, out: &mut [u8]) -> Result<(), String> {
     Ok(())
 }
 
-/// µs per message by kind: one pass with a clock read around each message.
-pub(crate) fn per_kind(stream: &Stream, corpus: &Corpus) -> Result<Vec<(f64, usize)>, String> {
+/// µs per message by kind: one pass with a clock read around each message's `work`.
+fn time_per_kind(
+    stream: &Stream,
+    corpus: &Corpus,
+    mut work: impl FnMut(&[u8]) -> Result<(), String>,
+) -> Result<Vec<(f64, usize)>, String> {
     let mut totals = vec![(Duration::ZERO, 0usize); KINDS.len()];
-    let mut d = Decoder::new(stream.compression).map_err(|e| e.to_string())?;
     for (f, item) in stream.frames.iter().zip(&corpus.items) {
         let start = Instant::now();
-        let p = d
-            .push(f)
-            .map_err(|e| e.to_string())?
-            .ok_or("incomplete payload")?;
-        black_box(&p);
-        let t = start.elapsed();
-        totals[item.kind].0 += t;
+        work(f)?;
+        totals[item.kind].0 += start.elapsed();
         totals[item.kind].1 += 1;
     }
     Ok(totals
@@ -167,6 +165,19 @@ pub(crate) fn per_kind(stream: &Stream, corpus: &Corpus) -> Result<Vec<(f64, usi
             )
         })
         .collect())
+}
+
+/// Decode µs per message by kind.
+pub(crate) fn per_kind(stream: &Stream, corpus: &Corpus) -> Result<Vec<(f64, usize)>, String> {
+    let mut d = Decoder::new(stream.compression).map_err(|e| e.to_string())?;
+    time_per_kind(stream, corpus, |f| {
+        let p = d
+            .push(f)
+            .map_err(|e| e.to_string())?
+            .ok_or("incomplete payload")?;
+        black_box(&p);
+        Ok(())
+    })
 }
 
 /// Allocations per steady-state message once warm (startup decoded first, uncounted).
@@ -294,22 +305,9 @@ pub(crate) fn raw_per_kind(
     corpus: &Corpus,
     out: &mut [u8],
 ) -> Result<Vec<f64>, String> {
-    let mut totals = vec![(Duration::ZERO, 0usize); KINDS.len()];
     let mut raw = Raw::new(stream.compression)?;
-    for (f, item) in stream.frames.iter().zip(&corpus.items) {
-        let start = Instant::now();
-        raw.message(f, out)?;
-        totals[item.kind].0 += start.elapsed();
-        totals[item.kind].1 += 1;
-    }
-    Ok(totals
+    Ok(time_per_kind(stream, corpus, |f| raw.message(f, out))?
         .into_iter()
-        .map(|(t, n)| {
-            if n == 0 {
-                0.0
-            } else {
-                t.as_secs_f64() * 1e6 / n as f64
-            }
-        })
+        .map(|(us, _)| us)
         .collect())
 }
