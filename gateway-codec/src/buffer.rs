@@ -4,8 +4,9 @@
 /// bytes are zeroed) and reused for every payload.
 ///
 /// Shrink policy: the buffer tracks a moving average of payload sizes (each payload weighs 1/8).
-/// When a payload ends and the buffer is over [`OutputBuffer::RETAIN`] and over four times that
-/// average, it is cut back to twice the average (at least `RETAIN`) before the next payload. One
+/// When a payload ends and the buffer is over [`OutputBuffer::RETAIN`] (32 KiB) and over four
+/// times that average, it is cut back to twice the average (at least `RETAIN`): before the next
+/// payload, or as soon as the caller is done with it ([`Decoder::trim`](crate::Decoder::trim)). One
 /// 4 MB GUILD_CREATE among 2 KB messages is thus freed at once, while a burst of large payloads
 /// (a bot starting up) raises the average and keeps its room.
 #[derive(Debug, Default)]
@@ -19,10 +20,11 @@ pub(crate) struct OutputBuffer {
 }
 
 impl OutputBuffer {
-    /// Capacity always kept.
-    pub(crate) const RETAIN: usize = 64 * 1024;
+    /// Capacity always kept: larger than nearly every message but a GUILD_CREATE or a member
+    /// chunk, small beside a connection's inflate window.
+    pub(crate) const RETAIN: usize = 32 * 1024;
     /// The first allocation.
-    const INITIAL: usize = 16 * 1024;
+    const INITIAL: usize = 4 * 1024;
 
     pub(crate) fn filled(&self) -> &[u8] {
         &self.buf[..self.filled]

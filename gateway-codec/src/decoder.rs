@@ -99,6 +99,15 @@ impl Decoder {
         self.limits
     }
 
+    /// Ends the last payload now instead of at the next [`push`](Self::push), so that the buffer
+    /// shrink policy applies while the connection is idle (a shard calls this after handling each
+    /// payload). The payload must no longer be borrowed, which the borrow checker ensures.
+    pub fn trim(&mut self) {
+        if std::mem::take(&mut self.payload_done) {
+            self.out.finish_payload();
+        }
+    }
+
     /// Bytes held in buffers, compressed and decompressed.
     pub fn buffered_capacity(&self) -> usize {
         self.pending.capacity() + self.out.capacity()

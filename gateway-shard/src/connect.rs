@@ -10,6 +10,9 @@ use async_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+/// The websocket read buffer per connection (tungstenite's default is 128 KiB).
+const READ_BUFFER: usize = 8 * 1024;
+
 /// An open gateway connection.
 pub(crate) type Socket = WebSocketStream<ClientStream<TcpStream>>;
 
@@ -65,7 +68,11 @@ pub(crate) async fn connect(
         Some(proxy) => through_proxy(proxy, &host, port).await?,
     };
     let _ = tcp.set_nodelay(true);
+    // tungstenite's defaults (a 128 KiB read buffer, 128 KiB of write batching) cost more per
+    // connection than the whole decoder; gateway messages are small and each is flushed at once.
     let config = WebSocketConfig::default()
+        .read_buffer_size(READ_BUFFER)
+        .write_buffer_size(0)
         .max_message_size(Some(max_message))
         .max_frame_size(Some(max_message));
     let (socket, _) =

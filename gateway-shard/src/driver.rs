@@ -255,4 +255,5 @@ fn decode(session: &mut Session, decoder: &mut Decoder, bytes: &[u8]) {
         Ok(None) => {}
         Err(e) => session.handle_decode_error(now(), &e),
     }
+    decoder.trim();
 }

@@ -36,6 +36,12 @@ enum Commands {
         /// Identify rate-limit buckets (max_concurrency).
         #[arg(long, default_value_t = 1)]
         max_concurrency: u32,
+        /// Time between identifies of one bucket, in milliseconds (Discord: 5000).
+        #[arg(long = "identify-window-ms", default_value_t = 5000)]
+        identify_window_ms: u64,
+        /// Every guild gets exactly --members members (instead of a realistic mix).
+        #[arg(long)]
+        uniform: bool,
         /// Not used to validate anything: a hint printed for the bot's shard count.
         #[arg(long, default_value_t = 1)]
         shards: u32,
@@ -57,6 +63,8 @@ fn main() -> std::process::ExitCode {
         seed,
         unavailable,
         max_concurrency,
+        identify_window_ms,
+        uniform,
         shards,
         heartbeat_ms,
         token,
@@ -72,9 +80,14 @@ fn main() -> std::process::ExitCode {
         token,
         heartbeat_interval: Duration::from_millis(heartbeat_ms.max(1)),
         max_concurrency: max_concurrency.max(1),
+        identify_window: Duration::from_millis(identify_window_ms),
         world: WorldConfig {
             unavailable,
-            ..WorldConfig::mixed(seed, guilds, members)
+            ..if uniform {
+                WorldConfig::uniform(seed, guilds, members)
+            } else {
+                WorldConfig::mixed(seed, guilds, members)
+            }
         },
         ..GatewayConfig::default()
     };

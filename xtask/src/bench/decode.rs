@@ -53,6 +53,29 @@ pub(crate) fn median(
     Ok(times[times.len() / 2])
 }
 
+/// The medians of `passes` runs of `a` and of `b`, alternated so that a noisy neighbour weighs on
+/// both alike (after one warm-up run each).
+pub(crate) fn median_pair(
+    passes: usize,
+    mut a: impl FnMut() -> Result<(), String>,
+    mut b: impl FnMut() -> Result<(), String>,
+) -> Result<(Duration, Duration), String> {
+    a()?;
+    b()?;
+    let (mut ta, mut tb) = (Vec::with_capacity(passes), Vec::with_capacity(passes));
+    for _ in 0..passes {
+        let start = Instant::now();
+        a()?;
+        ta.push(start.elapsed());
+        let start = Instant::now();
+        b()?;
+        tb.push(start.elapsed());
+    }
+    ta.sort_unstable();
+    tb.sort_unstable();
+    Ok((ta[ta.len() / 2], tb[tb.len() / 2]))
+}
+
 /// Decompress + envelope over the whole stream.
 pub(crate) fn decode_pass(stream: &Stream) -> Result<(), String> {
     let mut d = Decoder::new(stream.compression).map_err(|e| e.to_string())?;

@@ -4,6 +4,7 @@
 mod alloc;
 mod corpus;
 mod decode;
+mod memory;
 mod report;
 
 use std::path::PathBuf;
@@ -33,6 +34,9 @@ pub(crate) struct Options {
     /// Seed of the corpus.
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// Shards connected at once for the memory figures (default 1,000; 50 with --quick).
+    #[arg(long)]
+    shards: Option<usize>,
 }
 
 /// Everything one run measured.
@@ -44,6 +48,7 @@ pub(crate) struct Report {
     pub(crate) corpus: CorpusFigures,
     pub(crate) decode: Vec<CompressionReport>,
     pub(crate) envelope: Vec<EnvelopeFigure>,
+    pub(crate) memory: Vec<memory::MemoryFigure>,
     pub(crate) targets: Vec<Target>,
 }
 
@@ -112,16 +117,19 @@ pub(crate) fn run(options: &Options) -> Result<(), String> {
     ] {
         eprintln!("[bench] {compression}: compressing…");
         let stream = decode::compress(&corpus, compression)?;
-        eprintln!("[bench] {compression}: decode ×{passes}…");
-        let decode_t = decode::median(passes, || decode::decode_pass(&stream))?.as_secs_f64();
-        let raw_t = match compression {
-            Compression::None => None,
+        eprintln!("[bench] {compression}: decode and raw decompression, alternated ×{passes}…");
+        let (decode_t, raw_t) = match compression {
+            Compression::None => (
+                decode::median(passes, || decode::decode_pass(&stream))?.as_secs_f64(),
+                None,
+            ),
             _ => {
-                eprintln!("[bench] {compression}: raw decompression ×{passes}…");
-                Some(
-                    decode::median(passes, || decode::raw_pass(&stream, &mut raw_buffer))?
-                        .as_secs_f64(),
-                )
+                let (d, r) = decode::median_pair(
+                    passes,
+                    || decode::decode_pass(&stream),
+                    || decode::raw_pass(&stream, &mut raw_buffer),
+                )?;
+                (d.as_secs_f64(), Some(r.as_secs_f64()))
             }
         };
         eprintln!("[bench] {compression}: typed decoding…");
@@ -175,7 +183,14 @@ pub(crate) fn run(options: &Options) -> Result<(), String> {
         })
         .collect();
 
+    let shards = options
+        .shards
+        .unwrap_or(if options.quick { 50 } else { 1000 });
+    let memory = memory::run(&crate::workspace_root(), shards)?;
+
     let report = Report {
+        targets: report::targets(&decode_reports, &memory),
+        memory,
         quick: options.quick,
         machine: report::machine(),
         git_revision: report::git_revision(),
@@ -185,7 +200,6 @@ pub(crate) fn run(options: &Options) -> Result<(), String> {
             json_bytes,
             steady_state_from: corpus.steady_from,
         },
-        targets: report::targets(&decode_reports),
         decode: decode_reports,
         envelope,
     };

@@ -35,9 +35,32 @@ pub(crate) fn git_revision() -> String {
         .unwrap_or_else(|| "unknown".to_owned())
 }
 
-/// The decode targets, checked against this run.
-pub(crate) fn targets(decode: &[CompressionReport]) -> Vec<Target> {
+/// The targets, checked against this run.
+pub(crate) fn targets(
+    decode: &[CompressionReport],
+    memory: &[super::memory::MemoryFigure],
+) -> Vec<Target> {
     let mut targets = Vec::new();
+    for (compression, scenario, goal) in [
+        ("zlib-stream", "idle", 56.0),
+        ("zlib-stream", "after traffic", 72.0),
+        ("zstd-stream", "after traffic", 400.0),
+    ] {
+        if let Some(m) = memory
+            .iter()
+            .find(|m| m.compression == compression && m.scenario == scenario)
+        {
+            targets.push(Target {
+                name: format!(
+                    "{compression}: resident KiB per shard, {scenario} ({} shards)",
+                    m.shards
+                ),
+                goal: format!("≤ {goal}"),
+                measured: format!("{:.1}", m.rss_per_shard_kib),
+                met: m.rss_per_shard_kib <= goal,
+            });
+        }
+    }
     for (name, goal) in [("zlib-stream", 0.85), ("zstd-stream", 0.75)] {
         if let Some(r) = decode.iter().find(|r| r.compression == name) {
             if let Some(ratio) = r.decode_over_raw {
@@ -141,6 +164,26 @@ fn markdown(report: &Report, baseline: Option<&serde_json::Value>) -> String {
             md,
             "| {} | {:.0} | {:.2} |",
             e.parser, e.mb_s, e.ratio_to_ours
+        );
+    }
+    let _ = writeln!(
+        md,
+        "\n## Memory per connected shard (this process; the server in another)\n"
+    );
+    let _ = writeln!(
+        md,
+        "| compression | shards | scenario | JSON received per shard | RSS per shard KiB | Rust heap per shard KiB |\n|---|---:|---|---:|---:|---:|"
+    );
+    for m in &report.memory {
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {:.0} KB | {:.1} | {:.1} |",
+            m.compression,
+            m.shards,
+            m.scenario,
+            m.received_per_shard as f64 / 1000.0,
+            m.rss_per_shard_kib,
+            m.rust_heap_per_shard_kib
         );
     }
     let _ = writeln!(
