@@ -157,20 +157,9 @@ pub(crate) async fn run(
                 // The connection that waited is gone: give the place in the queue up.
                 turn = None;
             }
-            let alive = session.is_alive();
-            status.send_modify(|st| {
-                st.state = session.state();
-                st.alive = alive;
-                st.connected = session.is_connected();
-                st.ready_once |= session.is_connected();
-                st.latency = session.heartbeat_latency();
-                st.user_id = session.user_id();
-                st.queue_depth = session.queue_depth();
-                st.permits = session.permits(now());
-                st.resume = session.resume_info();
-                st.outcome = session.outcome().cloned();
-            });
-            if !alive && session.poll_action().is_none() {
+            publish(&status, &mut session);
+            if !session.is_alive() {
+                // Actions were drained above, the final close frame included.
                 break;
             }
             let deadline = session.poll_timeout().map(tokio::time::Instant::from_std);
@@ -231,6 +220,45 @@ pub(crate) async fn run(
     }
     .instrument(span)
     .await;
+}
+
+/// Replaces `*slot` with `value` if they differ; says whether it did.
+fn set<T: PartialEq>(slot: &mut T, value: T) -> bool {
+    let changed = *slot != value;
+    if changed {
+        *slot = value;
+    }
+    changed
+}
+
+/// Publishes the session's status to the handles. Runs after every message, so it allocates
+/// nothing in the steady state (the exported session is rebuilt only when the session changes)
+/// and wakes waiters only for what they wait on: state, readiness, the user id, the outcome.
+fn publish(status: &watch::Sender<Status>, session: &mut Session) {
+    let permits = session.permits(now());
+    status.send_if_modified(|st| {
+        let mut wake = set(&mut st.state, session.state());
+        wake |= set(&mut st.alive, session.is_alive());
+        wake |= set(&mut st.connected, session.is_connected());
+        let ready_once = st.ready_once || session.is_connected();
+        wake |= set(&mut st.ready_once, ready_once);
+        wake |= set(&mut st.user_id, session.user_id());
+        if st.outcome.is_none() && session.outcome().is_some() {
+            st.outcome = session.outcome().cloned();
+            wake = true;
+        }
+        // Seen through `borrow()` without waking anyone.
+        st.latency = session.heartbeat_latency();
+        st.queue_depth = session.queue_depth();
+        st.permits = permits;
+        match (&mut st.resume, session.session_id()) {
+            (Some(resume), Some(id)) if resume.session_id == id => {
+                resume.sequence = session.sequence().unwrap_or(0);
+            }
+            (slot, _) => *slot = session.resume_info(),
+        }
+        wake
+    });
 }
 
 async fn wait_turn(

@@ -235,6 +235,11 @@ impl Session {
         self.user_id
     }
 
+    /// The session id, from READY (or an exported session).
+    pub fn session_id(&self) -> Option<&str> {
+        self.session_id.as_deref()
+    }
+
     /// The last sequence number received.
     pub fn sequence(&self) -> Option<u64> {
         self.seq
@@ -711,16 +716,13 @@ impl Session {
                 tracing::info!(shard = self.shard.number(), replayed, "resumed");
                 self.events.push_back(ShardEvent::Resumed { replayed });
             }
-            event => {
-                let kind = EventTypes::from_event_name(event.name());
-                if self.event_types.intersects(kind) {
-                    self.events
-                        .push_back(ShardEvent::Dispatch(gateway_model::Dispatch {
-                            seq: dispatch.seq,
-                            event,
-                        }));
-                }
-            }
+            // `handle_payload` typed only what the filter lets through (and READY, RESUMED).
+            event => self
+                .events
+                .push_back(ShardEvent::Dispatch(gateway_model::Dispatch {
+                    seq: dispatch.seq,
+                    event,
+                })),
         }
     }
 

@@ -257,20 +257,13 @@ pub(crate) struct UserJson<'a> {
     flags: Option<u64>,
 }
 
+/// A guild member as GUILD_CREATE and GUILD_MEMBERS_CHUNK carry it: MESSAGE_CREATE's member
+/// plus the user.
 #[derive(Serialize)]
 pub(crate) struct MemberJson<'a> {
     user: UserJson<'a>,
-    nick: Option<&'a str>,
-    avatar: Option<&'a str>,
-    banner: Option<&'a str>,
-    roles: &'a [Snowflake],
-    joined_at: &'a str,
-    premium_since: Option<&'a str>,
-    deaf: bool,
-    mute: bool,
-    flags: u64,
-    pending: bool,
-    communication_disabled_until: Option<&'a str>,
+    #[serde(flatten)]
+    member: MessageMemberJson<'a>,
 }
 
 #[derive(Serialize)]
@@ -321,17 +314,7 @@ impl Member {
     pub(crate) fn json<'a>(&'a self, guild: &'a Guild) -> MemberJson<'a> {
         MemberJson {
             user: self.user_json(),
-            nick: self.nick.as_deref(),
-            avatar: None,
-            banner: None,
-            roles: &guild.role_ids[1..1 + self.role_count],
-            joined_at: &self.joined_at,
-            premium_since: None,
-            deaf: false,
-            mute: false,
-            flags: 0,
-            pending: false,
-            communication_disabled_until: None,
+            member: World::message_member(guild, self),
         }
     }
 }
@@ -495,6 +478,7 @@ struct MessageJson<'a> {
     channel_type: u8,
 }
 
+/// A guild member without its user, as MESSAGE_CREATE and TYPING_START carry it.
 #[derive(Serialize)]
 struct MessageMemberJson<'a> {
     roles: &'a [Snowflake],

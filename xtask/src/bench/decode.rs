@@ -49,8 +49,23 @@ pub(crate) fn median(
         f()?;
         times.push(start.elapsed());
     }
+    Ok(middle(times))
+}
+
+/// The median of some timings.
+fn middle(mut times: Vec<Duration>) -> Duration {
     times.sort_unstable();
-    Ok(times[times.len() / 2])
+    times.get(times.len() / 2).copied().unwrap_or_default()
+}
+
+/// Decodes one message, which must complete a payload.
+fn decode_one(decoder: &mut Decoder, frame: &[u8]) -> Result<(), String> {
+    let payload = decoder
+        .push(frame)
+        .map_err(|e| e.to_string())?
+        .ok_or("incomplete payload")?;
+    black_box(&payload);
+    Ok(())
 }
 
 /// The medians of `passes` runs of `a` and of `b`, alternated so that a noisy neighbour weighs on
@@ -71,22 +86,13 @@ pub(crate) fn median_pair(
         b()?;
         tb.push(start.elapsed());
     }
-    ta.sort_unstable();
-    tb.sort_unstable();
-    Ok((ta[ta.len() / 2], tb[tb.len() / 2]))
+    Ok((middle(ta), middle(tb)))
 }
 
 /// Decompress + envelope over the whole stream.
 pub(crate) fn decode_pass(stream: &Stream) -> Result<(), String> {
     let mut d = Decoder::new(stream.compression).map_err(|e| e.to_string())?;
-    for f in &stream.frames {
-        let p = d
-            .push(f)
-            .map_err(|e| e.to_string())?
-            .ok_or("incomplete payload")?;
-        black_box(&p);
-    }
-    Ok(())
+    stream.frames.iter().try_for_each(|f| decode_one(&mut d, f))
 }
 
 /// Decode, then type what `wanted` selects.
@@ -193,14 +199,7 @@ fn time_per_kind(
 /// Decode µs per message by kind.
 pub(crate) fn per_kind(stream: &Stream, corpus: &Corpus) -> Result<Vec<(f64, usize)>, String> {
     let mut d = Decoder::new(stream.compression).map_err(|e| e.to_string())?;
-    time_per_kind(stream, corpus, |f| {
-        let p = d
-            .push(f)
-            .map_err(|e| e.to_string())?
-            .ok_or("incomplete payload")?;
-        black_box(&p);
-        Ok(())
-    })
+    time_per_kind(stream, corpus, |f| decode_one(&mut d, f))
 }
 
 /// Allocations per steady-state message once warm (startup decoded first, uncounted).
