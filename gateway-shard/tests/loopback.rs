@@ -324,6 +324,39 @@ async fn a_dropped_connection_resumes() {
 }
 
 #[tokio::test]
+async fn dispatches_lost_with_a_dropped_connection_are_replayed_in_order() {
+    for compression in COMPRESSIONS {
+        let gw = gateway(WorldConfig::uniform(1, 1, 5)).await;
+        let (_shard, mut events) = Shard::start(config(&gw, compression)).await.unwrap();
+        let ShardEvent::Dispatch(first) =
+            until(&mut events, |e| matches!(e, ShardEvent::Dispatch(_))).await
+        else {
+            unreachable!()
+        };
+        let conn = gw.shard_connection(0).unwrap();
+        conn.inject(Fault::LoseNext(4));
+        for i in 0..4 {
+            conn.dispatch("TYPING_START", format!(r#"{{"n":{i}}}"#));
+        }
+        conn.inject(Fault::Drop);
+        let mut seqs = vec![first.seq];
+        let replayed = loop {
+            match next(&mut events).await {
+                ShardEvent::Dispatch(d) => seqs.push(d.seq),
+                ShardEvent::Resumed { replayed } => break replayed,
+                ShardEvent::Disconnected { next, .. } => {
+                    assert_eq!(next, Reconnect::Resume, "{compression}");
+                }
+                _ => {}
+            }
+        };
+        assert_eq!(replayed, 4, "{compression}");
+        assert_eq!(seqs.len(), 5, "{compression}: GUILD_CREATE and the 4 lost");
+        assert_continuous(&seqs);
+    }
+}
+
+#[tokio::test]
 async fn split_corrupt_and_oversize_messages() {
     for compression in COMPRESSIONS {
         let gw = gateway(WorldConfig::uniform(1, 1, 5)).await;

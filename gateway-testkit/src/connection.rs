@@ -48,6 +48,8 @@ struct Conn {
     zombie: bool,
     stall_ready: bool,
     corrupt_next: bool,
+    /// Dispatches still to lose (see [`Fault::LoseNext`]).
+    lose_next: usize,
     split_next: Option<Vec<SplitAt>>,
     chunk_faults: VecDeque<ChunkFault>,
     seq_faults: Vec<(u64, Fault)>,
@@ -109,6 +111,7 @@ pub(crate) async fn run(shared: Arc<Shared>, tcp: TcpStream, id: u64) {
         zombie: false,
         stall_ready: false,
         corrupt_next: false,
+        lose_next: 0,
         split_next: None,
         chunk_faults: VecDeque::new(),
         seq_faults: Vec::new(),
@@ -289,6 +292,10 @@ impl Conn {
             }
             Fault::CorruptNext => {
                 self.corrupt_next = true;
+                Ok(())
+            }
+            Fault::LoseNext(n) => {
+                self.lose_next = n;
                 Ok(())
             }
             Fault::Oversize(size) => {
@@ -748,7 +755,11 @@ impl Conn {
         let Some((seq, payload)) = payload else {
             return Ok(());
         };
-        self.send(&payload).await?;
+        if self.lose_next > 0 {
+            self.lose_next -= 1;
+        } else {
+            self.send(&payload).await?;
+        }
         let due: Vec<Fault> = {
             let (due, keep) = std::mem::take(&mut self.seq_faults)
                 .into_iter()

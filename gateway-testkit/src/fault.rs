@@ -28,6 +28,10 @@ pub enum Fault {
     /// Corrupt the next compressed message (a no-op without compression: the JSON is corrupted
     /// instead).
     CorruptNext,
+    /// Lose the next this many dispatches: they take their sequence numbers and go into the
+    /// session's resume buffer but never onto the wire, as if they died with a failing connection.
+    /// Follow with [`Fault::Drop`] and a RESUME replays them.
+    LoseNext(usize),
     /// Send a dispatch whose decompressed size is about this many bytes.
     Oversize(usize),
     /// On a connection not yet given HELLO (see
