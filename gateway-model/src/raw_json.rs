@@ -8,7 +8,29 @@ use serde::{Serialize, Serializer};
 /// An error from parsing JSON into a model type.
 #[derive(Debug, thiserror::Error)]
 #[error(transparent)]
-pub struct JsonError(#[from] pub(crate) sonic_rs::Error);
+pub struct JsonError(Parser);
+
+/// The parser that failed: sonic-rs for most types, serde_json where it measured faster (the
+/// typed events whose large arrays are kept raw).
+#[derive(Debug, thiserror::Error)]
+enum Parser {
+    #[error(transparent)]
+    Sonic(#[from] sonic_rs::Error),
+    #[error(transparent)]
+    SerdeJson(#[from] serde_json::Error),
+}
+
+impl From<sonic_rs::Error> for JsonError {
+    fn from(e: sonic_rs::Error) -> Self {
+        Self(e.into())
+    }
+}
+
+impl From<serde_json::Error> for JsonError {
+    fn from(e: serde_json::Error) -> Self {
+        Self(e.into())
+    }
+}
 
 /// A JSON value kept as its text, for the caller to deserialize on demand.
 ///

@@ -19,6 +19,9 @@ struct Cli {
 enum Task {
     /// Measure decode speed and allocations; write target/bench/report.{json,md} and charts.
     Bench(bench::Options),
+    /// Used by `bench`: one memory scenario in a fresh process.
+    #[command(hide = true)]
+    MemoryProbe(bench::ProbeOptions),
 }
 
 fn main() -> ExitCode {
@@ -37,6 +40,13 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Task::MemoryProbe(options) => match bench::probe(&options) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
+            }
+        },
     }
 }
 

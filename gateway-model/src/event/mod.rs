@@ -132,9 +132,9 @@ impl GatewayEvent {
         wanted: EventTypes,
     ) -> Result<Option<Self>, EventError> {
         let data = payload.data.unwrap_or("null");
-        let invalid = |event: &str, e: sonic_rs::Error| EventError::InvalidData {
+        let invalid = |event: &str, e: JsonError| EventError::InvalidData {
             event: event.into(),
-            source: e.into(),
+            source: e,
         };
         Ok(Some(match payload.op {
             OpCode::Dispatch => {
@@ -154,31 +154,27 @@ impl GatewayEvent {
             OpCode::Reconnect => Self::Reconnect,
             OpCode::InvalidSession => Self::InvalidSession {
                 resumable: sonic_rs::from_str::<Option<bool>>(data)
-                    .map_err(|e| invalid("INVALID_SESSION", e))?
+                    .map_err(|e| invalid("INVALID_SESSION", e.into()))?
                     .unwrap_or(false),
             },
             OpCode::Hello => {
-                Self::Hello(sonic_rs::from_str(data).map_err(|e| invalid("HELLO", e))?)
+                Self::Hello(sonic_rs::from_str(data).map_err(|e| invalid("HELLO", e.into()))?)
             }
             OpCode::HeartbeatAck => Self::HeartbeatAck,
             other => return Err(EventError::UnexpectedOpcode(other)),
         }))
     }
 
-    fn dispatch(
-        name: &str,
-        kind: EventTypes,
-        data: &str,
-    ) -> Result<DispatchEvent, sonic_rs::Error> {
+    fn dispatch(name: &str, kind: EventTypes, data: &str) -> Result<DispatchEvent, JsonError> {
         Ok(match kind {
             EventTypes::READY => DispatchEvent::Ready(sonic_rs::from_str(data)?),
             EventTypes::RESUMED => DispatchEvent::Resumed,
             EventTypes::GUILD_CREATE => {
-                DispatchEvent::GuildCreate(Box::new(GuildCreate::from_json(data).map_err(|e| e.0)?))
+                DispatchEvent::GuildCreate(Box::new(GuildCreate::from_json(data)?))
             }
             EventTypes::GUILD_DELETE => DispatchEvent::GuildDelete(sonic_rs::from_str(data)?),
             EventTypes::GUILD_MEMBERS_CHUNK => {
-                DispatchEvent::GuildMembersChunk(sonic_rs::from_str(data)?)
+                DispatchEvent::GuildMembersChunk(Box::new(GuildMembersChunk::from_json(data)?))
             }
             EventTypes::RATE_LIMITED => DispatchEvent::RateLimited(sonic_rs::from_str(data)?),
             _ => DispatchEvent::Other(RawDispatch {

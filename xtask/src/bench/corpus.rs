@@ -34,6 +34,22 @@ impl Corpus {
     pub(crate) fn bytes(&self) -> usize {
         self.items.iter().map(|i| i.json.len()).sum()
     }
+
+    /// Dispatches (name and `d`) framed as the gateway sends them, sequence numbers from 1.
+    pub(crate) fn of_dispatches(events: &[(String, String)]) -> Self {
+        let items = events
+            .iter()
+            .enumerate()
+            .map(|(i, (t, d))| Item {
+                kind: KINDS.iter().position(|k| k == t).unwrap_or(0),
+                json: format!(r#"{{"t":"{t}","s":{},"op":0,"d":{d}}}"#, i + 1),
+            })
+            .collect();
+        Corpus {
+            items,
+            steady_from: 0,
+        }
+    }
 }
 
 /// Builds the corpus. `scale` 1.0 is the full mix (about 100 MB of JSON); `--quick` uses 0.1.

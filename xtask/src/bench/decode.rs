@@ -53,7 +53,7 @@ pub(crate) fn median(
 }
 
 /// The median of some timings.
-fn middle(mut times: Vec<Duration>) -> Duration {
+pub(crate) fn middle(mut times: Vec<Duration>) -> Duration {
     times.sort_unstable();
     times.get(times.len() / 2).copied().unwrap_or_default()
 }
@@ -75,18 +75,27 @@ pub(crate) fn median_pair(
     mut a: impl FnMut() -> Result<(), String>,
     mut b: impl FnMut() -> Result<(), String>,
 ) -> Result<(Duration, Duration), String> {
-    a()?;
-    b()?;
-    let (mut ta, mut tb) = (Vec::with_capacity(passes), Vec::with_capacity(passes));
-    for _ in 0..passes {
-        let start = Instant::now();
-        a()?;
-        ta.push(start.elapsed());
-        let start = Instant::now();
-        b()?;
-        tb.push(start.elapsed());
+    let times = medians_alternated(passes, &mut [&mut a, &mut b])?;
+    Ok((times[0], times[1]))
+}
+
+/// The medians of `passes` runs of each of `runs`, alternated (after one warm-up run each).
+pub(crate) fn medians_alternated(
+    passes: usize,
+    runs: &mut [&mut dyn FnMut() -> Result<(), String>],
+) -> Result<Vec<Duration>, String> {
+    for run in runs.iter_mut() {
+        run()?;
     }
-    Ok((middle(ta), middle(tb)))
+    let mut times = vec![Vec::with_capacity(passes); runs.len()];
+    for _ in 0..passes {
+        for (run, t) in runs.iter_mut().zip(&mut times) {
+            let start = Instant::now();
+            run()?;
+            t.push(start.elapsed());
+        }
+    }
+    Ok(times.into_iter().map(middle).collect())
 }
 
 /// Decompress + envelope over the whole stream.

@@ -11,15 +11,21 @@ use gateway_codec::Compression;
 use gateway_model::{DispatchEvent, Intents, Token};
 use gateway_shard::identify::LocalIdentifyQueue;
 use gateway_shard::{ShardConfig, ShardEvent, ShardGroup, ShardGroupConfig};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::alloc;
+use super::sys::{self, rss_bytes};
 
 /// Members per guild: a GUILD_CREATE of about 100 KB with presences.
 const MEMBERS: usize = 250;
 
+/// The scenario after one GUILD_CREATE of about 100 KB per shard.
+pub(crate) const AFTER_100_KB: &str = "after 100 KB";
+/// The scenario after ten GUILD_CREATEs, about 1 MB, per shard.
+pub(crate) const AFTER_1_MB: &str = "after 1 MB";
+
 /// One scenario's figures.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub(crate) struct MemoryFigure {
     pub(crate) compression: String,
     pub(crate) shards: usize,
@@ -28,6 +34,13 @@ pub(crate) struct MemoryFigure {
     pub(crate) received_per_shard: u64,
     pub(crate) rss_per_shard_kib: f64,
     pub(crate) rust_heap_per_shard_kib: f64,
+    /// C malloc's bytes in use per shard (Rust's heap included; glibc only).
+    pub(crate) malloc_in_use_per_shard_kib: Option<f64>,
+    /// What malloc holds from the system per shard (arenas and mmapped chunks; glibc only).
+    pub(crate) malloc_committed_per_shard_kib: Option<f64>,
+    /// Allocated through C malloc but not through Rust (libzstd's state, for one): in use minus
+    /// the Rust heap.
+    pub(crate) c_only_per_shard_kib: Option<f64>,
 }
 
 struct Server(Child);
@@ -37,16 +50,6 @@ impl Drop for Server {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-fn rss_bytes() -> u64 {
-    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
-    let pages: u64 = statm
-        .split_whitespace()
-        .nth(1)
-        .and_then(|p| p.parse().ok())
-        .unwrap_or(0);
-    pages * 4096
 }
 
 fn testkit_binary(root: &std::path::Path) -> Result<PathBuf, String> {
@@ -102,27 +105,79 @@ fn serve(
     Ok((server, url))
 }
 
-/// Connects `shards` shards and measures, for each compression, idle and after the traffic.
-pub(crate) fn run(root: &std::path::Path, shards: usize) -> Result<Vec<MemoryFigure>, String> {
-    let binary = testkit_binary(root)?;
+/// The hidden `cargo xtask memory-probe` subcommand: one scenario in a fresh process.
+#[derive(Debug, clap::Args)]
+pub(crate) struct ProbeOptions {
+    /// The fake gateway's URL.
+    #[arg(long)]
+    url: String,
+    /// zlib-stream or zstd-stream.
+    #[arg(long)]
+    compression: String,
+    /// Shards to connect.
+    #[arg(long)]
+    shards: usize,
+    /// GUILD_CREATEs to wait for, over all shards.
+    #[arg(long)]
+    guilds: usize,
+}
+
+/// Runs one scenario and prints its figure as one JSON line.
+pub(crate) fn probe(options: &ProbeOptions) -> Result<(), String> {
+    let compression = Compression::from_query_value(&options.compression)
+        .ok_or_else(|| format!("unknown compression {}", options.compression))?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .map_err(|e| e.to_string())?;
+    let figure = runtime.block_on(measure(
+        &options.url,
+        compression,
+        options.shards,
+        options.guilds,
+    ))?;
+    println!(
+        "{}",
+        serde_json::to_string(&figure).map_err(|e| e.to_string())?
+    );
+    Ok(())
+}
+
+/// Connects `shards` shards and measures, for each compression, idle and after traffic. Each
+/// scenario runs in a fresh process (`cargo xtask memory-probe`): memory freed by an earlier
+/// scenario would otherwise be reused without showing in the resident-memory delta.
+pub(crate) fn run(root: &std::path::Path, shards: usize) -> Result<Vec<MemoryFigure>, String> {
+    let binary = testkit_binary(root)?;
+    let probe = std::env::current_exe().map_err(|e| e.to_string())?;
     let mut figures = Vec::new();
-    for (compression, guilds_per_shard) in
-        [(Compression::ZlibStream, 1), (Compression::ZstdStream, 10)]
-    {
-        for (scenario, guilds) in [("idle", 0), ("after traffic", guilds_per_shard * shards)] {
-            eprintln!("[bench] memory: {shards} shards, {compression}, {scenario}…");
-            let (_server, url) = serve(&binary, guilds, shards)?;
-            let figure = runtime.block_on(measure(&url, compression, shards, guilds))?;
-            figures.push(MemoryFigure {
-                scenario: scenario.to_owned(),
-                ..figure
-            });
+    for (compression, scenario, guilds_per_shard) in [
+        (Compression::ZlibStream, "idle", 0),
+        (Compression::ZlibStream, AFTER_100_KB, 1),
+        (Compression::ZstdStream, "idle", 0),
+        (Compression::ZstdStream, AFTER_100_KB, 1),
+        (Compression::ZstdStream, AFTER_1_MB, 10),
+    ] {
+        eprintln!("[bench] memory: {shards} shards, {compression}, {scenario}…");
+        let guilds = guilds_per_shard * shards;
+        let (_server, url) = serve(&binary, guilds, shards)?;
+        let output = Command::new(&probe)
+            .args(["memory-probe", "--url", &url, "--compression"])
+            .arg(compression.to_string())
+            .args(["--shards", &shards.to_string()])
+            .args(["--guilds", &guilds.to_string()])
+            .stderr(Stdio::inherit())
+            .output()
+            .map_err(|e| format!("{}: {e}", probe.display()))?;
+        if !output.status.success() {
+            return Err(format!("memory probe failed ({compression}, {scenario})"));
         }
+        let figure: MemoryFigure =
+            serde_json::from_slice(&output.stdout).map_err(|e| format!("memory probe: {e}"))?;
+        figures.push(MemoryFigure {
+            scenario: scenario.to_owned(),
+            ..figure
+        });
     }
     Ok(figures)
 }
@@ -134,7 +189,7 @@ async fn measure(
     guilds: usize,
 ) -> Result<MemoryFigure, String> {
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let (rss0, heap0) = (rss_bytes(), alloc::live_bytes());
+    let (rss0, heap0, malloc0) = (rss_bytes(), alloc::live_bytes(), sys::malloc());
     let intents = Intents::GUILDS | Intents::GUILD_MEMBERS | Intents::GUILD_PRESENCES;
     let shard = ShardConfig::new(Token::new("testkit-token"), intents)
         .with_gateway_url(url)
@@ -165,15 +220,21 @@ async fn measure(
     // Let the shards settle (their heartbeats go on), then measure.
     let settle = tokio::time::Instant::now() + Duration::from_secs(2);
     while tokio::time::timeout_at(settle, events.next()).await.is_ok() {}
-    let (rss1, heap1) = (rss_bytes(), alloc::live_bytes());
+    let (rss1, heap1, malloc1) = (rss_bytes(), alloc::live_bytes(), sys::malloc());
     group.close(false).await;
     let per = |a: u64, b: u64| (b.saturating_sub(a)) as f64 / shards as f64 / 1024.0;
+    let malloc = malloc0.zip(malloc1);
+    let rust_heap = per(heap0, heap1);
+    let malloc_in_use = malloc.map(|(a, b)| per(a.in_use, b.in_use));
     Ok(MemoryFigure {
+        malloc_in_use_per_shard_kib: malloc_in_use,
+        malloc_committed_per_shard_kib: malloc.map(|(a, b)| per(a.committed, b.committed)),
+        c_only_per_shard_kib: malloc_in_use.map(|m| (m - rust_heap).max(0.0)),
         compression: compression.to_string(),
         shards,
         scenario: String::new(),
         received_per_shard: received / shards as u64,
         rss_per_shard_kib: per(rss0, rss1),
-        rust_heap_per_shard_kib: per(heap0, heap1),
+        rust_heap_per_shard_kib: rust_heap,
     })
 }

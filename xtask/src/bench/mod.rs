@@ -1,11 +1,16 @@
-//! `cargo xtask bench`: the codec's decode speed and allocations, as ratios against a baseline
-//! measured in the same run.
+//! `cargo xtask bench`: decode speed and allocations, chunking, end to end, recovery and memory
+//! per shard, as ratios against baselines measured in the same run.
 
 mod alloc;
+mod chunking;
 mod corpus;
 mod decode;
+mod e2e;
 mod memory;
 mod report;
+mod sys;
+
+pub(crate) use memory::{ProbeOptions, probe};
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -37,6 +42,28 @@ pub(crate) struct Options {
     /// Shards connected at once for the memory figures (default 1,000; 50 with --quick).
     #[arg(long)]
     shards: Option<usize>,
+    /// Run only these sections (comma-separated; default all).
+    #[arg(long, value_enum, value_delimiter = ',')]
+    only: Vec<Section>,
+}
+
+/// A part of the bench.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum Section {
+    /// The codec alone: decode, typed decoding, allocations, envelope parsers.
+    Decode,
+    /// Member chunks through the tracker against decoding them.
+    Chunking,
+    /// Gateway to user over loopback, and recovery times.
+    EndToEnd,
+    /// Memory per connected shard.
+    Memory,
+}
+
+impl Options {
+    fn runs(&self, section: Section) -> bool {
+        self.only.is_empty() || self.only.contains(&section)
+    }
 }
 
 /// Everything one run measured.
@@ -48,6 +75,9 @@ pub(crate) struct Report {
     pub(crate) corpus: CorpusFigures,
     pub(crate) decode: Vec<CompressionReport>,
     pub(crate) envelope: Vec<EnvelopeFigure>,
+    pub(crate) chunking: Vec<chunking::ChunkingFigure>,
+    pub(crate) end_to_end: Vec<e2e::EndToEndFigure>,
+    pub(crate) recovery: Vec<e2e::RecoveryFigure>,
     pub(crate) memory: Vec<memory::MemoryFigure>,
     pub(crate) targets: Vec<Target>,
 }
@@ -106,6 +136,64 @@ pub(crate) fn run(options: &Options) -> Result<(), String> {
         json_bytes as f64 / 1e6,
         corpus.steady_from
     );
+    let (decode_reports, envelope) = if options.runs(Section::Decode) {
+        decode_section(&corpus, passes)?
+    } else {
+        (Vec::new(), Vec::new())
+    };
+
+    let chunking = if options.runs(Section::Chunking) {
+        let guilds = if options.quick { 2 } else { 8 };
+        chunking::run(options.seed, guilds, passes)?
+    } else {
+        Vec::new()
+    };
+
+    let e2e = if options.runs(Section::EndToEnd) {
+        let (e2e_passes, recovery_runs) = if options.quick { (1, 5) } else { (3, 20) };
+        e2e::run(&corpus, options.seed, e2e_passes, recovery_runs)?
+    } else {
+        e2e::Figures::default()
+    };
+
+    let memory = if options.runs(Section::Memory) {
+        let shards = options
+            .shards
+            .unwrap_or(if options.quick { 50 } else { 1000 });
+        memory::run(&crate::workspace_root(), shards)?
+    } else {
+        Vec::new()
+    };
+
+    let report = Report {
+        targets: report::targets(&decode_reports, &memory, &chunking),
+        chunking,
+        end_to_end: e2e.end_to_end,
+        recovery: e2e.recovery,
+        memory,
+        quick: options.quick,
+        machine: report::machine(),
+        git_revision: report::git_revision(),
+        corpus: CorpusFigures {
+            seed: options.seed,
+            messages: corpus.items.len(),
+            json_bytes,
+            steady_state_from: corpus.steady_from,
+        },
+        decode: decode_reports,
+        envelope,
+    };
+    report::write(&report, &options.out, options.baseline.as_deref())?;
+    eprintln!("[bench] done in {:.1} s", started.elapsed().as_secs_f64());
+    Ok(())
+}
+
+/// Decode (the codec alone) and the envelope parsers.
+fn decode_section(
+    corpus: &corpus::Corpus,
+    passes: usize,
+) -> Result<(Vec<CompressionReport>, Vec<EnvelopeFigure>), String> {
+    let json_bytes = corpus.bytes();
     let largest = corpus.items.iter().map(|i| i.json.len()).max().unwrap_or(0);
     let mut raw_buffer = vec![0u8; largest + 1];
 
@@ -116,7 +204,7 @@ pub(crate) fn run(options: &Options) -> Result<(), String> {
         Compression::ZstdStream,
     ] {
         eprintln!("[bench] {compression}: compressing…");
-        let stream = decode::compress(&corpus, compression)?;
+        let stream = decode::compress(corpus, compression)?;
         eprintln!("[bench] {compression}: decode and raw decompression, alternated ×{passes}…");
         let (decode_t, raw_t) = match compression {
             Compression::None => (
@@ -138,8 +226,8 @@ pub(crate) fn run(options: &Options) -> Result<(), String> {
         let all_t = decode::median(passes, || decode::typed_pass(&stream, EventTypes::all()))?
             .as_secs_f64();
         eprintln!("[bench] {compression}: per event type and allocations…");
-        let kinds = decode::per_kind(&stream, &corpus)?;
-        let raw_kinds = decode::raw_per_kind(&stream, &corpus, &mut raw_buffer)?;
+        let kinds = decode::per_kind(&stream, corpus)?;
+        let raw_kinds = decode::raw_per_kind(&stream, corpus, &mut raw_buffer)?;
         let allocations = decode::allocations_per_message(&stream, corpus.steady_from)?;
         let per_kind_us: Vec<KindFigure> = corpus::KINDS
             .iter()
@@ -172,7 +260,7 @@ pub(crate) fn run(options: &Options) -> Result<(), String> {
     }
 
     eprintln!("[bench] envelope parsers ×{passes}…");
-    let envelopes = decode::envelopes(&corpus, passes)?;
+    let envelopes = decode::envelopes(corpus, passes)?;
     let ours = envelopes.first().map_or(1.0, |(_, t)| t.as_secs_f64());
     let envelope = envelopes
         .iter()
@@ -183,27 +271,5 @@ pub(crate) fn run(options: &Options) -> Result<(), String> {
         })
         .collect();
 
-    let shards = options
-        .shards
-        .unwrap_or(if options.quick { 50 } else { 1000 });
-    let memory = memory::run(&crate::workspace_root(), shards)?;
-
-    let report = Report {
-        targets: report::targets(&decode_reports, &memory),
-        memory,
-        quick: options.quick,
-        machine: report::machine(),
-        git_revision: report::git_revision(),
-        corpus: CorpusFigures {
-            seed: options.seed,
-            messages: corpus.items.len(),
-            json_bytes,
-            steady_state_from: corpus.steady_from,
-        },
-        decode: decode_reports,
-        envelope,
-    };
-    report::write(&report, &options.out, options.baseline.as_deref())?;
-    eprintln!("[bench] done in {:.1} s", started.elapsed().as_secs_f64());
-    Ok(())
+    Ok((decode_reports, envelope))
 }

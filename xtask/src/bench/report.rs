@@ -3,8 +3,14 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+
+use super::chunking::ChunkingFigure;
 use super::corpus::KINDS;
 use super::decode::CompressionReport;
+use super::memory::{AFTER_1_MB, AFTER_100_KB, MemoryFigure};
 use super::{Machine, Report, Target};
 
 pub(crate) fn machine() -> Machine {
@@ -38,13 +44,14 @@ pub(crate) fn git_revision() -> String {
 /// The issue's targets, checked against this run.
 pub(crate) fn targets(
     decode: &[CompressionReport],
-    memory: &[super::memory::MemoryFigure],
+    memory: &[MemoryFigure],
+    chunking: &[ChunkingFigure],
 ) -> Vec<Target> {
     let mut targets = Vec::new();
     for (compression, scenario, goal) in [
         ("zlib-stream", "idle", 56.0),
-        ("zlib-stream", "after traffic", 72.0),
-        ("zstd-stream", "after traffic", 400.0),
+        ("zlib-stream", AFTER_100_KB, 72.0),
+        ("zstd-stream", AFTER_1_MB, 400.0),
     ] {
         if let Some(m) = memory
             .iter()
@@ -92,10 +99,21 @@ pub(crate) fn targets(
             met: r.allocations_per_message_warm < 0.01,
         });
     }
+    for c in chunking {
+        targets.push(Target {
+            name: format!(
+                "{}: the tracker over decoding the chunks into the shard's typed events",
+                c.compression
+            ),
+            goal: "< +5%".to_owned(),
+            measured: format!("{:+.1}%", c.tracker_over_typed * 100.0),
+            met: c.tracker_over_typed < 0.05,
+        });
+    }
     targets
 }
 
-fn markdown(report: &Report, baseline: Option<&serde_json::Value>) -> String {
+fn markdown(report: &Report, baseline: Option<&Value>) -> String {
     let mut md = String::new();
     let _ = writeln!(md, "# Bench report\n");
     let _ = writeln!(
@@ -170,20 +188,95 @@ fn markdown(report: &Report, baseline: Option<&serde_json::Value>) -> String {
         md,
         "\n## Memory per connected shard (this process; the server in another)\n"
     );
+    let kib = |v: Option<f64>| v.map_or("–".to_owned(), |v| format!("{v:.1}"));
     let _ = writeln!(
         md,
-        "| compression | shards | scenario | JSON received per shard | RSS per shard KiB | Rust heap per shard KiB |\n|---|---:|---|---:|---:|---:|"
+        "| compression | shards | scenario | JSON received per shard | RSS per shard KiB | Rust heap per shard KiB | C malloc in use per shard KiB | of which not Rust KiB | malloc committed per shard KiB |\n|---|---:|---|---:|---:|---:|---:|---:|---:|"
     );
     for m in &report.memory {
         let _ = writeln!(
             md,
-            "| {} | {} | {} | {:.0} KB | {:.1} | {:.1} |",
+            "| {} | {} | {} | {:.0} KB | {:.1} | {:.1} | {} | {} | {} |",
             m.compression,
             m.shards,
             m.scenario,
             m.received_per_shard as f64 / 1000.0,
             m.rss_per_shard_kib,
-            m.rust_heap_per_shard_kib
+            m.rust_heap_per_shard_kib,
+            kib(m.malloc_in_use_per_shard_kib),
+            kib(m.c_only_per_shard_kib),
+            kib(m.malloc_committed_per_shard_kib),
+        );
+    }
+    let _ = writeln!(
+        md,
+        "\n## Chunking (one core): member chunks of a startup, decoded, typed and tracked\n"
+    );
+    let _ = writeln!(
+        md,
+        "| compression | guilds | members | chunks | MB | decode ms | + typed ms | + tracked ms | typed + tracked over decode | tracker over typed | typed peak heap KiB | tracked peak heap KiB | tracker holds after KiB |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    );
+    for c in &report.chunking {
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {:+.1}% | {:+.1}% | {:.1} | {:.1} | {:.1} |",
+            c.compression,
+            c.guilds,
+            c.members,
+            c.chunks,
+            c.json_bytes as f64 / 1e6,
+            c.decode_ms,
+            c.typed_ms,
+            c.tracked_ms,
+            c.typed_and_tracked_over_decode * 100.0,
+            c.tracker_over_typed * 100.0,
+            c.typed_peak_heap_kib,
+            c.tracked_peak_heap_kib,
+            c.tracker_heap_after_kib,
+        );
+    }
+    let us = |v: Option<f64>| v.map_or("–".to_owned(), |v| format!("{v:.2}"));
+    let _ = writeln!(
+        md,
+        "\n## End to end: fake gateway → loopback websocket → shard → user loop\n"
+    );
+    let _ = writeln!(
+        md,
+        "| compression | dispatches | events/s | MB/s | shard CPU µs/event | gateway CPU µs/event | codec alone µs/event | shard CPU / codec |\n|---|---:|---:|---:|---:|---:|---:|---:|"
+    );
+    for e in &report.end_to_end {
+        let _ = writeln!(
+            md,
+            "| {} | {} | {:.0} | {:.0} | {} | {} | {:.2} | {} |",
+            e.compression,
+            e.events,
+            e.events_per_s,
+            e.mb_s,
+            us(e.shard_cpu_us_per_event),
+            us(e.server_cpu_us_per_event),
+            e.decode_us_per_event,
+            us(e.shard_cpu_over_decode),
+        );
+    }
+    let _ = writeln!(
+        md,
+        "\n## Recovery (loopback, reconnect not delayed by backoff, identify window zero)\n"
+    );
+    let _ = writeln!(
+        md,
+        "| compression | scenario | events back | runs | median ms | p90 ms | to the last GUILD_CREATE, median ms |\n|---|---|---:|---:|---:|---:|---:|"
+    );
+    for r in &report.recovery {
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {} | {:.2} | {:.2} | {} |",
+            r.compression,
+            r.scenario,
+            r.events_back,
+            r.runs,
+            r.median_ms,
+            r.p90_ms,
+            us(r.all_guilds_median_ms),
         );
     }
     let _ = writeln!(
@@ -201,30 +294,167 @@ fn markdown(report: &Report, baseline: Option<&serde_json::Value>) -> String {
         );
     }
     if let Some(base) = baseline {
-        let _ = writeln!(
-            md,
-            "\n## Against the baseline (this run / baseline)\n\n| compression | decode MB/s | decode / raw |\n|---|---:|---:|"
-        );
-        for r in &report.decode {
-            let old = base["decode"].as_array().and_then(|a| {
-                a.iter()
-                    .find(|b| b["compression"] == r.compression.as_str())
-            });
-            let ratio = |new: f64, key: &str| {
-                old.and_then(|o| o[key].as_f64())
-                    .map_or("–".to_owned(), |o| format!("{:.3}", new / o))
-            };
-            let _ = writeln!(
-                md,
-                "| {} | {} | {} |",
-                r.compression,
-                ratio(r.decode_mb_s, "decode_mb_s"),
-                r.decode_over_raw
-                    .map_or("–".to_owned(), |v| ratio(v, "decode_over_raw"))
-            );
-        }
+        let _ = write!(md, "{}", compare(report, base));
     }
     md
+}
+
+/// Every number in a report, by path; array items are named by their `compression`, `kind`,
+/// `scenario` or `parser` (so figures match across runs whatever the order).
+fn flatten(value: &Value, path: &str, out: &mut BTreeMap<String, f64>) {
+    let join = |key: &str| {
+        if path.is_empty() {
+            key.to_owned()
+        } else {
+            format!("{path}.{key}")
+        }
+    };
+    match value {
+        Value::Number(n) => {
+            if let Some(f) = n.as_f64() {
+                out.insert(path.to_owned(), f);
+            }
+        }
+        Value::Object(map) => {
+            for (key, v) in map {
+                flatten(v, &join(key), out);
+            }
+        }
+        Value::Array(items) => {
+            for (i, v) in items.iter().enumerate() {
+                let name: Vec<&str> = ["compression", "kind", "scenario", "parser"]
+                    .iter()
+                    .filter_map(|k| v.get(k).and_then(Value::as_str))
+                    .collect();
+                let key = if name.is_empty() {
+                    i.to_string()
+                } else {
+                    format!("[{}]", name.join(", "))
+                };
+                flatten(v, &join(&key), out);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// This run against an earlier report: every figure both have that changed, as a ratio.
+fn compare(report: &Report, base: &Value) -> String {
+    let mut md = String::new();
+    let (mut new, mut old) = (BTreeMap::new(), BTreeMap::new());
+    match serde_json::to_value(report) {
+        Ok(v) => flatten(&v, "", &mut new),
+        Err(e) => return format!("\n(cannot compare with the baseline: {e})\n"),
+    }
+    flatten(base, "", &mut old);
+    let revision = base["git_revision"].as_str().unwrap_or("unknown");
+    let _ = writeln!(
+        md,
+        "\n## Against the baseline (revision `{revision}`): this run / baseline\n\nFor times and memory lower is better; for MB/s, events/s and ratios to raw decompression higher is better.\n\n| figure | baseline | this run | ratio |\n|---|---:|---:|---:|"
+    );
+    let (mut same, mut only_new) = (0, 0);
+    for (path, value) in &new {
+        match old.get(path) {
+            Some(before) if before == value => same += 1,
+            Some(before) => {
+                let ratio = if *before == 0.0 {
+                    "–".to_owned()
+                } else {
+                    format!("{:.3}", value / before)
+                };
+                let _ = writeln!(md, "| {path} | {before:.4} | {value:.4} | {ratio} |");
+            }
+            None => only_new += 1,
+        }
+    }
+    let _ = writeln!(
+        md,
+        "\n{same} figures unchanged; {only_new} new in this run; {} only in the baseline.",
+        old.keys().filter(|k| !new.contains_key(*k)).count()
+    );
+    md
+}
+
+/// A bar chart of memory per connected shard by compression and scenario: resident, C malloc in
+/// use and the Rust heap, with the issue's targets marked.
+fn memory_svg(report: &Report) -> String {
+    let series = ["#4e79a7", "#f28e2b", "#59a14f"];
+    let (width, row, label) = (900.0, 20.0, 230.0);
+    let targets = [
+        ("zlib-stream", "idle", 56.0),
+        ("zlib-stream", AFTER_100_KB, 72.0),
+        ("zstd-stream", AFTER_1_MB, 400.0),
+    ];
+    let max = report
+        .memory
+        .iter()
+        .flat_map(|m| {
+            [
+                m.rss_per_shard_kib,
+                m.malloc_in_use_per_shard_kib.unwrap_or(0.0),
+                400.0,
+            ]
+        })
+        .fold(1.0f64, f64::max)
+        * 1.1;
+    let plot = width - label - 130.0;
+    let group = row * 3.0 + 12.0;
+    let height = 70.0 + report.memory.len() as f64 * group + 30.0;
+    let shards = report.memory.first().map_or(0, |m| m.shards);
+    let mut s = format!(
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" font-size="12">
+<text x="10" y="20" font-size="15">Memory per connected shard, KiB ({shards} shards; lower is better; red: target)</text>
+<rect x="10" y="32" width="10" height="10" fill="{}"/><text x="24" y="41">resident (RSS delta)</text>
+<rect x="160" y="32" width="10" height="10" fill="{}"/><text x="174" y="41">C malloc in use (Rust heap included)</text>
+<rect x="400" y="32" width="10" height="10" fill="{}"/><text x="414" y="41">Rust heap</text>
+"#,
+        series[0], series[1], series[2]
+    );
+    let mut y = 56.0;
+    for m in &report.memory {
+        let _ = writeln!(
+            s,
+            r#"<text x="10" y="{:.1}">{} {}</text>"#,
+            y + row * 1.7,
+            m.compression,
+            m.scenario
+        );
+        let bars = [
+            Some(m.rss_per_shard_kib),
+            m.malloc_in_use_per_shard_kib,
+            Some(m.rust_heap_per_shard_kib),
+        ];
+        for (i, value) in bars.iter().enumerate() {
+            let Some(v) = value else { continue };
+            let w = (v / max).clamp(0.0, 1.0) * plot;
+            let by = y + row * i as f64;
+            let _ = writeln!(
+                s,
+                r#"<rect x="{label}" y="{by:.1}" width="{w:.1}" height="{:.1}" fill="{}"/><text x="{:.1}" y="{:.1}">{v:.1}</text>"#,
+                row - 3.0,
+                series[i],
+                label + w + 4.0,
+                by + row * 0.7
+            );
+        }
+        if let Some((_, _, goal)) = targets
+            .iter()
+            .find(|(c, sc, _)| *c == m.compression && *sc == m.scenario)
+        {
+            let x = label + goal / max * plot;
+            let _ = writeln!(
+                s,
+                r#"<line x1="{x:.1}" y1="{:.1}" x2="{x:.1}" y2="{:.1}" stroke="red" stroke-width="2"/><text x="{:.1}" y="{:.1}" fill="red">≤ {goal}</text>"#,
+                y - 2.0,
+                y + row * 3.0,
+                x + 3.0,
+                y + row * 3.0 + 8.0
+            );
+        }
+        y += group;
+    }
+    s.push_str("</svg>\n");
+    s
 }
 
 /// A bar chart of decode µs per message by event type, one colour per compression.
@@ -272,7 +502,7 @@ pub(crate) fn write(report: &Report, out: &Path, baseline: Option<&Path>) -> Res
         Some(p) => {
             let text = std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))?;
             Some(
-                serde_json::from_str::<serde_json::Value>(&text)
+                serde_json::from_str::<Value>(&text)
                     .map_err(|e| format!("{}: {e}", p.display()))?,
             )
         }
@@ -284,13 +514,14 @@ pub(crate) fn write(report: &Report, out: &Path, baseline: Option<&Path>) -> Res
         ("report.json", json.as_str()),
         ("report.md", md.as_str()),
         ("decode-us-per-message.svg", svg(report).as_str()),
+        ("memory-per-shard.svg", memory_svg(report).as_str()),
     ] {
         let path = out.join(name);
         std::fs::write(&path, body).map_err(|e| format!("{}: {e}", path.display()))?;
     }
     println!("{md}");
     eprintln!(
-        "[bench] wrote {}/report.json, report.md and decode-us-per-message.svg",
+        "[bench] wrote {}/report.json, report.md, decode-us-per-message.svg and memory-per-shard.svg",
         out.display()
     );
     Ok(())
