@@ -124,8 +124,11 @@ pub(crate) struct ProbeOptions {
 
 /// Runs one scenario and prints its figure as one JSON line.
 pub(crate) fn probe(options: &ProbeOptions) -> Result<(), String> {
-    let compression = Compression::from_query_value(&options.compression)
-        .ok_or_else(|| format!("unknown compression {}", options.compression))?;
+    let compression = match options.compression.as_str() {
+        "none" => Compression::None,
+        other => Compression::from_query_value(other)
+            .ok_or_else(|| format!("unknown compression {other}"))?,
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -152,6 +155,8 @@ pub(crate) fn run(root: &std::path::Path, shards: usize) -> Result<Vec<MemoryFig
     let probe = std::env::current_exe().map_err(|e| e.to_string())?;
     let mut figures = Vec::new();
     for (compression, scenario, guilds_per_shard) in [
+        // No compression: the connection, session and channels alone, a baseline for the others.
+        (Compression::None, "idle", 0),
         (Compression::ZlibStream, "idle", 0),
         (Compression::ZlibStream, AFTER_100_KB, 1),
         (Compression::ZstdStream, "idle", 0),
