@@ -338,6 +338,15 @@ fn flatten(value: &Value, path: &str, out: &mut BTreeMap<String, f64>) {
     }
 }
 
+/// A figure with as many decimals as its size needs.
+fn num(v: f64) -> String {
+    match v.abs() {
+        a if a >= 1000.0 => format!("{v:.0}"),
+        a if a >= 10.0 => format!("{v:.1}"),
+        _ => format!("{v:.4}"),
+    }
+}
+
 /// This run against an earlier report: every figure both have that changed, as a ratio.
 fn compare(report: &Report, base: &Value) -> String {
     let mut md = String::new();
@@ -350,7 +359,17 @@ fn compare(report: &Report, base: &Value) -> String {
     let revision = base["git_revision"].as_str().unwrap_or("unknown");
     let _ = writeln!(
         md,
-        "\n## Against the baseline (revision `{revision}`): this run / baseline\n\nFor times and memory lower is better; for MB/s, events/s and ratios to raw decompression higher is better.\n\n| figure | baseline | this run | ratio |\n|---|---:|---:|---:|"
+        "\n## Against the baseline (revision `{revision}`): this run / baseline\n\nFor times and memory lower is better; for MB/s, events/s and ratios to raw decompression higher is better.\n"
+    );
+    if base["quick"].as_bool() != Some(report.quick) {
+        let _ = writeln!(
+            md,
+            "**One of the two runs is a quick run**: sizes differ, so compare ratios, not times.\n"
+        );
+    }
+    let _ = writeln!(
+        md,
+        "| figure | baseline | this run | ratio |\n|---|---:|---:|---:|"
     );
     let (mut same, mut only_new) = (0, 0);
     for (path, value) in &new {
@@ -362,7 +381,12 @@ fn compare(report: &Report, base: &Value) -> String {
                 } else {
                     format!("{:.3}", value / before)
                 };
-                let _ = writeln!(md, "| {path} | {before:.4} | {value:.4} | {ratio} |");
+                let _ = writeln!(
+                    md,
+                    "| {path} | {} | {} | {ratio} |",
+                    num(*before),
+                    num(*value)
+                );
             }
             None => only_new += 1,
         }
