@@ -20,8 +20,13 @@ use crate::{
 
 /// A request from a [`Shard`](crate::Shard) handle to its driver.
 pub(crate) enum Control {
-    Command(Command, oneshot::Sender<Result<(), CommandError>>),
-    Presence(PresenceUpdate, oneshot::Sender<Result<(), CommandError>>),
+    // Boxed: the channel allocates its slots a block at a time for every shard, idle or not, and
+    // commands are rare.
+    Command(Box<Command>, oneshot::Sender<Result<(), CommandError>>),
+    Presence(
+        Box<PresenceUpdate>,
+        oneshot::Sender<Result<(), CommandError>>,
+    ),
     Close(bool, oneshot::Sender<Option<ResumeInfo>>),
 }
 
@@ -184,7 +189,7 @@ pub(crate) async fn run(
                 },
                 request = control.recv(), if control_open => match request {
                     Some(Control::Command(command, reply)) => {
-                        let _ = reply.send(session.queue_command(command));
+                        let _ = reply.send(session.queue_command(*command));
                     }
                     Some(Control::Presence(update, reply)) => {
                         let _ = reply.send(session.update_presence(&update));

@@ -23,7 +23,9 @@ pub(crate) struct RateLimiter {
 impl RateLimiter {
     pub(crate) fn new() -> Self {
         Self {
-            sent: VecDeque::with_capacity(COMMANDS_PER_WINDOW),
+            // Grown on demand: most shards send a few commands a minute, and a full window's
+            // worth up front would be 1.9 KiB per idle shard.
+            sent: VecDeque::new(),
             reserved: 2,
         }
     }

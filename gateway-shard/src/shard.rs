@@ -217,7 +217,7 @@ impl Shard {
 
     /// Queues any command.
     pub async fn send(&self, command: impl Into<Command>) -> Result<(), CommandError> {
-        let command = command.into();
+        let command = Box::new(command.into());
         self.request(|tx| Control::Command(command, tx)).await
     }
 
@@ -231,6 +231,7 @@ impl Shard {
 
     /// Updates the presence; fields left `None` keep their value. Remembered while disconnected.
     pub async fn update_presence(&self, update: PresenceUpdate) -> Result<(), CommandError> {
+        let update = Box::new(update);
         self.request(|tx| Control::Presence(update, tx)).await
     }
 
