@@ -125,6 +125,13 @@ fn pass(
     Ok(())
 }
 
+/// Decodes and types every chunk, and drops it.
+fn typed_pass(startup: &Startup, decoder: &mut Decoder) -> Result<(), String> {
+    pass(startup, decoder, true, |chunk| {
+        black_box(chunk);
+    })
+}
+
 /// One tracked startup: requests opened, chunks decoded, typed and tracked, every request
 /// finished (checked).
 fn tracked_pass(startup: &Startup, decoder: &mut Decoder) -> Result<Tracker, String> {
@@ -162,31 +169,24 @@ pub(crate) fn run(seed: u64, guilds: usize, passes: usize) -> Result<Vec<Chunkin
             "[bench] chunking: {guilds} guilds × {MEMBERS} members, {compression}, ×{passes}…"
         );
         let startup = startup(seed, guilds, compression)?;
-        let mut decoder = Decoder::new(compression).map_err(|e| e.to_string())?;
-        let times = {
-            let d = &mut decoder;
-            let mut decode_only = || pass(&startup, d, false, |_| {});
-            // Three decoders would triple the warm state; one is reset between passes instead.
-            let mut decoder2 = Decoder::new(compression).map_err(|e| e.to_string())?;
-            let mut decoder3 = Decoder::new(compression).map_err(|e| e.to_string())?;
-            let mut typed = || {
-                pass(&startup, &mut decoder2, true, |c| {
-                    black_box(c);
-                })
-            };
-            let mut tracked = || tracked_pass(&startup, &mut decoder3).map(drop);
-            decode::medians_alternated(passes, &mut [&mut decode_only, &mut typed, &mut tracked])?
-        };
+        let new_decoder = || Decoder::new(compression).map_err(|e| e.to_string());
+        // One decoder per kind of pass (each pass resets its own), so the three start alike.
+        let (mut d1, mut d2, mut d3) = (new_decoder()?, new_decoder()?, new_decoder()?);
+        let times = decode::medians_alternated(
+            passes,
+            &mut [
+                &mut || pass(&startup, &mut d1, false, |_| {}),
+                &mut || typed_pass(&startup, &mut d2),
+                &mut || tracked_pass(&startup, &mut d3).map(drop),
+            ],
+        )?;
         // Memory: one typed and one tracked pass with a warm decoder, each peak restarted just
         // before.
-        pass(&startup, &mut decoder, true, |c| {
-            black_box(c);
-        })?;
+        let mut decoder = d1;
+        typed_pass(&startup, &mut decoder)?;
         let base = alloc::live_bytes();
         alloc::reset_peak();
-        pass(&startup, &mut decoder, true, |c| {
-            black_box(c);
-        })?;
+        typed_pass(&startup, &mut decoder)?;
         let typed_peak = alloc::peak_bytes().saturating_sub(base);
         let base = alloc::live_bytes();
         alloc::reset_peak();

@@ -7,13 +7,12 @@ use std::hint::black_box;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use gateway_codec::Compression;
+use gateway_codec::{Compression, Decoder};
 use gateway_model::{DispatchEvent, Intents, Token};
 use gateway_shard::identify::LocalIdentifyQueue;
 use gateway_shard::{Backoff, Shard, ShardConfig, ShardEvent, ShardEvents};
 use gateway_testkit::{ConnectionHandle, FakeGateway, Fault, GatewayConfig, WorldConfig};
 use serde::Serialize;
-use sonic_rs::JsonValueTrait;
 
 use super::corpus::Corpus;
 use super::{decode, sys};
@@ -70,17 +69,25 @@ pub(crate) struct Figures {
 /// A dispatch to send: name and `d`.
 type Event = (String, String);
 
-/// The steady-state traffic of the corpus (messages, presences, typing) as dispatches.
-fn traffic(corpus: &Corpus) -> Vec<Event> {
-    corpus.items[corpus.steady_from..]
+/// The steady-state traffic of the corpus (messages, presences, typing) as dispatches, split by
+/// the codec's own envelope scan.
+fn traffic(corpus: &Corpus) -> Result<Vec<Event>, String> {
+    let mut decoder = Decoder::new(Compression::None).map_err(|e| e.to_string())?;
+    let mut events = Vec::new();
+    for item in corpus.items[corpus.steady_from..]
         .iter()
         .filter(|i| (4..=6).contains(&i.kind))
-        .filter_map(|i| {
-            let t = sonic_rs::get(&i.json, &["t"]).ok()?;
-            let d = sonic_rs::get(&i.json, &["d"]).ok()?;
-            Some((t.as_str()?.to_owned(), d.as_raw_str().to_owned()))
-        })
-        .collect()
+    {
+        let payload = decoder
+            .push(item.json.as_bytes())
+            .map_err(|e| e.to_string())?
+            .ok_or("incomplete payload")?;
+        let (Some(name), Some(d)) = (payload.event_name, payload.data) else {
+            return Err("a corpus dispatch without t or d".into());
+        };
+        events.push((name.into_owned(), d.to_owned()));
+    }
+    Ok(events)
 }
 
 /// Runs the end-to-end and recovery measurements for each compression.
@@ -90,7 +97,7 @@ pub(crate) fn run(
     passes: usize,
     recovery_runs: usize,
 ) -> Result<Figures, String> {
-    let events = traffic(corpus);
+    let events = traffic(corpus)?;
     let server = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
