@@ -68,9 +68,10 @@ mod token;
 pub use close_code::{CLOSE_POLICY, CloseAction, CloseCode};
 pub use command::{
     Activity, ActivityType, ChannelInfoField, Command, CommandError, ConnectionProperties,
-    Heartbeat, Identify, LargeThreshold, LargeThresholdOutOfRange, MemberSelection, MissingIntent,
-    RequestChannelInfo, RequestGuildMembers, RequestGuildMembersBuilder, RequestGuildMembersError,
-    RequestSoundboardSounds, Resume, Status, UpdatePresence, UpdateVoiceState,
+    Heartbeat, Identify, LargeThreshold, LargeThresholdOutOfRange, MAX_LIMIT, MAX_NONCE_LEN,
+    MAX_USER_IDS, MemberSelection, MissingIntent, RequestChannelInfo, RequestGuildMembers,
+    RequestGuildMembersBuilder, RequestGuildMembersError, RequestSoundboardSounds, Resume, Status,
+    UpdatePresence, UpdateVoiceState,
 };
 pub use event::{
     Dispatch, DispatchEvent, EventError, EventTypes, GatewayEvent, GuildCreate, GuildDelete,

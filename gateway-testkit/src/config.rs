@@ -18,10 +18,11 @@ pub enum MissingMembersIntent {
 }
 
 /// The fake gateway's configuration. Every field has a default matching Discord's documented
-/// behaviour; tests change what they exercise.
-#[derive(Debug, Clone)]
+/// behaviour; tests change what they exercise. `Debug` leaves the token out.
+#[derive(Clone)]
 pub struct GatewayConfig {
-    /// The bot token clients must identify with (else close 4004). Default `"testkit-token"`.
+    /// The bot token clients must identify with, with or without a `Bot ` prefix (else close
+    /// 4004). Default `"testkit-token"`.
     pub token: String,
     /// HELLO's heartbeat interval. Default 41.25 s, as Discord sends.
     pub heartbeat_interval: Duration,
@@ -44,12 +45,34 @@ pub struct GatewayConfig {
     pub session_ttl: Duration,
     /// Payloads a connection may send per 60 s before close 4008. Default 120.
     pub commands_per_minute: usize,
-    /// Largest payload a client may send (else close 4002). Default 4096.
+    /// Largest payload a client may send (else close 4002, "Error while decoding payload.").
+    /// Default 4096.
     pub max_client_payload: usize,
     /// Interval between full member list requests for one guild. Default 30 s.
     pub full_member_request_interval: Duration,
     /// Full member list requests without GUILD_MEMBERS.
     pub missing_members_intent: MissingMembersIntent,
+    /// The shard count `GET /gateway/bot` recommends. Default 1.
+    pub recommended_shards: u32,
+    /// Session starts (IDENTIFYs answered with READY) allowed per
+    /// [`session_start_reset`](Self::session_start_reset) window, reported by `GET /gateway/bot`.
+    /// An IDENTIFY past it is closed with 4004, as Discord resets the token of a bot that spends
+    /// more. Default 1000.
+    pub session_start_limit: u32,
+    /// The session start window. Default 24 hours.
+    pub session_start_reset: Duration,
+    /// Longest websocket frame or message a client may send; a longer one is refused from its
+    /// header, before it is buffered, and the connection closed with 4002. Default 64 KiB.
+    pub max_client_frame: usize,
+    /// Time a client has to send its request head and finish the websocket handshake. Default
+    /// 10 s.
+    pub handshake_timeout: Duration,
+    /// Most connections (websocket or HTTP) open at once; more are dropped at accept. Default
+    /// 4096.
+    pub max_connections: usize,
+    /// Recorded payloads and closed connections kept for assertions; the oldest go first.
+    /// Default 100,000.
+    pub history_limit: usize,
     /// The world.
     pub world: WorldConfig,
 }
@@ -70,8 +93,28 @@ impl Default for GatewayConfig {
             max_client_payload: 4096,
             full_member_request_interval: Duration::from_secs(30),
             missing_members_intent: MissingMembersIntent::Ignore,
+            recommended_shards: 1,
+            session_start_limit: 1000,
+            session_start_reset: Duration::from_secs(24 * 3600),
+            max_client_frame: 64 * 1024,
+            handshake_timeout: Duration::from_secs(10),
+            max_connections: 4096,
+            history_limit: 100_000,
             world: WorldConfig::default(),
         }
+    }
+}
+
+impl std::fmt::Debug for GatewayConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GatewayConfig")
+            .field("token", &"<redacted>")
+            .field("heartbeat_interval", &self.heartbeat_interval)
+            .field("max_concurrency", &self.max_concurrency)
+            .field("identify_window", &self.identify_window)
+            .field("session_start_limit", &self.session_start_limit)
+            .field("world", &self.world)
+            .finish_non_exhaustive()
     }
 }
 

@@ -6,24 +6,23 @@ use std::time::Duration;
 
 use async_tungstenite::WebSocketStream;
 use async_tungstenite::tokio::TokioAdapter;
-use async_tungstenite::tungstenite::Message;
 use async_tungstenite::tungstenite::handshake::server::{Request, Response};
-use async_tungstenite::tungstenite::protocol::CloseFrame;
 use async_tungstenite::tungstenite::protocol::frame::coding::CloseCode as WsCloseCode;
+use async_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
+use async_tungstenite::tungstenite::{Error as WsError, Message};
 use futures_util::{SinkExt, StreamExt};
 use gateway_codec::{Compression, Compressor};
 use gateway_model::{CloseAction, CloseCode, Command, Intents, RequestGuildMembers, ShardId};
-use sonic_rs::{JsonContainerTrait, JsonValueTrait};
-use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep_until};
 
 use crate::config::MissingMembersIntent;
-use crate::request_line::FixedStream;
+use crate::handshake::Replayed;
+use crate::inbound::{self, Rejection};
 use crate::server::{Control, Session, Shared};
 use crate::{ChunkFault, ConnectionInfo, Fault, Received, Recorded, SplitAt, Trigger, members};
 
-type Ws = WebSocketStream<TokioAdapter<FixedStream>>;
+type Ws = WebSocketStream<TokioAdapter<Replayed>>;
 
 /// The connection is over.
 struct Closed;
@@ -56,19 +55,31 @@ struct Conn {
     timed: Vec<(Instant, Timed)>,
 }
 
-/// Serves one accepted TCP connection until it ends.
-pub(crate) async fn run(shared: Arc<Shared>, tcp: TcpStream, id: u64) {
+/// Serves one websocket connection, from its handshake (due by `deadline`) until it ends.
+pub(crate) async fn run(shared: Arc<Shared>, stream: Replayed, id: u64, deadline: Instant) {
     let mut uri = None;
     #[allow(clippy::result_large_err)] // the error type is tungstenite's callback signature
     let callback = |req: &Request, resp: Response| {
         uri = Some(req.uri().clone());
         Ok(resp)
     };
-    let Ok(tcp) = FixedStream::new(tcp).await else {
-        return;
-    };
-    let Ok(ws) = async_tungstenite::tokio::accept_hdr_async(tcp, callback).await else {
-        return;
+    // Frames are refused from their header when over the limit, before they are buffered.
+    let limit = shared.config.max_client_frame.max(1);
+    let ws_config = WebSocketConfig::default()
+        .max_frame_size(Some(limit))
+        .max_message_size(Some(limit));
+    let handshake =
+        async_tungstenite::tokio::accept_hdr_async_with_config(stream, callback, Some(ws_config));
+    let ws = match tokio::time::timeout_at(deadline, handshake).await {
+        Ok(Ok(ws)) => ws,
+        Ok(Err(e)) => {
+            tracing::debug!(connection = id, error = %e, "websocket handshake failed");
+            return;
+        }
+        Err(_) => {
+            tracing::debug!(connection = id, "websocket handshake timed out");
+            return;
+        }
     };
     let query = uri
         .as_ref()
@@ -81,15 +92,19 @@ pub(crate) async fn run(shared: Arc<Shared>, tcp: TcpStream, id: u64) {
         s.stats.connections += 1;
         s.stats.open_connections += 1;
         s.controls.insert(id, tx);
-        s.connections.push(ConnectionInfo {
-            id,
-            compression,
-            shard: None,
-            session_id: None,
-            open: true,
-            closed_with: None,
-            accepted_at: shared.elapsed(),
-        });
+        let limit = shared.config.history_limit;
+        s.add_connection(
+            ConnectionInfo {
+                id,
+                compression,
+                shard: None,
+                session_id: None,
+                open: true,
+                closed_with: None,
+                accepted_at: shared.elapsed(),
+            },
+            limit,
+        );
         s.next_connection_faults.pop_front()
     });
     let compressor = match Compressor::new(compression) {
@@ -117,10 +132,12 @@ pub(crate) async fn run(shared: Arc<Shared>, tcp: TcpStream, id: u64) {
         seq_faults: Vec::new(),
         timed: Vec::new(),
     };
-    let _ = match reject {
+    // Both end the connection (`Err(Closed)`); how it ended is in its ConnectionInfo.
+    let ended = match reject {
         Some(code) => conn.close(code).await,
         None => conn.serve(pre, rx).await,
     };
+    debug_assert!(ended.is_err());
     conn.finish();
 }
 
@@ -187,6 +204,13 @@ impl Conn {
                 }
                 message = self.ws.next() => match message {
                     Some(Ok(m)) => self.on_message(m).await?,
+                    Some(Err(WsError::Capacity(e))) => {
+                        return self.reject(Rejection {
+                            code: CloseCode::DecodeError,
+                            field: "frame",
+                            rule: e.to_string(),
+                        }, "<refused frame>".into()).await;
+                    }
                     Some(Err(_)) | None => return Err(Closed),
                 },
                 _ = sleep_until(heartbeat_deadline.unwrap_or_else(Instant::now)), if heartbeat_deadline.is_some() => {
@@ -262,6 +286,19 @@ impl Conn {
                     .guild_create_json(&guild, intents, threshold);
                 self.dispatch("GUILD_CREATE", &d).await
             }
+            Control::GuildUnavailable(guild_id) => {
+                let Some(guild) = self.shared.world.guild(guild_id).cloned() else {
+                    return Ok(());
+                };
+                let Some((shard, _, _)) = self.session_params() else {
+                    return Ok(());
+                };
+                if guild.id.shard_index(shard.total()) != shard.number() {
+                    return Ok(());
+                }
+                let d = self.shared.world.unavailable_guild_json(&guild);
+                self.dispatch("GUILD_DELETE", &d).await
+            }
         }
     }
 
@@ -324,14 +361,25 @@ impl Conn {
 
     async fn on_message(&mut self, message: Message) -> Flow {
         let text = match message {
-            Message::Text(t) => t,
-            Message::Binary(b) => {
-                self.record(Received::Invalid {
-                    raw: format!("<{} binary bytes>", b.len()),
-                    reason: "clients send text frames".into(),
-                });
-                return self.close(CloseCode::DecodeError.as_u16()).await;
-            }
+            Message::Text(t) => t.to_string(),
+            // Discord reads JSON in binary frames too.
+            Message::Binary(b) => match String::from_utf8(b.to_vec()) {
+                Ok(t) => t,
+                Err(_) => {
+                    let raw = format!("<{} binary bytes, not UTF-8>", b.len());
+                    let rule = "a JSON payload must be UTF-8".to_owned();
+                    return self
+                        .reject(
+                            Rejection {
+                                code: CloseCode::DecodeError,
+                                field: "payload",
+                                rule,
+                            },
+                            raw,
+                        )
+                        .await;
+                }
+            },
             Message::Close(frame) => {
                 let code = frame.map(|f| u16::from(f.code));
                 if matches!(code, Some(1000 | 1001)) {
@@ -352,117 +400,46 @@ impl Conn {
             self.received.pop_front();
         }
         if self.received.len() > self.shared.config.commands_per_minute {
-            self.record(Received::Invalid {
-                raw: text.to_string(),
-                reason: "rate limited".into(),
-            });
-            return self.close(CloseCode::RateLimited.as_u16()).await;
+            let rule = format!(
+                "over {} payloads in 60 s",
+                self.shared.config.commands_per_minute
+            );
+            let raw = inbound::redacted(&text);
+            return self
+                .reject(
+                    Rejection {
+                        code: CloseCode::RateLimited,
+                        field: "payload",
+                        rule,
+                    },
+                    raw,
+                )
+                .await;
         }
-        if text.len() > self.shared.config.max_client_payload {
-            self.record(Received::Invalid {
-                raw: text.to_string(),
-                reason: "over 4096 bytes".into(),
-            });
-            return self.close(CloseCode::DecodeError.as_u16()).await;
-        }
-        let command = match self.read_command(text.as_str()) {
-            Ok(c) => c,
-            Err((code, reason)) => {
-                self.record(Received::Invalid {
-                    raw: text.to_string(),
-                    reason,
-                });
-                return self.close(code).await;
+        match inbound::read_command(&text, &self.shared.config, &self.shared.world) {
+            Ok(command) => {
+                self.record(Received::Command(command.clone()));
+                self.command(command).await
             }
-        };
-        self.record(Received::Command(command.clone()));
-        self.command(command).await
+            Err(rejection) => self.reject(rejection, inbound::redacted(&text)).await,
+        }
     }
 
-    /// Reads a command, or says which close code answers it and why.
-    fn read_command(&self, text: &str) -> Result<Command, (u16, String)> {
-        let value: sonic_rs::Value = sonic_rs::from_str(text).map_err(|e| {
-            (
-                CloseCode::DecodeError.as_u16(),
-                format!("invalid JSON: {e}"),
-            )
-        })?;
-        let op = value
-            .get("op")
-            .and_then(|o| o.as_u64())
-            .ok_or_else(|| (CloseCode::DecodeError.as_u16(), "no integer op".to_owned()))?;
-        if op == 2 {
-            self.check_identify(&value["d"])?;
-        }
-        Command::from_json(text).map_err(|e| (CloseCode::UnknownOpcode.as_u16(), e.to_string()))
-    }
-
-    /// The checks IDENTIFY's close codes stand for.
-    fn check_identify(&self, d: &sonic_rs::Value) -> Result<(), (u16, String)> {
-        let config = &self.shared.config;
-        if d.get("token").and_then(|t| t.as_str()) != Some(config.token.as_str()) {
-            return Err((
-                CloseCode::AuthenticationFailed.as_u16(),
-                "wrong token".into(),
-            ));
-        }
-        let Some(bits) = d.get("intents").and_then(|i| i.as_u64()) else {
-            return Err((CloseCode::InvalidIntents.as_u16(), "no intents".into()));
-        };
-        let intents = Intents::from_bits_retain(bits);
-        if intents.unknown_bits() != 0 {
-            return Err((
-                CloseCode::InvalidIntents.as_u16(),
-                format!("unknown intent bits {bits}"),
-            ));
-        }
-        let disallowed = intents & Intents::PRIVILEGED & !config.allowed_intents;
-        if !disallowed.is_empty() {
-            return Err((
-                CloseCode::DisallowedIntents.as_u16(),
-                format!("{disallowed:?} not enabled"),
-            ));
-        }
-        if let Some(shard) = d.get("shard") {
-            let pair = shard
-                .as_array()
-                .filter(|a| a.len() == 2)
-                .and_then(|a| Some((a.first()?.as_u64()?, a.get(1)?.as_u64()?)));
-            let Some((number, total)) = pair.filter(|(n, t)| n < t && *t <= u64::from(u32::MAX))
-            else {
-                return Err((
-                    CloseCode::InvalidShard.as_u16(),
-                    format!("invalid shard {shard:?}"),
-                ));
-            };
-            let guilds = self
-                .shared
-                .world
-                .guilds_of_shard(number as u32, total as u32)
-                .count();
-            if guilds > config.max_guilds_per_shard {
-                return Err((
-                    CloseCode::ShardingRequired.as_u16(),
-                    format!("{guilds} guilds on one shard"),
-                ));
-            }
-        } else if self.shared.world.guilds().len() > config.max_guilds_per_shard {
-            return Err((
-                CloseCode::ShardingRequired.as_u16(),
-                "sharding required".into(),
-            ));
-        }
-        if let Some(t) = d
-            .get("large_threshold")
-            .and_then(|t| t.as_u64())
-            .filter(|t| !(50..=250).contains(t))
-        {
-            return Err((
-                CloseCode::UnknownOpcode.as_u16(),
-                format!("large_threshold {t}"),
-            ));
-        }
-        Ok(())
+    /// Closes over a payload Discord would refuse: a warning naming the field and the rule, the
+    /// payload recorded without its token, and Discord's code and words in the close frame.
+    async fn reject(&mut self, rejection: Rejection, raw: String) -> Flow {
+        tracing::warn!(
+            connection = self.id,
+            code = rejection.code.as_u16(),
+            field = rejection.field,
+            rule = %rejection.rule,
+            "client payload refused"
+        );
+        self.record(Received::Invalid {
+            raw,
+            reason: format!("{}: {}", rejection.field, rejection.rule),
+        });
+        self.close(rejection.code.as_u16()).await
     }
 
     async fn command(&mut self, command: Command) -> Flow {
@@ -514,13 +491,28 @@ impl Conn {
         let allowed = self.shared.update(|s| {
             s.stats.identifies += 1;
             match s.identify_buckets.get(&bucket) {
-                Some(last) if now.duration_since(*last) < window => false,
+                Some(last) if now.duration_since(*last) < window => Some(false),
+                _ if !s.session_starts.spend(now, config) => None,
                 _ => {
                     s.identify_buckets.insert(bucket, now);
-                    true
+                    Some(true)
                 }
             }
         });
+        let Some(allowed) = allowed else {
+            let rule = format!(
+                "the session start limit ({} per {:?}) is spent",
+                config.session_start_limit, config.session_start_reset
+            );
+            let rejection = Rejection {
+                code: CloseCode::AuthenticationFailed,
+                field: "d.token",
+                rule,
+            };
+            return self
+                .reject(rejection, "<IDENTIFY over the session start limit>".into())
+                .await;
+        };
         if !allowed {
             tracing::debug!(
                 connection = self.id,
@@ -832,9 +824,11 @@ impl Conn {
         });
         let frame = CloseFrame {
             code: WsCloseCode::from(code),
-            reason: "".into(),
+            reason: inbound::close_reason(code).into(),
         };
-        let _ = self.ws.close(Some(frame)).await;
+        if let Err(e) = self.ws.close(Some(frame)).await {
+            tracing::debug!(connection = self.id, error = %e, "close frame not delivered");
+        }
         Err(Closed)
     }
 
@@ -850,12 +844,16 @@ impl Conn {
     fn record(&self, received: Received) {
         let at = self.shared.elapsed();
         let connection = self.id;
+        let limit = self.shared.config.history_limit;
         self.shared.update(|s| {
-            s.recorded.push(Recorded {
-                connection,
-                at,
-                received,
-            })
+            s.record(
+                Recorded {
+                    connection,
+                    at,
+                    received,
+                },
+                limit,
+            )
         });
     }
 

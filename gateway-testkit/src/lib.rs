@@ -33,15 +33,18 @@
 mod config;
 mod connection;
 mod fault;
+mod handshake;
+mod inbound;
 mod members;
 mod record;
-mod request_line;
+mod rest;
 mod server;
+mod session_start;
 mod world;
 
 pub use config::{GatewayConfig, MissingMembersIntent};
 pub use fault::{ChunkFault, Fault, SplitAt, Trigger};
 pub use members::CHUNK_SIZE;
 pub use record::{ConnectionInfo, Received, Recorded, Stats};
-pub use server::{ConnectionHandle, FakeGateway, View};
+pub use server::{ConnectionHandle, FakeGateway, StateCounts, View};
 pub use world::{Guild, Member, World, WorldConfig};

@@ -58,8 +58,8 @@ pub struct ConnectionInfo {
     pub accepted_at: Duration,
 }
 
-/// Counters.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// Counters (served as JSON at `GET /testkit/stats`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Stats {
     /// Connections accepted (websocket handshakes completed).
     pub connections: u64,

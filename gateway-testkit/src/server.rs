@@ -6,13 +6,15 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use gateway_model::{Intents, ShardId, Snowflake};
-use tokio::net::TcpListener;
-use tokio::sync::{mpsc, watch};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::Instant;
 
-use crate::connection;
+use crate::handshake::{self, Replayed};
+use crate::session_start::SessionStarts;
 use crate::{ConnectionInfo, Fault, GatewayConfig, Recorded, Stats, Trigger, World};
+use crate::{connection, rest};
 
 /// A message from a test to one connection's task.
 #[derive(Debug)]
@@ -20,6 +22,7 @@ pub(crate) enum Control {
     Fault(Trigger, Fault),
     Dispatch { name: String, data: String },
     GuildAvailable(Snowflake),
+    GuildUnavailable(Snowflake),
 }
 
 /// A session the server knows.
@@ -54,12 +57,83 @@ pub(crate) struct State {
     pub(crate) sessions_started: u64,
     /// Guilds that started unavailable and were made available.
     pub(crate) made_available: HashSet<Snowflake>,
+    /// The session start budget.
+    pub(crate) session_starts: SessionStarts,
 }
 
 impl State {
     pub(crate) fn connection_mut(&mut self, id: u64) -> Option<&mut ConnectionInfo> {
-        self.connections.iter_mut().find(|c| c.id == id)
+        self.connections.iter_mut().rev().find(|c| c.id == id)
     }
+
+    /// Records a payload, forgetting the oldest ones past `limit` (an eighth at a time).
+    pub(crate) fn record(&mut self, recorded: Recorded, limit: usize) {
+        if self.recorded.len() >= limit.max(1) {
+            let excess = self.recorded.len() + 1 - limit.max(1);
+            let drop = excess.max(limit / 8).min(self.recorded.len());
+            self.recorded.drain(..drop);
+        }
+        self.recorded.push(recorded);
+    }
+
+    /// Adds a connection, forgetting the oldest closed ones past `limit`.
+    pub(crate) fn add_connection(&mut self, info: ConnectionInfo, limit: usize) {
+        if self.connections.len() >= limit.max(1) {
+            let mut excess = (self.connections.len() + 1 - limit.max(1)).max(limit / 8);
+            self.connections.retain(|c| {
+                if excess > 0 && !c.open {
+                    excess -= 1;
+                    false
+                } else {
+                    true
+                }
+            });
+        }
+        self.connections.push(info);
+    }
+
+    /// Forgets sessions detached for longer than `ttl`; returns how many.
+    pub(crate) fn expire_sessions(&mut self, now: Instant, ttl: Duration) -> usize {
+        let before = self.sessions.len();
+        self.sessions.retain(|_, s| {
+            s.connection.is_some() || s.detached_at.is_none_or(|t| now.duration_since(t) <= ttl)
+        });
+        before - self.sessions.len()
+    }
+
+    /// The open connection that carries `shard`'s session, if any.
+    fn shard_connection(&self, shard: u32) -> Option<ConnectionHandle> {
+        let id = self
+            .connections
+            .iter()
+            .rev()
+            .find(|c| {
+                c.open && c.shard.is_some_and(|s| s.number() == shard) && c.session_id.is_some()
+            })?
+            .id;
+        self.controls
+            .get(&id)
+            .map(|tx| ConnectionHandle { id, tx: tx.clone() })
+    }
+}
+
+/// How much the server holds now: what a long run must bring back down (see
+/// [`FakeGateway::state_counts`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct StateCounts {
+    /// Connections open now (websocket and HTTP).
+    pub open_connections: usize,
+    /// Control channels of live connections.
+    pub controls: usize,
+    /// Sessions known, resumable or live.
+    pub sessions: usize,
+    /// Connections remembered (bounded by [`GatewayConfig::history_limit`]).
+    pub connection_history: usize,
+    /// Payloads recorded (bounded by [`GatewayConfig::history_limit`]).
+    pub recorded: usize,
+    /// Faults queued for next connections.
+    pub queued_faults: usize,
 }
 
 pub(crate) struct Shared {
@@ -69,6 +143,8 @@ pub(crate) struct Shared {
     pub(crate) started: Instant,
     state: Mutex<State>,
     changed: watch::Sender<u64>,
+    /// One permit per open socket, websocket or HTTP.
+    open_sockets: Arc<Semaphore>,
 }
 
 impl Shared {
@@ -88,6 +164,11 @@ impl Shared {
 
     pub(crate) fn elapsed(&self) -> Duration {
         self.started.elapsed()
+    }
+
+    /// The open connection that carries `shard`'s session, if any.
+    pub(crate) fn shard_connection(&self, shard: u32) -> Option<ConnectionHandle> {
+        self.lock().shard_connection(shard)
     }
 }
 
@@ -146,6 +227,7 @@ impl FakeGateway {
         let addr = listener.local_addr()?;
         let world = World::new(config.world.clone());
         let (changed, _) = watch::channel(0);
+        let config_max_connections = config.max_connections.clamp(1, Semaphore::MAX_PERMITS);
         let shared = Arc::new(Shared {
             config,
             world,
@@ -153,6 +235,7 @@ impl FakeGateway {
             started: Instant::now(),
             state: Mutex::new(State::default()),
             changed,
+            open_sockets: Arc::new(Semaphore::new(config_max_connections)),
         });
         let accept = tokio::spawn(accept_loop(listener, Arc::clone(&shared)));
         tracing::info!(url = %shared.url, "fake gateway listening");
@@ -217,19 +300,26 @@ impl FakeGateway {
 
     /// The open connection that carries `shard`'s session, if any.
     pub fn shard_connection(&self, shard: u32) -> Option<ConnectionHandle> {
+        self.shared.shard_connection(shard)
+    }
+
+    /// How much the server holds now. After clients come and go, every count but the bounded
+    /// histories returns to where it started.
+    pub fn state_counts(&self) -> StateCounts {
         let state = self.shared.lock();
-        let id = state
-            .connections
-            .iter()
-            .rev()
-            .find(|c| {
-                c.open && c.shard.is_some_and(|s| s.number() == shard) && c.session_id.is_some()
-            })?
-            .id;
-        state
-            .controls
-            .get(&id)
-            .map(|tx| ConnectionHandle { id, tx: tx.clone() })
+        StateCounts {
+            open_connections: self
+                .shared
+                .config
+                .max_connections
+                .clamp(1, Semaphore::MAX_PERMITS)
+                - self.shared.open_sockets.available_permits(),
+            controls: state.controls.len(),
+            sessions: state.sessions.len(),
+            connection_history: state.connections.len(),
+            recorded: state.recorded.len(),
+            queued_faults: state.next_connection_faults.len(),
+        }
     }
 
     /// Sends GUILD_CREATE for a guild that started unavailable, to its shard's connection.
@@ -240,6 +330,19 @@ impl FakeGateway {
         });
         for tx in controls {
             let _ = tx.send(Control::GuildAvailable(guild_id));
+        }
+    }
+
+    /// Sends GUILD_DELETE `{"id", "unavailable": true}` for a guild, as during an outage, to its
+    /// shard's connection. [`make_available`](Self::make_available) brings it back.
+    pub fn make_unavailable(&self, guild_id: Snowflake) {
+        let controls: Vec<_> = self.shared.update(|s| {
+            s.made_available.remove(&guild_id);
+            s.controls.values().cloned().collect()
+        });
+        for tx in controls {
+            // A connection that is gone has nothing to tell.
+            drop(tx.send(Control::GuildUnavailable(guild_id)));
         }
     }
 
@@ -357,21 +460,76 @@ impl ConnectionHandle {
 async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
     let mut tasks = JoinSet::new();
     let mut next_id = 0u64;
+    // Sessions whose connection left are forgotten once their TTL is over.
+    let sweep_every =
+        (shared.config.session_ttl / 4).clamp(Duration::from_millis(50), Duration::from_secs(30));
+    let mut sweep = tokio::time::interval(sweep_every);
+    sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((tcp, peer)) => {
-                    let _ = tcp.set_nodelay(true);
+                    let Ok(permit) = Arc::clone(&shared.open_sockets).try_acquire_owned() else {
+                        tracing::warn!(%peer, limit = shared.config.max_connections, "connection refused: too many open");
+                        continue;
+                    };
+                    if let Err(e) = tcp.set_nodelay(true) {
+                        tracing::debug!(error = %e, "set_nodelay");
+                    }
                     next_id += 1;
                     tracing::debug!(connection = next_id, %peer, "accepted");
-                    tasks.spawn(connection::run(Arc::clone(&shared), tcp, next_id));
+                    let shared = Arc::clone(&shared);
+                    let id = next_id;
+                    tasks.spawn(async move {
+                        serve_socket(shared, tcp, id).await;
+                        drop(permit);
+                    });
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "accept failed");
                     tokio::time::sleep(Duration::from_millis(10)).await;
                 }
             },
+            _ = sweep.tick() => {
+                let ttl = shared.config.session_ttl;
+                let expired = shared.update(|s| s.expire_sessions(Instant::now(), ttl));
+                if expired > 0 {
+                    tracing::debug!(expired, "sessions expired");
+                }
+            }
             Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
         }
     }
+}
+
+/// One accepted socket: reads its request head within the handshake timeout, then serves it as a
+/// websocket or as plain HTTP.
+async fn serve_socket(shared: Arc<Shared>, mut tcp: TcpStream, id: u64) {
+    let deadline = Instant::now() + shared.config.handshake_timeout;
+    let head = match tokio::time::timeout_at(deadline, handshake::read_head(&mut tcp)).await {
+        Ok(Ok(head)) => head,
+        Ok(Err(e)) => {
+            tracing::debug!(connection = id, error = %e, "no request head");
+            return;
+        }
+        Err(_) => {
+            tracing::debug!(connection = id, "request head timed out");
+            return;
+        }
+    };
+    let (head, bytes) = head;
+    if head.is_websocket() {
+        connection::run(shared, Replayed::new(bytes, tcp), id, deadline).await;
+    } else {
+        let body_read = bytes.len().saturating_sub(head_len(&bytes));
+        rest::serve(&shared, tcp, &head, body_read).await;
+    }
+}
+
+/// The length of the head in `bytes` (through the blank line).
+fn head_len(bytes: &[u8]) -> usize {
+    bytes
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map_or(bytes.len(), |p| p + 4)
 }

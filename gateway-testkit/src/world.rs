@@ -106,7 +106,10 @@ pub struct Member {
     pub bot: bool,
     /// Join time, ISO 8601.
     pub joined_at: String,
-    avatar: Option<String>,
+    /// The display name, for some.
+    pub global_name: Option<String>,
+    /// The avatar hash (32 hex digits, as Discord's), for most.
+    pub avatar: Option<String>,
 }
 
 /// The generated world.
@@ -192,6 +195,7 @@ impl World {
                 role_count: 1,
                 bot: true,
                 joined_at: "2021-01-01T00:00:00.000000+00:00".to_owned(),
+                global_name: None,
                 avatar: None,
             };
         }
@@ -208,9 +212,10 @@ impl World {
         };
         let role_count = rng.random_range(0..=2usize);
         let nick = rng.random_bool(0.1).then(|| format!("{stem} the {index}"));
-        let avatar = rng
-            .random_bool(0.7)
-            .then(|| format!("{:016x}", rng.random::<u64>()));
+        let avatar = rng.random_bool(0.7).then(|| hex(&mut rng));
+        let global_name = rng
+            .random_bool(0.5)
+            .then(|| format!("{}{} {index}", stem[..1].to_uppercase(), &stem[1..]));
         let day = rng.random_range(1..=28);
         let month = rng.random_range(1..=12);
         Member {
@@ -221,6 +226,7 @@ impl World {
             role_count,
             bot: false,
             joined_at: format!("2022-{month:02}-{day:02}T12:00:00.000000+00:00"),
+            global_name,
             avatar,
         }
     }
@@ -249,6 +255,13 @@ pub(crate) struct UserJson<'a> {
     avatar: Option<&'a str>,
     bot: bool,
     public_flags: u64,
+    banner: Option<&'a str>,
+    accent_color: Option<u32>,
+    avatar_decoration_data: Option<()>,
+    collectibles: Option<()>,
+    primary_guild: Option<()>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    email: Option<Option<&'a str>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     mfa_enabled: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -301,10 +314,16 @@ impl Member {
             id: self.id,
             username: &self.username,
             discriminator: "0",
-            global_name: None,
+            global_name: self.global_name.as_deref(),
             avatar: self.avatar.as_deref(),
             bot: self.bot,
             public_flags: 0,
+            banner: None,
+            accent_color: None,
+            avatar_decoration_data: None,
+            collectibles: None,
+            primary_guild: None,
+            email: None,
             mfa_enabled: None,
             verified: None,
             flags: None,
@@ -319,11 +338,21 @@ impl Member {
     }
 }
 
+/// A role's gradient colours (sent since 2025; `color` is the primary, kept for old clients).
+#[derive(Serialize)]
+struct RoleColorsJson {
+    primary_color: u32,
+    secondary_color: Option<u32>,
+    tertiary_color: Option<u32>,
+}
+
 #[derive(Serialize)]
 struct RoleJson<'a> {
     id: Snowflake,
     name: &'a str,
+    description: Option<&'a str>,
     color: u32,
+    colors: RoleColorsJson,
     hoist: bool,
     icon: Option<&'a str>,
     unicode_emoji: Option<&'a str>,
@@ -380,6 +409,16 @@ struct GuildCreateJson<'a> {
     system_channel_flags: u64,
     rules_channel_id: Option<Snowflake>,
     max_members: u32,
+    max_presences: Option<u32>,
+    region: Option<&'a str>,
+    widget_enabled: bool,
+    widget_channel_id: Option<Snowflake>,
+    nsfw: bool,
+    hub_type: Option<u8>,
+    incidents_data: Option<()>,
+    embedded_activities: [(); 0],
+    activity_instances: [(); 0],
+    lazy: bool,
     vanity_url_code: Option<&'a str>,
     description: Option<&'a str>,
     banner: Option<&'a str>,
@@ -427,16 +466,21 @@ struct ReadyJson<'a> {
     resume_gateway_url: &'a str,
     shard: [u32; 2],
     application: ApplicationJson,
+    session_type: &'a str,
+    auth: EmptyJson,
+    #[serde(rename = "_trace")]
+    trace: [&'a str; 1],
     private_channels: [(); 0],
     relationships: [(); 0],
     presences: [(); 0],
     guild_join_requests: [(); 0],
-    user_settings: UserSettingsJson,
+    user_settings: EmptyJson,
     geo_ordered_rtc_regions: [&'a str; 2],
 }
 
+/// `{}`.
 #[derive(Serialize)]
-struct UserSettingsJson {}
+struct EmptyJson {}
 
 /// Application flags telling which privileged intents the application may use.
 pub(crate) fn application_flags(allowed: Intents) -> u64 {
@@ -489,6 +533,7 @@ struct MessageMemberJson<'a> {
     flags: u64,
     premium_since: Option<&'a str>,
     avatar: Option<&'a str>,
+    banner: Option<&'a str>,
     pending: bool,
     communication_disabled_until: Option<&'a str>,
 }
@@ -517,7 +562,8 @@ struct TypingJson<'a> {
     guild_id: Snowflake,
     user_id: Snowflake,
     timestamp: u64,
-    member: MessageMemberJson<'a>,
+    /// A full guild member, its user included.
+    member: MemberJson<'a>,
 }
 
 impl World {
@@ -531,6 +577,7 @@ impl World {
             flags: 0,
             premium_since: None,
             avatar: None,
+            banner: None,
             pending: false,
             communication_disabled_until: None,
         }
@@ -614,7 +661,7 @@ impl World {
             guild_id: guild.id,
             user_id: m.id,
             timestamp: 1_763_812_800,
-            member: Self::message_member(guild, &m),
+            member: m.json(guild),
         };
         sonic_rs::to_string(&json).unwrap_or_default()
     }
@@ -628,6 +675,22 @@ impl World {
         presences: bool,
     ) -> Vec<String> {
         crate::members::chunks(self, guild, request, presences)
+    }
+
+    /// `{"id": …, "unavailable": true}`: the `d` of a GUILD_CREATE for a guild that is still
+    /// unavailable, and of a GUILD_DELETE during an outage (READY lists guilds in this shape).
+    pub fn unavailable_guild_json(&self, guild: &Guild) -> String {
+        sonic_rs::to_string(&UnavailableJson {
+            id: guild.id,
+            unavailable: true,
+        })
+        .unwrap_or_default()
+    }
+
+    /// GUILD_DELETE's `d` when the bot left or was removed from `guild`: `{"id": …}`, no
+    /// `unavailable`.
+    pub fn guild_removed_json(&self, guild: &Guild) -> String {
+        sonic_rs::to_string(&PartialUserJson { id: guild.id }).unwrap_or_default()
     }
 
     /// READY's `d` for one shard.
@@ -646,6 +709,12 @@ impl World {
             avatar: None,
             bot: true,
             public_flags: 0,
+            banner: None,
+            accent_color: None,
+            avatar_decoration_data: None,
+            collectibles: None,
+            primary_guild: None,
+            email: Some(None),
             mfa_enabled: Some(false),
             verified: Some(true),
             flags: Some(0),
@@ -667,11 +736,14 @@ impl World {
                 id: self.application_id,
                 flags: application_flags(allowed),
             },
+            session_type: "normal",
+            auth: EmptyJson {},
+            trace: ["[\"gateway-testkit\",{\"micros\":0}]"],
             private_channels: [],
             relationships: [],
             presences: [],
             guild_join_requests: [],
-            user_settings: UserSettingsJson {},
+            user_settings: EmptyJson {},
             geo_ordered_rtc_regions: ["loopback", "localhost"],
         };
         sonic_rs::to_string(&ready).unwrap_or_default()
@@ -704,10 +776,16 @@ impl World {
         } else {
             Vec::new()
         };
-        let role = |i: usize, name, position| RoleJson {
+        let role = |i: usize, name, position, color| RoleJson {
             id: guild.role_ids[i],
             name,
-            color: 0,
+            description: None,
+            color,
+            colors: RoleColorsJson {
+                primary_color: color,
+                secondary_color: None,
+                tertiary_color: None,
+            },
             hoist: false,
             icon: None,
             unicode_emoji: None,
@@ -720,10 +798,10 @@ impl World {
         let roles = vec![
             RoleJson {
                 id: guild.id,
-                ..role(0, "@everyone", 0)
+                ..role(0, "@everyone", 0, 0)
             },
-            role(1, "member", 1),
-            role(2, "moderator", 2),
+            role(1, "member", 1, 0x2e_cc71),
+            role(2, "moderator", 2, 0xe6_7e22),
         ];
         let text = |i: usize, name, position| ChannelJson {
             id: guild.channel_ids[i],
@@ -776,6 +854,16 @@ impl World {
             system_channel_flags: 0,
             rules_channel_id: None,
             max_members: 500_000,
+            max_presences: None,
+            region: None,
+            widget_enabled: false,
+            widget_channel_id: None,
+            nsfw: false,
+            hub_type: None,
+            incidents_data: None,
+            embedded_activities: [],
+            activity_instances: [],
+            lazy: true,
             vanity_url_code: None,
             description: None,
             banner: None,

@@ -216,7 +216,7 @@ async fn identify_checks_token_intents_and_shard() {
             &id(TOKEN, r#","intents":1,"shard":[0,4],"large_threshold":10"#)
         )
         .await,
-        Some(4001)
+        Some(4002)
     );
     let invalid = gw
         .recorded()

@@ -1,0 +1,198 @@
+//! Plain HTTP on the gateway's port: the two REST routes a bot asks before it connects, and the
+//! testkit's own control routes for tests written in any language.
+//!
+//! | route | answer |
+//! |---|---|
+//! | `GET /api/v10/gateway` | `{"url": "ws://127.0.0.1:PORT"}` |
+//! | `GET /api/v10/gateway/bot` | the URL, the recommended shard count and `session_start_limit` (needs `Authorization: Bot TOKEN`) |
+//! | `GET /testkit/stats` | the server's [`Stats`](crate::Stats) |
+//! | `POST /testkit/shards/{n}/{fault}` | injects a fault on shard `n`'s live connection: `reconnect`, `drop`, `zombie`, `request-heartbeat`, `close/{code}`, `invalid-session/{true,false}` |
+//!
+//! Any API version in the path is accepted (`/api/v9/…`, `/api/…`), as bots pin different ones.
+//! Every answer closes the connection (`Connection: close`).
+
+use std::sync::Arc;
+
+use gateway_model::{GatewayBot, SessionStartLimit};
+use serde::Serialize;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::Fault;
+use crate::handshake::Head;
+use crate::server::Shared;
+
+/// The largest request body read (and ignored).
+const MAX_BODY: usize = 64 * 1024;
+
+#[derive(Serialize)]
+struct GatewayJson<'a> {
+    url: &'a str,
+}
+
+#[derive(Serialize)]
+struct ErrorJson<'a> {
+    message: &'a str,
+    code: u32,
+}
+
+#[derive(Serialize)]
+struct OkJson {
+    ok: bool,
+}
+
+/// One HTTP answer.
+struct Answer {
+    status: u16,
+    body: String,
+}
+
+impl Answer {
+    fn json(status: u16, body: &impl Serialize) -> Self {
+        Self {
+            status,
+            body: serde_json::to_string(body).unwrap_or_default(),
+        }
+    }
+
+    fn error(status: u16, message: &str) -> Self {
+        Self::json(status, &ErrorJson { message, code: 0 })
+    }
+}
+
+/// Answers one plain HTTP request whose head was read, then closes.
+pub(crate) async fn serve(shared: &Arc<Shared>, mut tcp: TcpStream, head: &Head, read: usize) {
+    // Read (and drop) the body, bounded, so that closing does not reset the client's write.
+    let body = head.content_length().min(MAX_BODY);
+    let mut left = body.saturating_sub(read);
+    let mut sink = [0u8; 4096];
+    while left > 0 {
+        match tcp.read(&mut sink[..left.min(4096)]).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => left -= n,
+        }
+    }
+    let answer = route(shared, head);
+    tracing::debug!(method = %head.method, target = %head.target, status = answer.status, "http");
+    let response = format!(
+        "HTTP/1.1 {} {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{}",
+        answer.status,
+        reason_phrase(answer.status),
+        answer.body.len(),
+        answer.body
+    );
+    if let Err(e) = tcp.write_all(response.as_bytes()).await {
+        tracing::debug!(error = %e, "http answer not delivered");
+        return;
+    }
+    if let Err(e) = tcp.shutdown().await {
+        tracing::debug!(error = %e, "http shutdown");
+    }
+}
+
+fn reason_phrase(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        _ => "",
+    }
+}
+
+/// The path without its query and without `/api` and `/vN`.
+fn route_path(target: &str) -> &str {
+    let path = target.split(['?', '#']).next().unwrap_or_default();
+    let path = path.strip_prefix("/api").unwrap_or(path);
+    match path.strip_prefix("/v") {
+        Some(rest) if rest.starts_with(|c: char| c.is_ascii_digit()) => {
+            rest.trim_start_matches(|c: char| c.is_ascii_digit())
+        }
+        _ => path,
+    }
+    .trim_end_matches('/')
+}
+
+fn route(shared: &Arc<Shared>, head: &Head) -> Answer {
+    let path = route_path(&head.target);
+    let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    match (head.method.as_str(), segments.as_slice()) {
+        ("GET", ["gateway"]) => Answer::json(200, &GatewayJson { url: &shared.url }),
+        ("GET", ["gateway", "bot"]) => gateway_bot(shared, head),
+        ("GET", ["testkit", "stats"]) => Answer::json(200, &shared.lock().stats),
+        ("POST", ["testkit", "shards", shard, fault @ ..]) => control(shared, shard, fault),
+        (_, ["gateway"] | ["gateway", "bot"] | ["testkit", ..]) => {
+            Answer::error(405, "405: Method Not Allowed")
+        }
+        _ => Answer::error(404, "404: Not Found"),
+    }
+}
+
+fn gateway_bot(shared: &Arc<Shared>, head: &Head) -> Answer {
+    let expected = gateway_model::Token::new(shared.config.token.as_str());
+    let given = head.header("authorization").map(gateway_model::Token::new);
+    if given.is_none_or(|t| t.expose_secret() != expected.expose_secret()) {
+        tracing::warn!(
+            field = "Authorization",
+            "GET /gateway/bot refused: missing or wrong token"
+        );
+        return Answer::error(401, "401: Unauthorized");
+    }
+    let budget = shared.lock().session_starts.budget(&shared.config);
+    Answer::json(
+        200,
+        &GatewayBot {
+            url: shared.url.clone(),
+            shards: shared.config.recommended_shards.max(1),
+            session_start_limit: SessionStartLimit {
+                total: budget.total,
+                remaining: budget.remaining,
+                reset_after: u64::try_from(budget.reset_after.as_millis()).unwrap_or(u64::MAX),
+                max_concurrency: shared.config.max_concurrency.max(1),
+            },
+        },
+    )
+}
+
+fn control(shared: &Arc<Shared>, shard: &str, fault: &[&str]) -> Answer {
+    let Ok(shard) = shard.parse::<u32>() else {
+        return Answer::error(400, "the shard is not a number");
+    };
+    let fault = match fault {
+        ["reconnect"] => Fault::Reconnect,
+        ["drop"] => Fault::Drop,
+        ["zombie"] => Fault::Zombie,
+        ["request-heartbeat"] => Fault::RequestHeartbeat,
+        ["close", code] => match code.parse::<u16>() {
+            Ok(code) => Fault::Close(code),
+            Err(_) => return Answer::error(400, "the close code is not a number"),
+        },
+        ["invalid-session", resumable] => match resumable.parse::<bool>() {
+            Ok(resumable) => Fault::InvalidSession { resumable },
+            Err(_) => return Answer::error(400, "invalid-session takes true or false"),
+        },
+        _ => return Answer::error(404, "unknown fault"),
+    };
+    match shared.shard_connection(shard) {
+        Some(connection) if connection.inject(fault) => Answer::json(200, &OkJson { ok: true }),
+        _ => Answer::error(404, "no live session on that shard"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::route_path;
+
+    #[test]
+    fn any_api_version_routes_the_same() {
+        for target in [
+            "/api/v10/gateway/bot",
+            "/api/v9/gateway/bot?x=1",
+            "/api/gateway/bot/",
+            "/gateway/bot",
+        ] {
+            assert_eq!(route_path(target), "/gateway/bot", "{target}");
+        }
+    }
+}
