@@ -17,6 +17,9 @@ struct Cli {
 enum Commands {
     /// Serve until stopped (Ctrl-C). The first line of stdout is the ws:// URL to connect to;
     /// clients may add `/?v=10&encoding=json` and `&compress=zlib-stream` or `zstd-stream`.
+    /// The same port answers plain HTTP: `GET /api/v10/gateway/bot` (point a bot's REST base URL
+    /// at `http://127.0.0.1:PORT/api/v10`), `GET /testkit/stats`, and
+    /// `POST /testkit/shards/{n}/{reconnect|drop|zombie|request-heartbeat|close/{code}|invalid-session/{true|false}}`.
     Serve {
         /// Port on 127.0.0.1; 0 picks a free one.
         #[arg(long, default_value_t = 0)]
@@ -42,9 +45,21 @@ enum Commands {
         /// Every guild gets exactly --members members (instead of a realistic mix).
         #[arg(long)]
         uniform: bool,
-        /// Not used to validate anything: a hint printed for the bot's shard count.
+        /// The shard count `GET /gateway/bot` recommends.
         #[arg(long, default_value_t = 1)]
         shards: u32,
+        /// Session starts (READYs) allowed per window, as `session_start_limit.total`.
+        #[arg(long, default_value_t = 1000)]
+        session_start_limit: u32,
+        /// The session start window, in milliseconds (Discord: a day).
+        #[arg(long = "session-start-reset-ms", default_value_t = 86_400_000)]
+        session_start_reset_ms: u64,
+        /// Most connections open at once.
+        #[arg(long, default_value_t = 4096)]
+        max_connections: usize,
+        /// Client payloads and closed connections remembered.
+        #[arg(long, default_value_t = 100_000)]
+        history_limit: usize,
         /// Heartbeat interval sent in HELLO, in milliseconds.
         #[arg(long = "heartbeat-ms", default_value_t = 41_250)]
         heartbeat_ms: u64,
@@ -68,6 +83,10 @@ fn main() -> std::process::ExitCode {
         shards,
         heartbeat_ms,
         token,
+        session_start_limit,
+        session_start_reset_ms,
+        max_connections,
+        history_limit,
     } = cli.command;
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -76,8 +95,14 @@ fn main() -> std::process::ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
+    let default_token = token == GatewayConfig::default().token;
     let config = GatewayConfig {
         token,
+        recommended_shards: shards.max(1),
+        session_start_limit,
+        session_start_reset: Duration::from_millis(session_start_reset_ms),
+        max_connections: max_connections.max(1),
+        history_limit: history_limit.max(1),
         heartbeat_interval: Duration::from_millis(heartbeat_ms.max(1)),
         max_concurrency: max_concurrency.max(1),
         identify_window: Duration::from_millis(identify_window_ms),
@@ -113,14 +138,22 @@ fn main() -> std::process::ExitCode {
         let per_shard: Vec<usize> = (0..shards.max(1))
             .map(|s| gateway.world().guilds_of_shard(s, shards.max(1)).count())
             .collect();
+        // The default token is public (documented); one given with --token is never printed.
+        let token = if default_token {
+            format!("{:?}", gateway.config().token)
+        } else {
+            "from --token".to_owned()
+        };
         eprintln!(
-            "serving {} guilds (per shard of {}: {:?}); token {:?}; Ctrl-C stops",
+            "serving {} guilds (per shard of {}: {:?}); token {token}; REST at {}/api/v10; Ctrl-C stops",
             gateway.world().guilds().len(),
             shards.max(1),
             per_shard,
-            gateway.config().token
+            gateway.url().replacen("ws://", "http://", 1),
         );
-        let _ = tokio::signal::ctrl_c().await;
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            eprintln!("error: cannot wait for Ctrl-C: {e}");
+        }
         let stats = gateway.stats();
         eprintln!("stopped: {stats:?}");
         std::process::ExitCode::SUCCESS

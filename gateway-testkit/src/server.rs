@@ -59,6 +59,8 @@ pub(crate) struct State {
     pub(crate) made_available: HashSet<Snowflake>,
     /// The session start budget.
     pub(crate) session_starts: SessionStarts,
+    /// Connection tasks that panicked.
+    pub(crate) task_failures: u64,
 }
 
 impl State {
@@ -134,6 +136,8 @@ pub struct StateCounts {
     pub recorded: usize,
     /// Faults queued for next connections.
     pub queued_faults: usize,
+    /// Connection tasks that panicked (always 0, unless the testkit has a bug).
+    pub task_failures: u64,
 }
 
 pub(crate) struct Shared {
@@ -319,6 +323,7 @@ impl FakeGateway {
             connection_history: state.connections.len(),
             recorded: state.recorded.len(),
             queued_faults: state.next_connection_faults.len(),
+            task_failures: state.task_failures,
         }
     }
 
@@ -497,7 +502,12 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
                     tracing::debug!(expired, "sessions expired");
                 }
             }
-            Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+            Some(joined) = tasks.join_next(), if !tasks.is_empty() => {
+                if let Err(e) = joined {
+                    tracing::error!(error = %e, "a connection task failed");
+                    shared.update(|s| s.task_failures += 1);
+                }
+            }
         }
     }
 }

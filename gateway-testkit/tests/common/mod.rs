@@ -38,7 +38,7 @@ pub enum End {
 }
 
 pub struct Client {
-    ws: WebSocketStream<ConnectStream>,
+    pub ws: WebSocketStream<ConnectStream>,
     decoder: Decoder,
     pub text_messages: usize,
     pub binary_messages: usize,
@@ -170,5 +170,51 @@ impl Client {
             reason: "".into(),
         };
         let _ = self.ws.close(Some(frame)).await;
+    }
+}
+
+/// Sends one plain HTTP request to `addr` and reads the answer to its end: status and body.
+pub async fn http(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    auth: Option<&str>,
+) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let auth = auth.map_or(String::new(), |a| format!("Authorization: {a}\r\n"));
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Content-Length: 0\r\nUser-Agent: test\r\n\r\n"
+    );
+    tcp.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = String::new();
+    tokio::time::timeout(Duration::from_secs(60), tcp.read_to_string(&mut answer))
+        .await
+        .expect("no HTTP answer")
+        .unwrap();
+    let status = answer
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = answer
+        .split_once("\r\n\r\n")
+        .map_or(String::new(), |(_, b)| b.to_owned());
+    (status, body)
+}
+
+/// The close frame's code and reason, or how the connection ended otherwise.
+pub async fn close_frame(client: &mut Client) -> Option<(u16, String)> {
+    loop {
+        let message = tokio::time::timeout(Duration::from_secs(60), client.ws.next())
+            .await
+            .expect("never closed");
+        match message {
+            Some(Ok(Message::Close(frame))) => {
+                return frame.map(|f| (u16::from(f.code), f.reason.to_string()));
+            }
+            Some(Ok(_)) => continue,
+            Some(Err(_)) | None => return None,
+        }
     }
 }

@@ -1,0 +1,141 @@
+//! The REST routes on the gateway's port: what a bot asks before it connects, and the testkit's
+//! control routes for tests in any language.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Client, TOKEN, http};
+use gateway_codec::Compression;
+use gateway_model::{GatewayBot, Intents, ShardId};
+use gateway_testkit::{FakeGateway, GatewayConfig, WorldConfig};
+
+async fn gateway(config: GatewayConfig) -> FakeGateway {
+    FakeGateway::start_with(
+        GatewayConfig {
+            identify_window: Duration::ZERO,
+            world: WorldConfig::uniform(2, 2, 20),
+            ..config
+        },
+        0,
+    )
+    .await
+    .unwrap()
+}
+
+async fn gateway_bot(gw: &FakeGateway) -> GatewayBot {
+    let (status, body) = http(
+        gw.local_addr(),
+        "GET",
+        "/api/v10/gateway/bot",
+        Some(&format!("Bot {TOKEN}")),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    serde_json::from_str(&body).unwrap()
+}
+
+#[tokio::test]
+async fn gateway_bot_counts_session_starts_down_and_resets() {
+    let gw = gateway(GatewayConfig {
+        recommended_shards: 3,
+        max_concurrency: 2,
+        session_start_limit: 2,
+        session_start_reset: Duration::from_millis(400),
+        ..GatewayConfig::default()
+    })
+    .await;
+    let info = gateway_bot(&gw).await;
+    assert_eq!(info.url, gw.url());
+    assert_eq!(
+        (info.shards, info.session_start_limit.max_concurrency),
+        (3, 2)
+    );
+    assert_eq!(
+        (
+            info.session_start_limit.total,
+            info.session_start_limit.remaining
+        ),
+        (2, 2)
+    );
+    for remaining in [1, 0] {
+        let mut c = Client::connect(gw.url(), Compression::None).await;
+        c.start(Intents::GUILDS, ShardId::new(0, 3).unwrap()).await;
+        let limit = gateway_bot(&gw).await.session_start_limit;
+        assert_eq!(limit.remaining, remaining);
+        assert!(limit.reset_after <= 400);
+    }
+    // A third session start in the window is refused as Discord does (the token is reset).
+    let mut c = Client::connect(gw.url(), Compression::None).await;
+    c.expect_op(10, None).await;
+    c.identify(Intents::GUILDS, ShardId::new(1, 3).unwrap())
+        .await;
+    assert_eq!(
+        common::close_frame(&mut c).await,
+        Some((4004, "Authentication failed.".to_owned()))
+    );
+    // The budget is back once the window is over (bounded wait, no timing asserted).
+    for _ in 0..600 {
+        if gateway_bot(&gw).await.session_start_limit.remaining == 2 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("the session start budget never reset");
+}
+
+#[tokio::test]
+async fn gateway_routes_and_refusals() {
+    let gw = gateway(GatewayConfig::default()).await;
+    let addr = gw.local_addr();
+    let (status, body) = http(addr, "GET", "/api/v10/gateway", None).await;
+    assert_eq!(status, 200);
+    assert_eq!(body, format!(r#"{{"url":"{}"}}"#, gw.url()));
+    // Any API version, a token with or without `Bot `.
+    let (status, _) = http(addr, "GET", "/api/v9/gateway/bot", Some(TOKEN)).await;
+    assert_eq!(status, 200);
+    let (status, body) = http(addr, "GET", "/api/v10/gateway/bot", None).await;
+    assert_eq!(
+        (status, body.as_str()),
+        (401, r#"{"message":"401: Unauthorized","code":0}"#)
+    );
+    let (status, _) = http(addr, "GET", "/api/v10/gateway/bot", Some("Bot nope")).await;
+    assert_eq!(status, 401);
+    let (status, _) = http(addr, "GET", "/api/v10/users/@me", Some(TOKEN)).await;
+    assert_eq!(status, 404);
+    let (status, _) = http(addr, "DELETE", "/api/v10/gateway", None).await;
+    assert_eq!(status, 405);
+}
+
+#[tokio::test]
+async fn control_routes_inject_faults_on_a_shard() {
+    let gw = gateway(GatewayConfig::default()).await;
+    let addr = gw.local_addr();
+    let (status, _) = http(addr, "POST", "/testkit/shards/0/reconnect", None).await;
+    assert_eq!(status, 404, "no live session yet");
+    let mut c = Client::connect(gw.url(), Compression::ZstdStream).await;
+    c.start(Intents::GUILDS, ShardId::ONE).await;
+    let (status, body) = http(addr, "POST", "/testkit/shards/0/reconnect", None).await;
+    assert_eq!((status, body.as_str()), (200, r#"{"ok":true}"#));
+    c.expect_op(7, None).await;
+    let (status, _) = http(
+        addr,
+        "POST",
+        "/testkit/shards/0/invalid-session/maybe",
+        None,
+    )
+    .await;
+    assert_eq!(status, 400);
+    let (status, _) = http(addr, "POST", "/testkit/shards/0/close/4000", None).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        common::close_frame(&mut c).await,
+        Some((4000, "Unknown error.".to_owned()))
+    );
+    let (status, body) = http(addr, "GET", "/testkit/stats", None).await;
+    assert_eq!(status, 200);
+    let stats: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(stats["readies"], 1);
+}
