@@ -42,6 +42,6 @@ mod tracker;
 
 pub use chunk_tracker::{ChunkRequestHandle, ChunkTracker, TrackedEvent, TrackedEvents};
 pub use tracker::{
-    ChunkEvent, ChunkRequestFinished, FULL_REQUEST_INTERVAL, Outcome, TrackError, Tracker,
-    TrackerConfig,
+    ChunkEvent, ChunkRequestFinished, FULL_REQUEST_INTERVAL, MAX_CHUNK_COUNT, MAX_RETRY_AFTER,
+    Outcome, TrackError, Tracker, TrackerConfig,
 };

@@ -13,6 +13,23 @@ use rand_chacha::ChaCha8Rng;
 
 /// Discord's limit on full member list requests: one per guild per 30 s.
 pub const FULL_REQUEST_INTERVAL: Duration = Duration::from_secs(30);
+/// The longest `retry_after` a RATE_LIMITED is taken at: Discord's own limit is 30 s, so a larger
+/// (or non-finite) value is bogus and waits this long instead.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(600);
+/// The largest `chunk_count` believed: 100,000 chunks of 1,000 is 100 million members, over any
+/// guild's size. A chunk announcing more is counted as out of range and otherwise ignored, so a
+/// hostile count cannot make the tracker hold a set of billions of missing indices.
+pub const MAX_CHUNK_COUNT: u32 = 100_000;
+
+/// `retry_after` seconds as a duration within `0..=MAX_RETRY_AFTER`.
+fn retry_delay(retry_after: f64) -> Duration {
+    if retry_after.is_nan() || retry_after <= 0.0 {
+        return Duration::ZERO;
+    }
+    Duration::try_from_secs_f64(retry_after)
+        .unwrap_or(MAX_RETRY_AFTER)
+        .min(MAX_RETRY_AFTER)
+}
 
 /// How the tracker behaves.
 #[derive(Debug, Clone)]
@@ -432,6 +449,14 @@ impl Tracker {
         let Some(r) = self.requests.get_mut(nonce) else {
             return;
         };
+        if chunk.chunk_count > MAX_CHUNK_COUNT {
+            tracing::warn!(
+                chunk_count = chunk.chunk_count,
+                "GUILD_MEMBERS_CHUNK with an impossible chunk_count ignored"
+            );
+            r.out_of_range += 1;
+            return;
+        }
         let count = *r.count.get_or_insert(chunk.chunk_count.max(1));
         r.first.get_or_insert(now);
         r.last = Some(now);
@@ -586,7 +611,7 @@ impl Tracker {
             Outcome::RateLimited { retry_after }
                 if r.automatic && r.tries < self.config.max_tries =>
             {
-                Some(now + Duration::from_secs_f64(retry_after.max(0.0)))
+                Some(now + retry_delay(*retry_after))
             }
             Outcome::Incomplete | Outcome::NoReply
                 if r.automatic

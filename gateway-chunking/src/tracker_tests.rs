@@ -436,3 +436,45 @@ proptest::proptest! {
         proptest::prop_assert_eq!(run(None), run(Some(seed)));
     }
 }
+
+#[test]
+fn hostile_retry_after_and_chunk_count_neither_panic_nor_grow() {
+    for retry_after in [1e300, f64::INFINITY, f64::NAN, -5.0, 1.8e19] {
+        let mut h = H::new(1, true);
+        let g = guild_on(0, 1, 1);
+        h.t.handle_ready(0, &ready(&[g]), h.now);
+        h.t.handle_guild_create(0, &create(g, true), h.now);
+        h.drain();
+        let nonce = h.nonce_for(g);
+        let limited = RateLimited {
+            opcode: OpCode::RequestGuildMembers,
+            retry_after,
+            meta: RateLimitedMeta::RequestGuildMembers {
+                guild_id: g,
+                nonce: Some(nonce),
+            },
+        };
+        h.t.handle_rate_limited(0, &limited, h.now);
+        h.drain();
+        let next = h.t.poll_timeout().expect("a retry is scheduled");
+        assert!(next <= h.now + MAX_RETRY_AFTER, "{retry_after}");
+        h.advance(MAX_RETRY_AFTER);
+        assert_eq!(h.sent.len(), 2, "retried within the cap: {retry_after}");
+    }
+
+    let mut h = H::new(1, true);
+    let g = guild_on(0, 1, 1);
+    h.t.handle_ready(0, &ready(&[g]), h.now);
+    h.t.handle_guild_create(0, &create(g, true), h.now);
+    h.drain();
+    let nonce = h.nonce_for(g);
+    h.t.handle_chunk(0, &chunk(g, &nonce, 0, u32::MAX), h.now);
+    h.t.handle_chunk(0, &chunk(g, &nonce, 5, u32::MAX), h.now);
+    h.drain();
+    assert!(h.finished().is_empty(), "a bogus count finishes nothing");
+    h.t.handle_chunk(0, &chunk(g, &nonce, 0, 1), h.now);
+    h.drain();
+    let finished = h.finished();
+    assert_eq!(finished[0].outcome, Outcome::Complete);
+    assert_eq!(finished[0].out_of_range_chunks, 2);
+}
