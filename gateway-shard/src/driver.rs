@@ -177,6 +177,14 @@ pub(crate) async fn run(
                         session.handle_closed(now(), frame.map(|f| u16::from(f.code)));
                     }
                     Some(Ok(_)) => {}
+                    Some(Err(async_tungstenite::tungstenite::Error::Capacity(e))) => {
+                        // The websocket refused a message over the limit before the decoder saw
+                        // it: the same as an oversize payload, which a resume would replay.
+                        tracing::debug!(error = %e, "message over the limit");
+                        socket = None;
+                        let limit = settings.max_message;
+                        session.handle_decode_error(now(), &gateway_codec::DecodeError::MessageTooLarge { limit });
+                    }
                     Some(Err(e)) => {
                         tracing::debug!(error = %e, "connection lost");
                         socket = None;

@@ -53,3 +53,35 @@ pub enum ShardEvent {
         next: Reconnect,
     },
 }
+
+/// A dispatch whose `d` does not fit its type still took its sequence number, so a resume will not
+/// replay it: the user gets it raw (as [`DispatchEvent::Other`](gateway_model::DispatchEvent))
+/// rather than never. Only a payload without a name or sequence, or whose `d` is not JSON at all,
+/// gives `None`, with the reason logged.
+pub(crate) fn untyped(
+    shard: gateway_model::ShardId,
+    payload: &gateway_model::Payload<'_>,
+    error: &gateway_model::EventError,
+) -> Option<ShardEvent> {
+    let shard = shard.number();
+    let (Some(seq), Some(name)) = (payload.seq, payload.event_name.as_deref()) else {
+        tracing::warn!(shard, %error, "undecodable payload ignored");
+        return None;
+    };
+    match gateway_model::RawJson::from_string(payload.data.unwrap_or("null")) {
+        Ok(data) => {
+            tracing::warn!(shard, seq, event = name, %error, "dispatch does not fit its type: delivered raw");
+            Some(ShardEvent::Dispatch(Dispatch {
+                seq,
+                event: gateway_model::DispatchEvent::Other(gateway_model::RawDispatch {
+                    name: name.into(),
+                    data,
+                }),
+            }))
+        }
+        Err(json) => {
+            tracing::error!(shard, seq, event = name, error = %json, "dispatch is not JSON: dropped");
+            None
+        }
+    }
+}

@@ -37,6 +37,7 @@
 //! The driver installs rustls's ring crypto provider if the process has none; `wss://`
 //! certificates are verified against the webpki roots.
 
+mod action;
 mod backoff;
 mod config;
 mod connect;
@@ -47,6 +48,7 @@ mod group;
 pub mod identify;
 mod presence;
 mod ratelimit;
+mod resume;
 mod session;
 mod shard;
 

@@ -11,23 +11,15 @@ use gateway_model::{
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+pub use crate::action::Action;
 use crate::backoff::BackoffState;
 use crate::presence::PresenceState;
 use crate::ratelimit::{CommandQueue, Priority, RateLimiter};
+pub use crate::resume::ResumeInfo;
+use crate::resume::secure_resume_url;
 use crate::{
     CommandError, PresenceUpdate, Reconnect, ShardConfig, ShardError, ShardEvent, Timeouts,
 };
-
-/// A session that can be resumed, by this shard or by a new one in another process.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ResumeInfo {
-    /// The session id from READY.
-    pub session_id: String,
-    /// The last sequence number received.
-    pub sequence: u64,
-    /// READY's `resume_gateway_url`.
-    pub resume_url: String,
-}
 
 /// Where a session stands, for status displays.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -47,25 +39,6 @@ pub enum SessionState {
     Connected,
     /// Stopped for good.
     Stopped,
-}
-
-/// What the driver must do with the connection.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Action {
-    /// Open a websocket to this URL (query string included), then call
-    /// [`Session::handle_connected`] or [`Session::handle_connect_failed`].
-    Connect {
-        /// The URL.
-        url: String,
-    },
-    /// Close the connection with this code. The session already counts it as gone: events from
-    /// it must not be fed back.
-    Close {
-        /// The close code (never 1000 or 1001 unless the session is meant to end).
-        code: u16,
-    },
-    /// Wait for this shard's turn to identify, then call [`Session::identify_permitted`].
-    AwaitIdentify,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -109,7 +82,9 @@ enum Phase {
 ///   [`poll_timeout`](Self::poll_timeout) (when to call `handle_timeout` next).
 ///
 /// Time only ever comes in as an argument, and must not go backwards.
-#[derive(Debug)]
+///
+/// `Debug` shows where the session stands, never a frame: a pending IDENTIFY or RESUME holds the
+/// token.
 pub struct Session {
     token: gateway_model::Token,
     intents: gateway_model::Intents,
@@ -148,6 +123,22 @@ pub struct Session {
     outcome: Option<Result<(), ShardError>>,
 }
 
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("shard", &self.shard)
+            .field("state", &self.state())
+            .field("session_id", &self.session_id)
+            .field("seq", &self.seq)
+            .field("resume_url", &self.resume_url)
+            .field("latency", &self.latency)
+            .field("queue_depth", &self.queue.len())
+            .field("handshake_pending", &self.handshake_frame.is_some())
+            .field("outcome", &self.outcome)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Session {
     /// A session that will connect at `now`.
     pub fn new(config: &ShardConfig, now: Instant) -> Self {
@@ -170,7 +161,9 @@ impl Session {
             rng: ChaCha8Rng::seed_from_u64(config.seed ^ u64::from(config.shard.number())),
             phase: Phase::Idle { connect_at: now },
             session_id: resume.as_ref().map(|r| r.session_id.clone()),
-            resume_url: resume.as_ref().map(|r| r.resume_url.clone()),
+            resume_url: resume
+                .as_ref()
+                .and_then(|r| secure_resume_url(&config.gateway_url, &r.resume_url)),
             seq: resume.as_ref().map(|r| r.sequence),
             user_id: None,
             resume_url_failed: false,
@@ -484,9 +477,11 @@ impl Session {
                 return;
             }
             Err(e) => {
-                tracing::warn!(shard = self.shard.number(), error = %e, "undecodable payload ignored");
                 if matches!(payload.event_name.as_deref(), Some("READY")) {
+                    tracing::warn!(shard = self.shard.number(), error = %e, "invalid READY");
                     self.lost(now, Some(4000), "invalid READY", Reconnect::Reidentify);
+                } else if let Some(event) = crate::event::untyped(self.shard, payload, &e) {
+                    self.events.push_back(event);
                 }
                 return;
             }
@@ -574,7 +569,30 @@ impl Session {
         }
         let mut identify = self.identify_template.clone();
         identify.presence = self.presence.for_identify();
-        self.handshake_frame = encode(&Command::from(identify)).ok();
+        let frame = match encode(&Command::from(identify.clone())) {
+            Ok(frame) => frame,
+            Err(e) => {
+                // Only a presence set at start can get here (updates are checked when made):
+                // identify without it rather than never.
+                tracing::error!(shard = self.shard.number(), error = %e, "IDENTIFY with the presence cannot be sent; identifying without it");
+                identify.presence = None;
+                match encode(&Command::from(identify)) {
+                    Ok(frame) => frame,
+                    Err(e) => {
+                        self.outcome = Some(Err(ShardError::Config(format!(
+                            "IDENTIFY cannot be sent: {e}"
+                        ))));
+                        return self.lost(
+                            now,
+                            Some(1000),
+                            "IDENTIFY cannot be sent",
+                            Reconnect::Stop,
+                        );
+                    }
+                }
+            }
+        };
+        self.handshake_frame = Some(frame);
         self.phase = Phase::Handshaking {
             deadline: now + self.timeouts.ready,
             resuming: false,
@@ -609,9 +627,18 @@ impl Session {
 
     /// Merges a presence update into the remembered presence and queues it; while disconnected it
     /// is sent once connected (and at the next IDENTIFY).
+    ///
+    /// A presence that would not fit in an IDENTIFY (4096 bytes with the token and properties) is
+    /// refused here, with [`CommandError::Encode`], and the remembered presence is unchanged.
     pub fn update_presence(&mut self, update: &PresenceUpdate) -> Result<(), CommandError> {
-        let presence = self.presence.merge(update);
-        self.queue_command(Command::UpdatePresence(presence))
+        let mut merged = self.presence.clone();
+        let presence = merged.merge(update);
+        let mut identify = self.identify_template.clone();
+        identify.presence = Some(presence.clone());
+        encode(&Command::from(identify))?;
+        self.queue_command(Command::UpdatePresence(presence))?;
+        self.presence = merged;
+        Ok(())
     }
 
     /// Closes the session. With `keep_resumable`, the connection closes with 4000 and the session
@@ -696,7 +723,7 @@ impl Session {
         match dispatch.event {
             DispatchEvent::Ready(ready) => {
                 self.session_id = Some(ready.session_id.clone());
-                self.resume_url = Some(ready.resume_gateway_url.clone());
+                self.resume_url = secure_resume_url(&self.gateway_url, &ready.resume_gateway_url);
                 self.resume_url_failed = false;
                 self.user_id = Some(ready.user.id);
                 self.phase = Phase::Connected { since: now };

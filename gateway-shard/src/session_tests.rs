@@ -113,15 +113,24 @@ impl Harness {
 
     /// Connect, HELLO, identify, READY; returns what was sent.
     fn ready(&mut self) -> Vec<String> {
+        self.ready_with(READY)
+    }
+
+    /// Connects and passes HELLO; returns whether the session now waits for its identify turn.
+    fn connect_and_hello(&mut self) -> bool {
         self.advance(Duration::ZERO);
         assert!(matches!(self.take_actions()[..], [Action::Connect { .. }]));
         self.s.handle_connected(self.now);
         self.recv(r#"{"t":null,"s":null,"op":10,"d":{"heartbeat_interval":41250}}"#);
-        if self.take_actions().contains(&Action::AwaitIdentify) {
+        self.take_actions().contains(&Action::AwaitIdentify)
+    }
+
+    fn ready_with(&mut self, ready: &str) -> Vec<String> {
+        if self.connect_and_hello() {
             self.s.identify_permitted(self.now);
         }
         self.drain();
-        self.recv(READY);
+        self.recv(ready);
         self.take_events();
         self.take_sent()
     }
@@ -473,9 +482,10 @@ fn rate_limiter_holds_commands_and_is_fresh_per_connection() {
         h.s.queue_command(Command::RequestGuildMembers(r)).unwrap();
     }
     h.drain();
-    // 120 minus the identify, minus the heartbeat reserve (ceil(60/41.25)+1 = 3).
-    assert_eq!(h.take_sent().len(), 116);
-    assert_eq!(h.s.queue_depth(), 84);
+    // 118 (Discord's 120 less a margin of 2) minus the identify, minus the heartbeat reserve
+    // (ceil(61/41.25)+1 = 3).
+    assert_eq!(h.take_sent().len(), 114);
+    assert_eq!(h.s.queue_depth(), 86);
     assert_eq!(h.s.permits(h.now), 0);
     // Heartbeats still go out.
     h.advance(Duration::from_millis(41_250));
@@ -484,11 +494,11 @@ fn rate_limiter_holds_commands_and_is_fresh_per_connection() {
     // The window slides: 60 s after the burst, the rest goes.
     h.advance(Duration::from_secs(61));
     assert_eq!(h.s.queue_depth(), 0);
-    assert!(h.take_sent().len() >= 84);
+    assert!(h.take_sent().len() >= 86);
     // A new connection starts with a fresh window (less the RESUME it sent).
     h.recv(r#"{"op":7,"d":null}"#);
     h.reconnect();
-    assert_eq!(h.s.permits(h.now), 116);
+    assert_eq!(h.s.permits(h.now), 114);
 }
 
 #[test]
@@ -681,4 +691,92 @@ fn an_exported_session_is_resumed_first() {
     h.s.handle_connected(h.now);
     h.recv(r#"{"op":10,"d":{"heartbeat_interval":41250}}"#);
     assert!(h.take_sent()[0].contains(r#""seq":9"#));
+}
+
+#[test]
+fn debug_never_shows_the_pending_identify_or_its_token() {
+    let mut h = Harness::new(config());
+    h.connect_and_hello();
+    h.s.identify_permitted(h.now);
+    // The IDENTIFY is built and waits to be sent: Debug must not show it.
+    let shown = format!("{:?}", h.s);
+    assert!(!shown.contains("t0ken"), "{shown}");
+    assert!(shown.contains("handshake_pending: true"), "{shown}");
+}
+
+#[test]
+fn a_ws_resume_url_under_a_wss_gateway_is_not_followed() {
+    let mut h = Harness::new(config());
+    h.ready_with(&READY.replace("wss://resume.example", "ws://resume.example"));
+    assert_eq!(
+        h.s.resume_info().map(|r| r.resume_url),
+        Some("wss://gateway.example".to_owned()),
+        "resumes on the gateway URL"
+    );
+    h.recv(r#"{"op":7,"d":null}"#);
+    h.drain();
+    h.advance(Duration::from_secs(10));
+    let urls: Vec<&String> = h
+        .actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Connect { url } => Some(url),
+            _ => None,
+        })
+        .collect();
+    assert!(urls.iter().all(|u| u.starts_with("wss://")), "{urls:?}");
+}
+
+#[test]
+fn a_dispatch_that_does_not_fit_its_type_reaches_the_user_raw() {
+    let mut h = Harness::new(config());
+    h.ready();
+    h.recv(r#"{"t":"GUILD_CREATE","s":2,"op":0,"d":{"id":{"not":"a snowflake"}}}"#);
+    let raw = h.events.iter().find_map(|e| match e {
+        ShardEvent::Dispatch(gateway_model::Dispatch {
+            seq: 2,
+            event: DispatchEvent::Other(raw),
+        }) => Some(raw.clone()),
+        _ => None,
+    });
+    let raw = raw.expect("the dispatch was delivered");
+    assert_eq!(&*raw.name, "GUILD_CREATE");
+    assert_eq!(h.s.sequence(), Some(2));
+}
+
+#[test]
+fn a_presence_too_large_for_identify_is_refused_when_set() {
+    let mut h = Harness::new(config());
+    h.ready();
+    // About 3.9 KB of activity text: fits op 3 (4096 bytes), not an IDENTIFY with it.
+    let big = PresenceUpdate {
+        activity: Some(Some(Activity::playing("x".repeat(3_900)))),
+        ..Default::default()
+    };
+    assert!(matches!(
+        h.s.update_presence(&big),
+        Err(CommandError::Encode(_))
+    ));
+    // The next identify still goes out, without that presence.
+    h.recv(r#"{"op":9,"d":false}"#);
+    h.advance(Duration::from_secs(10));
+    h.reconnect();
+    let identify = h.take_sent().into_iter().find(|f| op(f) == 2);
+    let identify = identify.expect("an IDENTIFY was sent");
+    assert!(!identify.contains("xxxx"));
+}
+
+#[test]
+fn an_initial_presence_too_large_still_identifies_without_it() {
+    let config = config().with_presence(PresenceUpdate {
+        activity: Some(Some(Activity::playing("y".repeat(4_000)))),
+        ..Default::default()
+    });
+    let mut h = Harness::new(config);
+    let sent = h.ready();
+    assert!(
+        sent.iter().any(|f| op(f) == 2 && !f.contains("yyyy")),
+        "{sent:?}"
+    );
+    assert!(h.s.is_connected());
 }
