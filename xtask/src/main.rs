@@ -1,6 +1,8 @@
-//! `cargo xtask`: project chores. `cargo xtask bench` measures the stack and writes a report.
+//! `cargo xtask`: project chores. `cargo xtask bench` measures the stack and writes a report;
+//! `cargo xtask interop` runs real third-party clients against the fake gateway.
 
 mod bench;
+mod interop;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -19,6 +21,9 @@ struct Cli {
 enum Task {
     /// Measure decode speed and allocations; write target/bench/report.{json,md} and charts.
     Bench(bench::Options),
+    /// Run real clients (twilight, discord.js, hikari) against gateway-testkit; write
+    /// target/interop/report.md.
+    Interop(interop::Options),
     /// Used by `bench`: one memory scenario in a fresh process.
     #[command(hide = true)]
     MemoryProbe(bench::ProbeOptions),
@@ -40,6 +45,14 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Task::Interop(options) => match interop::run(&options, &workspace_root()) {
+            Ok(true) => ExitCode::SUCCESS,
+            Ok(false) => ExitCode::FAILURE,
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
+            }
+        },
         Task::MemoryProbe(options) => match bench::probe(&options) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {

@@ -1,0 +1,188 @@
+//! `cargo xtask interop`: real third-party Discord clients against `gateway-testkit serve`.
+//!
+//! Each (client, compression) pair gets a fresh server and one run of the client's probe, as
+//! `interop/CONTRACT.md` describes; the result is a PASS/FAIL table on stdout and in
+//! `target/interop/report.md`.
+
+mod pair;
+mod process;
+mod report;
+mod setup;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use pair::PairResult;
+use setup::Probe;
+
+/// `cargo xtask interop` options.
+#[derive(Debug, clap::Args)]
+pub(crate) struct Options {
+    /// Run only these clients (comma-separated; default all).
+    #[arg(long, value_enum, value_delimiter = ',')]
+    only: Vec<Client>,
+    /// Run only these compressions (comma-separated; default every one a client supports).
+    #[arg(long, value_enum, value_delimiter = ',')]
+    compression: Vec<Compression>,
+    /// Seconds a probe may run before it is killed.
+    #[arg(long, default_value_t = 90)]
+    timeout: u64,
+    /// Install the probes' dependencies again even when their inputs did not change.
+    #[arg(long)]
+    reinstall: bool,
+}
+
+/// A third-party client with a probe under `interop/`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, clap::ValueEnum)]
+pub(crate) enum Client {
+    /// Rust: twilight-gateway, twilight-http, twilight-model (`interop/twilight`).
+    Twilight,
+    /// Node: @discordjs/ws and @discordjs/rest (`interop/discordjs`).
+    Discordjs,
+    /// Python: hikari (`interop/hikari`).
+    Hikari,
+}
+
+impl Client {
+    /// Every client, in report order.
+    const ALL: [Self; 3] = [Self::Twilight, Self::Discordjs, Self::Hikari];
+
+    /// The name used on the command line, in the table and for `interop/<name>`.
+    pub(crate) const fn name(self) -> &'static str {
+        match self {
+            Self::Twilight => "twilight",
+            Self::Discordjs => "discordjs",
+            Self::Hikari => "hikari",
+        }
+    }
+}
+
+/// A transport compression of the gateway connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, clap::ValueEnum)]
+pub(crate) enum Compression {
+    /// `compress=zlib-stream`.
+    #[value(name = "zlib-stream")]
+    ZlibStream,
+    /// `compress=zstd-stream`.
+    #[value(name = "zstd-stream")]
+    ZstdStream,
+    /// No transport compression.
+    #[value(name = "none")]
+    None,
+}
+
+impl Compression {
+    /// Every compression, in report order.
+    pub(crate) const ALL: [Self; 3] = [Self::ZlibStream, Self::ZstdStream, Self::None];
+
+    /// The contract's spelling (`--compression` of a probe).
+    pub(crate) const fn as_str(self) -> &'static str {
+        match self {
+            Self::ZlibStream => "zlib-stream",
+            Self::ZstdStream => "zstd-stream",
+            Self::None => "none",
+        }
+    }
+}
+
+/// Paths every step uses.
+#[derive(Debug)]
+pub(crate) struct Layout {
+    /// The workspace root.
+    pub(crate) root: PathBuf,
+    /// The workspace's target directory.
+    pub(crate) target: PathBuf,
+    /// `target/interop`: installs, builds, logs and the report.
+    pub(crate) out: PathBuf,
+}
+
+impl Layout {
+    fn new(root: &Path) -> Self {
+        let target = std::env::var_os("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .map_or_else(|| root.join("target"), |t| root.join(t));
+        Self {
+            root: root.to_path_buf(),
+            out: target.join("interop"),
+            target,
+        }
+    }
+
+    /// `interop/<client>` in the sources.
+    pub(crate) fn probe_dir(&self, client: Client) -> PathBuf {
+        self.root.join("interop").join(client.name())
+    }
+
+    /// Where the logs of one run go.
+    pub(crate) fn logs(&self) -> PathBuf {
+        self.out.join("logs")
+    }
+}
+
+/// Builds the server, prepares the selected probes, runs every pair and writes the report.
+/// `Ok(false)` when a pair failed.
+pub(crate) fn run(options: &Options, root: &Path) -> Result<bool, String> {
+    let layout = Layout::new(root);
+    std::fs::create_dir_all(layout.logs())
+        .map_err(|e| format!("cannot create {}: {e}", layout.logs().display()))?;
+    let server = setup::build_server(&layout)?;
+
+    let clients: Vec<Client> = Client::ALL
+        .into_iter()
+        .filter(|c| options.only.is_empty() || options.only.contains(c))
+        .collect();
+    let timeout = Duration::from_secs(options.timeout);
+    let mut results: Vec<PairResult> = Vec::new();
+    for client in clients {
+        eprintln!("[interop] preparing {}…", client.name());
+        let probe = setup::prepare(&layout, client, options.reinstall);
+        if let Err(e) = &probe {
+            eprintln!("[interop] {}: {e}", client.name());
+        }
+        for compression in setup::compressions(client) {
+            if !options.compression.is_empty() && !options.compression.contains(&compression) {
+                continue;
+            }
+            let result = match &probe {
+                Ok(probe) => run_pair(&layout, &server, probe, client, compression, timeout),
+                Err(e) => PairResult::setup_failed(client, compression, e),
+            };
+            eprintln!(
+                "[interop] {} {}: {}",
+                client.name(),
+                compression.as_str(),
+                if result.passed { "PASS" } else { "FAIL" }
+            );
+            results.push(result);
+        }
+    }
+    if results.is_empty() {
+        return Err("no (client, compression) pair matches the filters".to_owned());
+    }
+
+    let table = report::terminal(&results);
+    println!("{table}");
+    let path = layout.out.join("report.md");
+    std::fs::write(&path, report::markdown(&results))
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    eprintln!("[interop] report written to {}", path.display());
+    Ok(results.iter().all(|r| r.passed))
+}
+
+/// Runs one pair, describing it on stderr first.
+fn run_pair(
+    layout: &Layout,
+    server: &Path,
+    probe: &Probe,
+    client: Client,
+    compression: Compression,
+    timeout: Duration,
+) -> PairResult {
+    eprintln!(
+        "[interop] {} ({}) with {}…",
+        client.name(),
+        probe.version,
+        compression.as_str()
+    );
+    pair::run(layout, server, probe, client, compression, timeout)
+}

@@ -1,0 +1,155 @@
+//! The processes of a pair: the server (started, its URL read, killed) and the probe's plumbing.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read};
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// How long the server may take to print its URL.
+const SERVER_START: Duration = Duration::from_secs(20);
+
+/// A live `gateway-testkit serve`.
+pub(crate) struct Server {
+    /// The process.
+    child: Child,
+    /// `http://127.0.0.1:PORT`.
+    pub(crate) rest: String,
+}
+
+impl Server {
+    /// Starts a server for `token` and waits for its URL line.
+    pub(crate) fn start(binary: &Path, log: &Path, token: &str) -> Result<Self, String> {
+        let mut child = Command::new(binary)
+            .args([
+                "serve",
+                "--port",
+                "0",
+                "--token",
+                token,
+                "--heartbeat-ms",
+                "2000",
+                // Ten guilds, the tenth large (1,200 to 6,000 members): its full member list
+                // comes in several chunks.
+                "--guilds",
+                "10",
+                "--members",
+                "600",
+            ])
+            .env("RUST_LOG", "gateway_testkit=debug")
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(create(log)?)
+            .spawn()
+            .map_err(|e| format!("cannot start {}: {e}", binary.display()))?;
+        let first = first_line(&mut child);
+        let mut server = Self {
+            child,
+            rest: String::new(),
+        };
+        let line = match first.recv_timeout(SERVER_START) {
+            Ok(line) => line,
+            Err(_) => {
+                server.stop();
+                return Err(format!(
+                    "the server printed no URL within {}s",
+                    SERVER_START.as_secs()
+                ));
+            }
+        };
+        let Some(address) = line.trim().strip_prefix("ws://") else {
+            server.stop();
+            return Err(format!(
+                "the server's first line is not a ws:// URL: {line:?}"
+            ));
+        };
+        server.rest = format!("http://{}", address.trim_end_matches('/'));
+        Ok(server)
+    }
+
+    /// Kills the server and reaps it.
+    pub(crate) fn stop(&mut self) {
+        // It may have exited already; either way it is gone afterwards.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// The token every probe identifies with, shaped like Discord's (`base64(bot id).time.hmac`):
+/// hikari reads the bot id out of the first part and refuses other shapes. The first part is
+/// base64 of `123456789012345678`.
+pub(crate) const TOKEN: &str = "MTIzNDU2Nzg5MDEyMzQ1Njc4.interop.gateway-testkit";
+
+/// Creates (truncates) a log file for a child's stderr.
+pub(crate) fn create(path: &Path) -> Result<File, String> {
+    File::create(path).map_err(|e| format!("cannot create {}: {e}", path.display()))
+}
+
+/// Reads the child's stdout on a thread; the text arrives on the channel at EOF.
+pub(crate) fn read_all(child: &mut Child) -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    if let Some(mut stdout) = child.stdout.take() {
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            let _ = stdout.read_to_end(&mut bytes);
+            let _ = tx.send(String::from_utf8_lossy(&bytes).into_owned());
+        });
+    }
+    rx
+}
+
+/// Sends the child's first stdout line on the channel, then drains the rest on the same thread.
+pub(crate) fn first_line(child: &mut Child) -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    if let Some(stdout) = child.stdout.take() {
+        std::thread::spawn(move || {
+            let mut lines = BufReader::new(stdout).lines();
+            if let Some(Ok(line)) = lines.next() {
+                let _ = tx.send(line);
+            }
+            lines.for_each(drop);
+        });
+    }
+    rx
+}
+
+/// Waits for the child at most `timeout`; kills it then (`None`).
+pub(crate) fn wait(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        match child.try_wait() {
+            Ok(Some(status)) => return Some(status),
+            Ok(None) => std::thread::sleep(Duration::from_millis(50)),
+            Err(_) => break,
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use std::process::Command;
+    use std::time::Duration;
+
+    use super::wait;
+
+    #[test]
+    fn a_probe_past_its_timeout_is_killed() {
+        let Ok(mut child) = Command::new("sleep").arg("30").spawn() else {
+            return; // no `sleep` here: nothing to test
+        };
+        let started = std::time::Instant::now();
+        assert!(wait(&mut child, Duration::from_millis(200)).is_none());
+        assert!(started.elapsed() < Duration::from_secs(5));
+    }
+}
