@@ -19,7 +19,7 @@ use tokio::time::{Instant, sleep_until};
 use crate::config::MissingMembersIntent;
 use crate::handshake::Replayed;
 use crate::inbound::{self, Rejection};
-use crate::server::{Control, Session, Shared};
+use crate::state::{Control, Session, Shared};
 use crate::{ChunkFault, ConnectionInfo, Fault, Received, Recorded, SplitAt, Trigger, members};
 
 type Ws = WebSocketStream<TokioAdapter<Replayed>>;
@@ -134,15 +134,18 @@ pub(crate) async fn run(shared: Arc<Shared>, stream: Replayed, id: u64, deadline
     };
     // Both end the connection (`Err(Closed)`); how it ended is in its ConnectionInfo.
     let ended = match reject {
-        Some(code) => conn.close(code).await,
+        Some((code, rule)) => {
+            tracing::warn!(connection = id, code, field = "query", rule = %rule, query = %query, "connection refused");
+            conn.close(code).await
+        }
         None => conn.serve(pre, rx).await,
     };
     debug_assert!(ended.is_err());
     conn.finish();
 }
 
-/// Reads the query string: the compression asked for, or the close code that rejects it.
-fn parse_query(query: &str) -> (Compression, Option<u16>) {
+/// Reads the query string: the compression asked for, or the close code that rejects it and why.
+fn parse_query(query: &str) -> (Compression, Option<(u16, String)>) {
     let mut version = None;
     let mut encoding = None;
     let mut compression = Compression::None;
@@ -154,15 +157,26 @@ fn parse_query(query: &str) -> (Compression, Option<u16>) {
             "encoding" => encoding = Some(value.to_owned()),
             "compress" => match Compression::from_query_value(value) {
                 Some(c) => compression = c,
-                None => reject = Some(CloseCode::DecodeError.as_u16()),
+                None => {
+                    reject = Some((
+                        CloseCode::DecodeError.as_u16(),
+                        format!("compress={value} is not zlib-stream or zstd-stream"),
+                    ));
+                }
             },
             _ => {}
         }
     }
     if version.as_deref() != Some("10") {
-        reject = Some(CloseCode::InvalidApiVersion.as_u16());
-    } else if encoding.as_deref().is_some_and(|e| e != "json") {
-        reject = Some(CloseCode::DecodeError.as_u16());
+        reject = Some((
+            CloseCode::InvalidApiVersion.as_u16(),
+            format!("v={} is not 10", version.as_deref().unwrap_or("(none)")),
+        ));
+    } else if let Some(e) = encoding.as_deref().filter(|e| *e != "json") {
+        reject = Some((
+            CloseCode::DecodeError.as_u16(),
+            format!("encoding={e} is not json"),
+        ));
     }
     (compression, reject)
 }
@@ -426,8 +440,18 @@ impl Conn {
     }
 
     /// Closes over a payload Discord would refuse: a warning naming the field and the rule, the
-    /// payload recorded without its token, and Discord's code and words in the close frame.
-    async fn reject(&mut self, rejection: Rejection, raw: String) -> Flow {
+    /// payload recorded without its token (and cut to the client payload limit), and Discord's code
+    /// and words in the close frame.
+    async fn reject(&mut self, rejection: Rejection, mut raw: String) -> Flow {
+        let limit = self.shared.config.max_client_payload;
+        if raw.len() > limit {
+            let mut cut = limit;
+            while !raw.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            raw.truncate(cut);
+            raw.push('…');
+        }
         tracing::warn!(
             connection = self.id,
             code = rejection.code.as_u16(),
@@ -453,6 +477,13 @@ impl Conn {
                 self.send(r#"{"t":null,"s":null,"op":11,"d":null}"#).await
             }
             (Command::Identify(_) | Command::Resume(_), true) => {
+                tracing::warn!(
+                    connection = self.id,
+                    code = 4005,
+                    field = "op",
+                    rule = "IDENTIFY or RESUME on an authenticated connection",
+                    "closing"
+                );
                 self.close(CloseCode::AlreadyAuthenticated.as_u16()).await
             }
             (Command::Identify(identify), false) => {
@@ -465,7 +496,16 @@ impl Conn {
                 .await
             }
             (Command::Resume(resume), false) => self.resume(&resume.session_id, resume.seq).await,
-            (_, false) => self.close(CloseCode::NotAuthenticated.as_u16()).await,
+            (_, false) => {
+                tracing::warn!(
+                    connection = self.id,
+                    code = 4003,
+                    field = "op",
+                    rule = "a command before IDENTIFY or RESUME",
+                    "closing"
+                );
+                self.close(CloseCode::NotAuthenticated.as_u16()).await
+            }
             (Command::RequestGuildMembers(request), true) => self.request_members(request).await,
             (Command::RequestSoundboardSounds(r), true) => {
                 for guild_id in r.guild_ids {
@@ -488,11 +528,13 @@ impl Conn {
         let bucket = shard.number() % config.max_concurrency.max(1);
         let window = config.identify_window;
         let now = Instant::now();
+        let stall = self.stall_ready;
         let allowed = self.shared.update(|s| {
             s.stats.identifies += 1;
             match s.identify_buckets.get(&bucket) {
                 Some(last) if now.duration_since(*last) < window => Some(false),
-                _ if !s.session_starts.spend(now, config) => None,
+                // A session starts (and spends the budget) only when READY is sent.
+                _ if !stall && !s.session_starts.spend(now, config) => None,
                 _ => {
                     s.identify_buckets.insert(bucket, now);
                     Some(true)
@@ -616,7 +658,16 @@ impl Conn {
         });
         match outcome {
             Outcome::Invalid => self.send(r#"{"t":null,"s":null,"op":9,"d":false}"#).await,
-            Outcome::BadSeq => self.close(CloseCode::InvalidSeq.as_u16()).await,
+            Outcome::BadSeq => {
+                tracing::warn!(
+                    connection = self.id,
+                    code = 4007,
+                    field = "d.seq",
+                    rule = "RESUME with a sequence number never sent",
+                    "closing"
+                );
+                self.close(CloseCode::InvalidSeq.as_u16()).await
+            }
             Outcome::Replay(replay) => {
                 self.session = Some(session_id.to_owned());
                 for payload in replay {

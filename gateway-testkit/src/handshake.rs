@@ -44,11 +44,12 @@ impl Head {
             .is_some_and(|v| v.eq_ignore_ascii_case("websocket"))
     }
 
-    /// The body length announced.
-    pub(crate) fn content_length(&self) -> usize {
-        self.header("content-length")
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or(0)
+    /// The body length announced (0 when none is), or `None` when the header is not a number.
+    pub(crate) fn content_length(&self) -> Option<usize> {
+        match self.header("content-length") {
+            None => Some(0),
+            Some(v) => v.trim().parse().ok(),
+        }
     }
 }
 

@@ -80,9 +80,16 @@ pub(crate) fn read_command(
     let normalized = normalize(value)?;
     let json = serde_json::to_string(&normalized)
         .map_err(|e| Rejection::decode("payload", e.to_string()))?;
-    let command = Command::from_json(&json).map_err(|e| Rejection::decode("d", e.to_string()))?;
-    if let Command::Identify(identify) = &command {
-        check_identify(identify, config, world)?;
+    // Only the first line of the parser's message: the lines after it quote the input around the
+    // error, which can be the token.
+    let command = Command::from_json(&json).map_err(|e| {
+        let message = e.to_string();
+        Rejection::decode("d", message.lines().next().unwrap_or_default())
+    })?;
+    match &command {
+        Command::Identify(identify) => check_identify(identify, config, world)?,
+        Command::Resume(resume) => check_token(&resume.token, config)?,
+        _ => {}
     }
     Ok(command)
 }
@@ -391,20 +398,27 @@ fn request_members(d: Value) -> Result<Value, Rejection> {
     Ok(Value::Object(d))
 }
 
+/// The token of an IDENTIFY or RESUME, with or without `Bot `, must be this application's.
+fn check_token(token: &gateway_model::Token, config: &GatewayConfig) -> Result<(), Rejection> {
+    let expected = gateway_model::Token::new(config.token.as_str());
+    if token.expose_secret() == expected.expose_secret() {
+        Ok(())
+    } else {
+        Err(Rejection::new(
+            CloseCode::AuthenticationFailed,
+            "d.token",
+            "not this application's token",
+        ))
+    }
+}
+
 /// The rules IDENTIFY's own close codes stand for.
 fn check_identify(
     identify: &Identify,
     config: &GatewayConfig,
     world: &World,
 ) -> Result<(), Rejection> {
-    let expected = gateway_model::Token::new(config.token.as_str());
-    if identify.token.expose_secret() != expected.expose_secret() {
-        return Err(Rejection::new(
-            CloseCode::AuthenticationFailed,
-            "d.token",
-            "not this application's token",
-        ));
-    }
+    check_token(&identify.token, config)?;
     let intents = identify.intents;
     if intents.unknown_bits() != 0 {
         return Err(Rejection::new(
@@ -547,6 +561,20 @@ mod tests {
             panic!("rejected")
         };
         assert_eq!(r.nonce(), None);
+    }
+
+    #[test]
+    fn resume_checks_the_token_and_errors_never_quote_it() {
+        let wrong = r#"{"op":6,"d":{"token":"other-secret-token","session_id":"s","seq":1}}"#;
+        assert_eq!(code(wrong), 4004);
+        // No session_id: the parser fails right after the token; its message must not quote it.
+        let rejection = read(r#"{"op":6,"d":{"token":"testkit-token-secret","seq":1}}"#)
+            .expect_err("no session_id");
+        assert!(!rejection.rule.contains("secret"), "{}", rejection.rule);
+        assert!(
+            read(r#"{"op":6,"d":{"token":"Bot testkit-token","session_id":"s","seq":null}}"#)
+                .is_ok()
+        );
     }
 
     #[test]

@@ -3,7 +3,8 @@
 use gateway_model::{MemberSelection, RequestGuildMembers, Snowflake, Status};
 use serde::Serialize;
 
-use crate::world::{Guild, Member, MemberJson, PresenceJson, World};
+use crate::payloads::{MemberJson, PresenceJson};
+use crate::world::{Guild, Member, World};
 
 /// Members per GUILD_MEMBERS_CHUNK.
 pub const CHUNK_SIZE: usize = 1000;
@@ -87,6 +88,19 @@ pub(crate) fn chunks(
             sonic_rs::to_string(&chunk).unwrap_or_default()
         })
         .collect()
+}
+
+impl World {
+    /// The `d` of every GUILD_MEMBERS_CHUNK answering `request` (presences included when
+    /// `presences`).
+    pub fn members_chunk_json(
+        &self,
+        guild: &Guild,
+        request: &RequestGuildMembers,
+        presences: bool,
+    ) -> Vec<String> {
+        chunks(self, guild, request, presences)
+    }
 }
 
 #[cfg(test)]

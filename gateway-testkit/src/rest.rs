@@ -20,7 +20,7 @@ use tokio::net::TcpStream;
 
 use crate::Fault;
 use crate::handshake::Head;
-use crate::server::Shared;
+use crate::state::Shared;
 
 /// The largest request body read (and ignored).
 const MAX_BODY: usize = 64 * 1024;
@@ -63,7 +63,15 @@ impl Answer {
 /// Answers one plain HTTP request whose head was read, then closes.
 pub(crate) async fn serve(shared: &Arc<Shared>, mut tcp: TcpStream, head: &Head, read: usize) {
     // Read (and drop) the body, bounded, so that closing does not reset the client's write.
-    let body = head.content_length().min(MAX_BODY);
+    let Some(body) = head.content_length() else {
+        return answer(
+            tcp,
+            head,
+            Answer::error(400, "400: Bad Request (Content-Length)"),
+        )
+        .await;
+    };
+    let body = body.min(MAX_BODY);
     let mut left = body.saturating_sub(read);
     let mut sink = [0u8; 4096];
     while left > 0 {
@@ -72,7 +80,11 @@ pub(crate) async fn serve(shared: &Arc<Shared>, mut tcp: TcpStream, head: &Head,
             Ok(n) => left -= n,
         }
     }
-    let answer = route(shared, head);
+    answer(tcp, head, route(shared, head)).await;
+}
+
+/// Writes `answer` and closes.
+async fn answer(mut tcp: TcpStream, head: &Head, answer: Answer) {
     tracing::debug!(method = %head.method, target = %head.target, status = answer.status, "http");
     let response = format!(
         "HTTP/1.1 {} {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{}",
