@@ -223,7 +223,7 @@ fn server_notes(log: &Path) -> Vec<String> {
     let text = std::fs::read_to_string(log).unwrap_or_default();
     let notes: Vec<String> = text
         .lines()
-        .map(strip_ansi)
+        .map(str::to_owned)
         .filter(|l| {
             l.contains(" WARN ")
                 || l.contains(" ERROR ")
@@ -234,35 +234,14 @@ fn server_notes(log: &Path) -> Vec<String> {
     notes[notes.len().saturating_sub(TAIL)..].to_vec()
 }
 
-/// The last `n` non-empty lines of `text`, without colour codes.
+/// The last `n` non-empty lines of `text` (children run with `NO_COLOR`).
 fn tail(text: &str, n: usize) -> Vec<String> {
     let lines: Vec<String> = text
         .lines()
         .filter(|l| !l.trim().is_empty())
-        .map(strip_ansi)
+        .map(str::to_owned)
         .collect();
     lines[lines.len().saturating_sub(n)..].to_vec()
-}
-
-/// `line` without ANSI escape sequences.
-fn strip_ansi(line: &str) -> String {
-    let mut out = String::with_capacity(line.len());
-    let mut chars = line.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            // CSI: ESC [ parameters… final byte in @..~
-            if chars.next() == Some('[') {
-                for c in chars.by_ref() {
-                    if ('@'..='~').contains(&c) {
-                        break;
-                    }
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
 }
 
 #[cfg(test)]

@@ -2,7 +2,9 @@
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
+// Stable for a given toolchain, which is all a stamp needs: a new toolchain only reinstalls.
 use std::fs::File;
+use std::hash::{DefaultHasher, Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -145,8 +147,8 @@ fn twilight(layout: &Layout, reinstall: bool) -> Result<Probe, String> {
         }
         stamp.write()?;
     }
-    let lock = std::fs::read_to_string(dir.join("Cargo.lock")).unwrap_or_default();
-    let version = locked_version(&lock, "twilight-gateway").unwrap_or_else(|| "?".to_owned());
+    let version = locked_version(&dir.join("Cargo.toml"), "twilight-gateway")
+        .unwrap_or_else(|| "?".to_owned());
     Ok(Probe {
         version: format!("twilight-gateway {version}"),
         launch: Launch::PerCompression(binaries),
@@ -286,13 +288,29 @@ fn run_logged(command: &mut Command, log: &Path) -> Result<(), String> {
     ))
 }
 
-/// The `version` of package `name` in a Cargo.lock.
-fn locked_version(lock: &str, name: &str) -> Option<String> {
-    let wanted = format!("name = \"{name}\"");
-    let mut lines = lock.lines();
-    lines.find(|l| l.trim() == wanted)?;
-    let version = lines.next()?.trim().strip_prefix("version = \"")?;
-    Some(version.trim_end_matches('"').to_owned())
+/// The version of package `name` that `manifest`'s lock file resolves, as `cargo metadata` says.
+fn locked_version(manifest: &Path, name: &str) -> Option<String> {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let output = Command::new(cargo)
+        .args([
+            "metadata",
+            "--format-version",
+            "1",
+            "--locked",
+            "--offline",
+            "--manifest-path",
+        ])
+        .arg(manifest)
+        .stderr(Stdio::null())
+        .output()
+        .ok()?;
+    let metadata: serde_json::Value = serde_json::from_slice(&output.stdout).ok()?;
+    metadata["packages"]
+        .as_array()?
+        .iter()
+        .find(|p| p["name"] == name)?["version"]
+        .as_str()
+        .map(str::to_owned)
 }
 
 /// A record that an install step ran for inputs with this content.
@@ -307,13 +325,13 @@ struct Stamp {
 impl Stamp {
     /// The stamp of `name` for `inputs` (files, or folders walked in order).
     fn new(layout: &Layout, name: &str, inputs: &[PathBuf]) -> Self {
-        let mut hash = Fnv::default();
+        let mut hash = DefaultHasher::new();
         for input in inputs {
             hash_path(&mut hash, input);
         }
         Self {
             path: layout.out.join("stamps").join(name),
-            value: format!("{:016x}\n", hash.0),
+            value: format!("{:016x}\n", hash.finish()),
         }
     }
 
@@ -334,8 +352,8 @@ impl Stamp {
 }
 
 /// Feeds a file's path and content, or a folder's entries in name order, to `hash`.
-fn hash_path(hash: &mut Fnv, path: &Path) {
-    hash.write(path.to_string_lossy().as_bytes());
+fn hash_path(hash: &mut DefaultHasher, path: &Path) {
+    path.hash(hash);
     if path.is_dir() {
         let mut entries: Vec<PathBuf> = std::fs::read_dir(path)
             .map(|dir| dir.filter_map(|e| e.ok().map(|e| e.path())).collect())
@@ -345,33 +363,13 @@ fn hash_path(hash: &mut Fnv, path: &Path) {
             hash_path(hash, &entry);
         }
     } else {
-        hash.write(&std::fs::read(path).unwrap_or_default());
-    }
-}
-
-/// FNV-1a, 64 bits: a hash that stays the same across Rust versions.
-#[derive(Debug)]
-struct Fnv(u64);
-
-impl Default for Fnv {
-    fn default() -> Self {
-        Self(0xcbf2_9ce4_8422_2325)
-    }
-}
-
-impl Fnv {
-    fn write(&mut self, bytes: &[u8]) {
-        for byte in bytes {
-            self.0 = (self.0 ^ u64::from(*byte)).wrapping_mul(0x0100_0000_01b3);
-        }
-        // Separates consecutive inputs.
-        self.0 = (self.0 ^ 0xff).wrapping_mul(0x0100_0000_01b3);
+        std::fs::read(path).unwrap_or_default().hash(hash);
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::{Client, Layout, locked_version, prepare};
+    use super::{Client, Layout, prepare};
 
     #[test]
     fn a_missing_probe_is_an_error_not_a_crash() {
@@ -382,15 +380,5 @@ mod tests {
             assert!(error.starts_with("probe missing: "), "{error}");
         }
         assert!(!root.exists(), "nothing is created for a missing probe");
-    }
-
-    #[test]
-    fn versions_come_from_the_lock_file() {
-        let lock = "[[package]]\nname = \"twilight-gateway\"\nversion = \"0.18.0\"\n";
-        assert_eq!(
-            locked_version(lock, "twilight-gateway").as_deref(),
-            Some("0.18.0")
-        );
-        assert_eq!(locked_version(lock, "twilight-http"), None);
     }
 }
