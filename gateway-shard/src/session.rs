@@ -394,7 +394,11 @@ impl Session {
                 // Discord: do not keep trying a resume URL that failed; fall back to the gateway.
                 self.resume_url_failed = true;
             }
-            self.schedule_reconnect(now, Duration::ZERO);
+            let delay = self.backoff.next_unreachable(&mut self.rng);
+            tracing::debug!(shard = self.shard.number(), ?delay, "reconnecting after");
+            self.phase = Phase::Idle {
+                connect_at: now + delay,
+            };
         }
     }
 
@@ -692,6 +696,8 @@ impl Session {
         }
         let interval = interval.max(Duration::from_millis(1));
         self.interval = Some(interval);
+        // The gateway is up: failures to reach it during an outage no longer slow us down.
+        self.backoff.answered();
         // The first heartbeat after interval × jitter, jitter in [0, 1).
         let jitter: f64 = self.rng.random_range(0.0..1.0);
         self.next_heartbeat = Some(now + interval.mul_f64(jitter));
@@ -779,10 +785,33 @@ impl Session {
                 self.actions.push_back(Action::Close { code });
             }
         }
-        if std::mem::take(&mut self.announced) {
+        let announced = std::mem::take(&mut self.announced);
+        let mut reason = reason.to_owned();
+        let had_connection = matches!(
+            self.phase,
+            Phase::AwaitingHello { .. }
+                | Phase::AwaitingIdentify
+                | Phase::Handshaking { .. }
+                | Phase::Connected { .. }
+        );
+        if had_connection && next != Reconnect::Stop {
+            let reached_ready = matches!(self.phase, Phase::Connected { .. });
+            self.backoff.session_ended(reached_ready, code);
+            if let Some(failed) = self.backoff.breaker_open() {
+                tracing::warn!(
+                    shard = self.shard.number(),
+                    failed,
+                    "sessions keep failing: backing off for up to minutes"
+                );
+                reason.push_str(&format!(
+                    "; {failed} sessions in a row ended before READY or with 4007/4009: backing off for up to minutes"
+                ));
+            }
+        }
+        if announced {
             self.events.push_back(ShardEvent::Disconnected {
                 code,
-                reason: reason.to_owned(),
+                reason: reason.clone(),
                 next,
             });
         }
@@ -793,6 +822,11 @@ impl Session {
             ?next,
             "disconnected"
         );
+        let wait = if self.backoff.breaker_open().is_some() {
+            Duration::ZERO // the breaker's delay, not the gateway's
+        } else {
+            wait
+        };
         let lived = match self.phase {
             Phase::Connected { since } => now.saturating_duration_since(since),
             _ => Duration::ZERO,
@@ -813,8 +847,15 @@ impl Session {
         self.schedule_reconnect(now, wait);
     }
 
+    /// Reconnects after the backoff's next delay or, when the gateway told how long to wait
+    /// (INVALID_SESSION's 1–5 s), after exactly that: an answer from a live gateway is not one
+    /// more failure.
     fn schedule_reconnect(&mut self, now: Instant, wait: Duration) {
-        let delay = self.backoff.next(&mut self.rng).max(wait);
+        let delay = if wait.is_zero() {
+            self.backoff.next(&mut self.rng)
+        } else {
+            wait
+        };
         tracing::debug!(shard = self.shard.number(), ?delay, "reconnecting after");
         self.phase = Phase::Idle {
             connect_at: now + delay,
