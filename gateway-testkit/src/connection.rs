@@ -17,8 +17,9 @@ use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep_until};
 
 use crate::config::MissingMembersIntent;
-use crate::handshake::Replayed;
+use crate::handshake::{Replayed, parse_query};
 use crate::inbound::{self, Rejection};
+use crate::outbound;
 use crate::state::{Control, Session, Shared};
 use crate::{ChunkFault, ConnectionInfo, Fault, Received, Recorded, SplitAt, Trigger, members};
 
@@ -142,43 +143,6 @@ pub(crate) async fn run(shared: Arc<Shared>, stream: Replayed, id: u64, deadline
     };
     debug_assert!(ended.is_err());
     conn.finish();
-}
-
-/// Reads the query string: the compression asked for, or the close code that rejects it and why.
-fn parse_query(query: &str) -> (Compression, Option<(u16, String)>) {
-    let mut version = None;
-    let mut encoding = None;
-    let mut compression = Compression::None;
-    let mut reject = None;
-    for pair in query.split('&').filter(|p| !p.is_empty()) {
-        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-        match key {
-            "v" => version = Some(value.to_owned()),
-            "encoding" => encoding = Some(value.to_owned()),
-            "compress" => match Compression::from_query_value(value) {
-                Some(c) => compression = c,
-                None => {
-                    reject = Some((
-                        CloseCode::DecodeError.as_u16(),
-                        format!("compress={value} is not zlib-stream or zstd-stream"),
-                    ));
-                }
-            },
-            _ => {}
-        }
-    }
-    if version.as_deref() != Some("10") {
-        reject = Some((
-            CloseCode::InvalidApiVersion.as_u16(),
-            format!("v={} is not 10", version.as_deref().unwrap_or("(none)")),
-        ));
-    } else if let Some(e) = encoding.as_deref().filter(|e| *e != "json") {
-        reject = Some((
-            CloseCode::DecodeError.as_u16(),
-            format!("encoding={e} is not json"),
-        ));
-    }
-    (compression, reject)
 }
 
 impl Conn {
@@ -714,50 +678,20 @@ impl Conn {
                     }
                 });
             if let Some(wait) = retry_after {
-                let nonce = request
-                    .nonce()
-                    .map(|n| format!(r#","nonce":{}"#, json_string(n)))
-                    .unwrap_or_default();
-                let d = format!(
-                    r#"{{"opcode":8,"retry_after":{:.3},"meta":{{"guild_id":"{guild_id}"{nonce}}}}}"#,
-                    wait.as_secs_f64()
-                );
+                let d = members::rate_limited_json(guild_id, request.nonce(), wait);
                 return self.dispatch("RATE_LIMITED", &d).await;
             }
         }
         let presences = request.presences() && intents.contains(Intents::GUILD_PRESENCES);
-        let mut chunks: Vec<(u32, String)> =
-            members::chunks(&self.shared.world, &guild, &request, presences)
+        let chunks = members::chunks(&self.shared.world, &guild, &request, presences);
+        let (chunks, delayed) = members::apply_fault(chunks, self.chunk_faults.pop_front());
+        let now = Instant::now();
+        self.timed.extend(
+            delayed
                 .into_iter()
-                .enumerate()
-                .map(|(i, c)| (i as u32, c))
-                .collect();
-        let mut delayed = Vec::new();
-        match self.chunk_faults.pop_front() {
-            None => {}
-            Some(ChunkFault::DropAll) => chunks.clear(),
-            Some(ChunkFault::Drop(indices)) => chunks.retain(|(i, _)| !indices.contains(i)),
-            Some(ChunkFault::Reverse) => chunks.reverse(),
-            Some(ChunkFault::Duplicate(indices)) => {
-                let dups: Vec<_> = chunks
-                    .iter()
-                    .filter(|(i, _)| indices.contains(i))
-                    .cloned()
-                    .collect();
-                chunks.extend(dups);
-            }
-            Some(ChunkFault::Delay(indices, by)) => {
-                let (late, now): (Vec<_>, Vec<_>) =
-                    chunks.into_iter().partition(|(i, _)| indices.contains(i));
-                chunks = now;
-                delayed = late
-                    .into_iter()
-                    .map(|(_, c)| (Instant::now() + by, Timed::Send(c)))
-                    .collect();
-            }
-        }
-        self.timed.extend(delayed);
-        for (_, chunk) in chunks {
+                .map(|(by, c)| (now + by, Timed::Send(c))),
+        );
+        for chunk in chunks {
             self.dispatch("GUILD_MEMBERS_CHUNK", &chunk).await?;
         }
         Ok(())
@@ -819,45 +753,17 @@ impl Conn {
     /// Sends one payload, compressed, applying any pending split or corruption.
     async fn send(&mut self, json: &str) -> Flow {
         let corrupt = std::mem::take(&mut self.corrupt_next);
-        if self.compression == Compression::None {
-            let text = if corrupt {
-                format!("{{{json}")
-            } else {
-                json.to_owned()
-            };
-            return self.ws.send(Message::text(text)).await.map_err(|_| Closed);
-        }
-        let mut bytes = Vec::new();
-        if self
-            .compressor
-            .compress(json.as_bytes(), &mut bytes)
-            .is_err()
-        {
-            return Err(Closed);
-        }
-        if corrupt && bytes.len() > 6 {
-            for b in &mut bytes[2..6] {
-                *b ^= 0x5a;
-            }
-        }
-        let len = bytes.len();
-        let mut points: Vec<usize> = (self.split_next.take().unwrap_or_default().into_iter())
-            .filter_map(|p| match p {
-                SplitAt::FromStart(n) => Some(n),
-                SplitAt::FromEnd(n) => len.checked_sub(n),
-            })
-            .filter(|&p| p > 0 && p < len)
-            .collect();
-        points.sort_unstable();
-        points.dedup();
-        let mut start = 0;
-        for end in points.into_iter().chain([bytes.len()]) {
-            let part = bytes[start..end].to_vec();
-            self.ws
-                .feed(Message::binary(part))
-                .await
-                .map_err(|_| Closed)?;
-            start = end;
+        let split = self.split_next.take().unwrap_or_default();
+        let messages = outbound::frames(
+            &mut self.compressor,
+            self.compression,
+            json,
+            corrupt,
+            &split,
+        )
+        .map_err(|_| Closed)?;
+        for message in messages {
+            self.ws.feed(message).await.map_err(|_| Closed)?;
         }
         self.ws.flush().await.map_err(|_| Closed)
     }
@@ -928,9 +834,4 @@ impl Conn {
             }
         });
     }
-}
-
-/// A JSON string literal.
-fn json_string(s: &str) -> String {
-    sonic_rs::to_string(s).unwrap_or_else(|_| "\"\"".to_owned())
 }

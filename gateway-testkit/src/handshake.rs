@@ -4,12 +4,15 @@
 //! A websocket upgrade goes on to the websocket handshake through a [`Replayed`] stream that serves
 //! the head again before the socket. On the way, a request line `GET ?v=10 HTTP/1.1` (sent by some
 //! clients, tungstenite among them, given `ws://host:port?v=10`) becomes `GET /?v=10`: the HTTP
-//! parser under the websocket server rejects the bare `?`, and Discord's edge accepts it.
+//! parser under the websocket server rejects the bare `?`, and Discord's edge accepts it. The
+//! upgrade's query string picks the compression, or the close code that refuses it.
 
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
+use gateway_codec::Compression;
+use gateway_model::CloseCode;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
@@ -114,6 +117,43 @@ fn fix_bare_query(buf: &mut Vec<u8>) {
     if buf.starts_with(BARE) {
         buf.insert(4, b'/');
     }
+}
+
+/// Reads the query string: the compression asked for, or the close code that rejects it and why.
+pub(crate) fn parse_query(query: &str) -> (Compression, Option<(u16, String)>) {
+    let mut version = None;
+    let mut encoding = None;
+    let mut compression = Compression::None;
+    let mut reject = None;
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        match key {
+            "v" => version = Some(value.to_owned()),
+            "encoding" => encoding = Some(value.to_owned()),
+            "compress" => match Compression::from_query_value(value) {
+                Some(c) => compression = c,
+                None => {
+                    reject = Some((
+                        CloseCode::DecodeError.as_u16(),
+                        format!("compress={value} is not zlib-stream or zstd-stream"),
+                    ));
+                }
+            },
+            _ => {}
+        }
+    }
+    if version.as_deref() != Some("10") {
+        reject = Some((
+            CloseCode::InvalidApiVersion.as_u16(),
+            format!("v={} is not 10", version.as_deref().unwrap_or("(none)")),
+        ));
+    } else if let Some(e) = encoding.as_deref().filter(|e| *e != "json") {
+        reject = Some((
+            CloseCode::DecodeError.as_u16(),
+            format!("encoding={e} is not json"),
+        ));
+    }
+    (compression, reject)
 }
 
 /// A TCP stream that first serves bytes already read from it.

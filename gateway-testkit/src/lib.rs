@@ -36,6 +36,7 @@ mod fault;
 mod handshake;
 mod inbound;
 mod members;
+mod outbound;
 mod payloads;
 mod record;
 mod rest;

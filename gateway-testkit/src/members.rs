@@ -1,8 +1,11 @@
 //! Answers to REQUEST_GUILD_MEMBERS: which members, cut into chunks of at most 1000.
 
+use std::time::Duration;
+
 use gateway_model::{MemberSelection, RequestGuildMembers, Snowflake, Status};
 use serde::Serialize;
 
+use crate::ChunkFault;
 use crate::payloads::{MemberJson, PresenceJson};
 use crate::world::{Guild, Member, World};
 
@@ -88,6 +91,66 @@ pub(crate) fn chunks(
             sonic_rs::to_string(&chunk).unwrap_or_default()
         })
         .collect()
+}
+
+#[derive(Serialize)]
+struct RateLimitedJson<'a> {
+    opcode: u8,
+    retry_after: f64,
+    meta: RateLimitedMetaJson<'a>,
+}
+
+#[derive(Serialize)]
+struct RateLimitedMetaJson<'a> {
+    guild_id: Snowflake,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    nonce: Option<&'a str>,
+}
+
+/// RATE_LIMITED's `d` for a full member request made again within the interval: retry `wait`
+/// later (seconds, to the millisecond).
+pub(crate) fn rate_limited_json(
+    guild_id: Snowflake,
+    nonce: Option<&str>,
+    wait: Duration,
+) -> String {
+    let json = RateLimitedJson {
+        opcode: 8,
+        retry_after: (wait.as_secs_f64() * 1000.0).round() / 1000.0,
+        meta: RateLimitedMetaJson { guild_id, nonce },
+    };
+    sonic_rs::to_string(&json).unwrap_or_default()
+}
+
+/// Applies a test's [`ChunkFault`] to the chunks answering one request: the chunks to send now,
+/// in order, and those to send after a delay.
+pub(crate) fn apply_fault(
+    chunks: Vec<String>,
+    fault: Option<ChunkFault>,
+) -> (Vec<String>, Vec<(Duration, String)>) {
+    let mut chunks: Vec<(u32, String)> = (0..).zip(chunks).collect();
+    let mut delayed = Vec::new();
+    match fault {
+        None => {}
+        Some(ChunkFault::DropAll) => chunks.clear(),
+        Some(ChunkFault::Drop(indices)) => chunks.retain(|(i, _)| !indices.contains(i)),
+        Some(ChunkFault::Reverse) => chunks.reverse(),
+        Some(ChunkFault::Duplicate(indices)) => {
+            let dups: Vec<_> = chunks
+                .iter()
+                .filter(|(i, _)| indices.contains(i))
+                .cloned()
+                .collect();
+            chunks.extend(dups);
+        }
+        Some(ChunkFault::Delay(indices, by)) => {
+            let (late, now): (Vec<_>, Vec<_>) =
+                chunks.into_iter().partition(|(i, _)| indices.contains(i));
+            chunks = now;
+            delayed = late.into_iter().map(|(_, c)| (by, c)).collect();
+        }
+    }
+    (chunks.into_iter().map(|(_, c)| c).collect(), delayed)
 }
 
 impl World {

@@ -1,0 +1,91 @@
+//! What one payload becomes on the wire: a text frame, or compressed bytes in one or more binary
+//! frames, with the faults a test asked for (corruption, splits) applied.
+
+use async_tungstenite::tungstenite::Message;
+use gateway_codec::{CompressError, Compression, Compressor};
+
+use crate::SplitAt;
+
+/// The websocket messages that carry `json`.
+///
+/// Without compression it is one text frame (`corrupt` breaks its JSON). With compression the
+/// stream's bytes for it are cut at `split` (points outside the bytes are ignored), and `corrupt`
+/// flips four of them.
+pub(crate) fn frames(
+    compressor: &mut Compressor,
+    compression: Compression,
+    json: &str,
+    corrupt: bool,
+    split: &[SplitAt],
+) -> Result<Vec<Message>, CompressError> {
+    if compression == Compression::None {
+        let text = if corrupt {
+            format!("{{{json}")
+        } else {
+            json.to_owned()
+        };
+        return Ok(vec![Message::text(text)]);
+    }
+    let mut bytes = Vec::new();
+    compressor.compress(json.as_bytes(), &mut bytes)?;
+    if corrupt && bytes.len() > 6 {
+        for b in &mut bytes[2..6] {
+            *b ^= 0x5a;
+        }
+    }
+    let len = bytes.len();
+    let mut points: Vec<usize> = split
+        .iter()
+        .filter_map(|p| match *p {
+            SplitAt::FromStart(n) => Some(n),
+            SplitAt::FromEnd(n) => len.checked_sub(n),
+        })
+        .filter(|&p| p > 0 && p < len)
+        .collect();
+    points.sort_unstable();
+    points.dedup();
+    let mut start = 0;
+    let mut messages = Vec::with_capacity(points.len() + 1);
+    for end in points.into_iter().chain([len]) {
+        messages.push(Message::binary(bytes[start..end].to_vec()));
+        start = end;
+    }
+    Ok(messages)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_cover_the_bytes_once_in_order() {
+        let mut compressor = Compressor::new(Compression::ZlibStream).unwrap();
+        let json = r#"{"op":11,"d":null}"#;
+        let whole = frames(
+            &mut Compressor::new(Compression::ZlibStream).unwrap(),
+            Compression::ZlibStream,
+            json,
+            false,
+            &[],
+        )
+        .unwrap();
+        let parts = frames(
+            &mut compressor,
+            Compression::ZlibStream,
+            json,
+            false,
+            &[
+                SplitAt::FromStart(2),
+                SplitAt::FromEnd(2),
+                SplitAt::FromStart(10_000),
+            ],
+        )
+        .unwrap();
+        assert_eq!(parts.len(), 3);
+        let joined: Vec<u8> = parts
+            .iter()
+            .flat_map(|m| m.clone().into_data().to_vec())
+            .collect();
+        assert_eq!(joined, whole[0].clone().into_data().to_vec());
+    }
+}
