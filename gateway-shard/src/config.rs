@@ -65,8 +65,12 @@ pub struct ShardConfig {
     pub seed: u64,
     /// Commands that may wait in the queue.
     pub queue_capacity: usize,
-    /// Events that may wait for the user before the shard stops reading (backpressure).
+    /// Events the channel to the user holds.
     pub event_buffer: usize,
+    /// Bytes of events (their payloads' `d`) that may wait for the user beyond the channel before
+    /// the shard stops reading the socket, so that TCP pushes back on the gateway. Heartbeats and
+    /// commands go on meanwhile, and the quiet is not taken for a zombie. Default 16 MiB.
+    pub event_buffer_bytes: usize,
     /// An HTTP proxy (`http://host:port`) to reach the gateway through with CONNECT.
     pub proxy: Option<String>,
     /// A session to resume instead of identifying, exported by [`Shard::close`](crate::Shard::close).
@@ -102,6 +106,7 @@ impl ShardConfig {
             seed: RandomState::new().hash_one(0u8),
             queue_capacity: 1024,
             event_buffer: 1024,
+            event_buffer_bytes: 16 << 20,
             proxy: None,
             resume: None,
             start_timeout: None,
@@ -109,6 +114,13 @@ impl ShardConfig {
             max_concurrency: 1,
             connect_limit: None,
         }
+    }
+
+    /// Sets how many bytes of events may wait for the user before the shard stops reading.
+    #[must_use]
+    pub fn with_event_buffer_bytes(mut self, bytes: usize) -> Self {
+        self.event_buffer_bytes = bytes;
+        self
     }
 
     /// Sets the identify queue and the bot's `max_concurrency`.

@@ -14,6 +14,7 @@ use crate::connect::{Socket, connect};
 use std::sync::Arc;
 
 use crate::identify::{BoxFuture, IdentifyError, IdentifyQueue};
+use crate::outbox::{Outbox, SMALL_EVENT};
 use crate::{
     Action, CommandError, PresenceUpdate, ResumeInfo, Session, SessionState, ShardError, ShardEvent,
 };
@@ -41,6 +42,8 @@ pub(crate) struct Status {
     pub(crate) user_id: Option<Snowflake>,
     pub(crate) queue_depth: usize,
     pub(crate) permits: usize,
+    pub(crate) buffered_bytes: usize,
+    pub(crate) peak_buffered_bytes: usize,
     pub(crate) resume: Option<ResumeInfo>,
     pub(crate) outcome: Option<Result<(), ShardError>>,
 }
@@ -56,6 +59,8 @@ impl Default for Status {
             user_id: None,
             queue_depth: 0,
             permits: 0,
+            buffered_bytes: 0,
+            peak_buffered_bytes: 0,
             resume: None,
             outcome: None,
         }
@@ -71,6 +76,8 @@ pub(crate) struct Settings {
     pub(crate) handshake_timeout: Duration,
     pub(crate) decoder: Decoder,
     pub(crate) max_message: usize,
+    /// Bytes of undelivered events past which the socket is not read.
+    pub(crate) event_budget: usize,
 }
 
 /// `Instant::now()` as tokio sees it, so that tests can pause the clock.
@@ -87,6 +94,51 @@ async fn next_message(
     }
 }
 
+/// Waits for an optional future; never completes while there is none.
+async fn wait<T>(slot: &mut Option<BoxFuture<'static, T>>) -> T {
+    match slot {
+        Some(f) => f.await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Opens a websocket: waits for a handshake slot, then connects within the handshake timeout.
+fn open(url: String, settings: &Settings) -> BoxFuture<'static, Result<Socket, String>> {
+    let limit = settings.connect_limit.clone();
+    let proxy = settings.proxy.clone();
+    let (timeout, max_message) = (settings.handshake_timeout, settings.max_message);
+    Box::pin(async move {
+        let _slot = match limit {
+            Some(limit) => Some(limit.acquire_owned().await.map_err(|e| e.to_string())?),
+            None => None,
+        };
+        match tokio::time::timeout(timeout, connect(&url, proxy.as_deref(), max_message)).await {
+            Ok(Ok(socket)) => Ok(socket),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err("websocket handshake timed out".to_owned()),
+        }
+    })
+}
+
+/// Sends a close frame and waits (2 s at most) for the close to finish.
+fn shut(mut socket: Socket, code: u16) -> BoxFuture<'static, ()> {
+    Box::pin(async move {
+        let frame = CloseFrame {
+            code: code.into(),
+            reason: "".into(),
+        };
+        match tokio::time::timeout(Duration::from_secs(2), socket.close(Some(frame))).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::debug!(error = %e, "close frame not delivered"),
+            Err(_) => tracing::debug!("close handshake timed out"),
+        }
+    })
+}
+
+/// Runs the session until it stops and every event it produced reached the user (or the user
+/// went away). Every wait is a branch of the one `select!`: reading, connecting, closing, the
+/// identify turn, timers, handle requests and event delivery, so that heartbeats and commands go
+/// on whatever else is slow.
 pub(crate) async fn run(
     mut session: Session,
     mut settings: Settings,
@@ -101,40 +153,27 @@ pub(crate) async fn run(
     );
     async move {
         let mut socket: Option<Socket> = None;
+        let mut connecting: Option<BoxFuture<'static, Result<Socket, String>>> = None;
+        let mut closing: Option<BoxFuture<'static, ()>> = None;
+        let mut turn: Option<BoxFuture<'static, Result<(), IdentifyError>>> = None;
+        let mut outbox = Outbox::new(settings.event_budget);
         let mut close_replies: Vec<oneshot::Sender<Option<ResumeInfo>>> = Vec::new();
         let mut control_open = true;
-        let mut turn: Option<BoxFuture<'static, Result<(), IdentifyError>>> = None;
+        let mut size = SMALL_EVENT;
         loop {
             while let Some(action) = session.poll_action() {
                 match action {
                     Action::Connect { url } => {
                         socket = None;
                         turn = None;
-                        let _handshake_slot = match &settings.connect_limit {
-                            Some(limit) => Arc::clone(limit).acquire_owned().await.ok(),
-                            None => None,
-                        };
                         if let Err(e) = settings.decoder.reset() {
                             tracing::error!(error = %e, "decoder reset failed");
                         }
-                        let attempt = tokio::time::timeout(
-                            settings.handshake_timeout,
-                            connect(&url, settings.proxy.as_deref(), settings.max_message),
-                        )
-                        .await;
-                        match attempt {
-                            Ok(Ok(s)) => {
-                                socket = Some(s);
-                                session.handle_connected(now());
-                            }
-                            Ok(Err(e)) => session.handle_connect_failed(now(), &e.to_string()),
-                            Err(_) => session.handle_connect_failed(now(), "websocket handshake timed out"),
-                        }
+                        connecting = Some(open(url, &settings));
                     }
                     Action::Close { code } => {
-                        if let Some(mut s) = socket.take() {
-                            let frame = CloseFrame { code: code.into(), reason: "".into() };
-                            let _ = tokio::time::timeout(Duration::from_secs(2), s.close(Some(frame))).await;
+                        if let Some(s) = socket.take() {
+                            closing = Some(shut(s, code));
                         }
                     }
                     Action::AwaitIdentify => {
@@ -155,23 +194,35 @@ pub(crate) async fn run(
                 }
             }
             while let Some(event) = session.poll_event() {
-                // Backpressure: a full event buffer holds the loop until the user reads.
-                let _ = events.send(event).await;
+                outbox.push(event, std::mem::replace(&mut size, SMALL_EVENT));
             }
+            outbox.deliver_ready(&events);
+            // Past the budget, stop reading: the gateway's TCP window fills and it waits; the
+            // quiet is not a zombie, and heartbeats go on.
+            session.set_reading_paused(now(), outbox.is_full());
             if session.state() != SessionState::WaitingToIdentify {
                 // The connection that waited is gone: give the place in the queue up.
                 turn = None;
             }
-            publish(&status, &mut session);
+            publish(&status, &mut session, &outbox);
             if !session.is_alive() {
-                // Actions were drained above, the final close frame included.
-                break;
+                // Whoever asked to close hears back now, even while events still wait for the user.
+                let resume = session.resume_info();
+                for reply in close_replies.drain(..) {
+                    // A handle that stopped waiting needs no answer.
+                    drop(reply.send(resume.clone()));
+                }
+                if outbox.is_empty() || events.is_closed() {
+                    // Actions were drained above, the final close frame included.
+                    break;
+                }
             }
             let deadline = session.poll_timeout().map(tokio::time::Instant::from_std);
+            let reading = socket.is_some() && !outbox.is_full();
             tokio::select! {
-                message = next_message(&mut socket) => match message {
-                    Some(Ok(Message::Text(text))) => decode(&mut session, &mut settings.decoder, text.as_bytes()),
-                    Some(Ok(Message::Binary(bytes))) => decode(&mut session, &mut settings.decoder, &bytes),
+                message = next_message(&mut socket), if reading => match message {
+                    Some(Ok(Message::Text(text))) => size = decode(&mut session, &mut settings.decoder, text.as_bytes()),
+                    Some(Ok(Message::Binary(bytes))) => size = decode(&mut session, &mut settings.decoder, &bytes),
                     Some(Ok(Message::Close(frame))) => {
                         socket = None;
                         session.handle_closed(now(), frame.map(|f| u16::from(f.code)));
@@ -195,12 +246,31 @@ pub(crate) async fn run(
                         session.handle_closed(now(), None);
                     }
                 },
+                opened = wait(&mut connecting), if connecting.is_some() => {
+                    connecting = None;
+                    match opened {
+                        // A connection the session gave up on meanwhile is dropped.
+                        Ok(s) if session.awaits_connection() => {
+                            socket = Some(s);
+                            session.handle_connected(now());
+                        }
+                        Ok(_) => {}
+                        Err(reason) => session.handle_connect_failed(now(), &reason),
+                    }
+                }
+                () = wait(&mut closing), if closing.is_some() => closing = None,
+                permit = events.reserve(), if !outbox.is_empty() => {
+                    if let (Ok(permit), Some(event)) = (permit, outbox.pop()) {
+                        permit.send(event);
+                    }
+                }
                 request = control.recv(), if control_open => match request {
                     Some(Control::Command(command, reply)) => {
-                        let _ = reply.send(session.queue_command(*command));
+                        // A handle that stopped waiting for the answer needs none.
+                        drop(reply.send(session.queue_command(*command)));
                     }
                     Some(Control::Presence(update, reply)) => {
-                        let _ = reply.send(session.update_presence(&update));
+                        drop(reply.send(session.update_presence(&update)));
                     }
                     Some(Control::Close(keep_resumable, reply)) => {
                         session.close(now(), keep_resumable);
@@ -213,7 +283,7 @@ pub(crate) async fn run(
                     }
                 },
                 () = sleep_until(deadline), if deadline.is_some() => session.handle_timeout(now()),
-                granted = wait_turn(&mut turn), if turn.is_some() => {
+                granted = wait(&mut turn), if turn.is_some() => {
                     turn = None;
                     match granted {
                         Ok(()) => session.identify_permitted(now()),
@@ -225,9 +295,8 @@ pub(crate) async fn run(
                 }
             }
         }
-        let resume = session.resume_info();
-        for reply in close_replies {
-            let _ = reply.send(resume.clone());
+        if let Some(closing) = closing {
+            closing.await;
         }
         tracing::info!(outcome = ?session.outcome(), "shard stopped");
     }
@@ -247,7 +316,7 @@ fn set<T: PartialEq>(slot: &mut T, value: T) -> bool {
 /// Publishes the session's status to the handles. Runs after every message, so it allocates
 /// nothing in the steady state (the exported session is rebuilt only when the session changes)
 /// and wakes waiters only for what they wait on: state, readiness, the user id, the outcome.
-fn publish(status: &watch::Sender<Status>, session: &mut Session) {
+fn publish(status: &watch::Sender<Status>, session: &mut Session, outbox: &Outbox) {
     let permits = session.permits(now());
     status.send_if_modified(|st| {
         let mut wake = set(&mut st.state, session.state());
@@ -264,6 +333,8 @@ fn publish(status: &watch::Sender<Status>, session: &mut Session) {
         st.latency = session.heartbeat_latency();
         st.queue_depth = session.queue_depth();
         st.permits = permits;
+        st.buffered_bytes = outbox.bytes();
+        st.peak_buffered_bytes = outbox.peak();
         match (&mut st.resume, session.session_id()) {
             (Some(resume), Some(id)) if resume.session_id == id => {
                 resume.sequence = session.sequence().unwrap_or(0);
@@ -274,15 +345,6 @@ fn publish(status: &watch::Sender<Status>, session: &mut Session) {
     });
 }
 
-async fn wait_turn(
-    turn: &mut Option<BoxFuture<'static, Result<(), IdentifyError>>>,
-) -> Result<(), IdentifyError> {
-    match turn {
-        Some(f) => f.await,
-        None => std::future::pending().await,
-    }
-}
-
 async fn sleep_until(deadline: Option<tokio::time::Instant>) {
     match deadline {
         Some(d) => tokio::time::sleep_until(d).await,
@@ -290,11 +352,21 @@ async fn sleep_until(deadline: Option<tokio::time::Instant>) {
     }
 }
 
-fn decode(session: &mut Session, decoder: &mut Decoder, bytes: &[u8]) {
-    match decoder.push(bytes) {
-        Ok(Some(payload)) => session.handle_payload(now(), &payload),
-        Ok(None) => {}
-        Err(e) => session.handle_decode_error(now(), &e),
-    }
+/// Feeds one websocket message to the session; returns what the event it yields, if any, is
+/// counted as in the outbox (the payload's `d`).
+fn decode(session: &mut Session, decoder: &mut Decoder, bytes: &[u8]) -> usize {
+    let size = match decoder.push(bytes) {
+        Ok(Some(payload)) => {
+            let size = payload.data.map_or(0, str::len) + SMALL_EVENT;
+            session.handle_payload(now(), &payload);
+            size
+        }
+        Ok(None) => SMALL_EVENT,
+        Err(e) => {
+            session.handle_decode_error(now(), &e);
+            SMALL_EVENT
+        }
+    };
     decoder.trim();
+    size
 }

@@ -46,6 +46,7 @@ mod error;
 mod event;
 mod group;
 pub mod identify;
+mod outbox;
 mod presence;
 mod ratelimit;
 mod resume;

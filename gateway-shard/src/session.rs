@@ -117,6 +117,7 @@ pub struct Session {
     backoff: BackoffState,
 
     connection_open: bool,
+    reading_paused: bool,
     announced: bool,
     events: VecDeque<ShardEvent>,
     actions: VecDeque<Action>,
@@ -179,6 +180,7 @@ impl Session {
             presence: PresenceState::initial(&config.initial_presence),
             backoff: BackoffState::new(config.backoff),
             connection_open: false,
+            reading_paused: false,
             announced: false,
             events: VecDeque::new(),
             actions: VecDeque::new(),
@@ -250,6 +252,25 @@ impl Session {
         })
     }
 
+    /// Whether the session waits for the websocket it asked for with [`Action::Connect`]: a
+    /// connection that opens when this is false was given up on, and must be dropped.
+    pub fn awaits_connection(&self) -> bool {
+        matches!(self.phase, Phase::Connecting { .. })
+    }
+
+    /// The driver stopped (or resumed) reading the socket because the user is behind. While it
+    /// is paused, unread ACKs and a READY or RESUMED still in the socket are not timeouts: the
+    /// quiet is ours, not a zombie's. Heartbeats go on.
+    ///
+    /// When reading resumes, the ACK of the last heartbeat may still sit behind the backlog: it is
+    /// given one more interval, as the next heartbeat's.
+    pub fn set_reading_paused(&mut self, _now: Instant, paused: bool) {
+        if self.reading_paused && !paused {
+            self.awaiting_ack = false;
+        }
+        self.reading_paused = paused;
+    }
+
     /// Commands waiting to be sent.
     pub fn queue_depth(&self) -> usize {
         self.queue.len()
@@ -307,6 +328,7 @@ impl Session {
     pub fn poll_timeout(&self) -> Option<Instant> {
         let phase = match self.phase {
             Phase::Idle { connect_at } => Some(connect_at),
+            Phase::Handshaking { .. } if self.reading_paused => None,
             Phase::Connecting { deadline, .. }
             | Phase::AwaitingHello { deadline, .. }
             | Phase::Handshaking { deadline, .. } => Some(deadline),
@@ -338,7 +360,7 @@ impl Session {
             Phase::AwaitingHello { deadline, .. } if now >= deadline => {
                 self.lost(now, Some(4000), "no HELLO in time", Reconnect::Resume);
             }
-            Phase::Handshaking { deadline, .. } if now >= deadline => {
+            Phase::Handshaking { deadline, .. } if now >= deadline && !self.reading_paused => {
                 self.lost(
                     now,
                     Some(4000),
@@ -353,7 +375,7 @@ impl Session {
             && self.connection_open
         {
             {
-                if self.awaiting_ack {
+                if self.awaiting_ack && !self.reading_paused {
                     tracing::warn!(
                         shard = self.shard.number(),
                         "no heartbeat ACK since the last heartbeat: zombied connection"

@@ -95,6 +95,7 @@ impl Shard {
             handshake_timeout: config.timeouts.handshake,
             decoder,
             max_message: config.limits.max_message_size,
+            event_budget: config.event_buffer_bytes,
         };
         tokio::spawn(driver::run(
             session, settings, events_tx, control_rx, status_tx,
@@ -191,6 +192,13 @@ impl Shard {
     /// The session as it would be exported now.
     pub fn resume_info(&self) -> Option<ResumeInfo> {
         self.status.borrow().resume.clone()
+    }
+
+    /// Bytes of events waiting for the user beyond the channel now, and the most that ever
+    /// waited (see [`ShardConfig::event_buffer_bytes`](crate::ShardConfig::event_buffer_bytes)).
+    pub fn buffered_event_bytes(&self) -> (usize, usize) {
+        let status = self.status.borrow();
+        (status.buffered_bytes, status.peak_buffered_bytes)
     }
 
     /// Commands waiting to be sent.

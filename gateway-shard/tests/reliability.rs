@@ -98,3 +98,71 @@ async fn a_dispatch_that_does_not_type_is_delivered_raw() {
     assert!(matches!(&bad.event, DispatchEvent::Other(raw) if &*raw.name == "GUILD_CREATE"));
     shard.close(false).await;
 }
+
+/// The user stops reading for 5 minutes (of paused time) while the gateway sends 50,000 events:
+/// the shard buffers up to its byte budget, then stops reading the socket; heartbeats go on, the
+/// quiet is not taken for a zombie, and afterwards every event arrives, in order, on the same
+/// session.
+#[tokio::test(start_paused = true)]
+async fn a_slow_consumer_loses_nothing_and_heartbeats_go_on() {
+    const EVENTS: u64 = 50_000;
+    const BUDGET: usize = 256 * 1024;
+    let gw = FakeGateway::start_with(
+        GatewayConfig {
+            identify_window: Duration::ZERO,
+            heartbeat_interval: Duration::from_secs(5),
+            world: WorldConfig::uniform(1, 1, 5),
+            ..GatewayConfig::default()
+        },
+        0,
+    )
+    .await
+    .unwrap();
+    let mut config = config(&gw, Compression::ZlibStream).with_event_buffer_bytes(BUDGET);
+    config.event_buffer = 16;
+    let (shard, mut events) = Shard::start(config).await.unwrap();
+    until(&mut events, |e| matches!(e, ShardEvent::Dispatch(_))).await;
+    let connection = gw.shard_connection(0).unwrap();
+    let pad = "x".repeat(200);
+    for i in 0..EVENTS {
+        connection.dispatch("TESTKIT_EVENT", format!(r#"{{"i":{i},"pad":"{pad}"}}"#));
+    }
+    let heartbeats_before = gw.stats().heartbeats;
+    // The consumer stops for 5 minutes.
+    tokio::time::sleep(Duration::from_secs(300)).await;
+    let (_, peak) = shard.buffered_event_bytes();
+    assert!(peak > 0, "events waited");
+    assert!(
+        peak <= BUDGET + 4096,
+        "peak {peak} bytes over the budget of {BUDGET}"
+    );
+    let mut next_i = 0;
+    let mut last_seq = 0;
+    while next_i < EVENTS {
+        match until(&mut events, |_| true).await {
+            ShardEvent::Dispatch(d) => {
+                assert!(d.seq > last_seq, "in order");
+                last_seq = d.seq;
+                if let DispatchEvent::Other(raw) = &d.event
+                    && &*raw.name == "TESTKIT_EVENT"
+                {
+                    let text = raw.data.get();
+                    let i: u64 = text["{\"i\":".len()..text.find(',').unwrap()]
+                        .parse()
+                        .unwrap();
+                    assert_eq!(i, next_i, "no gap, no repeat");
+                    next_i += 1;
+                }
+            }
+            ShardEvent::Disconnected { code, reason, .. } => {
+                panic!("disconnected ({code:?}, {reason}) after {next_i} events")
+            }
+            _ => {}
+        }
+    }
+    // Heartbeats went on while the user was away: 300 s at 5 s, whatever the server read late.
+    let sent = gw.stats().heartbeats - heartbeats_before;
+    assert!(sent >= 50, "{sent} heartbeats in 5 minutes");
+    assert!(shard.is_connected());
+    shard.close(false).await;
+}
