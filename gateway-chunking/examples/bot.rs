@@ -108,7 +108,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut tracker_config = TrackerConfig::new(shards, 0..shards, intents);
     tracker_config.auto_chunk = chunk;
     let mut announced = std::collections::BTreeSet::new();
-    let group = ShardGroup::start(
+    let mut said = BTreeMap::new();
+    // `--for` counts from here: it holds while the shards start, too.
+    let deadline = args
+        .run_for
+        .map(|s| tokio::time::Instant::now() + Duration::from_secs(s));
+    let start = ShardGroup::start(
         ShardGroupConfig::new(config, shards, max_concurrency),
         |p| {
             let line: String = p
@@ -131,9 +136,28 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                     );
                 }
             }
+            // Why a shard is not up yet: a refused handshake, a close code and its reason.
+            for (id, failure) in &p.failures {
+                if said.insert(*id, failure.clone()).as_ref() != Some(failure) {
+                    println!(
+                        "[{:>5.1}s] shard {id}: {failure}",
+                        started.elapsed().as_secs_f64()
+                    );
+                }
+            }
         },
-    )
-    .await;
+    );
+    let group = tokio::select! {
+        group = start => group,
+        () = until(deadline) => {
+            println!("stopped after {:.1?} while starting (--for)", started.elapsed());
+            std::process::exit(1);
+        }
+        _ = tokio::signal::ctrl_c() => {
+            println!("stopped while starting (Ctrl-C)");
+            std::process::exit(1);
+        }
+    };
     let (group, events) = match group {
         Ok(g) => g,
         Err(e) => {
@@ -160,19 +184,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         chunk_totals: [0; 3],
         requests_complete: 0,
     };
-    let deadline = args
-        .run_for
-        .map(|s| tokio::time::Instant::now() + Duration::from_secs(s));
     loop {
-        let stop = async {
-            match deadline {
-                Some(d) => tokio::time::sleep_until(d).await,
-                None => std::future::pending().await,
-            }
-        };
         tokio::select! {
             _ = tokio::signal::ctrl_c() => break,
-            () = stop => break,
+            () = until(deadline) => break,
             event = events.next() => match event {
                 Some(TrackedEvent::Shard(shard, event)) => record(&mut summary, shard, &event, args.quiet),
                 Some(TrackedEvent::Chunk(event)) => record_chunking(&mut summary, &event, args.quiet),
@@ -278,6 +293,9 @@ fn record(summary: &mut Summary, shard: u32, event: &ShardEvent, quiet: bool) {
             }
             let code = code.map_or("no code".into(), |c| c.to_string());
             format!("[shard {shard}] disconnected ({code}): {reason}; next: {next:?}")
+        }
+        ShardEvent::ConnectFailed { reason, retry_in } => {
+            format!("[shard {shard}] could not connect: {reason}; retrying in {retry_in:.1?}")
         }
         ShardEvent::HeartbeatAck { latency } => {
             summary.latencies.push(*latency);
@@ -481,5 +499,13 @@ fn print_summary(
     println!("events by type:");
     for (name, count) in &summary.events {
         println!("  {name:<24} {count}");
+    }
+}
+
+/// Waits until `deadline`, or forever without one.
+async fn until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
     }
 }

@@ -5,7 +5,9 @@ use std::sync::Once;
 
 use async_tungstenite::WebSocketStream;
 use async_tungstenite::tokio::ClientStream;
+use async_tungstenite::tungstenite::client::IntoClientRequest;
 use async_tungstenite::tungstenite::http::Uri;
+use async_tungstenite::tungstenite::http::header::{HeaderValue, USER_AGENT};
 use async_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -52,6 +54,14 @@ fn host_port(uri: &Uri) -> Result<(String, u16), ConnectError> {
     Ok((host, port))
 }
 
+/// The `User-Agent` of the websocket handshake, in the form Discord asks of bot libraries
+/// (`DiscordBot ($url, $version)`); some gateways refuse a handshake without one.
+pub const USER_AGENT_VALUE: &str = concat!(
+    "DiscordBot (https://github.com/gateway-rs/gateway, ",
+    env!("CARGO_PKG_VERSION"),
+    ")"
+);
+
 /// Opens `url` (`ws://` or `wss://`), through `proxy` (`http://host:port`) if given.
 pub(crate) async fn connect(
     url: &str,
@@ -67,7 +77,9 @@ pub(crate) async fn connect(
             .map_err(|e| ConnectError::Tcp(format!("{host}:{port}"), e))?,
         Some(proxy) => through_proxy(proxy, &host, port).await?,
     };
-    let _ = tcp.set_nodelay(true);
+    if let Err(e) = tcp.set_nodelay(true) {
+        tracing::debug!(error = %e, "set_nodelay");
+    }
     // tungstenite's defaults (a 128 KiB read buffer, 128 KiB of write batching) cost more per
     // connection than the whole decoder; gateway messages are small and each is flushed at once.
     let config = WebSocketConfig::default()
@@ -75,8 +87,12 @@ pub(crate) async fn connect(
         .write_buffer_size(0)
         .max_message_size(Some(max_message))
         .max_frame_size(Some(max_message));
+    let mut request = url.into_client_request()?;
+    request
+        .headers_mut()
+        .insert(USER_AGENT, HeaderValue::from_static(USER_AGENT_VALUE));
     let (socket, _) =
-        async_tungstenite::tokio::client_async_tls_with_config(url, tcp, Some(config)).await?;
+        async_tungstenite::tokio::client_async_tls_with_config(request, tcp, Some(config)).await?;
     Ok(socket)
 }
 

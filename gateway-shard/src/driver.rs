@@ -44,6 +44,7 @@ pub(crate) struct Status {
     pub(crate) permits: usize,
     pub(crate) buffered_bytes: usize,
     pub(crate) peak_buffered_bytes: usize,
+    pub(crate) last_failure: Option<String>,
     pub(crate) resume: Option<ResumeInfo>,
     pub(crate) outcome: Option<Result<(), ShardError>>,
 }
@@ -61,6 +62,7 @@ impl Default for Status {
             permits: 0,
             buffered_bytes: 0,
             peak_buffered_bytes: 0,
+            last_failure: None,
             resume: None,
             outcome: None,
         }
@@ -325,6 +327,10 @@ fn publish(status: &watch::Sender<Status>, session: &mut Session, outbox: &Outbo
         let ready_once = st.ready_once || session.is_connected();
         wake |= set(&mut st.ready_once, ready_once);
         wake |= set(&mut st.user_id, session.user_id());
+        if st.last_failure.as_deref() != session.last_failure() {
+            st.last_failure = session.last_failure().map(str::to_owned);
+            wake = true;
+        }
         if st.outcome.is_none() && session.outcome().is_some() {
             st.outcome = session.outcome().cloned();
             wake = true;

@@ -43,6 +43,14 @@ pub enum ShardEvent {
         /// Time from the heartbeat to its ACK.
         latency: Duration,
     },
+    /// The websocket could not be opened (refused, timed out, or the handshake answered with an
+    /// HTTP error); the shard tries again after `retry_in`.
+    ConnectFailed {
+        /// Why, as the transport said it.
+        reason: String,
+        /// When the next attempt starts.
+        retry_in: Duration,
+    },
     /// The connection ended.
     Disconnected {
         /// The close code, if the gateway (or this shard) closed with one.

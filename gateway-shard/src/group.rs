@@ -92,6 +92,9 @@ pub struct StartProgress {
     pub total: usize,
     /// Each shard's state.
     pub shards: Vec<(u32, SessionState)>,
+    /// Why shards that are not up failed last (a refused connection, a close code and reason),
+    /// so that a start that does not progress says why.
+    pub failures: Vec<(u32, String)>,
 }
 
 /// Running shards, with one merged event stream tagged by shard id.
@@ -222,10 +225,15 @@ impl ShardGroup {
                 .iter()
                 .filter(|(_, w)| w.borrow().ready_once)
                 .count();
+            let failures = watches
+                .iter()
+                .filter_map(|(id, w)| w.borrow().last_failure.clone().map(|f| (*id, f)))
+                .collect();
             let report = StartProgress {
                 ready,
                 total: watches.len(),
                 shards,
+                failures,
             };
             if last.as_ref() != Some(&report) {
                 progress(&report);

@@ -55,6 +55,7 @@ mod shard;
 
 pub use backoff::Backoff;
 pub use config::{DISCORD_GATEWAY, ShardConfig, Timeouts};
+pub use connect::USER_AGENT_VALUE;
 pub use error::{CommandError, ShardError};
 pub use event::{Reconnect, ShardEvent};
 pub use group::{

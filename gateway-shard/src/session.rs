@@ -118,6 +118,7 @@ pub struct Session {
 
     connection_open: bool,
     reading_paused: bool,
+    last_failure: Option<String>,
     announced: bool,
     events: VecDeque<ShardEvent>,
     actions: VecDeque<Action>,
@@ -181,6 +182,7 @@ impl Session {
             backoff: BackoffState::new(config.backoff),
             connection_open: false,
             reading_paused: false,
+            last_failure: None,
             announced: false,
             events: VecDeque::new(),
             actions: VecDeque::new(),
@@ -269,6 +271,11 @@ impl Session {
             self.awaiting_ack = false;
         }
         self.reading_paused = paused;
+    }
+
+    /// Why the last connection attempt or session failed, until a session is up again.
+    pub fn last_failure(&self) -> Option<&str> {
+        self.last_failure.as_deref()
     }
 
     /// Commands waiting to be sent.
@@ -418,6 +425,11 @@ impl Session {
             }
             let delay = self.backoff.next_unreachable(&mut self.rng);
             tracing::debug!(shard = self.shard.number(), ?delay, "reconnecting after");
+            self.last_failure = Some(format!("connect failed: {reason}"));
+            self.events.push_back(ShardEvent::ConnectFailed {
+                reason: reason.to_owned(),
+                retry_in: delay,
+            });
             self.phase = Phase::Idle {
                 connect_at: now + delay,
             };
@@ -755,6 +767,7 @@ impl Session {
                 self.resume_url_failed = false;
                 self.user_id = Some(ready.user.id);
                 self.phase = Phase::Connected { since: now };
+                self.last_failure = None;
                 tracing::info!(
                     shard = self.shard.number(),
                     guilds = ready.guilds.len(),
@@ -768,6 +781,7 @@ impl Session {
                     _ => 0,
                 };
                 self.phase = Phase::Connected { since: now };
+                self.last_failure = None;
                 tracing::info!(shard = self.shard.number(), replayed, "resumed");
                 self.events.push_back(ShardEvent::Resumed { replayed });
             }
@@ -809,6 +823,12 @@ impl Session {
         }
         let announced = std::mem::take(&mut self.announced);
         let mut reason = reason.to_owned();
+        if !matches!(self.phase, Phase::Connected { .. }) && next != Reconnect::Stop {
+            self.last_failure = Some(match code {
+                Some(code) => format!("closed with {code}: {reason}"),
+                None => reason.clone(),
+            });
+        }
         let had_connection = matches!(
             self.phase,
             Phase::AwaitingHello { .. }

@@ -166,3 +166,43 @@ async fn a_slow_consumer_loses_nothing_and_heartbeats_go_on() {
     assert!(shard.is_connected());
     shard.close(false).await;
 }
+
+/// The handshake says who is connecting, as Discord asks of bot libraries; gateways such as
+/// Spacebar refuse a handshake without a User-Agent.
+#[tokio::test]
+async fn the_handshake_sends_a_discordbot_user_agent() {
+    let gw = gateway().await;
+    let (shard, _events) = Shard::start(config(&gw, Compression::None)).await.unwrap();
+    let agent = gw.connections()[0].user_agent.clone().unwrap_or_default();
+    assert!(agent.starts_with("DiscordBot (https://"), "{agent}");
+    assert_eq!(agent, gateway_shard::USER_AGENT_VALUE);
+    shard.close(false).await;
+}
+
+/// A gateway that cannot be reached: the user hears why, as events, while the shard keeps trying
+/// within the unreachable cap.
+#[tokio::test(start_paused = true)]
+async fn refused_connections_reach_the_user_with_their_reason() {
+    // A port nothing listens on: bind one, then let it go.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let refused = ShardConfig::new(Token::new("t"), Intents::GUILDS)
+        .with_gateway_url(format!("ws://127.0.0.1:{port}"))
+        .with_seed(1);
+    let (shard, mut events) = Shard::spawn(refused).unwrap();
+    for _ in 0..3 {
+        let e = until(&mut events, |e| {
+            matches!(e, ShardEvent::ConnectFailed { .. })
+        })
+        .await;
+        let ShardEvent::ConnectFailed { reason, retry_in } = e else {
+            unreachable!()
+        };
+        assert!(reason.contains("TCP connect"), "{reason}");
+        assert!(retry_in <= Duration::from_secs(8));
+    }
+    shard.close(false).await;
+}

@@ -59,9 +59,15 @@ struct Conn {
 /// Serves one websocket connection, from its handshake (due by `deadline`) until it ends.
 pub(crate) async fn run(shared: Arc<Shared>, stream: Replayed, id: u64, deadline: Instant) {
     let mut uri = None;
+    let mut user_agent = None;
     #[allow(clippy::result_large_err)] // the error type is tungstenite's callback signature
     let callback = |req: &Request, resp: Response| {
         uri = Some(req.uri().clone());
+        user_agent = req
+            .headers()
+            .get("user-agent")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
         Ok(resp)
     };
     // Frames are refused from their header when over the limit, before they are buffered.
@@ -103,6 +109,7 @@ pub(crate) async fn run(shared: Arc<Shared>, stream: Replayed, id: u64, deadline
                 open: true,
                 closed_with: None,
                 accepted_at: shared.elapsed(),
+                user_agent: user_agent.clone(),
             },
             limit,
         );

@@ -56,6 +56,8 @@ pub struct ConnectionInfo {
     pub closed_with: Option<u16>,
     /// When it was accepted (time since the server started).
     pub accepted_at: Duration,
+    /// The handshake's `User-Agent`, if it sent one.
+    pub user_agent: Option<String>,
 }
 
 /// Counters (served as JSON at `GET /testkit/stats`).
