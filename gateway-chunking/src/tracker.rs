@@ -223,6 +223,8 @@ pub struct Tracker {
     requests: BTreeMap<String, Request>,
     startups: BTreeMap<u32, Startup>,
     delayed: Vec<Delayed>,
+    /// Shards between a disconnect and their next READY or RESUMED: their due requests wait.
+    down: BTreeSet<u32>,
     last_full_request: BTreeMap<Snowflake, Instant>,
     commands: VecDeque<(u32, RequestGuildMembers)>,
     events: VecDeque<ChunkEvent>,
@@ -243,6 +245,7 @@ impl Tracker {
             requests: BTreeMap::new(),
             startups: BTreeMap::new(),
             delayed: Vec::new(),
+            down: BTreeSet::new(),
             last_full_request: BTreeMap::new(),
             commands: VecDeque::new(),
             events: VecDeque::new(),
@@ -370,12 +373,18 @@ impl Tracker {
                 _ => {}
             },
             ShardEvent::Disconnected { next, .. } => self.handle_disconnect(shard, *next, now),
+            ShardEvent::Resumed { .. } => self.handle_resumed(shard, now),
             _ => {}
         }
     }
 
     /// READY: chunking of the shard's guilds starts (replacing any earlier startup of the shard).
+    ///
+    /// A new session sends every guild again, so requests still held for the shard from an
+    /// earlier session are dropped: the new GUILD_CREATEs schedule them once.
     pub fn handle_ready(&mut self, shard: u32, ready: &Ready, now: Instant) {
+        self.down.remove(&shard);
+        self.delayed.retain(|d| d.shard != shard);
         if self.startups.contains_key(&shard) {
             // A re-identify mid-chunking: the earlier startup ends with what it has.
             self.finish_startup(shard, now, true);
@@ -506,11 +515,24 @@ impl Tracker {
         for nonce in open {
             self.finish(&nonce, Outcome::Interrupted, now);
         }
-        if next == Reconnect::Stop {
-            self.delayed.retain(|d| d.shard != shard);
-            if self.startups.contains_key(&shard) {
-                self.finish_startup(shard, now, true);
+        self.down.insert(shard);
+        match next {
+            Reconnect::Stop => {
+                self.delayed.retain(|d| d.shard != shard);
+                if self.startups.contains_key(&shard) {
+                    self.finish_startup(shard, now, true);
+                }
             }
+            // A new session is coming: its GUILD_CREATEs will ask again, once.
+            Reconnect::Reidentify => self.delayed.retain(|d| d.shard != shard),
+            Reconnect::Resume => {}
+        }
+    }
+
+    /// RESUMED: the shard's session goes on; requests held while it was down may go out.
+    pub fn handle_resumed(&mut self, shard: u32, now: Instant) {
+        if self.down.remove(&shard) {
+            self.handle_timeout(now);
         }
     }
 
@@ -563,9 +585,12 @@ impl Tracker {
             }
             self.check_startup(shard, now);
         }
+        // A shard that is down sends nothing: its due requests wait for READY (which drops them)
+        // or RESUMED.
+        let down = &self.down;
         let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.delayed)
             .into_iter()
-            .partition(|d| d.at <= now);
+            .partition(|d| d.at <= now && !down.contains(&d.shard));
         self.delayed = later;
         for d in due {
             self.auto_request(d.shard, d.guild, d.tries, now);
@@ -587,7 +612,13 @@ impl Tracker {
     /// When [`handle_timeout`](Self::handle_timeout) must be called next.
     pub fn poll_timeout(&self) -> Option<Instant> {
         let requests = self.requests.values().map(|r| r.deadline).min();
-        let delayed = self.delayed.iter().map(|d| d.at).min();
+        // Requests held for a shard that is down wake nobody: RESUMED or READY decides.
+        let delayed = self
+            .delayed
+            .iter()
+            .filter(|d| !self.down.contains(&d.shard))
+            .map(|d| d.at)
+            .min();
         let startups = self
             .startups
             .values()

@@ -478,3 +478,63 @@ fn hostile_retry_after_and_chunk_count_neither_panic_nor_grow() {
     assert_eq!(finished[0].outcome, Outcome::Complete);
     assert_eq!(finished[0].out_of_range_chunks, 2);
 }
+
+/// Quick re-identifies while a full request waits out the 30 s window: the new session asks for
+/// the guild once, never twice (once for the held request, once for its own GUILD_CREATE).
+#[test]
+fn a_held_request_never_doubles_after_a_reidentify() {
+    let mut h = H::new(1, true);
+    let g = guild_on(0, 1, 1);
+    // Session 1: the guild is chunked at t = 0.
+    h.t.handle_ready(0, &ready(&[g]), h.now);
+    h.t.handle_guild_create(0, &create(g, true), h.now);
+    h.drain();
+    let nonce = h.nonce_for(g);
+    h.t.handle_chunk(0, &chunk(g, &nonce, 0, 1), h.now);
+    // Session 2 at t = 2: its GUILD_CREATE waits for the window (t = 30).
+    h.advance(Duration::from_secs(2));
+    h.t.handle_disconnect(0, Reconnect::Reidentify, h.now);
+    h.t.handle_ready(0, &ready(&[g]), h.now);
+    h.t.handle_guild_create(0, &create(g, true), h.now);
+    h.drain();
+    assert_eq!(h.sent.len(), 1);
+    // Session 3: a disconnect at t = 10, and READY only at t = 31.
+    h.advance(Duration::from_secs(8));
+    h.t.handle_disconnect(0, Reconnect::Resume, h.now);
+    h.advance(Duration::from_secs(20));
+    assert_eq!(h.sent.len(), 1, "nothing is sent while the shard is down");
+    h.t.handle_disconnect(0, Reconnect::Reidentify, h.now);
+    h.advance(Duration::from_secs(1));
+    h.t.handle_ready(0, &ready(&[g]), h.now);
+    h.t.handle_guild_create(0, &create(g, true), h.now);
+    h.drain();
+    h.advance(Duration::from_secs(120));
+    let requests_in_session_3 = h.sent.len() - 1;
+    assert_eq!(requests_in_session_3, 1, "one full download per session");
+}
+
+/// A request held while the shard is down goes out once it resumes.
+#[test]
+fn a_held_request_goes_out_after_resumed() {
+    let mut h = H::new(1, true);
+    let g = guild_on(0, 1, 1);
+    h.t.handle_ready(0, &ready(&[g]), h.now);
+    h.t.handle_guild_create(0, &create(g, true), h.now);
+    h.drain();
+    let nonce = h.nonce_for(g);
+    let limited = RateLimited {
+        opcode: OpCode::RequestGuildMembers,
+        retry_after: 5.0,
+        meta: RateLimitedMeta::RequestGuildMembers {
+            guild_id: g,
+            nonce: Some(nonce),
+        },
+    };
+    h.t.handle_rate_limited(0, &limited, h.now);
+    h.t.handle_disconnect(0, Reconnect::Resume, h.now);
+    h.advance(Duration::from_secs(60));
+    assert_eq!(h.sent.len(), 1, "held while down");
+    h.t.handle_resumed(0, h.now);
+    h.drain();
+    assert_eq!(h.sent.len(), 2);
+}
