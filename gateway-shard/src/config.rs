@@ -84,6 +84,9 @@ pub struct ShardConfig {
     pub max_concurrency: u32,
     /// Limits simultaneous websocket handshakes across the shards that share it.
     pub connect_limit: Option<Arc<tokio::sync::Semaphore>>,
+    /// Certificates trusted for `wss://` besides the webpki roots (Mozilla's), for a gateway or
+    /// proxy with a private CA. Certificates are always verified. Default: none.
+    pub tls_roots: Vec<rustls::pki_types::CertificateDer<'static>>,
 }
 
 impl ShardConfig {
@@ -113,7 +116,16 @@ impl ShardConfig {
             identify_queue: Arc::new(LocalIdentifyQueue::new()),
             max_concurrency: 1,
             connect_limit: None,
+            tls_roots: Vec::new(),
         }
+    }
+
+    /// Trusts `root` for `wss://` as well as the webpki roots: for a gateway behind a private CA
+    /// (or a self-signed test certificate). Verification itself is never turned off.
+    #[must_use]
+    pub fn with_tls_root(mut self, root: rustls::pki_types::CertificateDer<'static>) -> Self {
+        self.tls_roots.push(root);
+        self
     }
 
     /// Sets how many bytes of events may wait for the user before the shard stops reading.

@@ -62,11 +62,35 @@ pub const USER_AGENT_VALUE: &str = concat!(
     ")"
 );
 
-/// Opens `url` (`ws://` or `wss://`), through `proxy` (`http://host:port`) if given.
+/// A TLS connector that trusts the webpki roots and `extra`; `None` when there is nothing extra
+/// (the websocket crate's own connector then uses the webpki roots).
+pub(crate) fn tls_connector(
+    extra: &[rustls::pki_types::CertificateDer<'static>],
+) -> Result<Option<tokio_rustls::TlsConnector>, rustls::Error> {
+    if extra.is_empty() {
+        return Ok(None);
+    }
+    install_crypto_provider();
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    for root in extra {
+        roots.add(root.clone())?;
+    }
+    let config = rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Some(tokio_rustls::TlsConnector::from(std::sync::Arc::new(
+        config,
+    ))))
+}
+
+/// Opens `url` (`ws://` or `wss://`), through `proxy` (`http://host:port`) if given, with `tls`
+/// for `wss://` (the webpki roots when `None`).
 pub(crate) async fn connect(
     url: &str,
     proxy: Option<&str>,
     max_message: usize,
+    tls: Option<tokio_rustls::TlsConnector>,
 ) -> Result<Socket, ConnectError> {
     install_crypto_provider();
     let uri: Uri = url.parse().map_err(|_| ConnectError::Url(url.to_owned()))?;
@@ -91,8 +115,13 @@ pub(crate) async fn connect(
     request
         .headers_mut()
         .insert(USER_AGENT, HeaderValue::from_static(USER_AGENT_VALUE));
-    let (socket, _) =
-        async_tungstenite::tokio::client_async_tls_with_config(request, tcp, Some(config)).await?;
+    let (socket, _) = async_tungstenite::tokio::client_async_tls_with_connector_and_config(
+        request,
+        tcp,
+        tls,
+        Some(config),
+    )
+    .await?;
     Ok(socket)
 }
 

@@ -80,6 +80,8 @@ pub(crate) struct Settings {
     pub(crate) max_message: usize,
     /// Bytes of undelivered events past which the socket is not read.
     pub(crate) event_budget: usize,
+    /// The TLS connector when extra roots are trusted.
+    pub(crate) tls: Option<tokio_rustls::TlsConnector>,
 }
 
 /// `Instant::now()` as tokio sees it, so that tests can pause the clock.
@@ -109,12 +111,14 @@ fn open(url: String, settings: &Settings) -> BoxFuture<'static, Result<Socket, S
     let limit = settings.connect_limit.clone();
     let proxy = settings.proxy.clone();
     let (timeout, max_message) = (settings.handshake_timeout, settings.max_message);
+    let tls = settings.tls.clone();
     Box::pin(async move {
         let _slot = match limit {
             Some(limit) => Some(limit.acquire_owned().await.map_err(|e| e.to_string())?),
             None => None,
         };
-        match tokio::time::timeout(timeout, connect(&url, proxy.as_deref(), max_message)).await {
+        let connecting = connect(&url, proxy.as_deref(), max_message, tls);
+        match tokio::time::timeout(timeout, connecting).await {
             Ok(Ok(socket)) => Ok(socket),
             Ok(Err(e)) => Err(e.to_string()),
             Err(_) => Err("websocket handshake timed out".to_owned()),

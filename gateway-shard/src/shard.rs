@@ -96,6 +96,8 @@ impl Shard {
             decoder,
             max_message: config.limits.max_message_size,
             event_budget: config.event_buffer_bytes,
+            tls: crate::connect::tls_connector(&config.tls_roots)
+                .map_err(|e| ShardError::Config(format!("TLS root: {e}")))?,
         };
         tokio::spawn(driver::run(
             session, settings, events_tx, control_rx, status_tx,
