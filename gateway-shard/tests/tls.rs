@@ -67,7 +67,7 @@ async fn until(events: &mut ShardEvents, mut want: impl FnMut(&ShardEvent) -> bo
 async fn a_self_signed_gateway_is_refused_unless_its_root_is_trusted() {
     let gw = FakeGateway::start_with(
         GatewayConfig {
-            identify_window: std::time::Duration::ZERO,
+            identify_window: Duration::ZERO,
             world: WorldConfig::uniform(1, 1, 5),
             ..GatewayConfig::default()
         },
