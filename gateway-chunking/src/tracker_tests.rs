@@ -538,3 +538,75 @@ fn a_held_request_goes_out_after_resumed() {
     h.drain();
     assert_eq!(h.sent.len(), 2);
 }
+
+#[derive(Debug, Clone)]
+enum Hostile {
+    Chunk(usize, u32, u32),
+    Limited(usize, f64),
+    Delete(usize),
+    Down(bool),
+    Advance(u64),
+}
+
+fn hostile() -> impl proptest::strategy::Strategy<Value = Hostile> {
+    use proptest::prelude::*;
+    prop_oneof![
+        (0usize..4, any::<u32>(), any::<u32>()).prop_map(|(g, i, c)| Hostile::Chunk(g, i, c)),
+        (
+            0usize..4,
+            prop_oneof![
+                Just(1e300),
+                Just(f64::NAN),
+                Just(f64::INFINITY),
+                Just(-1.0),
+                0.0f64..60.0
+            ]
+        )
+            .prop_map(|(g, r)| Hostile::Limited(g, r)),
+        (0usize..4).prop_map(Hostile::Delete),
+        any::<bool>().prop_map(Hostile::Down),
+        (0u64..200_000).prop_map(Hostile::Advance),
+    ]
+}
+
+proptest::proptest! {
+    /// Chunks with any index and count, RATE_LIMITED with any retry_after, GUILD_DELETEs and
+    /// disconnects in any order: no panic, no more open requests than guilds, and no timeout that
+    /// is due again right after it was handled (no spin).
+    #[test]
+    fn extreme_values_in_any_order(steps in proptest::collection::vec(hostile(), 1..80)) {
+        let mut h = H::new(1, true);
+        let guilds: Vec<Snowflake> = (0..4).map(|i| guild_on(0, 1, i + 1)).collect();
+        h.t.handle_ready(0, &ready(&guilds), h.now);
+        for &g in &guilds {
+            h.t.handle_guild_create(0, &create(g, true), h.now);
+        }
+        h.drain();
+        for step in steps {
+            let nonce = |h: &H, g: usize| h.sent.iter().rev().find(|(_, r)| r.guild_id() == guilds[g]).and_then(|(_, r)| r.nonce()).unwrap_or("none").to_owned();
+            match step {
+                Hostile::Chunk(g, index, count) => {
+                    let n = nonce(&h, g);
+                    h.t.handle_chunk(0, &chunk(guilds[g], &n, index, count), h.now);
+                }
+                Hostile::Limited(g, retry_after) => {
+                    let limited = RateLimited {
+                        opcode: OpCode::RequestGuildMembers,
+                        retry_after,
+                        meta: RateLimitedMeta::RequestGuildMembers { guild_id: guilds[g], nonce: Some(nonce(&h, g)) },
+                    };
+                    h.t.handle_rate_limited(0, &limited, h.now);
+                }
+                Hostile::Delete(g) => h.t.handle_guild_delete(0, GuildDelete { id: guilds[g], unavailable: Some(true) }, h.now),
+                Hostile::Down(true) => h.t.handle_disconnect(0, Reconnect::Resume, h.now),
+                Hostile::Down(false) => h.t.handle_resumed(0, h.now),
+                Hostile::Advance(ms) => h.advance(Duration::from_millis(ms)),
+            }
+            h.drain();
+            h.t.handle_timeout(h.now);
+            h.drain();
+            proptest::prop_assert!(h.t.poll_timeout().is_none_or(|at| at > h.now), "due again at once");
+            proptest::prop_assert!(h.t.open_requests() <= guilds.len());
+        }
+    }
+}

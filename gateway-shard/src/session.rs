@@ -728,7 +728,8 @@ impl Session {
         if !matches!(self.phase, Phase::AwaitingHello { .. }) {
             return;
         }
-        let interval = interval.max(Duration::from_millis(1));
+        // Bounded both ways: a zero or absurd interval from the network cannot spin or overflow.
+        let interval = interval.clamp(Duration::from_millis(1), Duration::from_secs(3600));
         self.interval = Some(interval);
         // The gateway is up: failures to reach it during an outage no longer slow us down.
         self.backoff.answered();
