@@ -61,7 +61,7 @@ fn input() -> impl Strategy<Value = Input> {
 }
 
 fn op(frame: &str) -> u64 {
-    scan_envelope(frame.as_bytes()).map_or(99, |p| u64::from(p.op.value()))
+    scan_envelope(frame.as_bytes()).map_or(99, |p| p.op.value())
 }
 
 struct Run {
