@@ -62,6 +62,21 @@ pub const USER_AGENT_VALUE: &str = concat!(
     ")"
 );
 
+/// A TLS client configuration that trusts the webpki roots and `extra`, with ring.
+pub(crate) fn tls_config(
+    extra: &[rustls::pki_types::CertificateDer<'static>],
+) -> Result<rustls::ClientConfig, rustls::Error> {
+    install_crypto_provider();
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    for root in extra {
+        roots.add(root.clone())?;
+    }
+    Ok(rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth())
+}
+
 /// A TLS connector that trusts the webpki roots and `extra`; `None` when there is nothing extra
 /// (the websocket crate's own connector then uses the webpki roots).
 pub(crate) fn tls_connector(
@@ -70,17 +85,8 @@ pub(crate) fn tls_connector(
     if extra.is_empty() {
         return Ok(None);
     }
-    install_crypto_provider();
-    let mut roots = rustls::RootCertStore::empty();
-    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-    for root in extra {
-        roots.add(root.clone())?;
-    }
-    let config = rustls::ClientConfig::builder()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
     Ok(Some(tokio_rustls::TlsConnector::from(std::sync::Arc::new(
-        config,
+        tls_config(extra)?,
     ))))
 }
 

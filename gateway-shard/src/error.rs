@@ -23,6 +23,23 @@ pub enum ShardError {
     /// The configuration is invalid.
     #[error("invalid configuration: {0}")]
     Config(String),
+    /// Fewer sessions may start than there are shards to identify: starting would spend the
+    /// budget and leave shards down (and Discord resets the token of a bot that goes over).
+    #[error(
+        "{remaining} session starts left, {needed} shards to identify; the budget resets in {reset_after:?}"
+    )]
+    SessionStartLimit {
+        /// Session starts left.
+        remaining: u32,
+        /// Shards that would identify.
+        needed: u32,
+        /// When the budget resets.
+        reset_after: std::time::Duration,
+    },
+    /// `GET /gateway/bot` failed.
+    #[cfg(feature = "rest")]
+    #[error(transparent)]
+    GatewayBot(#[from] crate::rest::GatewayBotError),
 }
 
 /// Why a command was not queued.

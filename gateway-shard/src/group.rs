@@ -13,6 +13,7 @@ use crate::{
     CommandError, PresenceUpdate, ResumeInfo, SessionState, Shard, ShardConfig, ShardError,
     ShardEvent,
 };
+use gateway_model::{GatewayBot, SessionStartLimit};
 
 /// How to run a group.
 #[derive(Debug, Clone)]
@@ -32,6 +33,9 @@ pub struct ShardGroupConfig {
     pub reconnect_concurrency: usize,
     /// Sessions to resume, by shard id (from [`ShardGroup::close`]).
     pub resume: BTreeMap<u32, ResumeInfo>,
+    /// The session start budget from `GET /gateway/bot`: given to the identify queue, and
+    /// checked at start against the shards that must identify. Default: unknown (not checked).
+    pub session_start_limit: Option<SessionStartLimit>,
 }
 
 impl ShardGroupConfig {
@@ -45,6 +49,18 @@ impl ShardGroupConfig {
             identify_queue: Arc::new(LocalIdentifyQueue::new()),
             reconnect_concurrency: 4,
             resume: BTreeMap::new(),
+            session_start_limit: None,
+        }
+    }
+
+    /// Every shard of the bot as `GET /gateway/bot` recommends: its URL, shard count,
+    /// `max_concurrency` and session start budget.
+    pub fn from_gateway_bot(mut shard: ShardConfig, info: &GatewayBot) -> Self {
+        shard.gateway_url.clone_from(&info.url);
+        let limit = info.session_start_limit;
+        Self {
+            session_start_limit: Some(limit),
+            ..Self::new(shard, info.shards, limit.max_concurrency)
         }
     }
 
@@ -189,12 +205,46 @@ impl ShardGroup {
         ))
     }
 
+    /// Asks `api_base` (e.g. [`DISCORD_API`](crate::DISCORD_API)) `GET /gateway/bot` with the
+    /// shard's token, then starts every shard it recommends, as [`start`](Self::start) does.
+    #[cfg(feature = "rest")]
+    pub async fn start_recommended(
+        shard: ShardConfig,
+        api_base: &str,
+        progress: impl FnMut(&StartProgress),
+    ) -> Result<(Self, GroupEvents, GatewayBot), ShardError> {
+        let info = crate::rest::fetch_gateway_bot(api_base, &shard.token, &shard.tls_roots).await?;
+        let config = ShardGroupConfig::from_gateway_bot(shard, &info);
+        let (group, events) = Self::start(config, progress).await?;
+        Ok((group, events, info))
+    }
+
     /// Starts every shard and waits until all are READY (or one stops with an error), calling
     /// `progress` whenever a shard's state changes.
+    ///
+    /// With a known session start budget ([`ShardGroupConfig::session_start_limit`]), it refuses
+    /// to start ([`ShardError::SessionStartLimit`]) when fewer sessions may start than there are
+    /// shards to identify.
     pub async fn start(
         config: ShardGroupConfig,
         mut progress: impl FnMut(&StartProgress),
     ) -> Result<(Self, GroupEvents), ShardError> {
+        if let Some(limit) = config.session_start_limit {
+            let needed = config
+                .range
+                .clone()
+                .filter(|id| !config.resume.contains_key(id))
+                .count();
+            let needed = u32::try_from(needed).unwrap_or(u32::MAX);
+            if limit.remaining < needed {
+                return Err(ShardError::SessionStartLimit {
+                    remaining: limit.remaining,
+                    needed,
+                    reset_after: Duration::from_millis(limit.reset_after),
+                });
+            }
+            config.identify_queue.set_session_start_limit(limit).await;
+        }
         let (group, events) = Self::spawn(config)?;
         let mut watches: Vec<_> = group
             .shards

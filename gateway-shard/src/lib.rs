@@ -49,6 +49,8 @@ pub mod identify;
 mod outbox;
 mod presence;
 mod ratelimit;
+#[cfg(feature = "rest")]
+mod rest;
 mod resume;
 mod session;
 mod shard;
@@ -63,5 +65,7 @@ pub use group::{
 };
 pub use presence::PresenceUpdate;
 pub use ratelimit::{COMMANDS_PER_WINDOW, WINDOW};
+#[cfg(feature = "rest")]
+pub use rest::{DISCORD_API, GatewayBotError, fetch_gateway_bot};
 pub use session::{Action, ResumeInfo, Session, SessionState};
 pub use shard::{Shard, ShardEvents};
