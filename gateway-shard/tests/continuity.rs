@@ -81,14 +81,8 @@ async fn traffic(
     }
 }
 
-#[derive(Debug, Clone, Copy)]
-enum Then {
-    Resumes,
-    Reidentifies,
-}
-
-async fn scenario(name: &str, compression: Compression, fault: Fault, then: Then) {
-    let gw = FakeGateway::start_with(
+async fn fake_gateway() -> FakeGateway {
+    FakeGateway::start_with(
         GatewayConfig {
             identify_window: Duration::ZERO,
             world: WorldConfig::uniform(1, 1, 5),
@@ -97,17 +91,38 @@ async fn scenario(name: &str, compression: Compression, fault: Fault, then: Then
         0,
     )
     .await
-    .unwrap();
+    .unwrap()
+}
+
+fn shard_config(gw: &FakeGateway, compression: Compression) -> ShardConfig {
     let limits = Limits {
         max_message_size: 64 * 1024,
         ..Limits::default()
     };
-    let config = ShardConfig::new(Token::new(gw.config().token.clone()), Intents::GUILDS)
+    ShardConfig::new(Token::new(gw.config().token.clone()), Intents::GUILDS)
         .with_gateway_url(gw.url())
         .with_compression(compression)
         .with_limits(limits)
-        .with_seed(4);
-    let (shard, mut events) = Shard::spawn(config).unwrap();
+        .with_seed(4)
+}
+
+/// Reads events until the shard is back: RESUMED or READY.
+async fn back(events: &mut ShardEvents, seen: &mut Continuity, scenario: &str) -> ShardEvent {
+    until(events, seen, scenario, |e| {
+        matches!(e, ShardEvent::Ready(_) | ShardEvent::Resumed { .. })
+    })
+    .await
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Then {
+    Resumes,
+    Reidentifies,
+}
+
+async fn scenario(name: &str, compression: Compression, fault: Fault, then: Then) {
+    let gw = fake_gateway().await;
+    let (shard, mut events) = Shard::spawn(shard_config(&gw, compression)).unwrap();
     let mut seen = Continuity::default();
     until(&mut events, &mut seen, name, |e| {
         matches!(e, ShardEvent::Dispatch(_))
@@ -222,20 +237,8 @@ async fn oversize_messages_start_a_new_session_in_every_compression() {
 /// op 7 before HELLO on the reconnecting connection: the shard tries again and resumes.
 #[tokio::test(start_paused = true)]
 async fn reconnect_before_hello_then_resume() {
-    let gw = FakeGateway::start_with(
-        GatewayConfig {
-            identify_window: Duration::ZERO,
-            world: WorldConfig::uniform(1, 1, 5),
-            ..GatewayConfig::default()
-        },
-        0,
-    )
-    .await
-    .unwrap();
-    let config = ShardConfig::new(Token::new(gw.config().token.clone()), Intents::GUILDS)
-        .with_gateway_url(gw.url())
-        .with_seed(4);
-    let (shard, mut events) = Shard::spawn(config).unwrap();
+    let gw = fake_gateway().await;
+    let (shard, mut events) = Shard::spawn(shard_config(&gw, Compression::ZlibStream)).unwrap();
     let mut seen = Continuity::default();
     let name = "op 7 before HELLO";
     until(&mut events, &mut seen, name, |e| {
@@ -245,11 +248,8 @@ async fn reconnect_before_hello_then_resume() {
     traffic(&gw, &mut events, &mut seen, name, 3).await;
     gw.on_next_connection(Fault::ReconnectBeforeHello);
     gw.shard_connection(0).unwrap().inject(Fault::Drop);
-    let back = until(&mut events, &mut seen, name, |e| {
-        matches!(e, ShardEvent::Ready(_) | ShardEvent::Resumed { .. })
-    })
-    .await;
-    assert!(matches!(back, ShardEvent::Resumed { .. }), "{back:?}");
+    let came = back(&mut events, &mut seen, name).await;
+    assert!(matches!(came, ShardEvent::Resumed { .. }), "{came:?}");
     traffic(&gw, &mut events, &mut seen, name, 3).await;
     // `close(false)` ends the session: a new shard cannot resume it and identifies anew.
     let exported = shard.close(false).await;
