@@ -82,9 +82,11 @@ impl BackoffState {
         (self.failed_sessions >= self.config.breaker_after.max(1)).then_some(self.failed_sessions)
     }
 
-    /// Forgets past failures: the next delay is zero.
+    /// Forgets past failures after a healthy connection: the next delay is zero, and the breaker
+    /// is closed.
     pub(crate) fn reset(&mut self) {
         self.previous = None;
+        self.failed_sessions = 0;
     }
 
     /// The gateway answered (HELLO): it is up, so earlier failures to reach it no longer count;

@@ -190,8 +190,9 @@ pub(crate) async fn run(
                     }
                 }
             }
-            while let Some(frame) = session.poll_transmit(now()) {
-                let Some(s) = socket.as_mut() else { break };
+            // Frames are taken from the session only when there is a socket to send them on.
+            while let Some(s) = socket.as_mut() {
+                let Some(frame) = session.poll_transmit(now()) else { break };
                 if let Err(e) = s.send(Message::text(frame)).await {
                     tracing::debug!(error = %e, "send failed");
                     socket = None;
@@ -204,8 +205,10 @@ pub(crate) async fn run(
             }
             outbox.deliver_ready(&events);
             // Past the budget, stop reading: the gateway's TCP window fills and it waits; the
-            // quiet is not a zombie, and heartbeats go on.
-            session.set_reading_paused(now(), outbox.is_full());
+            // quiet is not a zombie, and heartbeats go on. A handshake (HELLO, READY, RESUMED and
+            // its replay) is always read through, so that no handshake times out behind the user.
+            let paused = outbox.is_full() && session.is_connected();
+            session.set_reading_paused(now(), paused);
             if session.state() != SessionState::WaitingToIdentify {
                 // The connection that waited is gone: give the place in the queue up.
                 turn = None;
@@ -224,7 +227,7 @@ pub(crate) async fn run(
                 }
             }
             let deadline = session.poll_timeout().map(tokio::time::Instant::from_std);
-            let reading = socket.is_some() && !outbox.is_full();
+            let reading = socket.is_some() && !paused;
             tokio::select! {
                 message = next_message(&mut socket), if reading => match message {
                     Some(Ok(Message::Text(text))) => size = decode(&mut session, &mut settings.decoder, text.as_bytes()),
@@ -293,6 +296,9 @@ pub(crate) async fn run(
                     turn = None;
                     match granted {
                         Ok(()) => session.identify_permitted(now()),
+                        Err(IdentifyError::BudgetExhausted(wait)) => {
+                            session.identify_refused(now(), wait, "the session start budget is down to its reserve");
+                        }
                         Err(e) => {
                             tracing::error!(error = %e, "cannot identify");
                             session.handle_closed(now(), Some(4000));

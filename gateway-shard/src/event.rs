@@ -51,6 +51,14 @@ pub enum ShardEvent {
         /// When the next attempt starts.
         retry_in: Duration,
     },
+    /// Identifying is paused: the session start budget is down to its reserve (or spent). The
+    /// connection closes, and the shard tries again after `retry_in`, when the budget resets.
+    IdentifyPaused {
+        /// Why.
+        reason: String,
+        /// When the next attempt starts.
+        retry_in: Duration,
+    },
     /// The connection ended.
     Disconnected {
         /// The close code, if the gateway (or this shard) closed with one.

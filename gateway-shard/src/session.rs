@@ -638,6 +638,32 @@ impl Session {
         };
     }
 
+    /// The identify queue refused this shard's turn (the session start budget is down to its
+    /// reserve): the user is told, the connection closes, and the shard tries again after
+    /// `retry_in`, when the budget resets.
+    pub fn identify_refused(&mut self, now: Instant, retry_in: Duration, reason: &str) {
+        if self.phase != Phase::AwaitingIdentify {
+            return;
+        }
+        tracing::warn!(
+            shard = self.shard.number(),
+            ?retry_in,
+            reason,
+            "identify paused"
+        );
+        self.events.push_back(ShardEvent::IdentifyPaused {
+            reason: reason.to_owned(),
+            retry_in,
+        });
+        self.lost_after(
+            now,
+            Some(4000),
+            "identify paused",
+            Reconnect::Reidentify,
+            retry_in.max(Duration::from_millis(1)),
+        );
+    }
+
     /// Queues a command (presence and voice updates first, then requests).
     pub fn queue_command(&mut self, command: Command) -> Result<(), CommandError> {
         if self.phase == Phase::Stopped {
@@ -865,11 +891,7 @@ impl Session {
             ?next,
             "disconnected"
         );
-        let wait = if self.backoff.breaker_open().is_some() {
-            Duration::ZERO // the breaker's delay, not the gateway's
-        } else {
-            wait
-        };
+
         let lived = match self.phase {
             Phase::Connected { since } => now.saturating_duration_since(since),
             _ => Duration::ZERO,
@@ -888,14 +910,29 @@ impl Session {
             self.backoff.reset();
         }
         self.schedule_reconnect(now, wait);
+        // A connection that ended before HELLO had no `Connected` to pair a `Disconnected` with:
+        // the user still hears why.
+        if !announced
+            && had_connection
+            && let Phase::Idle { connect_at } = self.phase
+        {
+            self.events.push_back(ShardEvent::ConnectFailed {
+                reason: match code {
+                    Some(code) => format!("closed with {code} before HELLO: {reason}"),
+                    None => format!("{reason} (before HELLO)"),
+                },
+                retry_in: connect_at.saturating_duration_since(now),
+            });
+        }
     }
 
     /// Reconnects after the backoff's next delay or, when the gateway told how long to wait
     /// (INVALID_SESSION's 1–5 s), after exactly that: an answer from a live gateway is not one
     /// more failure.
     fn schedule_reconnect(&mut self, now: Instant, wait: Duration) {
-        let delay = if wait.is_zero() {
-            self.backoff.next(&mut self.rng)
+        // The breaker's delay overrides a shorter wait the gateway asked for, never a longer one.
+        let delay = if wait.is_zero() || self.backoff.breaker_open().is_some() {
+            self.backoff.next(&mut self.rng).max(wait)
         } else {
             wait
         };

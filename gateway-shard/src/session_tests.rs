@@ -357,9 +357,10 @@ fn reconnect_before_hello_and_after() {
         matches!(&actions[1..], [Action::Connect { .. }]),
         "reconnects: {actions:?}"
     );
+    // No Connected, so no Disconnected: a ConnectFailed says why instead.
     assert!(
-        h.take_events().is_empty(),
-        "no Connected, so no Disconnected"
+        matches!(&h.take_events()[..], [ShardEvent::ConnectFailed { .. }]),
+        "a ConnectFailed, no Disconnected"
     );
 
     let mut h = Harness::new(config());
@@ -890,4 +891,47 @@ fn sessions_dying_before_ready_open_the_breaker() {
         |e| matches!(e, ShardEvent::Disconnected { reason, .. } if reason.contains("backing off")),
     );
     assert!(said, "the user is told why");
+}
+
+/// The identify queue refuses the turn (budget at its reserve): the user hears it, the
+/// connection closes, and the next attempt waits for the budget's reset, breaker or not.
+#[test]
+fn a_refused_identify_turn_pauses_until_the_budget_resets() {
+    let mut h = Harness::new(config());
+    assert!(h.connect_and_hello());
+    h.s.identify_refused(h.now, Duration::from_secs(3600), "budget at its reserve");
+    h.drain();
+    assert!(h.take_events().iter().any(|e| matches!(
+        e,
+        ShardEvent::IdentifyPaused { retry_in, .. } if *retry_in == Duration::from_secs(3600)
+    )));
+    assert!(h.take_actions().contains(&Action::Close { code: 4000 }));
+    h.advance(Duration::from_secs(3599));
+    assert!(
+        !h.take_actions()
+            .iter()
+            .any(|a| matches!(a, Action::Connect { .. }))
+    );
+    h.advance(Duration::from_secs(2));
+    assert!(
+        h.take_actions()
+            .iter()
+            .any(|a| matches!(a, Action::Connect { .. }))
+    );
+}
+
+/// A connection the gateway closes before HELLO still tells the user why.
+#[test]
+fn a_close_before_hello_is_reported() {
+    let mut h = Harness::new(config());
+    h.advance(Duration::ZERO);
+    h.take_actions();
+    h.s.handle_connected(h.now);
+    h.s.handle_closed(h.now, Some(4000));
+    h.drain();
+    let reported = h
+        .take_events()
+        .into_iter()
+        .any(|e| matches!(e, ShardEvent::ConnectFailed { reason, .. } if reason.contains("4000")));
+    assert!(reported);
 }

@@ -143,7 +143,12 @@ impl Shard {
                 None
             };
         }
-        rx.await.ok().flatten()
+        match rx.await {
+            Ok(resume) => resume,
+            // The driver ended before it answered: the last published session, if kept.
+            Err(_) if keep_resumable => self.status.borrow().resume.clone(),
+            Err(_) => None,
+        }
     }
 
     /// This shard's id.

@@ -79,6 +79,13 @@ impl LocalIdentifyQueue {
         Self::with_window(IDENTIFY_WINDOW)
     }
 
+    /// Keeps `reserve` session starts back (see [`IdentifySchedule::set_reserve`]).
+    #[must_use]
+    pub fn with_reserve(self, reserve: u32) -> Self {
+        self.lock().set_reserve(reserve);
+        self
+    }
+
     /// A queue with another window (tests and fake gateways).
     pub fn with_window(window: Duration) -> Self {
         Self {

@@ -34,6 +34,8 @@ pub struct IdentifySchedule {
     buckets: BTreeMap<Ticket, u32>,
     last: BTreeMap<u32, Instant>,
     budget: Option<(SessionStartLimit, Instant)>,
+    /// Session starts kept back: identifies pause when only this many are left.
+    reserve: u32,
 }
 
 impl IdentifySchedule {
@@ -46,7 +48,15 @@ impl IdentifySchedule {
             buckets: BTreeMap::new(),
             last: BTreeMap::new(),
             budget: None,
+            reserve: 0,
         }
+    }
+
+    /// Keeps `reserve` session starts back: once only that many are left, identifies pause
+    /// ([`Grant::Exhausted`]) until the budget resets, so that an identify storm cannot spend the
+    /// last of it (Discord resets the token of a bot that goes over).
+    pub fn set_reserve(&mut self, reserve: u32) {
+        self.reserve = reserve;
     }
 
     /// Queues `shard_id` in its bucket.
@@ -88,7 +98,7 @@ impl IdentifySchedule {
                 limit.remaining = limit.total;
                 *reset_at = now + Duration::from_secs(24 * 3600);
             }
-            if limit.remaining == 0 {
+            if limit.remaining <= self.reserve {
                 return Grant::Exhausted(reset_at.saturating_duration_since(now));
             }
             limit.remaining -= 1;
@@ -188,6 +198,29 @@ mod tests {
         assert_eq!(s.try_grant(b, t0), Grant::WaitForTurn);
         s.cancel(a);
         assert_eq!(s.try_grant(b, t0), Grant::Granted);
+    }
+
+    #[test]
+    fn identifies_pause_at_the_reserve() {
+        let t0 = Instant::now();
+        let mut s = IdentifySchedule::new(Duration::ZERO);
+        s.set_reserve(2);
+        s.set_session_start_limit(
+            SessionStartLimit {
+                total: 1000,
+                remaining: 3,
+                reset_after: 60_000,
+                max_concurrency: 1,
+            },
+            t0,
+        );
+        let first = s.request(0, 1, t0);
+        assert_eq!(s.try_grant(first, t0), Grant::Granted);
+        let second = s.request(0, 1, t0);
+        assert_eq!(
+            s.try_grant(second, t0),
+            Grant::Exhausted(Duration::from_secs(60))
+        );
     }
 
     #[test]
