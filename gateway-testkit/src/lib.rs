@@ -1,13 +1,25 @@
 //! A fake Discord gateway for tests: a real websocket server on loopback that speaks Gateway v10
 //! as Discord does, compresses as Discord does, and injects faults on cue.
 //!
-//! | module | holds |
+//! It reads what real clients send as Discord reads it (a `Bot ` token, legacy presences, extra
+//! fields) and refuses only what Discord refuses, with Discord's close code and words. The same
+//! port answers plain HTTP: `GET /api/v10/gateway/bot` (URL, recommended shards, a session start
+//! budget that counts down), and `POST /testkit/shards/{n}/{fault}` and `GET /testkit/stats` for
+//! tests in any language. Hostile clients are bounded: frame size, handshake time, open sockets,
+//! recorded history, session lifetime.
+//!
+//! | item | holds |
 //! |---|---|
 //! | [`FakeGateway`] | the server: start, URL, state, waiting helpers, fault scripting |
-//! | [`GatewayConfig`] | tokens, intervals, limits, the privileged intents allowed |
-//! | [`World`], [`WorldConfig`] | guilds and members generated from a seed |
+//! | [`GatewayConfig`] | tokens, intervals, limits, the privileged intents allowed, the session start budget |
+//! | [`World`], [`WorldConfig`] | guilds and members generated from a seed, and the JSON Discord sends for them |
 //! | [`Fault`], [`ChunkFault`], [`SplitAt`], [`Trigger`] | what goes wrong, and when |
-//! | [`Recorded`], [`Stats`], [`ConnectionInfo`] | what clients did, for assertions |
+//! | [`Recorded`], [`Stats`], [`ConnectionInfo`], [`StateCounts`] | what clients did, and what the server holds, for assertions |
+//!
+//! Inside: `handshake` (the request head: websocket or REST), `rest` (the HTTP routes),
+//! `inbound` (client payloads read as Discord reads them), `connection` (one websocket's
+//! protocol), `outbound` (frames, compression and injected corruption), `payloads` and
+//! `members` (what is sent), `state` (what connections share), `session_start` (the budget).
 //!
 //! ```
 //! use gateway_testkit::{FakeGateway, Fault, Trigger};
