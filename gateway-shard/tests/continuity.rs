@@ -257,3 +257,30 @@ async fn reconnect_before_hello_then_resume() {
     let disconnected = gw.connections().iter().filter(|c| !c.open).count();
     assert!(disconnected >= 2);
 }
+
+/// RESUMED never comes after a replay: the READY/RESUMED timeout reconnects, and the next resume
+/// (from the last sequence the user saw) loses and repeats nothing.
+#[tokio::test(start_paused = true)]
+async fn a_stalled_resumed_is_retried_without_loss() {
+    let gw = fake_gateway().await;
+    let (shard, mut events) = Shard::spawn(shard_config(&gw, Compression::ZlibStream)).unwrap();
+    let mut seen = Continuity::default();
+    let name = "RESUMED stall";
+    until(&mut events, &mut seen, name, |e| {
+        matches!(e, ShardEvent::Dispatch(_))
+    })
+    .await;
+    traffic(&gw, &mut events, &mut seen, name, 3).await;
+    let connection = gw.shard_connection(0).unwrap();
+    // Two dispatches lost with the connection; the first resume replays them but stalls.
+    connection.inject(Fault::LoseNext(2));
+    connection.dispatch("TESTKIT_EVENT", r#"{"lost":1}"#);
+    connection.dispatch("TESTKIT_EVENT", r#"{"lost":2}"#);
+    gw.on_next_connection(Fault::StallResumed);
+    connection.inject(Fault::Drop);
+    let came = back(&mut events, &mut seen, name).await;
+    assert!(matches!(came, ShardEvent::Resumed { .. }), "{came:?}");
+    assert!(gw.stats().resumes >= 2, "the stalled resume was retried");
+    traffic(&gw, &mut events, &mut seen, name, 3).await;
+    shard.close(false).await;
+}

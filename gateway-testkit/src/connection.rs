@@ -47,6 +47,7 @@ struct Conn {
     last_heartbeat: Instant,
     zombie: bool,
     stall_ready: bool,
+    stall_resumed: bool,
     corrupt_next: bool,
     /// Dispatches still to lose (see [`Fault::LoseNext`]).
     lose_next: usize,
@@ -133,6 +134,7 @@ pub(crate) async fn run(shared: Arc<Shared>, stream: Replayed, id: u64, deadline
         last_heartbeat: Instant::now(),
         zombie: false,
         stall_ready: false,
+        stall_resumed: false,
         corrupt_next: false,
         lose_next: 0,
         split_next: None,
@@ -333,6 +335,10 @@ impl Conn {
                 }
             }
             Fault::StallHello => Ok(()),
+            Fault::StallResumed => {
+                self.stall_resumed = true;
+                Ok(())
+            }
             Fault::StallReady => {
                 self.stall_ready = true;
                 Ok(())
@@ -644,6 +650,9 @@ impl Conn {
                 for payload in replay {
                     self.send(&payload).await?;
                     self.shared.update(|s| s.stats.dispatches += 1);
+                }
+                if std::mem::take(&mut self.stall_resumed) {
+                    return Ok(());
                 }
                 self.dispatch("RESUMED", "{}").await?;
                 self.shared.update(|s| s.stats.resumed += 1);

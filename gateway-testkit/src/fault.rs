@@ -41,6 +41,8 @@ pub enum Fault {
     ReconnectBeforeHello,
     /// Never answer the next IDENTIFY with READY.
     StallReady,
+    /// Replay the next RESUME's dispatches but never send RESUMED.
+    StallResumed,
     /// Alter the answer to the next REQUEST_GUILD_MEMBERS.
     Chunks(ChunkFault),
 }
