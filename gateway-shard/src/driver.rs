@@ -7,7 +7,7 @@ use async_tungstenite::tungstenite::protocol::CloseFrame;
 use futures_util::StreamExt;
 use gateway_codec::Decoder;
 use gateway_model::{Command, Snowflake};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot, watch};
 use tracing::Instrument;
 
 use crate::connect::{Socket, connect};
@@ -73,7 +73,7 @@ impl Default for Status {
 pub(crate) struct Settings {
     pub(crate) identify_queue: Arc<dyn IdentifyQueue>,
     pub(crate) max_concurrency: u32,
-    pub(crate) connect_limit: Option<Arc<tokio::sync::Semaphore>>,
+    pub(crate) connect_limit: Option<Arc<Semaphore>>,
     pub(crate) proxy: Option<String>,
     pub(crate) handshake_timeout: Duration,
     pub(crate) decoder: Decoder,
@@ -106,23 +106,45 @@ async fn wait<T>(slot: &mut Option<BoxFuture<'static, T>>) -> T {
     }
 }
 
-/// Opens a websocket: waits for a handshake slot, then connects within the handshake timeout.
-fn open(url: String, settings: &Settings) -> BoxFuture<'static, Result<Socket, String>> {
-    let limit = settings.connect_limit.clone();
+/// The steps of opening a websocket.
+enum Opening {
+    /// A handshake slot is ours (or none is needed): the attempt's clock starts now.
+    Slot(Option<OwnedSemaphorePermit>),
+    /// The websocket is open, or why not (boxed: a socket is large, and this is once per
+    /// connection).
+    Opened(Result<Box<Socket>, String>),
+}
+
+/// Waits for a handshake slot, so that a group's mass reconnect goes a few at a time.
+fn slot(limit: Option<Arc<Semaphore>>) -> BoxFuture<'static, Opening> {
+    Box::pin(async move {
+        match limit {
+            Some(limit) => match limit.acquire_owned().await {
+                Ok(permit) => Opening::Slot(Some(permit)),
+                Err(e) => Opening::Opened(Err(e.to_string())),
+            },
+            None => Opening::Slot(None),
+        }
+    })
+}
+
+/// Connects within the handshake timeout, holding the slot until the handshake ends.
+fn open(
+    url: String,
+    settings: &Settings,
+    slot: Option<OwnedSemaphorePermit>,
+) -> BoxFuture<'static, Opening> {
     let proxy = settings.proxy.clone();
     let (timeout, max_message) = (settings.handshake_timeout, settings.max_message);
     let tls = settings.tls.clone();
     Box::pin(async move {
-        let _slot = match limit {
-            Some(limit) => Some(limit.acquire_owned().await.map_err(|e| e.to_string())?),
-            None => None,
-        };
+        let _slot = slot;
         let connecting = connect(&url, proxy.as_deref(), max_message, tls);
-        match tokio::time::timeout(timeout, connecting).await {
-            Ok(Ok(socket)) => Ok(socket),
+        Opening::Opened(match tokio::time::timeout(timeout, connecting).await {
+            Ok(Ok(socket)) => Ok(Box::new(socket)),
             Ok(Err(e)) => Err(e.to_string()),
             Err(_) => Err("websocket handshake timed out".to_owned()),
-        }
+        })
     })
 }
 
@@ -159,7 +181,8 @@ pub(crate) async fn run(
     );
     async move {
         let mut socket: Option<Socket> = None;
-        let mut connecting: Option<BoxFuture<'static, Result<Socket, String>>> = None;
+        let mut connecting: Option<BoxFuture<'static, Opening>> = None;
+        let mut connect_to: Option<String> = None;
         let mut closing: Option<BoxFuture<'static, ()>> = None;
         let mut turn: Option<BoxFuture<'static, Result<(), IdentifyError>>> = None;
         let mut outbox = Outbox::new(settings.event_budget);
@@ -175,7 +198,8 @@ pub(crate) async fn run(
                         if let Err(e) = settings.decoder.reset() {
                             tracing::error!(error = %e, "decoder reset failed");
                         }
-                        connecting = Some(open(url, &settings));
+                        connect_to = Some(url);
+                        connecting = Some(slot(settings.connect_limit.clone()));
                     }
                     Action::Close { code } => {
                         if let Some(s) = socket.take() {
@@ -255,16 +279,24 @@ pub(crate) async fn run(
                         session.handle_closed(now(), None);
                     }
                 },
-                opened = wait(&mut connecting), if connecting.is_some() => {
+                step = wait(&mut connecting), if connecting.is_some() => {
                     connecting = None;
-                    match opened {
+                    match step {
+                        Opening::Slot(permit) => match connect_to.take() {
+                            Some(url) if session.awaits_connection() => {
+                                // The wait for a slot does not count against the handshake.
+                                session.handle_connect_started(now());
+                                connecting = Some(open(url, &settings, permit));
+                            }
+                            _ => {}
+                        },
                         // A connection the session gave up on meanwhile is dropped.
-                        Ok(s) if session.awaits_connection() => {
-                            socket = Some(s);
+                        Opening::Opened(Ok(s)) if session.awaits_connection() => {
+                            socket = Some(*s);
                             session.handle_connected(now());
                         }
-                        Ok(_) => {}
-                        Err(reason) => session.handle_connect_failed(now(), &reason),
+                        Opening::Opened(Ok(_)) => {}
+                        Opening::Opened(Err(reason)) => session.handle_connect_failed(now(), &reason),
                     }
                 }
                 () = wait(&mut closing), if closing.is_some() => closing = None,

@@ -403,6 +403,17 @@ impl Session {
         }
     }
 
+    /// The attempt to open the websocket really began (after any wait for a handshake slot):
+    /// the handshake timeout counts from now.
+    pub fn handle_connect_started(&mut self, now: Instant) {
+        if let Phase::Connecting { resume_url, .. } = self.phase {
+            self.phase = Phase::Connecting {
+                deadline: now + self.timeouts.handshake,
+                resume_url,
+            };
+        }
+    }
+
     /// The websocket is open.
     pub fn handle_connected(&mut self, now: Instant) {
         if let Phase::Connecting { resume_url, .. } = self.phase {

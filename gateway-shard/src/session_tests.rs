@@ -935,3 +935,27 @@ fn a_close_before_hello_is_reported() {
         .any(|e| matches!(e, ShardEvent::ConnectFailed { reason, .. } if reason.contains("4000")));
     assert!(reported);
 }
+
+/// Waiting for a handshake slot does not count against the handshake timeout: the clock starts
+/// when the attempt does.
+#[test]
+fn the_handshake_timeout_counts_from_the_attempt_not_the_slot() {
+    let mut h = Harness::new(config());
+    h.advance(Duration::ZERO);
+    assert!(matches!(h.take_actions()[..], [Action::Connect { .. }]));
+    h.advance(Duration::from_secs(14));
+    h.s.handle_connect_started(h.now);
+    h.advance(Duration::from_secs(14));
+    assert!(
+        !h.take_events()
+            .iter()
+            .any(|e| matches!(e, ShardEvent::ConnectFailed { .. })),
+        "28 s since the Connect action, 14 s since the attempt began"
+    );
+    h.advance(Duration::from_secs(2));
+    assert!(
+        h.take_events()
+            .iter()
+            .any(|e| matches!(e, ShardEvent::ConnectFailed { .. }))
+    );
+}
