@@ -294,6 +294,9 @@ fn record(summary: &mut Summary, shard: u32, event: &ShardEvent, quiet: bool) {
             let code = code.map_or("no code".into(), |c| c.to_string());
             format!("[shard {shard}] disconnected ({code}): {reason}; next: {next:?}")
         }
+        ShardEvent::MemberRequestsDropped { count } => {
+            format!("[shard {shard}] {count} member request(s) of the ended session dropped")
+        }
         ShardEvent::IdentifyPaused { reason, retry_in } => {
             format!("[shard {shard}] identify paused: {reason}; retrying in {retry_in:.1?}")
         }

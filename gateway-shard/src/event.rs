@@ -59,6 +59,12 @@ pub enum ShardEvent {
         /// When the next attempt starts.
         retry_in: Duration,
     },
+    /// The session ended with member requests still queued for it: they are dropped, and their
+    /// nonces will not be answered (a `ChunkTracker` asks again by itself in the next session).
+    MemberRequestsDropped {
+        /// How many.
+        count: usize,
+    },
     /// The connection ended.
     Disconnected {
         /// The close code, if the gateway (or this shard) closed with one.

@@ -86,7 +86,8 @@ pub(crate) enum Priority {
 /// Commands waiting to be sent, in priority order, first in first out within a priority.
 #[derive(Debug)]
 pub(crate) struct CommandQueue {
-    queues: [VecDeque<String>; 2],
+    /// Frames per priority, each marked whether it is a member request.
+    queues: [VecDeque<(String, bool)>; 2],
     capacity: usize,
 }
 
@@ -103,16 +104,33 @@ impl CommandQueue {
     }
 
     /// Queues a frame; gives it back if the queue is full.
-    pub(crate) fn push(&mut self, priority: Priority, frame: String) -> Result<(), String> {
+    pub(crate) fn push(
+        &mut self,
+        priority: Priority,
+        frame: String,
+        member_request: bool,
+    ) -> Result<(), String> {
         if self.len() >= self.capacity {
             return Err(frame);
         }
-        self.queues[priority as usize].push_back(frame);
+        self.queues[priority as usize].push_back((frame, member_request));
         Ok(())
     }
 
     pub(crate) fn pop(&mut self) -> Option<String> {
-        self.queues.iter_mut().find_map(VecDeque::pop_front)
+        self.queues
+            .iter_mut()
+            .find_map(VecDeque::pop_front)
+            .map(|(frame, _)| frame)
+    }
+
+    /// Drops the member requests waiting; returns how many.
+    pub(crate) fn drop_member_requests(&mut self) -> usize {
+        let before = self.len();
+        for queue in &mut self.queues {
+            queue.retain(|(_, member_request)| !member_request);
+        }
+        before - self.len()
     }
 
     pub(crate) fn is_empty(&self) -> bool {
@@ -146,10 +164,13 @@ mod tests {
     #[test]
     fn queue_orders_by_priority_and_is_bounded() {
         let mut q = CommandQueue::new(3);
-        q.push(Priority::Request, "r1".into()).unwrap();
-        q.push(Priority::State, "s1".into()).unwrap();
-        q.push(Priority::Request, "r2".into()).unwrap();
-        assert_eq!(q.push(Priority::State, "s2".into()), Err("s2".to_owned()));
+        q.push(Priority::Request, "r1".into(), true).unwrap();
+        q.push(Priority::State, "s1".into(), false).unwrap();
+        q.push(Priority::Request, "r2".into(), false).unwrap();
+        assert_eq!(
+            q.push(Priority::State, "s2".into(), false),
+            Err("s2".to_owned())
+        );
         assert_eq!(
             (q.pop(), q.pop(), q.pop(), q.pop()),
             (

@@ -694,9 +694,10 @@ impl Session {
             Command::UpdatePresence(_) | Command::UpdateVoiceState(_) => Priority::State,
             _ => Priority::Request,
         };
+        let member_request = matches!(command, Command::RequestGuildMembers(_));
         let frame = encode(&command)?;
         self.queue
-            .push(priority, frame)
+            .push(priority, frame, member_request)
             .map_err(|_| CommandError::QueueFull(self.queue.len()))
     }
 
@@ -833,11 +834,24 @@ impl Session {
         }
     }
 
+    /// The session is over. Member requests still queued for it are dropped, and the user is
+    /// told: sent in the next session they would ask for the same guild twice (with its own
+    /// GUILD_CREATE's request), and the second is RATE_LIMITED or a second full download.
     fn forget_session(&mut self) {
         self.session_id = None;
         self.seq = None;
         self.resume_url = None;
         self.resume_url_failed = false;
+        let count = self.queue.drop_member_requests();
+        if count > 0 {
+            tracing::warn!(
+                shard = self.shard.number(),
+                count,
+                "member requests of the ended session dropped"
+            );
+            self.events
+                .push_back(ShardEvent::MemberRequestsDropped { count });
+        }
     }
 
     fn lost(&mut self, now: Instant, code: Option<u16>, reason: &str, next: Reconnect) {

@@ -959,3 +959,35 @@ fn the_handshake_timeout_counts_from_the_attempt_not_the_slot() {
             .any(|e| matches!(e, ShardEvent::ConnectFailed { .. }))
     );
 }
+
+/// Member requests queued when the session ends are dropped (and said), not sent in the next
+/// session, where the guild's new GUILD_CREATE asks again.
+#[test]
+fn member_requests_of_an_ended_session_are_dropped_and_said() {
+    let mut h = Harness::new(config());
+    h.ready();
+    h.s.handle_closed(h.now, None);
+    h.drain();
+    let guild = Snowflake::new(41_771_983_444_115_456);
+    let r = RequestGuildMembers::builder(guild)
+        .query("", 0)
+        .nonce("stale")
+        .build()
+        .unwrap();
+    h.s.queue_command(Command::RequestGuildMembers(r)).unwrap();
+    h.reconnect();
+    h.recv(r#"{"op":9,"d":false}"#);
+    assert!(
+        h.take_events()
+            .iter()
+            .any(|e| matches!(e, ShardEvent::MemberRequestsDropped { count: 1 }))
+    );
+    h.advance(Duration::from_secs(10));
+    h.reconnect();
+    h.recv(READY);
+    h.advance(Duration::from_secs(1));
+    assert!(
+        !h.take_sent().iter().any(|f| op(f) == 8),
+        "the stale request is not sent"
+    );
+}
