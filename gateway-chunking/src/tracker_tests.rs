@@ -102,6 +102,20 @@ impl H {
         self.drain();
     }
 
+    /// READY with the one large guild `g`, then its GUILD_CREATE: a session that auto-chunks
+    /// it. Returns the nonce asked for, if a request went out.
+    fn session_with(&mut self, g: Snowflake) -> Option<String> {
+        self.t.handle_ready(0, &ready(&[g]), self.now);
+        self.t.handle_guild_create(0, &create(g, true), self.now);
+        self.drain();
+        self.sent
+            .iter()
+            .rev()
+            .find(|(_, r)| r.guild_id() == g)
+            .and_then(|(_, r)| r.nonce())
+            .map(str::to_owned)
+    }
+
     fn nonce_for(&self, guild: Snowflake) -> String {
         self.sent
             .iter()
@@ -307,10 +321,7 @@ fn a_startup_guild_that_never_arrives_is_missed_after_the_timeout() {
 fn rate_limited_auto_requests_retry_after_and_then_finish() {
     let mut h = H::new(1, true);
     let g = guild_on(0, 1, 1);
-    h.t.handle_ready(0, &ready(&[g]), h.now);
-    h.t.handle_guild_create(0, &create(g, true), h.now);
-    h.drain();
-    let nonce = h.nonce_for(g);
+    let nonce = h.session_with(g).expect("a request went out");
     let limited = RateLimited {
         opcode: OpCode::RequestGuildMembers,
         retry_after: 12.5,
@@ -442,10 +453,7 @@ fn hostile_retry_after_and_chunk_count_neither_panic_nor_grow() {
     for retry_after in [1e300, f64::INFINITY, f64::NAN, -5.0, 1.8e19] {
         let mut h = H::new(1, true);
         let g = guild_on(0, 1, 1);
-        h.t.handle_ready(0, &ready(&[g]), h.now);
-        h.t.handle_guild_create(0, &create(g, true), h.now);
-        h.drain();
-        let nonce = h.nonce_for(g);
+        let nonce = h.session_with(g).expect("a request went out");
         let limited = RateLimited {
             opcode: OpCode::RequestGuildMembers,
             retry_after,
@@ -464,10 +472,7 @@ fn hostile_retry_after_and_chunk_count_neither_panic_nor_grow() {
 
     let mut h = H::new(1, true);
     let g = guild_on(0, 1, 1);
-    h.t.handle_ready(0, &ready(&[g]), h.now);
-    h.t.handle_guild_create(0, &create(g, true), h.now);
-    h.drain();
-    let nonce = h.nonce_for(g);
+    let nonce = h.session_with(g).expect("a request went out");
     h.t.handle_chunk(0, &chunk(g, &nonce, 0, u32::MAX), h.now);
     h.t.handle_chunk(0, &chunk(g, &nonce, 5, u32::MAX), h.now);
     h.drain();
@@ -486,17 +491,12 @@ fn a_held_request_never_doubles_after_a_reidentify() {
     let mut h = H::new(1, true);
     let g = guild_on(0, 1, 1);
     // Session 1: the guild is chunked at t = 0.
-    h.t.handle_ready(0, &ready(&[g]), h.now);
-    h.t.handle_guild_create(0, &create(g, true), h.now);
-    h.drain();
-    let nonce = h.nonce_for(g);
+    let nonce = h.session_with(g).expect("a request went out");
     h.t.handle_chunk(0, &chunk(g, &nonce, 0, 1), h.now);
     // Session 2 at t = 2: its GUILD_CREATE waits for the window (t = 30).
     h.advance(Duration::from_secs(2));
     h.t.handle_disconnect(0, Reconnect::Reidentify, h.now);
-    h.t.handle_ready(0, &ready(&[g]), h.now);
-    h.t.handle_guild_create(0, &create(g, true), h.now);
-    h.drain();
+    h.session_with(g);
     assert_eq!(h.sent.len(), 1);
     // Session 3: a disconnect at t = 10, and READY only at t = 31.
     h.advance(Duration::from_secs(8));
@@ -505,9 +505,7 @@ fn a_held_request_never_doubles_after_a_reidentify() {
     assert_eq!(h.sent.len(), 1, "nothing is sent while the shard is down");
     h.t.handle_disconnect(0, Reconnect::Reidentify, h.now);
     h.advance(Duration::from_secs(1));
-    h.t.handle_ready(0, &ready(&[g]), h.now);
-    h.t.handle_guild_create(0, &create(g, true), h.now);
-    h.drain();
+    h.session_with(g);
     h.advance(Duration::from_secs(120));
     let requests_in_session_3 = h.sent.len() - 1;
     assert_eq!(requests_in_session_3, 1, "one full download per session");
@@ -518,10 +516,7 @@ fn a_held_request_never_doubles_after_a_reidentify() {
 fn a_held_request_goes_out_after_resumed() {
     let mut h = H::new(1, true);
     let g = guild_on(0, 1, 1);
-    h.t.handle_ready(0, &ready(&[g]), h.now);
-    h.t.handle_guild_create(0, &create(g, true), h.now);
-    h.drain();
-    let nonce = h.nonce_for(g);
+    let nonce = h.session_with(g).expect("a request went out");
     let limited = RateLimited {
         opcode: OpCode::RequestGuildMembers,
         retry_after: 5.0,

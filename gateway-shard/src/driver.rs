@@ -228,11 +228,9 @@ pub(crate) async fn run(
                 outbox.push(event, std::mem::replace(&mut size, SMALL_EVENT));
             }
             outbox.deliver_ready(&events);
-            // Past the budget, stop reading: the gateway's TCP window fills and it waits; the
-            // quiet is not a zombie, and heartbeats go on. A handshake (HELLO, READY, RESUMED and
-            // its replay) is always read through, so that no handshake times out behind the user.
-            let paused = outbox.is_full() && session.is_connected();
-            session.set_reading_paused(now(), paused);
+            // Past the budget, stop reading (the session decides when that may be): the
+            // gateway's TCP window fills and it waits; heartbeats go on.
+            session.set_reading_paused(now(), outbox.is_full());
             if session.state() != SessionState::WaitingToIdentify {
                 // The connection that waited is gone: give the place in the queue up.
                 turn = None;
@@ -251,7 +249,7 @@ pub(crate) async fn run(
                 }
             }
             let deadline = session.poll_timeout().map(tokio::time::Instant::from_std);
-            let reading = socket.is_some() && !paused;
+            let reading = socket.is_some() && !session.is_reading_paused();
             tokio::select! {
                 message = next_message(&mut socket), if reading => match message {
                     Some(Ok(Message::Text(text))) => size = decode(&mut session, &mut settings.decoder, text.as_bytes()),

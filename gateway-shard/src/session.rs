@@ -260,17 +260,23 @@ impl Session {
         matches!(self.phase, Phase::Connecting { .. })
     }
 
-    /// The driver stopped (or resumed) reading the socket because the user is behind. While it
-    /// is paused, unread ACKs and a READY or RESUMED still in the socket are not timeouts: the
-    /// quiet is ours, not a zombie's. Heartbeats go on.
-    ///
-    /// When reading resumes, the ACK of the last heartbeat may still sit behind the backlog: it is
-    /// given one more interval, as the next heartbeat's.
-    pub fn set_reading_paused(&mut self, _now: Instant, paused: bool) {
-        if self.reading_paused && !paused {
+    /// The user is behind (`true`) or caught up. Reading pauses only on a connected session
+    /// (see [`is_reading_paused`](Self::is_reading_paused)): a handshake (HELLO, READY, RESUMED
+    /// and its replay) is always read through, so that none times out behind the user.
+    pub fn set_reading_paused(&mut self, _now: Instant, behind: bool) {
+        let was = self.is_reading_paused();
+        self.reading_paused = behind;
+        if was && !self.is_reading_paused() {
+            // The ACK of the last heartbeat may still sit behind the backlog: it is given one
+            // more interval, as the next heartbeat's.
             self.awaiting_ack = false;
         }
-        self.reading_paused = paused;
+    }
+
+    /// Whether the driver must leave the socket unread now. While it does, a missing ACK is not
+    /// a zombie (it may sit unread in the socket); heartbeats go on.
+    pub fn is_reading_paused(&self) -> bool {
+        self.reading_paused && self.is_connected()
     }
 
     /// Why the last connection attempt or session failed, until a session is up again.
@@ -335,7 +341,6 @@ impl Session {
     pub fn poll_timeout(&self) -> Option<Instant> {
         let phase = match self.phase {
             Phase::Idle { connect_at } => Some(connect_at),
-            Phase::Handshaking { .. } if self.reading_paused => None,
             Phase::Connecting { deadline, .. }
             | Phase::AwaitingHello { deadline, .. }
             | Phase::Handshaking { deadline, .. } => Some(deadline),
@@ -367,7 +372,7 @@ impl Session {
             Phase::AwaitingHello { deadline, .. } if now >= deadline => {
                 self.lost(now, Some(4000), "no HELLO in time", Reconnect::Resume);
             }
-            Phase::Handshaking { deadline, .. } if now >= deadline && !self.reading_paused => {
+            Phase::Handshaking { deadline, .. } if now >= deadline => {
                 self.lost(
                     now,
                     Some(4000),
@@ -382,7 +387,7 @@ impl Session {
             && self.connection_open
         {
             {
-                if self.awaiting_ack && !self.reading_paused {
+                if self.awaiting_ack && !self.is_reading_paused() {
                     tracing::warn!(
                         shard = self.shard.number(),
                         "no heartbeat ACK since the last heartbeat: zombied connection"

@@ -12,7 +12,9 @@ use async_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use async_tungstenite::tungstenite::{Error as WsError, Message};
 use futures_util::{SinkExt, StreamExt};
 use gateway_codec::{Compression, Compressor};
-use gateway_model::{CloseAction, CloseCode, Command, Intents, RequestGuildMembers, ShardId};
+use gateway_model::{
+    CloseAction, CloseCode, Command, Intents, RequestGuildMembers, ShardId, Snowflake,
+};
 use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep_until};
 
@@ -21,7 +23,9 @@ use crate::handshake::{Replayed, parse_query};
 use crate::inbound::{self, Rejection};
 use crate::outbound;
 use crate::state::{Control, Session, Shared};
-use crate::{ChunkFault, ConnectionInfo, Fault, Received, Recorded, SplitAt, Trigger, members};
+use crate::{
+    ChunkFault, ConnectionInfo, Fault, Guild, Received, Recorded, SplitAt, Trigger, members,
+};
 
 type Ws = WebSocketStream<TokioAdapter<Replayed>>;
 
@@ -258,15 +262,9 @@ impl Conn {
                 }
             }
             Control::GuildAvailable(guild_id) => {
-                let Some(guild) = self.shared.world.guild(guild_id).cloned() else {
+                let Some((guild, intents, threshold)) = self.guild_on_this_shard(guild_id) else {
                     return Ok(());
                 };
-                let Some((shard, intents, threshold)) = self.session_params() else {
-                    return Ok(());
-                };
-                if guild.id.shard_index(shard.total()) != shard.number() {
-                    return Ok(());
-                }
                 let d = self
                     .shared
                     .world
@@ -274,15 +272,9 @@ impl Conn {
                 self.dispatch("GUILD_CREATE", &d).await
             }
             Control::GuildUnavailable(guild_id) => {
-                let Some(guild) = self.shared.world.guild(guild_id).cloned() else {
+                let Some((guild, _, _)) = self.guild_on_this_shard(guild_id) else {
                     return Ok(());
                 };
-                let Some((shard, _, _)) = self.session_params() else {
-                    return Ok(());
-                };
-                if guild.id.shard_index(shard.total()) != shard.number() {
-                    return Ok(());
-                }
                 let d = self.shared.world.unavailable_guild_json(&guild);
                 self.dispatch("GUILD_DELETE", &d).await
             }
@@ -663,16 +655,10 @@ impl Conn {
 
     async fn request_members(&mut self, request: RequestGuildMembers) -> Flow {
         self.shared.update(|s| s.stats.member_requests += 1);
-        let Some((shard, intents, _)) = self.session_params() else {
-            return Ok(());
-        };
         let guild_id = request.guild_id();
-        let Some(guild) = self.shared.world.guild(guild_id).cloned() else {
+        let Some((guild, intents, _)) = self.guild_on_this_shard(guild_id) else {
             return Ok(());
         };
-        if guild_id.shard_index(shard.total()) != shard.number() {
-            return Ok(());
-        }
         if request.is_full_list() {
             if !intents.contains(Intents::GUILD_MEMBERS) {
                 return match self.shared.config.missing_members_intent {
@@ -711,6 +697,15 @@ impl Conn {
             self.dispatch("GUILD_MEMBERS_CHUNK", &chunk).await?;
         }
         Ok(())
+    }
+
+    /// The world's guild `guild_id` with this session's intents and large threshold, if the
+    /// session's shard carries it.
+    fn guild_on_this_shard(&self, guild_id: Snowflake) -> Option<(Guild, Intents, usize)> {
+        let guild = self.shared.world.guild(guild_id)?.clone();
+        let (shard, intents, threshold) = self.session_params()?;
+        (guild.id.shard_index(shard.total()) == shard.number())
+            .then_some((guild, intents, threshold))
     }
 
     fn session_params(&self) -> Option<(ShardId, Intents, usize)> {

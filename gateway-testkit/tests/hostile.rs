@@ -48,10 +48,13 @@ async fn settle(gw: &FakeGateway, done: impl Fn(&StateCounts) -> bool) -> StateC
 /// Reads until the server closes the socket; returns the bytes it sent.
 async fn read_to_end(tcp: &mut TcpStream) -> Vec<u8> {
     let mut out = Vec::new();
-    tokio::time::timeout(Duration::from_secs(60), tcp.read_to_end(&mut out))
+    let read = tokio::time::timeout(Duration::from_secs(60), tcp.read_to_end(&mut out))
         .await
-        .expect("the server never closed the socket")
-        .ok();
+        .expect("the server never closed the socket");
+    // A reset (the server dropped the socket with unread input) is a close too.
+    if let Err(e) = read {
+        assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset, "{e}");
+    }
     out
 }
 

@@ -13,7 +13,6 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use pair::PairResult;
-use setup::Probe;
 
 /// `cargo xtask interop` options.
 #[derive(Debug, clap::Args)]
@@ -144,7 +143,7 @@ pub(crate) fn run(options: &Options, root: &Path) -> Result<bool, String> {
                 continue;
             }
             let result = match &probe {
-                Ok(probe) => run_pair(&layout, &server, probe, client, compression, timeout),
+                Ok(probe) => pair::run(&layout, &server, probe, client, compression, timeout),
                 Err(e) => PairResult::setup_failed(client, compression, e),
             };
             eprintln!(
@@ -167,22 +166,4 @@ pub(crate) fn run(options: &Options, root: &Path) -> Result<bool, String> {
         .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
     eprintln!("[interop] report written to {}", path.display());
     Ok(results.iter().all(|r| r.passed))
-}
-
-/// Runs one pair, describing it on stderr first.
-fn run_pair(
-    layout: &Layout,
-    server: &Path,
-    probe: &Probe,
-    client: Client,
-    compression: Compression,
-    timeout: Duration,
-) -> PairResult {
-    eprintln!(
-        "[interop] {} ({}) with {}…",
-        client.name(),
-        probe.version,
-        compression.as_str()
-    );
-    pair::run(layout, server, probe, client, compression, timeout)
 }

@@ -72,7 +72,7 @@ impl PairResult {
     }
 }
 
-/// Runs `probe` for `compression` against its own fresh server.
+/// Runs `probe` for `compression` against its own fresh server, saying so on stderr first.
 pub(crate) fn run(
     layout: &Layout,
     server: &Path,
@@ -81,6 +81,12 @@ pub(crate) fn run(
     compression: Compression,
     timeout: Duration,
 ) -> PairResult {
+    eprintln!(
+        "[interop] {} ({}) with {}…",
+        client.name(),
+        probe.version,
+        compression.as_str()
+    );
     let name = format!("{}-{}", client.name(), compression.as_str());
     let server_log = layout.logs().join(format!("{name}.server.log"));
     let probe_log = layout.logs().join(format!("{name}.probe.log"));

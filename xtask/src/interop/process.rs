@@ -71,9 +71,10 @@ impl Server {
 
     /// Kills the server and reaps it.
     pub(crate) fn stop(&mut self) {
-        // It may have exited already; either way it is gone afterwards.
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        // It may have exited already (kill then fails); either way it is gone afterwards.
+        if let Err(e) = self.child.kill().and_then(|()| self.child.wait().map(drop)) {
+            eprintln!("[interop] stopping the server: {e}");
+        }
     }
 }
 
@@ -99,8 +100,13 @@ pub(crate) fn read_all(child: &mut Child) -> mpsc::Receiver<String> {
     if let Some(mut stdout) = child.stdout.take() {
         std::thread::spawn(move || {
             let mut bytes = Vec::new();
-            let _ = stdout.read_to_end(&mut bytes);
-            let _ = tx.send(String::from_utf8_lossy(&bytes).into_owned());
+            let mut text = match stdout.read_to_end(&mut bytes) {
+                Ok(_) => String::new(),
+                Err(e) => format!("(stdout read failed: {e})\n"),
+            };
+            text.insert_str(0, &String::from_utf8_lossy(&bytes));
+            // Nobody waits any more when the pair already timed out.
+            drop(tx.send(text));
         });
     }
     rx
@@ -113,7 +119,8 @@ pub(crate) fn first_line(child: &mut Child) -> mpsc::Receiver<String> {
         std::thread::spawn(move || {
             let mut lines = BufReader::new(stdout).lines();
             if let Some(Ok(line)) = lines.next() {
-                let _ = tx.send(line);
+                // Nobody waits any more when the server start already timed out.
+                drop(tx.send(line));
             }
             lines.for_each(drop);
         });
@@ -131,8 +138,9 @@ pub(crate) fn wait(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
             Err(_) => break,
         }
     }
-    let _ = child.kill();
-    let _ = child.wait();
+    if let Err(e) = child.kill().and_then(|()| child.wait().map(drop)) {
+        eprintln!("[interop] killing a probe past its timeout: {e}");
+    }
     None
 }
 

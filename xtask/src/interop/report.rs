@@ -1,7 +1,5 @@
 //! The PASS/FAIL table, for the terminal and for `target/interop/report.md`.
 
-use std::fmt::Write as _;
-
 use super::pair::{CHECKS, PairResult};
 
 /// Longest reason in the terminal's failure list.
@@ -15,20 +13,22 @@ pub(crate) fn terminal(results: &[PairResult]) -> String {
         out.push('\n');
         for r in failures {
             let reason = r.reason.as_deref().unwrap_or("?");
-            let _ = writeln!(
-                out,
-                "FAIL {} {}: {}",
+            out.push_str(&format!(
+                "FAIL {} {}: {}\n",
                 r.client.name(),
                 r.compression.as_str(),
                 shorten(reason, MAX_REASON)
-            );
+            ));
             for line in &r.evidence {
-                let _ = writeln!(out, "    {}", shorten(line, MAX_REASON));
+                out.push_str(&format!("    {}\n", shorten(line, MAX_REASON)));
             }
         }
     }
     let passed = results.iter().filter(|r| r.passed).count();
-    let _ = write!(out, "\n{passed} passed, {} failed", results.len() - passed);
+    out.push_str(&format!(
+        "\n{passed} passed, {} failed",
+        results.len() - passed
+    ));
     out
 }
 
@@ -39,32 +39,30 @@ pub(crate) fn markdown(results: &[PairResult]) -> String {
     );
     out.push_str(&table(results));
     let passed = results.iter().filter(|r| r.passed).count();
-    let _ = writeln!(
-        out,
-        "\n{passed} passed, {} failed\n",
+    out.push_str(&format!(
+        "\n{passed} passed, {} failed\n\n",
         results.len() - passed
-    );
+    ));
     out.push_str("## Details\n");
     for r in results {
         let verdict = if r.passed { "PASS" } else { "FAIL" };
-        let _ = writeln!(
-            out,
-            "\n### {} ({}) {}: {verdict}\n",
+        out.push_str(&format!(
+            "\n### {} ({}) {}: {verdict}\n\n",
             r.client.name(),
             r.version,
             r.compression.as_str()
-        );
+        ));
         if let Some(reason) = &r.reason {
-            let _ = writeln!(out, "Reason: {}\n", reason.replace('\n', " "));
+            out.push_str(&format!("Reason: {}\n\n", reason.replace('\n', " ")));
         }
         if !r.checks.is_empty() || !r.evidence.is_empty() {
             out.push_str("```text\n");
             for c in &r.checks {
                 let word = if c.ok { "ok" } else { "fail" };
-                let _ = writeln!(out, "CHECK {} {word} {}", c.name, c.detail);
+                out.push_str(&format!("CHECK {} {word} {}\n", c.name, c.detail));
             }
             for line in &r.evidence {
-                let _ = writeln!(out, "{line}");
+                out.push_str(&format!("{line}\n"));
             }
             out.push_str("```\n");
         }
