@@ -24,9 +24,10 @@ use sonic_rs::{JsonContainerTrait, JsonValueTrait};
 /// A demo bot: a group of shards against the embedded fake gateway, Discord, or any v10 gateway.
 #[derive(Debug, Parser)]
 struct Args {
-    /// How many shards to run (identified in buckets of --max-concurrency, 5 s apart).
-    #[arg(long, default_value_t = 1)]
-    shards: u32,
+    /// How many shards to run (identified in buckets of --max-concurrency, 5 s apart). Default:
+    /// 1 against a fake gateway; on Discord, what `GET /gateway/bot` recommends.
+    #[arg(long)]
+    shards: Option<u32>,
     /// The bot's max_concurrency (identify buckets). Default: 4 against the fake gateway, else 1.
     #[arg(long)]
     max_concurrency: Option<u32>,
@@ -72,9 +73,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let token = std::env::var("DISCORD_TOKEN").ok();
     let url = std::env::var("GATEWAY_URL").ok();
     // Without a token and a URL: an embedded fake gateway with a seeded world and live traffic.
+    let on_discord = token.is_some() && url.is_none();
     let fake = match (&token, &url) {
         (None, None) => Some(Arc::new(
-            start_fake_gateway(args.shards, args.max_concurrency.unwrap_or(4)).await?,
+            start_fake_gateway(
+                args.shards.unwrap_or(1).max(1),
+                args.max_concurrency.unwrap_or(4),
+            )
+            .await?,
         )),
         _ => None,
     };
@@ -89,10 +95,38 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     if chunk {
         intents |= Intents::GUILD_MEMBERS;
     }
-    let max_concurrency = args
-        .max_concurrency
-        .unwrap_or(if fake.is_some() { 4 } else { 1 });
-    let shards = args.shards.max(1);
+    let mut config = ShardConfig::new(Token::new(token), intents)
+        .with_gateway_url(gateway_url)
+        .with_compression(compression);
+    // On Discord with no --shards: the shard count, max_concurrency, URL and session start
+    // budget that GET /gateway/bot gives, as ShardGroupConfig::recommended would.
+    let recommended = match args.shards {
+        None if on_discord => Some(
+            gateway_shard::fetch_gateway_bot(gateway_shard::DISCORD_API, &config.token, &[])
+                .await?,
+        ),
+        _ => None,
+    };
+    let (shards, max_concurrency) = match &recommended {
+        Some(info) => (
+            info.shards.max(1),
+            info.session_start_limit.max_concurrency.max(1),
+        ),
+        None => (
+            args.shards.unwrap_or(1).max(1),
+            args.max_concurrency
+                .unwrap_or(if fake.is_some() { 4 } else { 1 }),
+        ),
+    };
+    if let Some(info) = &recommended {
+        config.gateway_url.clone_from(&info.url);
+        let limit = info.session_start_limit;
+        println!(
+            "GET /gateway/bot: {shards} shard(s), {} of {} session starts left",
+            limit.remaining, limit.total
+        );
+    }
+    let gateway_url = config.gateway_url.clone();
     println!(
         "connecting {shards} shard(s) to {gateway_url} ({compression}, max_concurrency {max_concurrency}){}",
         if fake.is_some() {
@@ -101,9 +135,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             ""
         }
     );
-    let config = ShardConfig::new(Token::new(token), intents)
-        .with_gateway_url(gateway_url)
-        .with_compression(compression);
     let started = Instant::now();
     let mut tracker_config = TrackerConfig::new(shards, 0..shards, intents);
     tracker_config.auto_chunk = chunk;
@@ -113,40 +144,41 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let deadline = args
         .run_for
         .map(|s| tokio::time::Instant::now() + Duration::from_secs(s));
-    let start = ShardGroup::start(
-        ShardGroupConfig::new(config, shards, max_concurrency),
-        |p| {
-            let line: String = p
-                .shards
-                .iter()
-                .map(|(id, state)| format!("{id}:{}", short_state(*state)))
-                .collect::<Vec<_>>()
-                .join(" ");
-            println!(
-                "[{:>5.1}s] {}/{} ready  {line}",
-                started.elapsed().as_secs_f64(),
-                p.ready,
-                p.total
-            );
-            for (id, state) in &p.shards {
-                if *state == SessionState::Connected && announced.insert(*id) {
-                    println!(
-                        "[{:>5.1}s] shard {id} is ready",
-                        started.elapsed().as_secs_f64()
-                    );
-                }
+    let group_config = match &recommended {
+        Some(info) => ShardGroupConfig::from_gateway_bot(config, info),
+        None => ShardGroupConfig::new(config, shards, max_concurrency),
+    };
+    let start = ShardGroup::start(group_config, |p| {
+        let line: String = p
+            .shards
+            .iter()
+            .map(|(id, state)| format!("{id}:{}", short_state(*state)))
+            .collect::<Vec<_>>()
+            .join(" ");
+        println!(
+            "[{:>5.1}s] {}/{} ready  {line}",
+            started.elapsed().as_secs_f64(),
+            p.ready,
+            p.total
+        );
+        for (id, state) in &p.shards {
+            if *state == SessionState::Connected && announced.insert(*id) {
+                println!(
+                    "[{:>5.1}s] shard {id} is ready",
+                    started.elapsed().as_secs_f64()
+                );
             }
-            // Why a shard is not up yet: a refused handshake, a close code and its reason.
-            for (id, failure) in &p.failures {
-                if said.insert(*id, failure.clone()).as_ref() != Some(failure) {
-                    println!(
-                        "[{:>5.1}s] shard {id}: {failure}",
-                        started.elapsed().as_secs_f64()
-                    );
-                }
+        }
+        // Why a shard is not up yet: a refused handshake, a close code and its reason.
+        for (id, failure) in &p.failures {
+            if said.insert(*id, failure.clone()).as_ref() != Some(failure) {
+                println!(
+                    "[{:>5.1}s] shard {id}: {failure}",
+                    started.elapsed().as_secs_f64()
+                );
             }
-        },
-    );
+        }
+    });
     let group = tokio::select! {
         group = start => group,
         () = until(deadline) => {

@@ -36,6 +36,9 @@ pub enum ShardError {
         /// When the budget resets.
         reset_after: std::time::Duration,
     },
+    /// The identify queue could not take the session start budget (its store is unreachable).
+    #[error(transparent)]
+    Identify(crate::identify::IdentifyError),
     /// `GET /gateway/bot` failed.
     #[cfg(feature = "rest")]
     #[error(transparent)]

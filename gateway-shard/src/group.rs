@@ -15,17 +15,36 @@ use crate::{
 };
 use gateway_model::{GatewayBot, SessionStartLimit};
 
+/// Where a group's shard count comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ShardCount {
+    /// This many shards, with this `max_concurrency`.
+    Fixed {
+        /// The bot's shard count.
+        total: u32,
+        /// The bot's `max_concurrency`.
+        max_concurrency: u32,
+    },
+    /// Whatever `GET /gateway/bot` at `api_base` says when the group starts: the shard count,
+    /// `max_concurrency`, the gateway URL and the session start budget, as hikari, twilight and
+    /// discord.js do (feature `rest`).
+    #[cfg(feature = "rest")]
+    Recommended {
+        /// The REST API to ask, e.g. [`DISCORD_API`](crate::DISCORD_API).
+        api_base: String,
+    },
+}
+
 /// How to run a group.
 #[derive(Debug, Clone)]
 pub struct ShardGroupConfig {
     /// The configuration every shard starts from (its `shard` is set per shard).
     pub shard: ShardConfig,
-    /// The bot's shard count.
-    pub total: u32,
-    /// The shards this group runs (`0..total` for a bot in one process).
-    pub range: Range<u32>,
-    /// The bot's `max_concurrency`.
-    pub max_concurrency: u32,
+    /// The bot's shard count, or where to ask for it.
+    pub count: ShardCount,
+    /// The shards this group runs; `None` runs every shard of the bot.
+    pub range: Option<Range<u32>>,
     /// The queue every identify of every shard waits in. Default: one in-process queue.
     pub identify_queue: Arc<dyn IdentifyQueue>,
     /// The most websocket handshakes at once, so a network blip does not reconnect every shard
@@ -34,18 +53,41 @@ pub struct ShardGroupConfig {
     /// Sessions to resume, by shard id (from [`ShardGroup::close`]).
     pub resume: BTreeMap<u32, ResumeInfo>,
     /// The session start budget from `GET /gateway/bot`: given to the identify queue, and
-    /// checked at start against the shards that must identify. Default: unknown (not checked).
+    /// checked at start against the shards that must identify. Default: unknown (not checked),
+    /// unless the count is `ShardCount::Recommended`, which fetches it.
     pub session_start_limit: Option<SessionStartLimit>,
 }
 
 impl ShardGroupConfig {
     /// Every shard `0..total` of the bot.
     pub fn new(shard: ShardConfig, total: u32, max_concurrency: u32) -> Self {
+        Self::with_count(
+            shard,
+            ShardCount::Fixed {
+                total: total.max(1),
+                max_concurrency: max_concurrency.max(1),
+            },
+        )
+    }
+
+    /// Every shard of the bot, as many as Discord recommends: [`ShardGroup::start`] asks
+    /// `GET /gateway/bot` on Discord's API (see [`with_api_base`](Self::with_api_base)) with the
+    /// shard's token, and uses its URL, shard count, `max_concurrency` and session start budget.
+    #[cfg(feature = "rest")]
+    pub fn recommended(shard: ShardConfig) -> Self {
+        Self::with_count(
+            shard,
+            ShardCount::Recommended {
+                api_base: crate::DISCORD_API.to_owned(),
+            },
+        )
+    }
+
+    fn with_count(shard: ShardConfig, count: ShardCount) -> Self {
         Self {
             shard,
-            total: total.max(1),
-            range: 0..total.max(1),
-            max_concurrency: max_concurrency.max(1),
+            count,
+            range: None,
             identify_queue: Arc::new(LocalIdentifyQueue::new()),
             reconnect_concurrency: 4,
             resume: BTreeMap::new(),
@@ -53,21 +95,40 @@ impl ShardGroupConfig {
         }
     }
 
-    /// Every shard of the bot as `GET /gateway/bot` recommends: its URL, shard count,
+    /// Every shard of the bot as a `GET /gateway/bot` answer recommends: its URL, shard count,
     /// `max_concurrency` and session start budget.
-    pub fn from_gateway_bot(mut shard: ShardConfig, info: &GatewayBot) -> Self {
-        shard.gateway_url.clone_from(&info.url);
+    pub fn from_gateway_bot(shard: ShardConfig, info: &GatewayBot) -> Self {
+        let mut config = Self::new(shard, 1, 1);
+        config.apply(info);
+        config
+    }
+
+    /// Takes a `GET /gateway/bot` answer as this group's count, URL and budget.
+    fn apply(&mut self, info: &GatewayBot) {
+        self.shard.gateway_url.clone_from(&info.url);
         let limit = info.session_start_limit;
-        Self {
-            session_start_limit: Some(limit),
-            ..Self::new(shard, info.shards, limit.max_concurrency)
+        self.count = ShardCount::Fixed {
+            total: info.shards.max(1),
+            max_concurrency: limit.max_concurrency.max(1),
+        };
+        self.session_start_limit = Some(limit);
+    }
+
+    /// Asks another REST API for the recommended count (a fake gateway's
+    /// `http://127.0.0.1:PORT/api/v10`). Changes nothing for a fixed count.
+    #[cfg(feature = "rest")]
+    #[must_use]
+    pub fn with_api_base(mut self, url: impl Into<String>) -> Self {
+        if let ShardCount::Recommended { api_base } = &mut self.count {
+            *api_base = url.into();
         }
+        self
     }
 
     /// Runs only shards `range` of the total (several processes can split one bot).
     #[must_use]
     pub fn with_range(mut self, range: Range<u32>) -> Self {
-        self.range = range;
+        self.range = Some(range);
         self
     }
 
@@ -83,6 +144,30 @@ impl ShardGroupConfig {
     pub fn with_resume(mut self, sessions: BTreeMap<u32, ResumeInfo>) -> Self {
         self.resume = sessions;
         self
+    }
+
+    /// The count, `max_concurrency` and the range to run, or why they are not known.
+    fn layout(&self) -> Result<(u32, u32, Range<u32>), ShardError> {
+        let (total, max_concurrency) = match &self.count {
+            ShardCount::Fixed {
+                total,
+                max_concurrency,
+            } => (*total, *max_concurrency),
+            #[cfg(feature = "rest")]
+            ShardCount::Recommended { .. } => {
+                return Err(ShardError::Config(
+                    "the shard count is not known yet: ShardGroup::start asks GET /gateway/bot"
+                        .to_owned(),
+                ));
+            }
+        };
+        let range = self.range.clone().unwrap_or(0..total);
+        if range.start >= range.end || range.end > total {
+            return Err(ShardError::Config(format!(
+                "shard range {range:?} not within 0..{total}"
+            )));
+        }
+        Ok((total, max_concurrency, range))
     }
 }
 
@@ -118,6 +203,7 @@ pub struct StartProgress {
 pub struct ShardGroup {
     shards: BTreeMap<u32, Shard>,
     total: u32,
+    gateway_bot: Option<GatewayBot>,
 }
 
 /// The group's events: `(shard id, event)`.
@@ -163,25 +249,23 @@ pub enum GroupError {
 
 impl ShardGroup {
     /// Starts every shard (each waits its turn in the identify queue) and returns at once.
+    ///
+    /// The count must be known (`ShardCount::Fixed`); [`start`](Self::start) also asks
+    /// `GET /gateway/bot` for it.
     pub fn spawn(config: ShardGroupConfig) -> Result<(Self, GroupEvents), ShardError> {
-        if config.range.start >= config.range.end || config.range.end > config.total {
-            return Err(ShardError::Config(format!(
-                "shard range {:?} not within 0..{}",
-                config.range, config.total
-            )));
-        }
+        let (total, max_concurrency, range) = config.layout()?;
         let limit = Arc::new(Semaphore::new(config.reconnect_concurrency.max(1)));
         let buffer = config.shard.event_buffer.max(1);
         let (tx, rx) = mpsc::channel(buffer);
         let mut shards = BTreeMap::new();
-        for id in config.range.clone() {
+        for id in range {
             let shard_id =
-                ShardId::new(id, config.total).map_err(|e| ShardError::Config(e.to_string()))?;
+                ShardId::new(id, total).map_err(|e| ShardError::Config(e.to_string()))?;
             let mut shard_config = config
                 .shard
                 .clone()
                 .with_shard(shard_id)
-                .with_identify_queue(Arc::clone(&config.identify_queue), config.max_concurrency)
+                .with_identify_queue(Arc::clone(&config.identify_queue), max_concurrency)
                 .with_seed(config.shard.seed ^ u64::from(id).wrapping_mul(0x9E37_79B9_7F4A_7C15));
             shard_config.connect_limit = Some(Arc::clone(&limit));
             shard_config.resume = config.resume.get(&id).cloned();
@@ -199,42 +283,44 @@ impl ShardGroup {
         Ok((
             Self {
                 shards,
-                total: config.total,
+                total,
+                gateway_bot: None,
             },
             GroupEvents { rx },
         ))
     }
 
-    /// Asks `api_base` (e.g. [`DISCORD_API`](crate::DISCORD_API)) `GET /gateway/bot` with the
-    /// shard's token, then starts every shard it recommends, as [`start`](Self::start) does.
-    #[cfg(feature = "rest")]
-    pub async fn start_recommended(
-        shard: ShardConfig,
-        api_base: &str,
-        progress: impl FnMut(&StartProgress),
-    ) -> Result<(Self, GroupEvents, GatewayBot), ShardError> {
-        let info = crate::rest::fetch_gateway_bot(api_base, &shard.token, &shard.tls_roots).await?;
-        let config = ShardGroupConfig::from_gateway_bot(shard, &info);
-        let (group, events) = Self::start(config, progress).await?;
-        Ok((group, events, info))
-    }
-
     /// Starts every shard and waits until all are READY (or one stops with an error), calling
     /// `progress` whenever a shard's state changes.
     ///
-    /// With a known session start budget ([`ShardGroupConfig::session_start_limit`]), it refuses
-    /// to start ([`ShardError::SessionStartLimit`]) when fewer sessions may start than there are
-    /// shards to identify.
+    /// With `ShardCount::Recommended`, it first asks `GET /gateway/bot` with the shard's token
+    /// (see [`gateway_bot`](Self::gateway_bot)). With a known session start budget (fetched, or
+    /// [`ShardGroupConfig::session_start_limit`]), it refuses to start
+    /// ([`ShardError::SessionStartLimit`]) when fewer sessions may start than there are shards to
+    /// identify, and hands the budget to the identify queue, which counts every identify.
     pub async fn start(
-        config: ShardGroupConfig,
+        #[allow(unused_mut)] mut config: ShardGroupConfig,
         mut progress: impl FnMut(&StartProgress),
     ) -> Result<(Self, GroupEvents), ShardError> {
+        #[allow(unused_mut)]
+        let mut gateway_bot = None;
+        #[cfg(feature = "rest")]
+        if let ShardCount::Recommended { api_base } = &config.count {
+            let shard = &config.shard;
+            let info =
+                crate::rest::fetch_gateway_bot(api_base, &shard.token, &shard.tls_roots).await?;
+            tracing::info!(
+                shards = info.shards,
+                max_concurrency = info.session_start_limit.max_concurrency,
+                remaining = info.session_start_limit.remaining,
+                "GET /gateway/bot"
+            );
+            config.apply(&info);
+            gateway_bot = Some(info);
+        }
+        let (_, _, range) = config.layout()?;
         if let Some(limit) = config.session_start_limit {
-            let needed = config
-                .range
-                .clone()
-                .filter(|id| !config.resume.contains_key(id))
-                .count();
+            let needed = range.filter(|id| !config.resume.contains_key(id)).count();
             let needed = u32::try_from(needed).unwrap_or(u32::MAX);
             if limit.remaining < needed {
                 return Err(ShardError::SessionStartLimit {
@@ -243,9 +329,14 @@ impl ShardGroup {
                     reset_after: Duration::from_millis(limit.reset_after),
                 });
             }
-            config.identify_queue.set_session_start_limit(limit).await;
+            config
+                .identify_queue
+                .set_session_start_limit(limit)
+                .await
+                .map_err(ShardError::Identify)?;
         }
-        let (group, events) = Self::spawn(config)?;
+        let (mut group, events) = Self::spawn(config)?;
+        group.gateway_bot = gateway_bot;
         let mut watches: Vec<_> = group
             .shards
             .iter()
@@ -305,6 +396,12 @@ impl ShardGroup {
     /// One shard.
     pub fn shard(&self, id: u32) -> Option<&Shard> {
         self.shards.get(&id)
+    }
+
+    /// The `GET /gateway/bot` answer the group was sized by, when it asked
+    /// ([`ShardCount::Recommended`]).
+    pub fn gateway_bot(&self) -> Option<&GatewayBot> {
+        self.gateway_bot.as_ref()
     }
 
     /// The bot's shard count.

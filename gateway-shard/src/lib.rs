@@ -61,7 +61,7 @@ pub use connect::USER_AGENT_VALUE;
 pub use error::{CommandError, ShardError};
 pub use event::{Reconnect, ShardEvent};
 pub use group::{
-    GroupError, GroupEvents, ShardGroup, ShardGroupConfig, ShardStatus, StartProgress,
+    GroupError, GroupEvents, ShardCount, ShardGroup, ShardGroupConfig, ShardStatus, StartProgress,
 };
 pub use presence::PresenceUpdate;
 pub use ratelimit::{COMMANDS_PER_WINDOW, WINDOW};

@@ -302,7 +302,7 @@ mod redis {
             reset_after: 60_000,
             max_concurrency: 1,
         };
-        queue.set_session_start_limit(limit).await;
+        queue.set_session_start_limit(limit).await.unwrap();
         queue.acquire(0, 1).await.unwrap();
         tokio::time::sleep(Duration::from_millis(5)).await;
         queue.acquire(0, 1).await.unwrap();
@@ -311,9 +311,44 @@ mod redis {
             queue.acquire(0, 1).await,
             Err(gateway_shard::identify::IdentifyError::BudgetExhausted(_))
         ));
-        assert_eq!(
-            queue.session_start_limit().await.map(|l| l.total),
-            Some(1000)
-        );
+        let known = queue.session_start_limit().await.unwrap().unwrap();
+        assert_eq!((known.total, known.remaining), (1000, 0));
+    }
+
+    /// Two processes' queues on one Redis keep the reserve together: with 5 starts left and 3
+    /// kept back, the two together get exactly 2 identifies, then both are told when the budget
+    /// resets.
+    #[tokio::test]
+    async fn the_reserve_is_kept_across_processes() {
+        let redis = redis().await;
+        let prefix = format!("gateway-reserve-{}", std::process::id());
+        let connect = || async {
+            RedisIdentifyQueue::connect_with_window(&redis.url, &prefix, Duration::from_millis(1))
+                .await
+                .unwrap()
+                .with_reserve(3)
+        };
+        let (a, b) = (connect().await, connect().await);
+        let limit = gateway_model::SessionStartLimit {
+            total: 1000,
+            remaining: 5,
+            reset_after: 60_000,
+            max_concurrency: 16,
+        };
+        a.set_session_start_limit(limit).await.unwrap();
+        let mut granted = 0;
+        for shard in 0..8 {
+            let queue = if shard % 2 == 0 { &a } else { &b };
+            match queue.acquire(shard, 16).await {
+                Ok(()) => granted += 1,
+                Err(gateway_shard::identify::IdentifyError::BudgetExhausted(reset)) => {
+                    assert!(reset > Duration::from_secs(50), "{reset:?}");
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
+        assert_eq!(granted, 2);
+        let known = b.session_start_limit().await.unwrap().unwrap();
+        assert_eq!(known.remaining, 3);
     }
 }

@@ -59,11 +59,17 @@ pub trait IdentifyQueue: Send + Sync + std::fmt::Debug + 'static {
         max_concurrency: u32,
     ) -> BoxFuture<'_, Result<(), IdentifyError>>;
 
-    /// The session start budget as the queue knows it.
-    fn session_start_limit(&self) -> BoxFuture<'_, Option<SessionStartLimit>>;
+    /// The session start budget as the queue knows it (`None` when none was set).
+    fn session_start_limit(
+        &self,
+    ) -> BoxFuture<'_, Result<Option<SessionStartLimit>, IdentifyError>>;
 
-    /// Replaces the budget (from `GET /gateway/bot`).
-    fn set_session_start_limit(&self, limit: SessionStartLimit) -> BoxFuture<'_, ()>;
+    /// Replaces the budget (from `GET /gateway/bot`). From then on every identify is counted
+    /// against it, and none is granted once it is spent (or down to the queue's reserve).
+    fn set_session_start_limit(
+        &self,
+        limit: SessionStartLimit,
+    ) -> BoxFuture<'_, Result<(), IdentifyError>>;
 }
 
 /// The in-process identify queue: an [`IdentifySchedule`] driven by tokio's clock.
@@ -166,14 +172,20 @@ impl IdentifyQueue for LocalIdentifyQueue {
         })
     }
 
-    fn session_start_limit(&self) -> BoxFuture<'_, Option<SessionStartLimit>> {
-        Box::pin(async move { self.lock().session_start_limit(now()) })
+    fn session_start_limit(
+        &self,
+    ) -> BoxFuture<'_, Result<Option<SessionStartLimit>, IdentifyError>> {
+        Box::pin(async move { Ok(self.lock().session_start_limit(now())) })
     }
 
-    fn set_session_start_limit(&self, limit: SessionStartLimit) -> BoxFuture<'_, ()> {
+    fn set_session_start_limit(
+        &self,
+        limit: SessionStartLimit,
+    ) -> BoxFuture<'_, Result<(), IdentifyError>> {
         Box::pin(async move {
             self.lock().set_session_start_limit(limit, now());
             self.changed.notify_waiters();
+            Ok(())
         })
     }
 }

@@ -1,24 +1,46 @@
 //! An identify queue in Redis: one key per bucket, set only if absent, expiring after the window;
-//! the daily budget as a counter.
+//! the daily budget as a counter spent in the same atomic step.
 
 use std::time::Duration;
 
 use gateway_model::SessionStartLimit;
-use redis::AsyncCommands;
 use redis::aio::ConnectionManager;
 
 use super::{BoxFuture, IDENTIFY_WINDOW, IdentifyError, IdentifyQueue};
 
+/// One attempt at an identify turn, atomic in Redis. Returns `{1, 0}` when granted (the bucket
+/// key was set and, if a budget is known, one start spent), `{0, wait_ms}` when the bucket is
+/// taken, `{2, reset_ms}` when the budget is down to the reserve.
+///
+/// KEYS: bucket, remaining. ARGV: shard id, window in ms, reserve.
+const ACQUIRE: &str = r"
+local left = redis.call('GET', KEYS[2])
+if left and tonumber(left) <= tonumber(ARGV[3]) then
+  return {2, redis.call('PTTL', KEYS[2])}
+end
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  if left then redis.call('DECR', KEYS[2]) end
+  return {1, 0}
+end
+return {0, redis.call('PTTL', KEYS[1])}
+";
+
 /// The identify queue of every process that points at the same Redis and prefix.
 ///
-/// `acquire` sets `{prefix}:bucket:{id % max_concurrency}` with `NX PX window`; whoever sets it
-/// identifies, everyone else waits for the key's remaining time and tries again. The budget is
-/// `{prefix}:remaining`, decremented per identify and expiring when it resets.
+/// Keys are `{prefix}:…`, the prefix as a hash tag, so that with Redis Cluster every key of one
+/// application is on one node and the atomic step can touch them together.
+/// `{prefix}:bucket:{id % max_concurrency}` is set with `NX PX window` by whoever identifies;
+/// everyone else waits for the key's remaining time and tries again. The budget is
+/// `{prefix}:remaining`, spent by one per identify in the same step, expiring when it resets; an
+/// identify that would take it to the reserve ([`with_reserve`](Self::with_reserve)) is refused
+/// with [`IdentifyError::BudgetExhausted`] and the time to the reset.
 #[derive(Clone)]
 pub struct RedisIdentifyQueue {
     connection: ConnectionManager,
     prefix: String,
     window: Duration,
+    reserve: u32,
+    acquire: redis::Script,
 }
 
 impl std::fmt::Debug for RedisIdentifyQueue {
@@ -26,7 +48,8 @@ impl std::fmt::Debug for RedisIdentifyQueue {
         f.debug_struct("RedisIdentifyQueue")
             .field("prefix", &self.prefix)
             .field("window", &self.window)
-            .finish()
+            .field("reserve", &self.reserve)
+            .finish_non_exhaustive()
     }
 }
 
@@ -35,7 +58,7 @@ fn unavailable(e: redis::RedisError) -> IdentifyError {
 }
 
 impl RedisIdentifyQueue {
-    /// Connects to `url` (`redis://127.0.0.1/`); keys start with `prefix`.
+    /// Connects to `url` (`redis://127.0.0.1/`); keys start with `{prefix}`.
     pub async fn connect(url: &str, prefix: impl Into<String>) -> Result<Self, IdentifyError> {
         Self::connect_with_window(url, prefix, IDENTIFY_WINDOW).await
     }
@@ -52,11 +75,22 @@ impl RedisIdentifyQueue {
             connection,
             prefix: prefix.into(),
             window,
+            reserve: 0,
+            acquire: redis::Script::new(ACQUIRE),
         })
     }
 
+    /// Keeps `reserve` session starts back for every process of the application: once only
+    /// that many are left, identifies are refused until the budget resets, so that a storm never
+    /// spends the last starts (Discord resets the token of a bot that runs out).
+    #[must_use]
+    pub fn with_reserve(mut self, reserve: u32) -> Self {
+        self.reserve = reserve;
+        self
+    }
+
     fn key(&self, suffix: &str) -> String {
-        format!("{}:{suffix}", self.prefix)
+        format!("{{{}}}:{suffix}", self.prefix)
     }
 }
 
@@ -69,61 +103,71 @@ impl IdentifyQueue for RedisIdentifyQueue {
         Box::pin(async move {
             let mut con = self.connection.clone();
             let bucket = self.key(&format!("bucket:{}", shard_id % max_concurrency.max(1)));
-            let window_ms = super::spacing(self.window).as_millis().max(1) as u64;
+            let remaining = self.key("remaining");
+            let window_ms = u64::try_from(super::spacing(self.window).as_millis())
+                .unwrap_or(u64::MAX)
+                .max(1);
             loop {
-                let set: Option<String> = redis::cmd("SET")
-                    .arg(&bucket)
+                let (outcome, ms): (i64, i64) = self
+                    .acquire
+                    .key(&bucket)
+                    .key(&remaining)
                     .arg(shard_id)
-                    .arg("NX")
-                    .arg("PX")
                     .arg(window_ms)
+                    .arg(self.reserve)
+                    .invoke_async(&mut con)
+                    .await
+                    .map_err(unavailable)?;
+                match outcome {
+                    1 => return Ok(()),
+                    2 => {
+                        let reset = u64::try_from(ms).unwrap_or(0);
+                        return Err(IdentifyError::BudgetExhausted(Duration::from_millis(reset)));
+                    }
+                    _ => {
+                        let ms = u64::try_from(ms).unwrap_or(5).clamp(5, window_ms);
+                        tokio::time::sleep(Duration::from_millis(ms)).await;
+                    }
+                }
+            }
+        })
+    }
+
+    fn session_start_limit(
+        &self,
+    ) -> BoxFuture<'_, Result<Option<SessionStartLimit>, IdentifyError>> {
+        Box::pin(async move {
+            let mut con = self.connection.clone();
+            let (remaining, total, concurrency, ttl): (Option<i64>, Option<u32>, Option<u32>, i64) =
+                redis::pipe()
+                    .get(self.key("remaining"))
+                    .get(self.key("total"))
+                    .get(self.key("max_concurrency"))
+                    .pttl(self.key("remaining"))
                     .query_async(&mut con)
                     .await
                     .map_err(unavailable)?;
-                if set.is_some() {
-                    break;
-                }
-                let ttl: i64 = con.pttl(&bucket).await.map_err(unavailable)?;
-                let wait = Duration::from_millis(ttl.clamp(5, window_ms as i64) as u64);
-                tokio::time::sleep(wait).await;
-            }
-            // The budget, if one was set: spend one start.
-            let remaining = self.key("remaining");
-            let exists: bool = con.exists(&remaining).await.map_err(unavailable)?;
-            if exists {
-                let left: i64 = con.decr(&remaining, 1).await.map_err(unavailable)?;
-                if left < 0 {
-                    let ttl: i64 = con.pttl(&remaining).await.map_err(unavailable)?;
-                    return Err(IdentifyError::BudgetExhausted(Duration::from_millis(
-                        ttl.max(0) as u64,
-                    )));
-                }
-            }
-            Ok(())
-        })
-    }
-
-    fn session_start_limit(&self) -> BoxFuture<'_, Option<SessionStartLimit>> {
-        Box::pin(async move {
-            let mut con = self.connection.clone();
-            let remaining: Option<i64> = con.get(self.key("remaining")).await.ok()?;
-            let total: Option<u32> = con.get(self.key("total")).await.ok()?;
-            let concurrency: Option<u32> = con.get(self.key("max_concurrency")).await.ok()?;
-            let ttl: i64 = con.pttl(self.key("remaining")).await.ok()?;
-            Some(SessionStartLimit {
-                total: total?,
-                remaining: remaining?.max(0) as u32,
-                reset_after: ttl.max(0) as u64,
+            let (Some(remaining), Some(total)) = (remaining, total) else {
+                return Ok(None);
+            };
+            Ok(Some(SessionStartLimit {
+                total,
+                remaining: u32::try_from(remaining.max(0)).unwrap_or(u32::MAX),
+                reset_after: u64::try_from(ttl).unwrap_or(0),
                 max_concurrency: concurrency.unwrap_or(1),
-            })
+            }))
         })
     }
 
-    fn set_session_start_limit(&self, limit: SessionStartLimit) -> BoxFuture<'_, ()> {
+    fn set_session_start_limit(
+        &self,
+        limit: SessionStartLimit,
+    ) -> BoxFuture<'_, Result<(), IdentifyError>> {
         Box::pin(async move {
             let mut con = self.connection.clone();
             let ttl = limit.reset_after.max(1);
-            let _: Result<(), _> = redis::pipe()
+            redis::pipe()
+                .atomic()
                 .cmd("SET")
                 .arg(self.key("remaining"))
                 .arg(limit.remaining)
@@ -138,8 +182,9 @@ impl IdentifyQueue for RedisIdentifyQueue {
                 .arg(self.key("max_concurrency"))
                 .arg(limit.max_concurrency)
                 .ignore()
-                .query_async(&mut con)
-                .await;
+                .query_async::<()>(&mut con)
+                .await
+                .map_err(unavailable)
         })
     }
 }
