@@ -4,7 +4,10 @@ use std::time::{Duration, Instant};
 
 use async_tungstenite::tungstenite::Message;
 use async_tungstenite::tungstenite::protocol::CloseFrame;
-use futures_util::StreamExt;
+use std::task::Poll;
+
+use async_tungstenite::tungstenite::Error as WsError;
+use futures_util::{SinkExt, StreamExt};
 use gateway_codec::Decoder;
 use gateway_model::{Command, Snowflake};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot, watch};
@@ -89,13 +92,58 @@ fn now() -> Instant {
     tokio::time::Instant::now().into_std()
 }
 
-async fn next_message(
+/// What the socket did: a message came (or the stream ended), a frame went out, or sending
+/// failed.
+enum Io {
+    Received(Option<Result<Message, WsError>>),
+    Sent,
+    SendFailed(WsError),
+}
+
+/// The socket's half of the loop, in one future so that reading and sending share the socket
+/// without splitting it: moves the pending frame into the socket and flushes it, and reads when
+/// `reading`. Cancel-safe: a frame stays in `outgoing` until the socket took it, and `flushing`
+/// says a flush is owed.
+async fn socket_io(
     socket: &mut Option<Socket>,
-) -> Option<Result<Message, async_tungstenite::tungstenite::Error>> {
-    match socket {
-        Some(s) => s.next().await,
-        None => std::future::pending().await,
-    }
+    outgoing: &mut Option<Message>,
+    flushing: &mut bool,
+    reading: bool,
+) -> Io {
+    let Some(socket) = socket else {
+        return std::future::pending().await;
+    };
+    std::future::poll_fn(|cx| {
+        if outgoing.is_some() {
+            match socket.poll_ready_unpin(cx) {
+                Poll::Ready(Ok(())) => {
+                    if let Some(frame) = outgoing.take() {
+                        if let Err(e) = socket.start_send_unpin(frame) {
+                            return Poll::Ready(Io::SendFailed(e));
+                        }
+                        *flushing = true;
+                    }
+                }
+                Poll::Ready(Err(e)) => return Poll::Ready(Io::SendFailed(e)),
+                Poll::Pending => {}
+            }
+        }
+        if *flushing {
+            match socket.poll_flush_unpin(cx) {
+                Poll::Ready(Ok(())) => {
+                    *flushing = false;
+                    return Poll::Ready(Io::Sent);
+                }
+                Poll::Ready(Err(e)) => return Poll::Ready(Io::SendFailed(e)),
+                Poll::Pending => {}
+            }
+        }
+        if reading && let Poll::Ready(message) = socket.poll_next_unpin(cx) {
+            return Poll::Ready(Io::Received(message));
+        }
+        Poll::Pending
+    })
+    .await
 }
 
 /// Waits for an optional future; never completes while there is none.
@@ -164,9 +212,9 @@ fn shut(mut socket: Socket, code: u16) -> BoxFuture<'static, ()> {
 }
 
 /// Runs the session until it stops and every event it produced reached the user (or the user
-/// went away). Every wait is a branch of the one `select!`: reading, connecting, closing, the
-/// identify turn, timers, handle requests and event delivery, so that heartbeats and commands go
-/// on whatever else is slow.
+/// went away). Every wait is a branch of the one `select!`: reading and sending, connecting,
+/// closing, the identify turn, timers, handle requests and event delivery, so that heartbeats and
+/// commands go on whatever else is slow.
 pub(crate) async fn run(
     mut session: Session,
     mut settings: Settings,
@@ -181,6 +229,9 @@ pub(crate) async fn run(
     );
     async move {
         let mut socket: Option<Socket> = None;
+        // The frame on its way into the socket, and whether the socket owes a flush.
+        let mut outgoing: Option<Message> = None;
+        let mut flushing = false;
         let mut connecting: Option<BoxFuture<'static, Opening>> = None;
         let mut connect_to: Option<String> = None;
         let mut closing: Option<BoxFuture<'static, ()>> = None;
@@ -194,6 +245,7 @@ pub(crate) async fn run(
                 match action {
                     Action::Connect { url } => {
                         socket = None;
+                        (outgoing, flushing) = (None, false);
                         turn = None;
                         if let Err(e) = settings.decoder.reset() {
                             tracing::error!(error = %e, "decoder reset failed");
@@ -214,15 +266,13 @@ pub(crate) async fn run(
                     }
                 }
             }
-            // Frames are taken from the session only when there is a socket to send them on.
-            while let Some(s) = socket.as_mut() {
-                let Some(frame) = session.poll_transmit(now()) else { break };
-                if let Err(e) = s.send(Message::text(frame)).await {
-                    tracing::debug!(error = %e, "send failed");
-                    socket = None;
-                    session.handle_closed(now(), None);
-                    break;
-                }
+            // A frame is taken from the session only when there is a socket to send it on and
+            // the one before it went out; the select moves it into the socket. A frame on its
+            // way when the connection ended is lost with it, as on any transport.
+            if socket.is_none() {
+                (outgoing, flushing) = (None, false);
+            } else if outgoing.is_none() && !flushing {
+                outgoing = session.poll_transmit(now()).map(Message::text);
             }
             while let Some(event) = session.poll_event() {
                 outbox.push(event, std::mem::replace(&mut size, SMALL_EVENT));
@@ -250,8 +300,16 @@ pub(crate) async fn run(
             }
             let deadline = session.poll_timeout().map(tokio::time::Instant::from_std);
             let reading = socket.is_some() && !session.is_reading_paused();
+            let io = socket.is_some() && (reading || outgoing.is_some() || flushing);
             tokio::select! {
-                message = next_message(&mut socket), if reading => match message {
+                io = socket_io(&mut socket, &mut outgoing, &mut flushing, reading), if io => match io {
+                    Io::Sent => {}
+                    Io::SendFailed(e) => {
+                        tracing::debug!(error = %e, "send failed");
+                        socket = None;
+                        session.handle_closed(now(), None);
+                    }
+                    Io::Received(message) => match message {
                     Some(Ok(Message::Text(text))) => size = decode(&mut session, &mut settings.decoder, text.as_bytes()),
                     Some(Ok(Message::Binary(bytes))) => size = decode(&mut session, &mut settings.decoder, &bytes),
                     Some(Ok(Message::Close(frame))) => {
@@ -276,6 +334,7 @@ pub(crate) async fn run(
                         socket = None;
                         session.handle_closed(now(), None);
                     }
+                    },
                 },
                 step = wait(&mut connecting), if connecting.is_some() => {
                     connecting = None;

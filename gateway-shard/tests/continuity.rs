@@ -8,77 +8,20 @@ use std::time::Duration;
 
 use gateway_codec::{Compression, Limits};
 use gateway_model::{Intents, Token};
-use gateway_shard::{Shard, ShardConfig, ShardEvent, ShardEvents};
+use gateway_shard::{Shard, ShardConfig, ShardEvent};
 use gateway_testkit::{FakeGateway, Fault, GatewayConfig, WorldConfig};
 
-/// Checks each event against the sequence it must follow.
-#[derive(Default)]
-struct Continuity {
-    expected: Option<u64>,
-    dispatches: u64,
-    sessions: u64,
-}
+mod common;
 
-impl Continuity {
-    fn see(&mut self, event: &ShardEvent, scenario: &str) {
-        match event {
-            ShardEvent::Ready(_) => {
-                self.sessions += 1;
-                self.expected = Some(2);
-            }
-            // RESUMED takes a sequence number of its own, as Discord's does.
-            ShardEvent::Resumed { .. } => self.expected = self.expected.map(|e| e + 1),
-            ShardEvent::Dispatch(d) => {
-                let expected = self.expected.expect("a dispatch before READY");
-                assert_eq!(d.seq, expected, "{scenario}: a gap or a repeat");
-                self.expected = Some(expected + 1);
-                self.dispatches += 1;
-            }
-            _ => {}
-        }
-    }
-}
-
-async fn next(events: &mut ShardEvents) -> ShardEvent {
-    tokio::time::timeout(Duration::from_secs(120), events.next())
-        .await
-        .expect("no event in time")
-        .expect("events ended")
-}
-
-/// Reads events (checking them) until one matches.
-async fn until(
-    events: &mut ShardEvents,
-    seen: &mut Continuity,
-    scenario: &str,
-    mut want: impl FnMut(&ShardEvent) -> bool,
-) -> ShardEvent {
-    loop {
-        let e = next(events).await;
-        seen.see(&e, scenario);
-        if want(&e) {
-            return e;
-        }
-    }
-}
+use common::Checked;
 
 /// Sends `n` dispatches on shard 0's live connection and reads them back.
-async fn traffic(
-    gw: &FakeGateway,
-    events: &mut ShardEvents,
-    seen: &mut Continuity,
-    scenario: &str,
-    n: u64,
-) {
+async fn traffic(gw: &FakeGateway, events: &mut Checked, n: u64) {
     let connection = gw.shard_connection(0).expect("a live connection");
-    let before = seen.dispatches;
     for i in 0..n {
         connection.dispatch("TESTKIT_EVENT", format!(r#"{{"i":{i}}}"#));
     }
-    while seen.dispatches < before + n {
-        let e = next(events).await;
-        seen.see(&e, scenario);
-    }
+    events.dispatches(n).await;
 }
 
 async fn fake_gateway() -> FakeGateway {
@@ -107,11 +50,10 @@ fn shard_config(gw: &FakeGateway, compression: Compression) -> ShardConfig {
 }
 
 /// Reads events until the shard is back: RESUMED or READY.
-async fn back(events: &mut ShardEvents, seen: &mut Continuity, scenario: &str) -> ShardEvent {
-    until(events, seen, scenario, |e| {
-        matches!(e, ShardEvent::Ready(_) | ShardEvent::Resumed { .. })
-    })
-    .await
+async fn back(events: &mut Checked) -> ShardEvent {
+    events
+        .until(|e| matches!(e, ShardEvent::Ready(_) | ShardEvent::Resumed { .. }))
+        .await
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -122,13 +64,10 @@ enum Then {
 
 async fn scenario(name: &str, compression: Compression, fault: Fault, then: Then) {
     let gw = fake_gateway().await;
-    let (shard, mut events) = Shard::spawn(shard_config(&gw, compression)).unwrap();
-    let mut seen = Continuity::default();
-    until(&mut events, &mut seen, name, |e| {
-        matches!(e, ShardEvent::Dispatch(_))
-    })
-    .await;
-    traffic(&gw, &mut events, &mut seen, name, 3).await;
+    let (shard, events) = Shard::spawn(shard_config(&gw, compression)).unwrap();
+    let mut events = Checked::new(events, name);
+    events.until(|e| matches!(e, ShardEvent::Dispatch(_))).await;
+    traffic(&gw, &mut events, 3).await;
     let connection = gw.shard_connection(0).unwrap();
     let corrupt = matches!(fault, Fault::CorruptNext);
     connection.inject(fault);
@@ -136,10 +75,9 @@ async fn scenario(name: &str, compression: Compression, fault: Fault, then: Then
         // The corrupted dispatch is lost with its stream, and replayed by the resume.
         connection.dispatch("TESTKIT_EVENT", r#"{"corrupted":true}"#);
     }
-    let back = until(&mut events, &mut seen, name, |e| {
-        matches!(e, ShardEvent::Ready(_) | ShardEvent::Resumed { .. })
-    })
-    .await;
+    let back = events
+        .until(|e| matches!(e, ShardEvent::Ready(_) | ShardEvent::Resumed { .. }))
+        .await;
     match then {
         Then::Resumes => assert!(
             matches!(back, ShardEvent::Resumed { .. }),
@@ -147,7 +85,7 @@ async fn scenario(name: &str, compression: Compression, fault: Fault, then: Then
         ),
         Then::Reidentifies => assert!(matches!(back, ShardEvent::Ready(_)), "{name}: {back:?}"),
     }
-    traffic(&gw, &mut events, &mut seen, name, 3).await;
+    traffic(&gw, &mut events, 3).await;
     shard.close(false).await;
 }
 
@@ -238,19 +176,15 @@ async fn oversize_messages_start_a_new_session_in_every_compression() {
 #[tokio::test(start_paused = true)]
 async fn reconnect_before_hello_then_resume() {
     let gw = fake_gateway().await;
-    let (shard, mut events) = Shard::spawn(shard_config(&gw, Compression::ZlibStream)).unwrap();
-    let mut seen = Continuity::default();
-    let name = "op 7 before HELLO";
-    until(&mut events, &mut seen, name, |e| {
-        matches!(e, ShardEvent::Dispatch(_))
-    })
-    .await;
-    traffic(&gw, &mut events, &mut seen, name, 3).await;
+    let (shard, events) = Shard::spawn(shard_config(&gw, Compression::ZlibStream)).unwrap();
+    let mut events = Checked::new(events, "op 7 before HELLO");
+    events.until(|e| matches!(e, ShardEvent::Dispatch(_))).await;
+    traffic(&gw, &mut events, 3).await;
     gw.on_next_connection(Fault::ReconnectBeforeHello);
     gw.shard_connection(0).unwrap().inject(Fault::Drop);
-    let came = back(&mut events, &mut seen, name).await;
+    let came = back(&mut events).await;
     assert!(matches!(came, ShardEvent::Resumed { .. }), "{came:?}");
-    traffic(&gw, &mut events, &mut seen, name, 3).await;
+    traffic(&gw, &mut events, 3).await;
     // `close(false)` ends the session: a new shard cannot resume it and identifies anew.
     let exported = shard.close(false).await;
     assert!(exported.is_none(), "a closed session is not exported");
@@ -263,14 +197,10 @@ async fn reconnect_before_hello_then_resume() {
 #[tokio::test(start_paused = true)]
 async fn a_stalled_resumed_is_retried_without_loss() {
     let gw = fake_gateway().await;
-    let (shard, mut events) = Shard::spawn(shard_config(&gw, Compression::ZlibStream)).unwrap();
-    let mut seen = Continuity::default();
-    let name = "RESUMED stall";
-    until(&mut events, &mut seen, name, |e| {
-        matches!(e, ShardEvent::Dispatch(_))
-    })
-    .await;
-    traffic(&gw, &mut events, &mut seen, name, 3).await;
+    let (shard, events) = Shard::spawn(shard_config(&gw, Compression::ZlibStream)).unwrap();
+    let mut events = Checked::new(events, "RESUMED stall");
+    events.until(|e| matches!(e, ShardEvent::Dispatch(_))).await;
+    traffic(&gw, &mut events, 3).await;
     let connection = gw.shard_connection(0).unwrap();
     // Two dispatches lost with the connection; the first resume replays them but stalls.
     connection.inject(Fault::LoseNext(2));
@@ -278,9 +208,37 @@ async fn a_stalled_resumed_is_retried_without_loss() {
     connection.dispatch("TESTKIT_EVENT", r#"{"lost":2}"#);
     gw.on_next_connection(Fault::StallResumed);
     connection.inject(Fault::Drop);
-    let came = back(&mut events, &mut seen, name).await;
+    let came = back(&mut events).await;
     assert!(matches!(came, ShardEvent::Resumed { .. }), "{came:?}");
     assert!(gw.stats().resumes >= 2, "the stalled resume was retried");
-    traffic(&gw, &mut events, &mut seen, name, 3).await;
+    traffic(&gw, &mut events, 3).await;
     shard.close(false).await;
+}
+
+/// `close(false)` ends the session on the gateway too (close 1000): `close` exports nothing, and
+/// a shard that tries to resume the session it had is told to start anew, with READY and no
+/// replay of the old session's dispatches.
+#[tokio::test(start_paused = true)]
+async fn close_false_invalidates_the_session() {
+    let gw = fake_gateway().await;
+    let config = shard_config(&gw, Compression::ZlibStream);
+    let (shard, events) = Shard::spawn(config.clone()).unwrap();
+    let mut events = Checked::new(events, "close(false)");
+    events
+        .until(|e| matches!(e, ShardEvent::Dispatch(_)))
+        .await;
+    traffic(&gw, &mut events, 3).await;
+    let stale = shard.resume_info().expect("a live session");
+    assert!(shard.close(false).await.is_none(), "close(false) exports no session");
+    shard.join().await.unwrap();
+
+    let (again, events) = Shard::spawn(config.with_resume(stale.clone())).unwrap();
+    let mut events = Checked::new(events, "resume after close(false)");
+    let came = back(&mut events).await;
+    let ShardEvent::Ready(ready) = came else {
+        panic!("the closed session was resumed: {came:?}");
+    };
+    assert_ne!(ready.session_id, stale.session_id);
+    traffic(&gw, &mut events, 3).await;
+    again.close(false).await;
 }

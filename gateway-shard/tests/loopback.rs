@@ -11,11 +11,15 @@ use gateway_model::{
     Snowflake, Status, Token,
 };
 use gateway_shard::{
-    PresenceUpdate, Reconnect, Shard, ShardConfig, ShardError, ShardEvent, ShardEvents, Timeouts,
+    PresenceUpdate, Reconnect, Shard, ShardConfig, ShardError, ShardEvent, Timeouts,
 };
 use gateway_testkit::{
     ChunkFault, FakeGateway, Fault, GatewayConfig, Received, SplitAt, WorldConfig,
 };
+
+mod common;
+
+use common::Checked;
 
 const COMPRESSIONS: [Compression; 2] = [Compression::ZlibStream, Compression::ZstdStream];
 
@@ -45,22 +49,14 @@ fn config(gw: &FakeGateway, compression: Compression) -> ShardConfig {
     .with_seed(3)
 }
 
-/// The next event, which must come (bounded on tokio's clock, which tests may pause).
-async fn next(events: &mut ShardEvents) -> ShardEvent {
-    tokio::time::timeout(Duration::from_secs(3600), events.next())
-        .await
-        .expect("no event in time")
-        .expect("events ended")
+/// The next event, which must come, checked for continuity (see `common`).
+async fn next(events: &mut Checked) -> ShardEvent {
+    events.next().await
 }
 
-/// Skips events until one matches.
-async fn until(events: &mut ShardEvents, mut want: impl FnMut(&ShardEvent) -> bool) -> ShardEvent {
-    loop {
-        let e = next(events).await;
-        if want(&e) {
-            return e;
-        }
-    }
+/// Skips events (checking each) until one matches.
+async fn until(events: &mut Checked, want: impl FnMut(&ShardEvent) -> bool) -> ShardEvent {
+    events.until(want).await
 }
 
 fn is_ready(e: &ShardEvent) -> bool {
@@ -79,7 +75,11 @@ async fn connects_and_is_ready_with_events_in_the_documented_order() {
         Compression::ZstdStream,
     ] {
         let gw = gateway(WorldConfig::uniform(1, 3, 20)).await;
-        let (shard, mut events) = Shard::start(config(&gw, compression)).await.unwrap();
+        let (shard, events) = Shard::start(config(&gw, compression)).await.unwrap();
+        let mut events = Checked::new(
+            events,
+            "connects_and_is_ready_with_events_in_the_documented_order",
+        );
         assert!(shard.is_connected() && shard.is_alive());
         assert_eq!(shard.user_id(), Some(gw.world().bot_id));
         assert_eq!(
@@ -115,9 +115,13 @@ async fn heartbeats_carry_the_sequence_and_acks_give_latency() {
         ..GatewayConfig::default()
     })
     .await;
-    let (shard, mut events) = Shard::start(config(&gw, Compression::ZlibStream))
+    let (shard, events) = Shard::start(config(&gw, Compression::ZlibStream))
         .await
         .unwrap();
+    let mut events = Checked::new(
+        events,
+        "heartbeats_carry_the_sequence_and_acks_give_latency",
+    );
     assert_eq!(shard.heartbeat_latency(), None);
     until(&mut events, |e| {
         matches!(e, ShardEvent::HeartbeatAck { .. })
@@ -166,7 +170,8 @@ async fn zombie_then_resume_loses_and_repeats_nothing() {
             ..GatewayConfig::default()
         })
         .await;
-        let (_shard, mut events) = Shard::start(config(&gw, compression)).await.unwrap();
+        let (_shard, events) = Shard::start(config(&gw, compression)).await.unwrap();
+        let mut events = Checked::new(events, "zombie_then_resume_loses_and_repeats_nothing");
         let conn = gw.shard_connection(0).unwrap();
         conn.inject(Fault::Zombie);
         for i in 0..5 {
@@ -228,9 +233,10 @@ async fn zombie_then_resume_loses_and_repeats_nothing() {
 async fn every_close_code_of_the_policy_table() {
     let gw = gateway(WorldConfig::uniform(1, 1, 5)).await;
     for (code, action, _) in gateway_model::CLOSE_POLICY {
-        let (shard, mut events) = Shard::start(config(&gw, Compression::ZlibStream))
+        let (shard, events) = Shard::start(config(&gw, Compression::ZlibStream))
             .await
             .unwrap();
+        let mut events = Checked::new(events, "every_close_code_of_the_policy_table");
         until(&mut events, |e| matches!(e, ShardEvent::Dispatch(_))).await;
         gw.shard_connection(0).unwrap().inject(Fault::Close(code));
         let ShardEvent::Disconnected {
@@ -271,9 +277,13 @@ async fn every_close_code_of_the_policy_table() {
 #[tokio::test(start_paused = true)]
 async fn invalid_session_true_resumes_and_false_reidentifies() {
     let gw = gateway(WorldConfig::uniform(1, 1, 5)).await;
-    let (_shard, mut events) = Shard::start(config(&gw, Compression::ZlibStream))
+    let (_shard, events) = Shard::start(config(&gw, Compression::ZlibStream))
         .await
         .unwrap();
+    let mut events = Checked::new(
+        events,
+        "invalid_session_true_resumes_and_false_reidentifies",
+    );
     until(&mut events, |e| matches!(e, ShardEvent::Dispatch(_))).await;
     gw.shard_connection(0)
         .unwrap()
@@ -290,9 +300,10 @@ async fn invalid_session_true_resumes_and_false_reidentifies() {
 async fn reconnect_before_and_after_hello() {
     let gw = gateway(WorldConfig::uniform(1, 1, 5)).await;
     gw.on_next_connection(Fault::ReconnectBeforeHello);
-    let (_shard, mut events) = Shard::start(config(&gw, Compression::ZlibStream))
+    let (_shard, events) = Shard::start(config(&gw, Compression::ZlibStream))
         .await
         .unwrap();
+    let mut events = Checked::new(events, "reconnect_before_and_after_hello");
     assert!(
         gw.stats().connections >= 2,
         "the first connection was left at RECONNECT"
@@ -305,9 +316,10 @@ async fn reconnect_before_and_after_hello() {
 #[tokio::test]
 async fn a_dropped_connection_resumes() {
     let gw = gateway(WorldConfig::uniform(1, 1, 5)).await;
-    let (_shard, mut events) = Shard::start(config(&gw, Compression::ZstdStream))
+    let (_shard, events) = Shard::start(config(&gw, Compression::ZstdStream))
         .await
         .unwrap();
+    let mut events = Checked::new(events, "a_dropped_connection_resumes");
     until(&mut events, |e| matches!(e, ShardEvent::Dispatch(_))).await;
     gw.shard_connection(0).unwrap().inject(Fault::Drop);
     let ShardEvent::Disconnected {
@@ -327,7 +339,11 @@ async fn a_dropped_connection_resumes() {
 async fn dispatches_lost_with_a_dropped_connection_are_replayed_in_order() {
     for compression in COMPRESSIONS {
         let gw = gateway(WorldConfig::uniform(1, 1, 5)).await;
-        let (_shard, mut events) = Shard::start(config(&gw, compression)).await.unwrap();
+        let (_shard, events) = Shard::start(config(&gw, compression)).await.unwrap();
+        let mut events = Checked::new(
+            events,
+            "dispatches_lost_with_a_dropped_connection_are_replayed_in_order",
+        );
         let ShardEvent::Dispatch(first) =
             until(&mut events, |e| matches!(e, ShardEvent::Dispatch(_))).await
         else {
@@ -364,9 +380,10 @@ async fn split_corrupt_and_oversize_messages() {
             max_message_size: 64 * 1024,
             ..Limits::default()
         };
-        let (shard, mut events) = Shard::start(config(&gw, compression).with_limits(limits))
+        let (shard, events) = Shard::start(config(&gw, compression).with_limits(limits))
             .await
             .unwrap();
+        let mut events = Checked::new(events, "split_corrupt_and_oversize_messages");
         until(&mut events, |e| matches!(e, ShardEvent::Dispatch(_))).await;
         // Split through the zlib suffix: still one event.
         let conn = gw.shard_connection(0).unwrap();
@@ -431,9 +448,10 @@ async fn hello_and_ready_timeouts_reconnect() {
 async fn a_flood_of_commands_never_trips_the_rate_limit() {
     let gw = gateway(WorldConfig::uniform(1, 1, 50)).await;
     let guild = gw.world().guilds()[0].id;
-    let (shard, mut events) = Shard::start(config(&gw, Compression::ZlibStream))
+    let (shard, events) = Shard::start(config(&gw, Compression::ZlibStream))
         .await
         .unwrap();
+    let mut events = Checked::new(events, "a_flood_of_commands_never_trips_the_rate_limit");
     for i in 0..300 {
         let r = RequestGuildMembers::builder(guild)
             .query("a", 1)
@@ -562,9 +580,13 @@ async fn member_request_errors_are_typed() {
 #[tokio::test]
 async fn a_session_exported_by_one_shard_is_resumed_by_another() {
     let gw = gateway(WorldConfig::uniform(1, 2, 5)).await;
-    let (first, mut events) = Shard::start(config(&gw, Compression::ZlibStream))
+    let (first, events) = Shard::start(config(&gw, Compression::ZlibStream))
         .await
         .unwrap();
+    let mut events = Checked::new(
+        events,
+        "a_session_exported_by_one_shard_is_resumed_by_another",
+    );
     let mut last = 0;
     for _ in 0..2 {
         let ShardEvent::Dispatch(d) =
@@ -581,10 +603,14 @@ async fn a_session_exported_by_one_shard_is_resumed_by_another() {
         None,
         "closed by the client with 4000"
     );
-    let (_second, mut events) =
+    let (_second, events) =
         Shard::start(config(&gw, Compression::ZstdStream).with_resume(exported))
             .await
             .unwrap();
+    let mut events = Checked::new(
+        events,
+        "a_session_exported_by_one_shard_is_resumed_by_another",
+    );
     assert_eq!(
         next(&mut events).await,
         ShardEvent::Connected { resuming: true }
@@ -629,9 +655,10 @@ async fn fatal_errors_stop_the_shard_with_a_typed_error() {
 async fn chunks_flow_through_the_shard() {
     let gw = gateway(WorldConfig::uniform(1, 1, 2500)).await;
     let guild = gw.world().guilds()[0].id;
-    let (shard, mut events) = Shard::start(config(&gw, Compression::ZstdStream))
+    let (shard, events) = Shard::start(config(&gw, Compression::ZstdStream))
         .await
         .unwrap();
+    let mut events = Checked::new(events, "chunks_flow_through_the_shard");
     gw.shard_connection(0)
         .unwrap()
         .inject(Fault::Chunks(ChunkFault::Reverse));

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use gateway_codec::{Compression, Limits};
 use gateway_model::{DispatchEvent, Intents, Token};
-use gateway_shard::{Reconnect, Shard, ShardConfig, ShardEvent, ShardEvents};
+use gateway_shard::{Reconnect, Shard, ShardConfig, ShardEvent};
 use gateway_testkit::{FakeGateway, Fault, GatewayConfig, WorldConfig};
 
 async fn gateway() -> FakeGateway {
@@ -26,16 +26,13 @@ fn config(gw: &FakeGateway, compression: Compression) -> ShardConfig {
         .with_seed(3)
 }
 
-async fn until(events: &mut ShardEvents, mut want: impl FnMut(&ShardEvent) -> bool) -> ShardEvent {
-    loop {
-        let e = tokio::time::timeout(Duration::from_secs(600), events.next())
-            .await
-            .expect("no event in time")
-            .expect("events ended");
-        if want(&e) {
-            return e;
-        }
-    }
+mod common;
+
+use common::Checked;
+
+/// Skips events (each checked for continuity, see `common`) until one matches.
+async fn until(events: &mut Checked, want: impl FnMut(&ShardEvent) -> bool) -> ShardEvent {
+    events.until(want).await
 }
 
 /// An oversize message on an uncompressed connection is refused by the websocket before the
@@ -48,9 +45,10 @@ async fn an_oversize_uncompressed_message_reidentifies_once() {
         max_message_size: 64 * 1024,
         ..Limits::default()
     };
-    let (shard, mut events) = Shard::start(config(&gw, Compression::None).with_limits(limits))
+    let (shard, events) = Shard::start(config(&gw, Compression::None).with_limits(limits))
         .await
         .unwrap();
+    let mut events = Checked::new(events, "an_oversize_uncompressed_message_reidentifies_once");
     until(&mut events, |e| matches!(e, ShardEvent::Dispatch(_))).await;
     gw.shard_connection(0)
         .unwrap()
@@ -78,9 +76,10 @@ async fn an_oversize_uncompressed_message_reidentifies_once() {
 #[tokio::test]
 async fn a_dispatch_that_does_not_type_is_delivered_raw() {
     let gw = gateway().await;
-    let (shard, mut events) = Shard::start(config(&gw, Compression::ZlibStream))
+    let (shard, events) = Shard::start(config(&gw, Compression::ZlibStream))
         .await
         .unwrap();
+    let mut events = Checked::new(events, "a_dispatch_that_does_not_type_is_delivered_raw");
     let ShardEvent::Dispatch(first) =
         until(&mut events, |e| matches!(e, ShardEvent::Dispatch(_))).await
     else {
@@ -120,7 +119,8 @@ async fn a_slow_consumer_loses_nothing_and_heartbeats_go_on() {
     .unwrap();
     let mut config = config(&gw, Compression::ZlibStream).with_event_buffer_bytes(BUDGET);
     config.event_buffer = 16;
-    let (shard, mut events) = Shard::start(config).await.unwrap();
+    let (shard, events) = Shard::start(config).await.unwrap();
+    let mut events = Checked::new(events, "a_slow_consumer_loses_nothing_and_heartbeats_go_on");
     until(&mut events, |e| matches!(e, ShardEvent::Dispatch(_))).await;
     let connection = gw.shard_connection(0).unwrap();
     let pad = "x".repeat(200);
@@ -192,7 +192,11 @@ async fn refused_connections_reach_the_user_with_their_reason() {
     let refused = ShardConfig::new(Token::new("t"), Intents::GUILDS)
         .with_gateway_url(format!("ws://127.0.0.1:{port}"))
         .with_seed(1);
-    let (shard, mut events) = Shard::spawn(refused).unwrap();
+    let (shard, events) = Shard::spawn(refused).unwrap();
+    let mut events = Checked::new(
+        events,
+        "refused_connections_reach_the_user_with_their_reason",
+    );
     for _ in 0..3 {
         let e = until(&mut events, |e| {
             matches!(e, ShardEvent::ConnectFailed { .. })
