@@ -37,9 +37,11 @@
 //! # Ok::<(), gateway_chunking::TrackError>(())
 //! ```
 
+#[cfg(feature = "tokio")]
 mod chunk_tracker;
 mod tracker;
 
+#[cfg(feature = "tokio")]
 pub use chunk_tracker::{ChunkRequestHandle, ChunkTracker, TrackedEvent, TrackedEvents};
 pub use tracker::{
     ChunkEvent, ChunkRequestFinished, FULL_REQUEST_INTERVAL, MAX_CHUNK_COUNT, MAX_RETRY_AFTER,

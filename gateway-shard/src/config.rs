@@ -5,8 +5,10 @@ use std::time::Duration;
 use gateway_codec::{Compression, Limits};
 use gateway_model::{ConnectionProperties, EventTypes, Intents, LargeThreshold, ShardId, Token};
 
+#[cfg(feature = "tokio")]
 use std::sync::Arc;
 
+#[cfg(feature = "tokio")]
 use crate::identify::{IdentifyQueue, LocalIdentifyQueue};
 use crate::{Backoff, PresenceUpdate, ResumeInfo};
 
@@ -65,25 +67,33 @@ pub struct ShardConfig {
     pub seed: u64,
     /// Commands that may wait in the queue.
     pub queue_capacity: usize,
+    #[cfg(feature = "tokio")]
     /// Events the channel to the user holds.
     pub event_buffer: usize,
+    #[cfg(feature = "tokio")]
     /// Bytes of events (their payloads' `d`) that may wait for the user beyond the channel before
     /// the shard stops reading the socket, so that TCP pushes back on the gateway. Heartbeats and
     /// commands go on meanwhile, and the quiet is not taken for a zombie. Default 16 MiB.
     pub event_buffer_bytes: usize,
+    #[cfg(feature = "tokio")]
     /// An HTTP proxy (`http://host:port`) to reach the gateway through with CONNECT.
     pub proxy: Option<String>,
     /// A session to resume instead of identifying, exported by [`Shard::close`](crate::Shard::close).
     pub resume: Option<ResumeInfo>,
+    #[cfg(feature = "tokio")]
     /// How long [`Shard::start`](crate::Shard::start) waits for READY. Default: no limit.
     pub start_timeout: Option<Duration>,
+    #[cfg(feature = "tokio")]
     /// The identify queue every IDENTIFY waits in. Default: a queue of this shard's own; a
     /// [`ShardGroup`](crate::ShardGroup) shares one among its shards.
     pub identify_queue: Arc<dyn IdentifyQueue>,
+    #[cfg(feature = "tokio")]
     /// The bot's `max_concurrency` (identify buckets). Default 1.
     pub max_concurrency: u32,
+    #[cfg(feature = "tokio")]
     /// Limits simultaneous websocket handshakes across the shards that share it.
     pub connect_limit: Option<Arc<tokio::sync::Semaphore>>,
+    #[cfg(feature = "tokio")]
     /// Certificates trusted for `wss://` besides the webpki roots (Mozilla's), for a gateway or
     /// proxy with a private CA. Certificates are always verified. Default: none.
     pub tls_roots: Vec<rustls::pki_types::CertificateDer<'static>>,
@@ -108,18 +118,27 @@ impl ShardConfig {
             event_types: EventTypes::all(),
             seed: RandomState::new().hash_one(0u8),
             queue_capacity: 1024,
+            #[cfg(feature = "tokio")]
             event_buffer: 1024,
+            #[cfg(feature = "tokio")]
             event_buffer_bytes: 16 << 20,
+            #[cfg(feature = "tokio")]
             proxy: None,
             resume: None,
+            #[cfg(feature = "tokio")]
             start_timeout: None,
+            #[cfg(feature = "tokio")]
             identify_queue: Arc::new(LocalIdentifyQueue::new()),
+            #[cfg(feature = "tokio")]
             max_concurrency: 1,
+            #[cfg(feature = "tokio")]
             connect_limit: None,
+            #[cfg(feature = "tokio")]
             tls_roots: Vec::new(),
         }
     }
 
+    #[cfg(feature = "tokio")]
     /// Trusts `root` for `wss://` as well as the webpki roots: for a gateway behind a private CA
     /// (or a self-signed test certificate). Verification itself is never turned off.
     #[must_use]
@@ -128,6 +147,7 @@ impl ShardConfig {
         self
     }
 
+    #[cfg(feature = "tokio")]
     /// Sets how many bytes of events may wait for the user before the shard stops reading.
     #[must_use]
     pub fn with_event_buffer_bytes(mut self, bytes: usize) -> Self {
@@ -135,6 +155,7 @@ impl ShardConfig {
         self
     }
 
+    #[cfg(feature = "tokio")]
     /// Sets the identify queue and the bot's `max_concurrency`.
     #[must_use]
     pub fn with_identify_queue(
@@ -217,6 +238,7 @@ impl ShardConfig {
         self
     }
 
+    #[cfg(feature = "tokio")]
     /// Sets the proxy.
     #[must_use]
     pub fn with_proxy(mut self, proxy: impl Into<String>) -> Self {

@@ -40,12 +40,16 @@
 mod action;
 mod backoff;
 mod config;
+#[cfg(feature = "tokio")]
 mod connect;
+#[cfg(feature = "tokio")]
 mod driver;
 mod error;
 mod event;
+#[cfg(feature = "tokio")]
 mod group;
 pub mod identify;
+#[cfg(feature = "tokio")]
 mod outbox;
 mod presence;
 mod ratelimit;
@@ -53,13 +57,16 @@ mod ratelimit;
 mod rest;
 mod resume;
 mod session;
+#[cfg(feature = "tokio")]
 mod shard;
 
 pub use backoff::Backoff;
 pub use config::{DISCORD_GATEWAY, ShardConfig, Timeouts};
+#[cfg(feature = "tokio")]
 pub use connect::USER_AGENT_VALUE;
 pub use error::{CommandError, ShardError};
 pub use event::{Reconnect, ShardEvent};
+#[cfg(feature = "tokio")]
 pub use group::{
     GroupError, GroupEvents, ShardCount, ShardGroup, ShardGroupConfig, ShardStatus, StartProgress,
 };
@@ -68,4 +75,5 @@ pub use ratelimit::{COMMANDS_PER_WINDOW, WINDOW};
 #[cfg(feature = "rest")]
 pub use rest::{DISCORD_API, GatewayBotError, fetch_gateway_bot};
 pub use session::{Action, ResumeInfo, Session, SessionState};
+#[cfg(feature = "tokio")]
 pub use shard::{Shard, ShardEvents};

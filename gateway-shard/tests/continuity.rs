@@ -224,12 +224,13 @@ async fn close_false_invalidates_the_session() {
     let config = shard_config(&gw, Compression::ZlibStream);
     let (shard, events) = Shard::spawn(config.clone()).unwrap();
     let mut events = Checked::new(events, "close(false)");
-    events
-        .until(|e| matches!(e, ShardEvent::Dispatch(_)))
-        .await;
+    events.until(|e| matches!(e, ShardEvent::Dispatch(_))).await;
     traffic(&gw, &mut events, 3).await;
     let stale = shard.resume_info().expect("a live session");
-    assert!(shard.close(false).await.is_none(), "close(false) exports no session");
+    assert!(
+        shard.close(false).await.is_none(),
+        "close(false) exports no session"
+    );
     shard.join().await.unwrap();
 
     let (again, events) = Shard::spawn(config.with_resume(stale.clone())).unwrap();
