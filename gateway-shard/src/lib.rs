@@ -37,7 +37,6 @@
 //! The driver installs rustls's ring crypto provider if the process has none; `wss://`
 //! certificates are verified against the webpki roots.
 
-mod action;
 mod backoff;
 mod config;
 #[cfg(feature = "tokio")]
@@ -50,7 +49,10 @@ mod event;
 mod group;
 pub mod identify;
 #[cfg(feature = "tokio")]
+mod link;
+#[cfg(feature = "tokio")]
 mod outbox;
+mod output;
 mod presence;
 mod ratelimit;
 #[cfg(feature = "rest")]
@@ -59,6 +61,8 @@ mod resume;
 mod session;
 #[cfg(feature = "tokio")]
 mod shard;
+#[cfg(feature = "tokio")]
+mod status;
 
 pub use backoff::Backoff;
 pub use config::{DISCORD_GATEWAY, ShardConfig, Timeouts};
@@ -70,10 +74,11 @@ pub use event::{Reconnect, ShardEvent};
 pub use group::{
     GroupError, GroupEvents, ShardCount, ShardGroup, ShardGroupConfig, ShardStatus, StartProgress,
 };
+pub use output::{Action, Output};
 pub use presence::PresenceUpdate;
 pub use ratelimit::{COMMANDS_PER_WINDOW, WINDOW};
 #[cfg(feature = "rest")]
 pub use rest::{DISCORD_API, GatewayBotError, fetch_gateway_bot};
-pub use session::{Action, ResumeInfo, Session, SessionState};
+pub use session::{ResumeInfo, Session, SessionState};
 #[cfg(feature = "tokio")]
 pub use shard::{Shard, ShardEvents};

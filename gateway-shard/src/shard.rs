@@ -11,7 +11,9 @@ use gateway_model::{
 };
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::driver::{self, Control, Settings, Status};
+use crate::driver::{self, Control, Settings};
+use crate::link::Dialer;
+use crate::status::Status;
 use crate::{
     CommandError, PresenceUpdate, ResumeInfo, Session, ShardConfig, ShardError, ShardEvent,
 };
@@ -90,14 +92,16 @@ impl Shard {
         let settings = Settings {
             identify_queue: std::sync::Arc::clone(&config.identify_queue),
             max_concurrency: config.max_concurrency,
-            connect_limit: config.connect_limit.clone(),
-            proxy: config.proxy.clone(),
-            handshake_timeout: config.timeouts.handshake,
+            dialer: Dialer {
+                connect_limit: config.connect_limit.clone(),
+                proxy: config.proxy.clone(),
+                handshake_timeout: config.timeouts.handshake,
+                max_message: config.limits.max_message_size,
+                tls: crate::connect::tls_connector(&config.tls_roots)
+                    .map_err(|e| ShardError::Config(format!("TLS root: {e}")))?,
+            },
             decoder,
-            max_message: config.limits.max_message_size,
             event_budget: config.event_buffer_bytes,
-            tls: crate::connect::tls_connector(&config.tls_roots)
-                .map_err(|e| ShardError::Config(format!("TLS root: {e}")))?,
         };
         tokio::spawn(driver::run(
             session, settings, events_tx, control_rx, status_tx,

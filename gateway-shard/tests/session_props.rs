@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use gateway_codec::scan_envelope;
 use gateway_model::{Command, Intents, RequestGuildMembers, Snowflake, Token};
-use gateway_shard::{Action, COMMANDS_PER_WINDOW, Session, ShardConfig, WINDOW};
+use gateway_shard::{Action, COMMANDS_PER_WINDOW, Output, Session, ShardConfig, WINDOW};
 use proptest::prelude::*;
 
 #[derive(Debug, Clone)]
@@ -75,40 +75,42 @@ struct Run {
 
 impl Run {
     fn drain(&mut self) {
-        while let Some(action) = self.s.poll_action() {
-            match action {
-                Action::Connect { .. } => {
-                    // Connect at once; the property inputs close or fail it later.
-                    self.s.handle_connected(self.now);
-                    self.open = true;
-                    self.sent.clear();
-                    self.identifies = 0;
+        while let Some(output) = self.s.poll_output(self.now) {
+            match output {
+                Output::Action(action) => match action {
+                    Action::Connect { .. } => {
+                        // Connect at once; the property inputs close or fail it later.
+                        self.s.handle_connected(self.now);
+                        self.open = true;
+                        self.sent.clear();
+                        self.identifies = 0;
+                    }
+                    Action::Close { .. } => self.open = false,
+                    Action::AwaitIdentify => {}
+                },
+                Output::Transmit(frame) => {
+                    assert!(self.open, "sent on a closed connection");
+                    if op(&frame) == 2 {
+                        self.identifies += 1;
+                        assert!(self.identifies <= 1, "two IDENTIFYs on one connection");
+                    }
+                    self.sent.push_back(self.now);
+                    while self
+                        .sent
+                        .front()
+                        .is_some_and(|t| self.now.duration_since(*t) >= Duration::from_secs(60))
+                    {
+                        self.sent.pop_front();
+                    }
+                    assert!(
+                        self.sent.len() <= 120,
+                        "{} sends in 60 s on one connection",
+                        self.sent.len()
+                    );
                 }
-                Action::Close { .. } => self.open = false,
-                Action::AwaitIdentify => {}
+                Output::Event(_) => {}
             }
         }
-        while let Some(frame) = self.s.poll_transmit(self.now) {
-            assert!(self.open, "sent on a closed connection");
-            if op(&frame) == 2 {
-                self.identifies += 1;
-                assert!(self.identifies <= 1, "two IDENTIFYs on one connection");
-            }
-            self.sent.push_back(self.now);
-            while self
-                .sent
-                .front()
-                .is_some_and(|t| self.now.duration_since(*t) >= Duration::from_secs(60))
-            {
-                self.sent.pop_front();
-            }
-            assert!(
-                self.sent.len() <= 120,
-                "{} sends in 60 s on one connection",
-                self.sent.len()
-            );
-        }
-        while self.s.poll_event().is_some() {}
     }
 }
 
@@ -163,14 +165,14 @@ proptest! {
                     }
                     run.now = end;
                 }
-                Input::Permit => run.s.identify_permitted(run.now),
+                Input::Permit => run.s.handle_identify_permitted(run.now),
                 Input::Request(n) => {
                     let r = RequestGuildMembers::builder(Snowflake::new(u64::from(n) << 22))
                         .query("", 0)
                         .build()
                         .unwrap();
                     // Refusals (queue full, stopped) are typed; either way nothing panics.
-                    let _refused = run.s.queue_command(Command::RequestGuildMembers(r));
+                    let _refused = run.s.handle_command(run.now, Command::RequestGuildMembers(r));
                 }
             }
             run.drain();

@@ -11,15 +11,16 @@ use gateway_model::{
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-pub use crate::action::Action;
 use crate::backoff::BackoffState;
 use crate::presence::PresenceState;
-use crate::ratelimit::{CommandQueue, Priority, RateLimiter};
+use crate::ratelimit::{CommandQueue, RateLimiter};
+mod recovery;
+mod user;
+mod view;
+
 pub use crate::resume::ResumeInfo;
 use crate::resume::secure_resume_url;
-use crate::{
-    CommandError, PresenceUpdate, Reconnect, ShardConfig, ShardError, ShardEvent, Timeouts,
-};
+use crate::{Action, Output, Reconnect, ShardConfig, ShardError, ShardEvent, Timeouts};
 
 /// Where a session stands, for status displays.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -67,19 +68,23 @@ enum Phase {
     Stopped,
 }
 
-/// A shard's session as a state machine, driven like quinn-proto's connections.
+/// A shard's session as a state machine, driven like quinn-proto's connections and str0m's peers.
 ///
-/// * Inputs: [`handle_connected`](Self::handle_connected),
+/// * Inputs, each with `now` first: from the connection,
+///   [`handle_connect_started`](Self::handle_connect_started),
+///   [`handle_connected`](Self::handle_connected),
 ///   [`handle_connect_failed`](Self::handle_connect_failed), [`handle_payload`](Self::handle_payload),
-///   [`handle_decode_error`](Self::handle_decode_error), [`handle_closed`](Self::handle_closed),
-///   [`handle_timeout`](Self::handle_timeout), [`identify_permitted`](Self::identify_permitted), and
-///   the user's [`queue_command`](Self::queue_command), [`update_presence`](Self::update_presence)
-///   and [`close`](Self::close).
-/// * Outputs, to poll after every input until they return `None`:
-///   [`poll_action`](Self::poll_action) (what to do with the connection),
-///   [`poll_transmit`](Self::poll_transmit) (text frames to send),
-///   [`poll_event`](Self::poll_event) (events for the user), and
-///   [`poll_timeout`](Self::poll_timeout) (when to call `handle_timeout` next).
+///   [`handle_decode_error`](Self::handle_decode_error), [`handle_closed`](Self::handle_closed);
+///   from the identify queue, [`handle_identify_permitted`](Self::handle_identify_permitted) and
+///   [`handle_identify_refused`](Self::handle_identify_refused); from the user,
+///   [`handle_command`](Self::handle_command), [`handle_presence`](Self::handle_presence) and
+///   [`handle_close`](Self::handle_close); from the driver's event buffer,
+///   [`handle_reading_paused`](Self::handle_reading_paused); and
+///   [`handle_timeout`](Self::handle_timeout).
+/// * Output: [`poll_output`](Self::poll_output) until `None` after every input (actions on the
+///   connection, frames to send, events for the user), and
+///   [`poll_timeout`](Self::poll_timeout) (when to call `handle_timeout` next). See
+///   [the drain rule](crate::Output).
 ///
 /// Time only ever comes in as an argument, and must not go backwards.
 ///
@@ -192,127 +197,24 @@ impl Session {
 
     // ---- getters ----
 
-    /// The shard.
-    pub fn shard(&self) -> ShardId {
-        self.shard
-    }
-
-    /// Where the session stands.
-    pub fn state(&self) -> SessionState {
-        match self.phase {
-            Phase::Idle { .. } => SessionState::Disconnected,
-            Phase::Connecting { .. } | Phase::AwaitingHello { .. } => SessionState::Connecting,
-            Phase::AwaitingIdentify => SessionState::WaitingToIdentify,
-            Phase::Handshaking {
-                resuming: false, ..
-            } => SessionState::Identifying,
-            Phase::Handshaking { resuming: true, .. } => SessionState::Resuming,
-            Phase::Connected { .. } => SessionState::Connected,
-            Phase::Stopped => SessionState::Stopped,
-        }
-    }
-
-    /// Whether the session has not stopped.
-    pub fn is_alive(&self) -> bool {
-        self.phase != Phase::Stopped
-    }
-
-    /// Whether a connection is up with READY or RESUMED received.
-    pub fn is_connected(&self) -> bool {
-        matches!(self.phase, Phase::Connected { .. })
-    }
-
-    /// The latest heartbeat latency; `None` before the first ACK.
-    pub fn heartbeat_latency(&self) -> Option<Duration> {
-        self.latency
-    }
-
-    /// The bot's user id, from READY.
-    pub fn user_id(&self) -> Option<Snowflake> {
-        self.user_id
-    }
-
-    /// The session id, from READY (or an exported session).
-    pub fn session_id(&self) -> Option<&str> {
-        self.session_id.as_deref()
-    }
-
-    /// The last sequence number received.
-    pub fn sequence(&self) -> Option<u64> {
-        self.seq
-    }
-
-    /// What a new shard needs to resume this session.
-    pub fn resume_info(&self) -> Option<ResumeInfo> {
-        Some(ResumeInfo {
-            session_id: self.session_id.clone()?,
-            sequence: self.seq.unwrap_or(0),
-            resume_url: self
-                .resume_url
-                .clone()
-                .unwrap_or_else(|| self.gateway_url.clone()),
-        })
-    }
-
-    /// Whether the session waits for the websocket it asked for with [`Action::Connect`]: a
-    /// connection that opens when this is false was given up on, and must be dropped.
-    pub fn awaits_connection(&self) -> bool {
-        matches!(self.phase, Phase::Connecting { .. })
-    }
-
-    /// The user is behind (`true`) or caught up. Reading pauses only on a connected session
-    /// (see [`is_reading_paused`](Self::is_reading_paused)): a handshake (HELLO, READY, RESUMED
-    /// and its replay) is always read through, so that none times out behind the user.
-    pub fn set_reading_paused(&mut self, _now: Instant, behind: bool) {
-        let was = self.is_reading_paused();
-        self.reading_paused = behind;
-        if was && !self.is_reading_paused() {
-            // The ACK of the last heartbeat may still sit behind the backlog: it is given one
-            // more interval, as the next heartbeat's.
-            self.awaiting_ack = false;
-        }
-    }
-
-    /// Whether the driver must leave the socket unread now. While it does, a missing ACK is not
-    /// a zombie (it may sit unread in the socket); heartbeats go on.
-    pub fn is_reading_paused(&self) -> bool {
-        self.reading_paused && self.is_connected()
-    }
-
-    /// Why the last connection attempt or session failed, until a session is up again.
-    pub fn last_failure(&self) -> Option<&str> {
-        self.last_failure.as_deref()
-    }
-
-    /// Commands waiting to be sent.
-    pub fn queue_depth(&self) -> usize {
-        self.queue.len()
-    }
-
-    /// Rate-limit slots left for commands (heartbeats have their own reserve).
-    pub fn permits(&mut self, now: Instant) -> usize {
-        self.limiter.available_for_commands(now)
-    }
-
-    /// How the session ended, once it has.
-    pub fn outcome(&self) -> Option<&Result<(), ShardError>> {
-        self.outcome.as_ref()
-    }
-
     // ---- outputs ----
 
-    /// The next thing to do with the connection.
-    pub fn poll_action(&mut self) -> Option<Action> {
-        self.actions.pop_front()
-    }
-
-    /// The next event for the user.
-    pub fn poll_event(&mut self) -> Option<ShardEvent> {
-        self.events.pop_front()
+    /// The next thing the driver must do: actions on the connection first, then frames to send
+    /// (only while a connection is open, and within the rate limit), then events for the user.
+    /// Call it until `None` after every input (see [the drain rule](crate::Output)).
+    #[must_use = "the driver must act on every output"]
+    pub fn poll_output(&mut self, now: Instant) -> Option<Output> {
+        if let Some(action) = self.actions.pop_front() {
+            return Some(Output::Action(action));
+        }
+        if let Some(frame) = self.next_frame(now) {
+            return Some(Output::Transmit(frame));
+        }
+        self.events.pop_front().map(Output::Event)
     }
 
     /// The next text frame to send now, within the rate limit.
-    pub fn poll_transmit(&mut self, now: Instant) -> Option<String> {
+    fn next_frame(&mut self, now: Instant) -> Option<String> {
         if !self.connection_open || self.interval.is_none() {
             return None;
         }
@@ -338,6 +240,7 @@ impl Session {
     }
 
     /// When [`handle_timeout`](Self::handle_timeout) must be called next.
+    #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
         let phase = match self.phase {
             Phase::Idle { connect_at } => Some(connect_at),
@@ -617,7 +520,7 @@ impl Session {
     }
 
     /// This shard's turn to identify came.
-    pub fn identify_permitted(&mut self, now: Instant) {
+    pub fn handle_identify_permitted(&mut self, now: Instant) {
         if self.phase != Phase::AwaitingIdentify || !self.connection_open {
             return;
         }
@@ -657,7 +560,7 @@ impl Session {
     /// The identify queue refused this shard's turn (the session start budget is down to its
     /// reserve): the user is told, the connection closes, and the shard tries again after
     /// `retry_in`, when the budget resets.
-    pub fn identify_refused(&mut self, now: Instant, retry_in: Duration, reason: &str) {
+    pub fn handle_identify_refused(&mut self, now: Instant, retry_in: Duration, reason: &str) {
         if self.phase != Phase::AwaitingIdentify {
             return;
         }
@@ -678,62 +581,6 @@ impl Session {
             Reconnect::Reidentify,
             retry_in.max(Duration::from_millis(1)),
         );
-    }
-
-    /// Queues a command (presence and voice updates first, then requests).
-    pub fn queue_command(&mut self, command: Command) -> Result<(), CommandError> {
-        if self.phase == Phase::Stopped {
-            return Err(CommandError::NotRunning);
-        }
-        if let Command::RequestGuildMembers(request) = &command {
-            request.check_intents(self.intents)?;
-            let expected = request.guild_id().shard_index(self.shard.total());
-            if expected != self.shard.number() {
-                return Err(CommandError::WrongShard {
-                    guild: request.guild_id(),
-                    expected,
-                });
-            }
-        }
-        let priority = match command {
-            Command::UpdatePresence(_) | Command::UpdateVoiceState(_) => Priority::State,
-            _ => Priority::Request,
-        };
-        let member_request = matches!(command, Command::RequestGuildMembers(_));
-        let frame = encode(&command)?;
-        self.queue
-            .push(priority, frame, member_request)
-            .map_err(|_| CommandError::QueueFull(self.queue.len()))
-    }
-
-    /// Merges a presence update into the remembered presence and queues it; while disconnected it
-    /// is sent once connected (and at the next IDENTIFY).
-    ///
-    /// A presence that would not fit in an IDENTIFY (4096 bytes with the token and properties) is
-    /// refused here, with [`CommandError::Encode`], and the remembered presence is unchanged.
-    pub fn update_presence(&mut self, update: &PresenceUpdate) -> Result<(), CommandError> {
-        let mut merged = self.presence.clone();
-        let presence = merged.merge(update);
-        let mut identify = self.identify_template.clone();
-        identify.presence = Some(presence.clone());
-        encode(&Command::from(identify))?;
-        self.queue_command(Command::UpdatePresence(presence))?;
-        self.presence = merged;
-        Ok(())
-    }
-
-    /// Closes the session. With `keep_resumable`, the connection closes with 4000 and the session
-    /// can be resumed (see [`resume_info`](Self::resume_info)); otherwise with 1000, which ends it.
-    pub fn close(&mut self, now: Instant, keep_resumable: bool) {
-        if self.phase == Phase::Stopped {
-            return;
-        }
-        let code = if keep_resumable { 4000 } else { 1000 };
-        if !keep_resumable {
-            self.forget_session();
-        }
-        self.outcome.get_or_insert(Ok(()));
-        self.lost(now, Some(code), "closed by the user", Reconnect::Stop);
     }
 
     // ---- internals ----
@@ -838,141 +685,7 @@ impl Session {
                 })),
         }
     }
-
-    /// The session is over. Member requests still queued for it are dropped, and the user is
-    /// told: sent in the next session they would ask for the same guild twice (with its own
-    /// GUILD_CREATE's request), and the second is RATE_LIMITED or a second full download.
-    fn forget_session(&mut self) {
-        self.session_id = None;
-        self.seq = None;
-        self.resume_url = None;
-        self.resume_url_failed = false;
-        let count = self.queue.drop_member_requests();
-        if count > 0 {
-            tracing::warn!(
-                shard = self.shard.number(),
-                count,
-                "member requests of the ended session dropped"
-            );
-            self.events
-                .push_back(ShardEvent::MemberRequestsDropped { count });
-        }
-    }
-
-    fn lost(&mut self, now: Instant, code: Option<u16>, reason: &str, next: Reconnect) {
-        self.lost_after(now, code, reason, next, Duration::ZERO);
-    }
-
-    /// The connection is over: close it if open, tell the user, and reconnect (or stop).
-    fn lost_after(
-        &mut self,
-        now: Instant,
-        code: Option<u16>,
-        reason: &str,
-        next: Reconnect,
-        wait: Duration,
-    ) {
-        if self.connection_open {
-            self.connection_open = false;
-            if let Some(code) = code {
-                self.actions.push_back(Action::Close { code });
-            }
-        }
-        let announced = std::mem::take(&mut self.announced);
-        let mut reason = reason.to_owned();
-        if !matches!(self.phase, Phase::Connected { .. }) && next != Reconnect::Stop {
-            self.last_failure = Some(match code {
-                Some(code) => format!("closed with {code}: {reason}"),
-                None => reason.clone(),
-            });
-        }
-        let had_connection = matches!(
-            self.phase,
-            Phase::AwaitingHello { .. }
-                | Phase::AwaitingIdentify
-                | Phase::Handshaking { .. }
-                | Phase::Connected { .. }
-        );
-        if had_connection && next != Reconnect::Stop {
-            let reached_ready = matches!(self.phase, Phase::Connected { .. });
-            self.backoff.session_ended(reached_ready, code);
-            if let Some(failed) = self.backoff.breaker_open() {
-                tracing::warn!(
-                    shard = self.shard.number(),
-                    failed,
-                    "sessions keep failing: backing off for up to minutes"
-                );
-                reason.push_str(&format!(
-                    "; {failed} sessions in a row ended before READY or with 4007/4009: backing off for up to minutes"
-                ));
-            }
-        }
-        if announced {
-            self.events.push_back(ShardEvent::Disconnected {
-                code,
-                reason: reason.clone(),
-                next,
-            });
-        }
-        tracing::info!(
-            shard = self.shard.number(),
-            ?code,
-            reason,
-            ?next,
-            "disconnected"
-        );
-
-        let lived = match self.phase {
-            Phase::Connected { since } => now.saturating_duration_since(since),
-            _ => Duration::ZERO,
-        };
-        self.interval = None;
-        self.next_heartbeat = None;
-        self.heartbeat_due = false;
-        self.awaiting_ack = false;
-        self.handshake_frame = None;
-        if next == Reconnect::Stop {
-            self.phase = Phase::Stopped;
-            self.outcome.get_or_insert(Ok(()));
-            return;
-        }
-        if lived >= self.backoff.stable_after() {
-            self.backoff.reset();
-        }
-        self.schedule_reconnect(now, wait);
-        // A connection that ended before HELLO had no `Connected` to pair a `Disconnected` with:
-        // the user still hears why.
-        if !announced
-            && had_connection
-            && let Phase::Idle { connect_at } = self.phase
-        {
-            self.events.push_back(ShardEvent::ConnectFailed {
-                reason: match code {
-                    Some(code) => format!("closed with {code} before HELLO: {reason}"),
-                    None => format!("{reason} (before HELLO)"),
-                },
-                retry_in: connect_at.saturating_duration_since(now),
-            });
-        }
-    }
-
-    /// Reconnects after the backoff's next delay or, when the gateway told how long to wait
-    /// (INVALID_SESSION's 1–5 s), after exactly that: an answer from a live gateway is not one
-    /// more failure.
-    fn schedule_reconnect(&mut self, now: Instant, wait: Duration) {
-        // The breaker's delay overrides a shorter wait the gateway asked for, never a longer one.
-        let delay = if wait.is_zero() || self.backoff.breaker_open().is_some() {
-            self.backoff.next(&mut self.rng).max(wait)
-        } else {
-            wait
-        };
-        tracing::debug!(shard = self.shard.number(), ?delay, "reconnecting after");
-        self.phase = Phase::Idle {
-            connect_at: now + delay,
-        };
-    }
 }
 
 #[cfg(test)]
-#[path = "session_tests.rs"]
 mod tests;

@@ -1,0 +1,72 @@
+//! What the user asks of a session: commands, presence, and closing.
+
+use std::time::Instant;
+
+use gateway_codec::encode;
+use gateway_model::Command;
+
+use super::{Phase, Session};
+use crate::ratelimit::Priority;
+use crate::{CommandError, PresenceUpdate, Reconnect};
+
+impl Session {
+    /// Queues a command (presence and voice updates first, then requests).
+    pub fn handle_command(&mut self, _now: Instant, command: Command) -> Result<(), CommandError> {
+        if self.phase == Phase::Stopped {
+            return Err(CommandError::NotRunning);
+        }
+        if let Command::RequestGuildMembers(request) = &command {
+            request.check_intents(self.intents)?;
+            let expected = request.guild_id().shard_index(self.shard.total());
+            if expected != self.shard.number() {
+                return Err(CommandError::WrongShard {
+                    guild: request.guild_id(),
+                    expected,
+                });
+            }
+        }
+        let priority = match command {
+            Command::UpdatePresence(_) | Command::UpdateVoiceState(_) => Priority::State,
+            _ => Priority::Request,
+        };
+        let member_request = matches!(command, Command::RequestGuildMembers(_));
+        let frame = encode(&command)?;
+        self.queue
+            .push(priority, frame, member_request)
+            .map_err(|_| CommandError::QueueFull(self.queue.len()))
+    }
+
+    /// Merges a presence update into the remembered presence and queues it; while disconnected it
+    /// is sent once connected (and at the next IDENTIFY).
+    ///
+    /// A presence that would not fit in an IDENTIFY (4096 bytes with the token and properties) is
+    /// refused here, with [`CommandError::Encode`], and the remembered presence is unchanged.
+    pub fn handle_presence(
+        &mut self,
+        now: Instant,
+        update: &PresenceUpdate,
+    ) -> Result<(), CommandError> {
+        let mut merged = self.presence.clone();
+        let presence = merged.merge(update);
+        let mut identify = self.identify_template.clone();
+        identify.presence = Some(presence.clone());
+        encode(&Command::from(identify))?;
+        self.handle_command(now, Command::UpdatePresence(presence))?;
+        self.presence = merged;
+        Ok(())
+    }
+
+    /// Closes the session. With `keep_resumable`, the connection closes with 4000 and the session
+    /// can be resumed (see [`resume_info`](Self::resume_info)); otherwise with 1000, which ends it.
+    pub fn handle_close(&mut self, now: Instant, keep_resumable: bool) {
+        if self.phase == Phase::Stopped {
+            return;
+        }
+        let code = if keep_resumable { 4000 } else { 1000 };
+        if !keep_resumable {
+            self.forget_session();
+        }
+        self.outcome.get_or_insert(Ok(()));
+        self.lost(now, Some(code), "closed by the user", Reconnect::Stop);
+    }
+}
