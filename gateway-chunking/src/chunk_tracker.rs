@@ -8,7 +8,7 @@ use gateway_model::RequestGuildMembersBuilder;
 use gateway_shard::{GroupEvents, ShardEvent, ShardGroup};
 use tokio::sync::{Notify, mpsc, oneshot};
 
-use crate::{ChunkEvent, ChunkRequestFinished, TrackError, Tracker, TrackerConfig};
+use crate::{ChunkEvent, ChunkRequestFinished, TrackError, Tracker, TrackerConfig, TrackerOutput};
 
 /// What a tracked group reports: every shard event, and the tracker's own.
 #[derive(Debug, Clone, PartialEq)]
@@ -116,7 +116,7 @@ impl ChunkTracker {
         let nonce = {
             // Registered under the core's lock, so the request cannot finish before its waiter exists.
             let mut core = self.inner.lock();
-            let nonce = core.request(request, guild, now())?;
+            let nonce = core.handle_request(now(), request, guild)?;
             self.inner.waiters.insert(nonce.clone(), tx);
             nonce
         };
@@ -145,13 +145,16 @@ async fn run(
 ) {
     loop {
         // Outputs first: requests to send, events to report.
-        let (commands, out): (Vec<_>, Vec<_>) = {
+        let (mut commands, mut out) = (Vec::new(), Vec::new());
+        {
             let mut core = inner.lock();
-            (
-                std::iter::from_fn(|| core.poll_command()).collect(),
-                std::iter::from_fn(|| core.poll_event()).collect(),
-            )
-        };
+            while let Some(output) = core.poll_output(now()) {
+                match output {
+                    TrackerOutput::Send { shard, request } => commands.push((shard, request)),
+                    TrackerOutput::Event(event) => out.push(event),
+                }
+            }
+        }
         for (shard, request) in commands {
             let sent = match group.shard(shard) {
                 Some(s) => s
@@ -180,7 +183,7 @@ async fn run(
         tokio::select! {
             event = events.next() => match event {
                 Some((shard, event)) => {
-                    inner.lock().handle_shard_event(shard, &event, now());
+                    inner.lock().handle_shard_event(now(), shard, &event);
                     let _ = tx.send(TrackedEvent::Shard(shard, event)).await;
                 }
                 None => break,

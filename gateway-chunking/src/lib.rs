@@ -14,14 +14,16 @@
 //!
 //! ```
 //! use std::time::{Duration, Instant};
-//! use gateway_chunking::{ChunkEvent, Outcome, Tracker, TrackerConfig};
+//! use gateway_chunking::{ChunkEvent, Outcome, Tracker, TrackerConfig, TrackerOutput};
 //! use gateway_model::{GuildMembersChunk, Intents, RawJson, RequestGuildMembers, Snowflake};
 //!
 //! let guild = Snowflake::new(41771983444115456);
 //! let mut tracker = Tracker::new(TrackerConfig::new(1, [0], Intents::GUILD_MEMBERS));
 //! let now = Instant::now();
-//! let nonce = tracker.request(RequestGuildMembers::builder(guild).query("", 0), guild, now)?;
-//! let (shard, request) = tracker.poll_command().expect("a request to send");
+//! let nonce = tracker.handle_request(now, RequestGuildMembers::builder(guild).query("", 0), guild)?;
+//! let Some(TrackerOutput::Send { shard, request }) = tracker.poll_output(now) else {
+//!     unreachable!("a request to send")
+//! };
 //! assert_eq!((shard, request.nonce()), (0, Some(nonce.as_str())));
 //!
 //! // One of two chunks arrives, then nothing for 5 s.
@@ -29,9 +31,13 @@
 //!     guild_id: guild, members: RawJson::default(), chunk_index: 0, chunk_count: 2,
 //!     not_found: vec![], presences: None, nonce: Some(nonce),
 //! };
-//! tracker.handle_chunk(0, &chunk, now);
+//! tracker.handle_chunk(now, 0, &chunk);
 //! tracker.handle_timeout(now + Duration::from_secs(5));
-//! let Some(ChunkEvent::RequestFinished(done)) = tracker.poll_event() else { unreachable!() };
+//! let later = now + Duration::from_secs(5);
+//! let Some(TrackerOutput::Event(ChunkEvent::RequestFinished(done))) = tracker.poll_output(later)
+//! else {
+//!     unreachable!()
+//! };
 //! assert_eq!(done.outcome, Outcome::Incomplete);
 //! assert_eq!(done.missed_chunks.into_iter().collect::<Vec<_>>(), vec![1]);
 //! # Ok::<(), gateway_chunking::TrackError>(())
@@ -45,5 +51,5 @@ mod tracker;
 pub use chunk_tracker::{ChunkRequestHandle, ChunkTracker, TrackedEvent, TrackedEvents};
 pub use tracker::{
     ChunkEvent, ChunkRequestFinished, FULL_REQUEST_INTERVAL, MAX_CHUNK_COUNT, MAX_RETRY_AFTER,
-    Outcome, TrackError, Tracker, TrackerConfig,
+    Outcome, TrackError, Tracker, TrackerConfig, TrackerOutput,
 };

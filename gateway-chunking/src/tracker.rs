@@ -213,6 +213,21 @@ pub enum TrackError {
     },
 }
 
+/// One thing the [`Tracker`] asks of its driver, from [`Tracker::poll_output`].
+#[derive(Debug, Clone, PartialEq)]
+#[must_use = "the driver must act on every output"]
+pub enum TrackerOutput {
+    /// Send this member request through this shard.
+    Send {
+        /// The shard whose connection carries the guild.
+        shard: u32,
+        /// The request, nonce included.
+        request: RequestGuildMembers,
+    },
+    /// Tell the user.
+    Event(ChunkEvent),
+}
+
 /// The chunk tracker as a state machine: feed it the shards' events and the time; poll it for
 /// the member requests to send, its events, and when to call [`handle_timeout`](Self::handle_timeout).
 #[derive(Debug)]
@@ -279,11 +294,11 @@ impl Tracker {
     }
 
     /// Tracks a user's request: checks it, gives it a nonce, and queues it. Returns the nonce.
-    pub fn request(
+    pub fn handle_request(
         &mut self,
+        now: Instant,
         builder: gateway_model::RequestGuildMembersBuilder,
         guild: Snowflake,
-        now: Instant,
     ) -> Result<String, TrackError> {
         let shard = guild.shard_index(self.config.shard_count);
         if !self.config.shards.contains(&shard) {
@@ -292,17 +307,17 @@ impl Tracker {
         let nonce = self.nonce();
         let request = builder.nonce(nonce.clone()).build()?;
         request.check_intents(self.config.intents)?;
-        self.open(shard, request, false, 1, now);
+        self.open(now, shard, request, false, 1);
         Ok(nonce)
     }
 
     fn open(
         &mut self,
+        now: Instant,
         shard: u32,
         request: RequestGuildMembers,
         automatic: bool,
         tries: u32,
-        now: Instant,
     ) {
         let Some(nonce) = request.nonce().map(str::to_owned) else {
             return;
@@ -332,7 +347,7 @@ impl Tracker {
     }
 
     /// An automatic full-list request for `guild`, now or when its 30 s window allows.
-    fn auto_request(&mut self, shard: u32, guild: Snowflake, tries: u32, now: Instant) {
+    fn auto_request(&mut self, now: Instant, shard: u32, guild: Snowflake, tries: u32) {
         if let Some(last) = self.last_full_request.get(&guild) {
             let allowed = *last + FULL_REQUEST_INTERVAL;
             if now < allowed {
@@ -354,7 +369,7 @@ impl Tracker {
             .nonce(nonce)
             .build()
         {
-            Ok(request) => self.open(shard, request, true, tries, now),
+            Ok(request) => self.open(now, shard, request, true, tries),
             Err(e) => tracing::error!(%guild, error = %e, "cannot build the automatic request"),
         }
     }
@@ -362,18 +377,18 @@ impl Tracker {
     // ---- inputs ----
 
     /// Feeds one shard event.
-    pub fn handle_shard_event(&mut self, shard: u32, event: &ShardEvent, now: Instant) {
+    pub fn handle_shard_event(&mut self, now: Instant, shard: u32, event: &ShardEvent) {
         match event {
-            ShardEvent::Ready(ready) => self.handle_ready(shard, ready, now),
+            ShardEvent::Ready(ready) => self.handle_ready(now, shard, ready),
             ShardEvent::Dispatch(d) => match &d.event {
-                DispatchEvent::GuildCreate(g) => self.handle_guild_create(shard, g, now),
-                DispatchEvent::GuildDelete(g) => self.handle_guild_delete(shard, *g, now),
-                DispatchEvent::GuildMembersChunk(c) => self.handle_chunk(shard, c, now),
-                DispatchEvent::RateLimited(r) => self.handle_rate_limited(shard, r, now),
+                DispatchEvent::GuildCreate(g) => self.handle_guild_create(now, shard, g),
+                DispatchEvent::GuildDelete(g) => self.handle_guild_delete(now, shard, *g),
+                DispatchEvent::GuildMembersChunk(c) => self.handle_chunk(now, shard, c),
+                DispatchEvent::RateLimited(r) => self.handle_rate_limited(now, shard, r),
                 _ => {}
             },
-            ShardEvent::Disconnected { next, .. } => self.handle_disconnect(shard, *next, now),
-            ShardEvent::Resumed { .. } => self.handle_resumed(shard, now),
+            ShardEvent::Disconnected { next, .. } => self.handle_disconnect(now, shard, *next),
+            ShardEvent::Resumed { .. } => self.handle_resumed(now, shard),
             _ => {}
         }
     }
@@ -382,7 +397,7 @@ impl Tracker {
     ///
     /// A new session sends every guild again, so requests still held for the shard from an
     /// earlier session are dropped: the new GUILD_CREATEs schedule them once.
-    pub fn handle_ready(&mut self, shard: u32, ready: &Ready, now: Instant) {
+    pub fn handle_ready(&mut self, now: Instant, shard: u32, ready: &Ready) {
         self.down.remove(&shard);
         self.delayed.retain(|d| d.shard != shard);
         if self.startups.contains_key(&shard) {
@@ -406,19 +421,19 @@ impl Tracker {
     }
 
     /// GUILD_CREATE: auto-chunk it if configured and needed; otherwise it needs nothing.
-    pub fn handle_guild_create(&mut self, shard: u32, guild: &GuildCreate, now: Instant) {
+    pub fn handle_guild_create(&mut self, now: Instant, shard: u32, guild: &GuildCreate) {
         let grace = self.config.guild_create_timeout;
         if let Some(startup) = self.startups.get_mut(&shard) {
             startup.deadline = now + grace;
         }
         if guild.unavailable {
             return self.handle_guild_delete(
+                now,
                 shard,
                 GuildDelete {
                     id: guild.id,
                     unavailable: Some(true),
                 },
-                now,
             );
         }
         let members = self.config.intents.contains(Intents::GUILD_MEMBERS);
@@ -430,7 +445,7 @@ impl Tracker {
             tracing::warn!("auto-chunking needs GUILD_MEMBERS; not requesting member lists");
         }
         if wanted && members {
-            self.auto_request(shard, guild.id, 1, now);
+            self.auto_request(now, shard, guild.id, 1);
         } else if let Some(startup) = self.startups.get_mut(&shard) {
             if startup.pending.remove(&guild.id) {
                 startup.complete.push(guild.id);
@@ -440,7 +455,7 @@ impl Tracker {
     }
 
     /// GUILD_DELETE: a startup guild that stays unavailable counts as missed.
-    pub fn handle_guild_delete(&mut self, shard: u32, guild: GuildDelete, now: Instant) {
+    pub fn handle_guild_delete(&mut self, now: Instant, shard: u32, guild: GuildDelete) {
         if let Some(startup) = self.startups.get_mut(&shard)
             && startup.pending.remove(&guild.id)
         {
@@ -450,7 +465,7 @@ impl Tracker {
     }
 
     /// GUILD_MEMBERS_CHUNK for one of the tracked nonces (others are ignored).
-    pub fn handle_chunk(&mut self, _shard: u32, chunk: &GuildMembersChunk, now: Instant) {
+    pub fn handle_chunk(&mut self, now: Instant, _shard: u32, chunk: &GuildMembersChunk) {
         let Some(nonce) = chunk.nonce.as_deref() else {
             return;
         };
@@ -484,7 +499,7 @@ impl Tracker {
 
     /// RATE_LIMITED for a tracked request: it ends now; an automatic one is asked again after
     /// `retry_after` (a bounded number of times).
-    pub fn handle_rate_limited(&mut self, _shard: u32, limited: &RateLimited, now: Instant) {
+    pub fn handle_rate_limited(&mut self, now: Instant, _shard: u32, limited: &RateLimited) {
         let RateLimitedMeta::RequestGuildMembers {
             nonce: Some(nonce), ..
         } = &limited.meta
@@ -505,7 +520,7 @@ impl Tracker {
 
     /// The shard disconnected: its open requests end as interrupted (a re-identify's READY
     /// starts its chunking anew).
-    pub fn handle_disconnect(&mut self, shard: u32, next: Reconnect, now: Instant) {
+    pub fn handle_disconnect(&mut self, now: Instant, shard: u32, next: Reconnect) {
         let open: Vec<String> = self
             .requests
             .iter()
@@ -530,7 +545,7 @@ impl Tracker {
     }
 
     /// RESUMED: the shard's session goes on; requests held while it was down may go out.
-    pub fn handle_resumed(&mut self, shard: u32, now: Instant) {
+    pub fn handle_resumed(&mut self, now: Instant, shard: u32) {
         if self.down.remove(&shard) {
             self.handle_timeout(now);
         }
@@ -593,23 +608,25 @@ impl Tracker {
             .partition(|d| d.at <= now && !down.contains(&d.shard));
         self.delayed = later;
         for d in due {
-            self.auto_request(d.shard, d.guild, d.tries, now);
+            self.auto_request(now, d.shard, d.guild, d.tries);
         }
     }
 
     // ---- outputs ----
 
-    /// The next member request to send, and through which shard.
-    pub fn poll_command(&mut self) -> Option<(u32, RequestGuildMembers)> {
-        self.commands.pop_front()
-    }
-
-    /// The next event.
-    pub fn poll_event(&mut self) -> Option<ChunkEvent> {
-        self.events.pop_front()
+    /// The next thing to do: member requests to send first, then events for the user. Call it
+    /// until `None` after every input (the same drain rule as the shard's
+    /// [`Session`](gateway_shard::Session); see [`Output`](gateway_shard::Output)).
+    #[must_use = "the driver must act on every output"]
+    pub fn poll_output(&mut self, _now: Instant) -> Option<TrackerOutput> {
+        if let Some((shard, request)) = self.commands.pop_front() {
+            return Some(TrackerOutput::Send { shard, request });
+        }
+        self.events.pop_front().map(TrackerOutput::Event)
     }
 
     /// When [`handle_timeout`](Self::handle_timeout) must be called next.
+    #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
         let requests = self.requests.values().map(|r| r.deadline).min();
         // Requests held for a shard that is down wake nobody: RESUMED or READY decides.

@@ -83,11 +83,11 @@ impl H {
     }
 
     fn drain(&mut self) {
-        while let Some(c) = self.t.poll_command() {
-            self.sent.push(c);
-        }
-        while let Some(e) = self.t.poll_event() {
-            self.events.push(e);
+        while let Some(output) = self.t.poll_output(self.now) {
+            match output {
+                TrackerOutput::Send { shard, request } => self.sent.push((shard, request)),
+                TrackerOutput::Event(e) => self.events.push(e),
+            }
         }
     }
 
@@ -105,8 +105,8 @@ impl H {
     /// READY with the one large guild `g`, then its GUILD_CREATE: a session that auto-chunks
     /// it. Returns the nonce asked for, if a request went out.
     fn session_with(&mut self, g: Snowflake) -> Option<String> {
-        self.t.handle_ready(0, &ready(&[g]), self.now);
-        self.t.handle_guild_create(0, &create(g, true), self.now);
+        self.t.handle_ready(self.now, 0, &ready(&[g]));
+        self.t.handle_guild_create(self.now, 0, &create(g, true));
         self.drain();
         self.sent
             .iter()
@@ -168,8 +168,8 @@ fn several_identify_windows_finish_once_after_the_last_shard() {
     let mut h = H::new(4, true);
     for shard in 0..2 {
         let g = guild_on(shard, 4, 1);
-        h.t.handle_ready(shard, &ready(&[g]), h.now);
-        h.t.handle_guild_create(shard, &create(g, false), h.now);
+        h.t.handle_ready(h.now, shard, &ready(&[g]));
+        h.t.handle_guild_create(h.now, shard, &create(g, false));
     }
     h.drain();
     assert_eq!(h.shard_finished().len(), 2);
@@ -181,13 +181,13 @@ fn several_identify_windows_finish_once_after_the_last_shard() {
     h.advance(Duration::from_secs(5));
     for shard in 2..4 {
         let g = guild_on(shard, 4, 1);
-        h.t.handle_ready(shard, &ready(&[g]), h.now);
-        h.t.handle_guild_create(shard, &create(g, false), h.now);
+        h.t.handle_ready(h.now, shard, &ready(&[g]));
+        h.t.handle_guild_create(h.now, shard, &create(g, false));
     }
     h.drain();
     assert_eq!(h.all_finished(), 1);
     // A later re-identify finishes its shard again, but never the whole start twice.
-    h.t.handle_ready(0, &ready(&[]), h.now);
+    h.t.handle_ready(h.now, 0, &ready(&[]));
     h.drain();
     assert_eq!((h.shard_finished().len(), h.all_finished()), (5, 1));
 }
@@ -196,17 +196,17 @@ fn several_identify_windows_finish_once_after_the_last_shard() {
 fn a_large_guild_finishing_before_the_last_small_guild_create() {
     let mut h = H::new(1, true);
     let (large, small) = (guild_on(0, 1, 1), guild_on(0, 1, 2));
-    h.t.handle_ready(0, &ready(&[large, small]), h.now);
-    h.t.handle_guild_create(0, &create(large, true), h.now);
+    h.t.handle_ready(h.now, 0, &ready(&[large, small]));
+    h.t.handle_guild_create(h.now, 0, &create(large, true));
     h.drain();
     let nonce = h.nonce_for(large);
-    h.t.handle_chunk(0, &chunk(large, &nonce, 0, 1), h.now);
+    h.t.handle_chunk(h.now, 0, &chunk(large, &nonce, 0, 1));
     h.drain();
     assert!(
         h.shard_finished().is_empty(),
         "the small guild has not arrived"
     );
-    h.t.handle_guild_create(0, &create(small, false), h.now);
+    h.t.handle_guild_create(h.now, 0, &create(small, false));
     h.drain();
     assert_eq!(h.shard_finished(), vec![(0, vec![], vec![])]);
     assert_eq!(h.all_finished(), 1);
@@ -215,10 +215,10 @@ fn a_large_guild_finishing_before_the_last_small_guild_create() {
 #[test]
 fn a_shard_with_only_small_guilds_or_none_still_finishes() {
     let mut h = H::new(2, true);
-    h.t.handle_ready(0, &ready(&[]), h.now);
+    h.t.handle_ready(h.now, 0, &ready(&[]));
     let g = guild_on(1, 2, 1);
-    h.t.handle_ready(1, &ready(&[g]), h.now);
-    h.t.handle_guild_create(1, &create(g, false), h.now);
+    h.t.handle_ready(h.now, 1, &ready(&[g]));
+    h.t.handle_guild_create(h.now, 1, &create(g, false));
     h.drain();
     assert!(h.sent.is_empty());
     assert_eq!(h.shard_finished().len(), 2);
@@ -230,15 +230,15 @@ fn single_chunk_duplicates_and_out_of_range() {
     let mut h = H::new(1, false);
     let g = guild_on(0, 1, 1);
     let nonce =
-        h.t.request(RequestGuildMembers::builder(g).query("a", 10), g, h.now)
+        h.t.handle_request(h.now, RequestGuildMembers::builder(g).query("a", 10), g)
             .unwrap();
     assert!(nonce.len() <= 32);
     h.drain();
-    h.t.handle_chunk(0, &chunk(g, &nonce, 5, 2), h.now); // out of range
-    h.t.handle_chunk(0, &chunk(g, &nonce, 0, 2), h.now);
-    h.t.handle_chunk(0, &chunk(g, &nonce, 0, 2), h.now); // duplicate
-    h.t.handle_chunk(0, &chunk(g, &nonce, 1, 2), h.now);
-    h.t.handle_chunk(0, &chunk(g, &nonce, 1, 2), h.now); // after the end: ignored
+    h.t.handle_chunk(h.now, 0, &chunk(g, &nonce, 5, 2)); // out of range
+    h.t.handle_chunk(h.now, 0, &chunk(g, &nonce, 0, 2));
+    h.t.handle_chunk(h.now, 0, &chunk(g, &nonce, 0, 2)); // duplicate
+    h.t.handle_chunk(h.now, 0, &chunk(g, &nonce, 1, 2));
+    h.t.handle_chunk(h.now, 0, &chunk(g, &nonce, 1, 2)); // after the end: ignored
     h.drain();
     let f = h.finished();
     assert_eq!(f.len(), 1);
@@ -262,17 +262,17 @@ fn timeouts_incomplete_and_no_reply() {
     let mut h = H::new(1, false);
     let (a, b) = (guild_on(0, 1, 1), guild_on(0, 1, 2));
     let na =
-        h.t.request(RequestGuildMembers::builder(a).query("", 0), a, h.now)
+        h.t.handle_request(h.now, RequestGuildMembers::builder(a).query("", 0), a)
             .unwrap();
     let _nb =
-        h.t.request(RequestGuildMembers::builder(b).query("x", 1), b, h.now)
+        h.t.handle_request(h.now, RequestGuildMembers::builder(b).query("x", 1), b)
             .unwrap();
     h.drain();
     h.advance(Duration::from_secs(3));
     let mut c = chunk(a, &na, 0, 3);
     c.not_found = vec![Snowflake::new(9)];
-    h.t.handle_chunk(0, &c, h.now);
-    h.t.handle_chunk(0, &chunk(a, &na, 2, 3), h.now);
+    h.t.handle_chunk(h.now, 0, &c);
+    h.t.handle_chunk(h.now, 0, &chunk(a, &na, 2, 3));
     h.advance(Duration::from_millis(4999));
     // b timed out at 5 s with no reply; a's deadline moved with its last chunk.
     assert_eq!(h.finished().len(), 1);
@@ -291,15 +291,15 @@ fn timeouts_incomplete_and_no_reply() {
 fn guild_delete_for_a_startup_guild_is_missed() {
     let mut h = H::new(1, true);
     let (a, b) = (guild_on(0, 1, 1), guild_on(0, 1, 2));
-    h.t.handle_ready(0, &ready(&[a, b]), h.now);
-    h.t.handle_guild_create(0, &create(a, false), h.now);
+    h.t.handle_ready(h.now, 0, &ready(&[a, b]));
+    h.t.handle_guild_create(h.now, 0, &create(a, false));
     h.t.handle_guild_delete(
+        h.now,
         0,
         GuildDelete {
             id: b,
             unavailable: Some(true),
         },
-        h.now,
     );
     h.drain();
     assert_eq!(h.shard_finished(), vec![(0, vec![], vec![b])]);
@@ -309,7 +309,7 @@ fn guild_delete_for_a_startup_guild_is_missed() {
 fn a_startup_guild_that_never_arrives_is_missed_after_the_timeout() {
     let mut h = H::new(1, true);
     let a = guild_on(0, 1, 1);
-    h.t.handle_ready(0, &ready(&[a]), h.now);
+    h.t.handle_ready(h.now, 0, &ready(&[a]));
     h.drain();
     h.advance(Duration::from_secs(29));
     assert!(h.shard_finished().is_empty());
@@ -330,7 +330,7 @@ fn rate_limited_auto_requests_retry_after_and_then_finish() {
             nonce: Some(nonce.clone()),
         },
     };
-    h.t.handle_rate_limited(0, &limited, h.now);
+    h.t.handle_rate_limited(h.now, 0, &limited);
     h.drain();
     assert!(
         matches!(h.finished()[0].outcome, Outcome::RateLimited { .. }) && h.finished()[0].retrying
@@ -346,13 +346,13 @@ fn rate_limited_auto_requests_retry_after_and_then_finish() {
     assert_eq!(h.sent.len(), 2);
     let retry = h.nonce_for(g);
     assert_ne!(retry, nonce);
-    h.t.handle_chunk(0, &chunk(g, &retry, 0, 1), h.now);
+    h.t.handle_chunk(h.now, 0, &chunk(g, &retry, 0, 1));
     h.drain();
     assert_eq!(h.shard_finished(), vec![(0, vec![], vec![])]);
     // A user's request that is rate limited just finishes.
     let mut u = H::new(1, false);
     let n =
-        u.t.request(RequestGuildMembers::builder(g).query("", 0), g, u.now)
+        u.t.handle_request(u.now, RequestGuildMembers::builder(g).query("", 0), g)
             .unwrap();
     let limited = RateLimited {
         meta: RateLimitedMeta::RequestGuildMembers {
@@ -361,7 +361,7 @@ fn rate_limited_auto_requests_retry_after_and_then_finish() {
         },
         ..limited
     };
-    u.t.handle_rate_limited(0, &limited, u.now);
+    u.t.handle_rate_limited(u.now, 0, &limited);
     u.drain();
     assert!(!u.finished()[0].retrying);
 }
@@ -370,13 +370,13 @@ fn rate_limited_auto_requests_retry_after_and_then_finish() {
 fn a_disconnect_interrupts_and_a_reidentify_restarts() {
     let mut h = H::new(1, true);
     let (a, b) = (guild_on(0, 1, 1), guild_on(0, 1, 2));
-    h.t.handle_ready(0, &ready(&[a, b]), h.now);
-    h.t.handle_guild_create(0, &create(a, true), h.now);
-    h.t.handle_guild_create(0, &create(b, true), h.now);
+    h.t.handle_ready(h.now, 0, &ready(&[a, b]));
+    h.t.handle_guild_create(h.now, 0, &create(a, true));
+    h.t.handle_guild_create(h.now, 0, &create(b, true));
     h.drain();
     let na = h.nonce_for(a);
-    h.t.handle_chunk(0, &chunk(a, &na, 0, 2), h.now);
-    h.t.handle_disconnect(0, Reconnect::Reidentify, h.now);
+    h.t.handle_chunk(h.now, 0, &chunk(a, &na, 0, 2));
+    h.t.handle_disconnect(h.now, 0, Reconnect::Reidentify);
     h.drain();
     let f = h.finished();
     assert!(f.iter().all(|f| f.outcome == Outcome::Interrupted));
@@ -386,12 +386,12 @@ fn a_disconnect_interrupts_and_a_reidentify_restarts() {
         "a had chunks: incomplete; b none: missed"
     );
     // The re-identify's READY starts the shard's chunking anew.
-    h.t.handle_ready(0, &ready(&[a]), h.now);
+    h.t.handle_ready(h.now, 0, &ready(&[a]));
     h.advance(Duration::from_secs(30));
-    h.t.handle_guild_create(0, &create(a, true), h.now);
+    h.t.handle_guild_create(h.now, 0, &create(a, true));
     h.drain();
     let n = h.nonce_for(a);
-    h.t.handle_chunk(0, &chunk(a, &n, 0, 1), h.now);
+    h.t.handle_chunk(h.now, 0, &chunk(a, &n, 0, 1));
     h.drain();
     assert_eq!(h.shard_finished().len(), 2);
     assert_eq!(h.all_finished(), 1);
@@ -405,22 +405,24 @@ fn requests_need_a_local_shard_and_the_intents() {
     let now = Instant::now();
     let remote = guild_on(3, 4, 1);
     assert!(matches!(
-        t.request(
+        t.handle_request(
+            now,
             RequestGuildMembers::builder(remote).query("a", 1),
-            remote,
-            now
+            remote
         ),
         Err(TrackError::NoLocalShard { shard: 3, .. })
     ));
     let local = guild_on(0, 4, 1);
     assert!(matches!(
-        t.request(RequestGuildMembers::builder(local).query("", 0), local, now),
+        t.handle_request(now, RequestGuildMembers::builder(local).query("", 0), local),
         Err(TrackError::MissingIntent(_))
     ));
     // Auto-chunking without GUILD_MEMBERS is ignored (with a warning) and the shard still finishes.
-    t.handle_ready(0, &ready(&[local]), now);
-    t.handle_guild_create(0, &create(local, true), now);
-    assert!(t.poll_command().is_none());
+    t.handle_ready(now, 0, &ready(&[local]));
+    t.handle_guild_create(now, 0, &create(local, true));
+    assert!(
+        !std::iter::from_fn(|| t.poll_output(now)).any(|o| matches!(o, TrackerOutput::Send { .. }))
+    );
 }
 
 proptest::proptest! {
@@ -431,13 +433,13 @@ proptest::proptest! {
         let run = |shuffle: Option<u64>| {
             let mut h = H::new(1, false);
             let guilds: Vec<Snowflake> = (0..counts.len()).map(|i| guild_on(0, 1, i as u64 + 1)).collect();
-            let nonces: Vec<String> = guilds.iter().map(|&g| h.t.request(RequestGuildMembers::builder(g).query("a", 5), g, h.now).unwrap()).collect();
+            let nonces: Vec<String> = guilds.iter().map(|&g| h.t.handle_request(h.now, RequestGuildMembers::builder(g).query("a", 5), g).unwrap()).collect();
             let mut chunks: Vec<(usize, u32)> = counts.iter().enumerate().flat_map(|(i, &c)| (0..c).map(move |k| (i, k))).collect();
             if let Some(s) = shuffle {
                 chunks.shuffle(&mut ChaCha8Rng::seed_from_u64(s));
             }
             for (i, k) in chunks {
-                h.t.handle_chunk(0, &chunk(guilds[i], &nonces[i], k, counts[i]), h.now);
+                h.t.handle_chunk(h.now, 0, &chunk(guilds[i], &nonces[i], k, counts[i]));
             }
             h.drain();
             let mut results: Vec<(Snowflake, Outcome, Option<u32>)> = h.finished().iter().map(|f| (f.guild_id, f.outcome.clone(), f.chunk_count)).collect();
@@ -462,7 +464,7 @@ fn hostile_retry_after_and_chunk_count_neither_panic_nor_grow() {
                 nonce: Some(nonce),
             },
         };
-        h.t.handle_rate_limited(0, &limited, h.now);
+        h.t.handle_rate_limited(h.now, 0, &limited);
         h.drain();
         let next = h.t.poll_timeout().expect("a retry is scheduled");
         assert!(next <= h.now + MAX_RETRY_AFTER, "{retry_after}");
@@ -473,11 +475,11 @@ fn hostile_retry_after_and_chunk_count_neither_panic_nor_grow() {
     let mut h = H::new(1, true);
     let g = guild_on(0, 1, 1);
     let nonce = h.session_with(g).expect("a request went out");
-    h.t.handle_chunk(0, &chunk(g, &nonce, 0, u32::MAX), h.now);
-    h.t.handle_chunk(0, &chunk(g, &nonce, 5, u32::MAX), h.now);
+    h.t.handle_chunk(h.now, 0, &chunk(g, &nonce, 0, u32::MAX));
+    h.t.handle_chunk(h.now, 0, &chunk(g, &nonce, 5, u32::MAX));
     h.drain();
     assert!(h.finished().is_empty(), "a bogus count finishes nothing");
-    h.t.handle_chunk(0, &chunk(g, &nonce, 0, 1), h.now);
+    h.t.handle_chunk(h.now, 0, &chunk(g, &nonce, 0, 1));
     h.drain();
     let finished = h.finished();
     assert_eq!(finished[0].outcome, Outcome::Complete);
@@ -492,18 +494,18 @@ fn a_held_request_never_doubles_after_a_reidentify() {
     let g = guild_on(0, 1, 1);
     // Session 1: the guild is chunked at t = 0.
     let nonce = h.session_with(g).expect("a request went out");
-    h.t.handle_chunk(0, &chunk(g, &nonce, 0, 1), h.now);
+    h.t.handle_chunk(h.now, 0, &chunk(g, &nonce, 0, 1));
     // Session 2 at t = 2: its GUILD_CREATE waits for the window (t = 30).
     h.advance(Duration::from_secs(2));
-    h.t.handle_disconnect(0, Reconnect::Reidentify, h.now);
+    h.t.handle_disconnect(h.now, 0, Reconnect::Reidentify);
     h.session_with(g);
     assert_eq!(h.sent.len(), 1);
     // Session 3: a disconnect at t = 10, and READY only at t = 31.
     h.advance(Duration::from_secs(8));
-    h.t.handle_disconnect(0, Reconnect::Resume, h.now);
+    h.t.handle_disconnect(h.now, 0, Reconnect::Resume);
     h.advance(Duration::from_secs(20));
     assert_eq!(h.sent.len(), 1, "nothing is sent while the shard is down");
-    h.t.handle_disconnect(0, Reconnect::Reidentify, h.now);
+    h.t.handle_disconnect(h.now, 0, Reconnect::Reidentify);
     h.advance(Duration::from_secs(1));
     h.session_with(g);
     h.advance(Duration::from_secs(120));
@@ -525,11 +527,11 @@ fn a_held_request_goes_out_after_resumed() {
             nonce: Some(nonce),
         },
     };
-    h.t.handle_rate_limited(0, &limited, h.now);
-    h.t.handle_disconnect(0, Reconnect::Resume, h.now);
+    h.t.handle_rate_limited(h.now, 0, &limited);
+    h.t.handle_disconnect(h.now, 0, Reconnect::Resume);
     h.advance(Duration::from_secs(60));
     assert_eq!(h.sent.len(), 1, "held while down");
-    h.t.handle_resumed(0, h.now);
+    h.t.handle_resumed(h.now, 0);
     h.drain();
     assert_eq!(h.sent.len(), 2);
 }
@@ -572,9 +574,9 @@ proptest::proptest! {
     fn extreme_values_in_any_order(steps in proptest::collection::vec(hostile(), 1..80)) {
         let mut h = H::new(1, true);
         let guilds: Vec<Snowflake> = (0..4).map(|i| guild_on(0, 1, i + 1)).collect();
-        h.t.handle_ready(0, &ready(&guilds), h.now);
+        h.t.handle_ready(h.now, 0, &ready(&guilds));
         for &g in &guilds {
-            h.t.handle_guild_create(0, &create(g, true), h.now);
+            h.t.handle_guild_create(h.now, 0, &create(g, true));
         }
         h.drain();
         for step in steps {
@@ -582,7 +584,7 @@ proptest::proptest! {
             match step {
                 Hostile::Chunk(g, index, count) => {
                     let n = nonce(&h, g);
-                    h.t.handle_chunk(0, &chunk(guilds[g], &n, index, count), h.now);
+                    h.t.handle_chunk(h.now, 0, &chunk(guilds[g], &n, index, count));
                 }
                 Hostile::Limited(g, retry_after) => {
                     let limited = RateLimited {
@@ -590,11 +592,11 @@ proptest::proptest! {
                         retry_after,
                         meta: RateLimitedMeta::RequestGuildMembers { guild_id: guilds[g], nonce: Some(nonce(&h, g)) },
                     };
-                    h.t.handle_rate_limited(0, &limited, h.now);
+                    h.t.handle_rate_limited(h.now, 0, &limited);
                 }
-                Hostile::Delete(g) => h.t.handle_guild_delete(0, GuildDelete { id: guilds[g], unavailable: Some(true) }, h.now),
-                Hostile::Down(true) => h.t.handle_disconnect(0, Reconnect::Resume, h.now),
-                Hostile::Down(false) => h.t.handle_resumed(0, h.now),
+                Hostile::Delete(g) => h.t.handle_guild_delete(h.now, 0, GuildDelete { id: guilds[g], unavailable: Some(true) }),
+                Hostile::Down(true) => h.t.handle_disconnect(h.now, 0, Reconnect::Resume),
+                Hostile::Down(false) => h.t.handle_resumed(h.now, 0),
                 Hostile::Advance(ms) => h.advance(Duration::from_millis(ms)),
             }
             h.drain();

@@ -4,7 +4,7 @@
 use std::hint::black_box;
 use std::time::Instant;
 
-use gateway_chunking::{ChunkEvent, Outcome, Tracker, TrackerConfig};
+use gateway_chunking::{ChunkEvent, Outcome, Tracker, TrackerConfig, TrackerOutput};
 use gateway_codec::{Compression, Compressor, Decoder};
 use gateway_model::{
     DispatchEvent, EventTypes, GatewayEvent, GuildMembersChunk, Intents, RequestGuildMembers,
@@ -58,7 +58,7 @@ fn tracker(world: &World, seed: u64, now: Instant) -> Result<Tracker, String> {
     let mut tracker = Tracker::new(config);
     for g in world.guilds() {
         tracker
-            .request(RequestGuildMembers::builder(g.id).query("", 0), g.id, now)
+            .handle_request(now, RequestGuildMembers::builder(g.id).query("", 0), g.id)
             .map_err(|e| e.to_string())?;
     }
     Ok(tracker)
@@ -73,7 +73,11 @@ fn startup(seed: u64, guilds: usize, compression: Compression) -> Result<Startup
     let mut tracker = tracker(&world, seed, Instant::now())?;
     let mut compressor = Compressor::new(compression).map_err(|e| e.to_string())?;
     let (mut frames, mut json_bytes, mut seq) = (Vec::new(), 0, 0u64);
-    while let Some((_, request)) = tracker.poll_command() {
+    let now = Instant::now();
+    while let Some(output) = tracker.poll_output(now) {
+        let TrackerOutput::Send { request, .. } = output else {
+            continue;
+        };
         let guild = world
             .guild(request.guild_id())
             .ok_or("a request for an unknown guild")?;
@@ -137,11 +141,14 @@ fn typed_pass(startup: &Startup, decoder: &mut Decoder) -> Result<(), String> {
 fn tracked_pass(startup: &Startup, decoder: &mut Decoder) -> Result<Tracker, String> {
     let now = Instant::now();
     let mut tracker = tracker(&startup.world, startup.seed, now)?;
-    while tracker.poll_command().is_some() {}
+    while tracker.poll_output(now).is_some() {}
     let mut complete = 0;
     pass(startup, decoder, true, |chunk| {
-        tracker.handle_chunk(0, chunk, now);
-        while let Some(event) = tracker.poll_event() {
+        tracker.handle_chunk(now, 0, chunk);
+        while let Some(output) = tracker.poll_output(now) {
+            let TrackerOutput::Event(event) = output else {
+                continue;
+            };
             if let ChunkEvent::RequestFinished(f) = &event {
                 complete += usize::from(f.outcome == Outcome::Complete);
             }
