@@ -1,21 +1,47 @@
 //! The in-process identify queue: the sans-IO [`IdentifySchedule`] on tokio's clock.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use gateway_model::SessionStartLimit;
-use tokio::sync::Notify;
+use tokio::sync::oneshot;
 
 use super::{
     BoxFuture, Grant, IDENTIFY_WINDOW, IdentifyError, IdentifyQueue, IdentifySchedule, Ticket,
     spacing,
 };
 
-/// The in-process identify queue: an [`IdentifySchedule`] driven by tokio's clock.
+/// The schedule and the waiters its decisions go to.
+#[derive(Debug)]
+struct Inner {
+    schedule: IdentifySchedule,
+    waiters: HashMap<Ticket, oneshot::Sender<Result<(), IdentifyError>>>,
+}
+
+impl Inner {
+    /// Hands every decision due at `now` to its waiter (the drain rule of every sans-IO core).
+    fn drain(&mut self, now: Instant) {
+        while let Some(grant) = self.schedule.poll_output(now) {
+            let (ticket, answer) = match grant {
+                Grant::Granted(ticket) => (ticket, Ok(())),
+                Grant::Refused { ticket, retry_in } => {
+                    (ticket, Err(IdentifyError::BudgetExhausted(retry_in)))
+                }
+            };
+            if let Some(waiter) = self.waiters.remove(&ticket) {
+                // A waiter that went away has cancelled its ticket first; nothing is lost.
+                drop(waiter.send(answer));
+            }
+        }
+    }
+}
+
+/// The in-process identify queue: an [`IdentifySchedule`] driven by tokio's clock. Each waiter
+/// drains the schedule when it wakes, handing every grant to whoever it is for.
 #[derive(Debug)]
 pub struct LocalIdentifyQueue {
-    schedule: Mutex<IdentifySchedule>,
-    changed: Notify,
+    inner: Mutex<Inner>,
 }
 
 impl LocalIdentifyQueue {
@@ -27,20 +53,22 @@ impl LocalIdentifyQueue {
     /// Keeps `reserve` session starts back (see [`IdentifySchedule::set_reserve`]).
     #[must_use]
     pub fn with_reserve(self, reserve: u32) -> Self {
-        self.lock().set_reserve(reserve);
+        self.lock().schedule.set_reserve(reserve);
         self
     }
 
     /// A queue with another window (tests and fake gateways).
     pub fn with_window(window: Duration) -> Self {
         Self {
-            schedule: Mutex::new(IdentifySchedule::new(spacing(window))),
-            changed: Notify::new(),
+            inner: Mutex::new(Inner {
+                schedule: IdentifySchedule::new(spacing(window)),
+                waiters: HashMap::new(),
+            }),
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, IdentifySchedule> {
-        self.schedule
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
@@ -52,23 +80,30 @@ impl Default for LocalIdentifyQueue {
     }
 }
 
-/// Gives a waiting place up if the waiter goes away.
+/// Gives a waiting place up if the waiter goes away, and lets the next in line through.
 struct Place<'a> {
     queue: &'a LocalIdentifyQueue,
-    ticket: Option<Ticket>,
+    ticket: Ticket,
 }
 
 impl Drop for Place<'_> {
     fn drop(&mut self) {
-        if let Some(ticket) = self.ticket.take() {
-            self.queue.lock().cancel(ticket);
-            self.queue.changed.notify_waiters();
-        }
+        let mut inner = self.queue.lock();
+        inner.waiters.remove(&self.ticket);
+        inner.schedule.handle_cancel(now(), self.ticket);
+        inner.drain(now());
     }
 }
 
 fn now() -> Instant {
     tokio::time::Instant::now().into_std()
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
+    }
 }
 
 impl IdentifyQueue for LocalIdentifyQueue {
@@ -78,34 +113,33 @@ impl IdentifyQueue for LocalIdentifyQueue {
         max_concurrency: u32,
     ) -> BoxFuture<'_, Result<(), IdentifyError>> {
         Box::pin(async move {
-            let ticket = self.lock().request(shard_id, max_concurrency, now());
-            let mut place = Place {
+            let (tx, mut answer) = oneshot::channel();
+            let ticket = {
+                let mut inner = self.lock();
+                let ticket = inner
+                    .schedule
+                    .handle_request(now(), shard_id, max_concurrency);
+                inner.waiters.insert(ticket, tx);
+                inner.drain(now());
+                ticket
+            };
+            let _place = Place {
                 queue: self,
-                ticket: Some(ticket),
+                ticket,
             };
             loop {
-                let notified = self.changed.notified();
-                tokio::pin!(notified);
-                notified.as_mut().enable();
-                let grant = self.lock().try_grant(ticket, now());
-                let wake_at = match grant {
-                    Grant::Granted => {
-                        place.ticket = None;
-                        self.changed.notify_waiters();
-                        return Ok(());
+                let deadline = self.lock().schedule.poll_timeout();
+                tokio::select! {
+                    answer = &mut answer => {
+                        return answer.unwrap_or_else(|_| {
+                            Err(IdentifyError::Unavailable("the identify queue dropped a waiter".to_owned()))
+                        });
                     }
-                    Grant::Exhausted(wait) => return Err(IdentifyError::BudgetExhausted(wait)),
-                    Grant::WaitUntil(at) => Some(at),
-                    Grant::WaitForTurn => None,
-                };
-                match wake_at {
-                    Some(at) => {
-                        tokio::select! {
-                            () = tokio::time::sleep_until(tokio::time::Instant::from_std(at)) => {}
-                            () = notified => {}
-                        }
+                    () = sleep_until(deadline) => {
+                        let mut inner = self.lock();
+                        inner.schedule.handle_timeout(now());
+                        inner.drain(now());
                     }
-                    None => notified.await,
                 }
             }
         })
@@ -114,7 +148,7 @@ impl IdentifyQueue for LocalIdentifyQueue {
     fn session_start_limit(
         &self,
     ) -> BoxFuture<'_, Result<Option<SessionStartLimit>, IdentifyError>> {
-        Box::pin(async move { Ok(self.lock().session_start_limit(now())) })
+        Box::pin(async move { Ok(self.lock().schedule.session_start_limit(now())) })
     }
 
     fn set_session_start_limit(
@@ -122,8 +156,9 @@ impl IdentifyQueue for LocalIdentifyQueue {
         limit: SessionStartLimit,
     ) -> BoxFuture<'_, Result<(), IdentifyError>> {
         Box::pin(async move {
-            self.lock().set_session_start_limit(limit, now());
-            self.changed.notify_waiters();
+            let mut inner = self.lock();
+            inner.schedule.handle_session_start_limit(now(), limit);
+            inner.drain(now());
             Ok(())
         })
     }

@@ -9,17 +9,20 @@ use gateway_model::SessionStartLimit;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Ticket(u64);
 
-/// The answer to [`IdentifySchedule::try_grant`].
+/// What the schedule decided for a waiting ticket, from [`IdentifySchedule::poll_output`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use = "the waiter must be told"]
 pub enum Grant {
-    /// Identify now.
-    Granted,
-    /// First in the bucket: ask again at this time, when the bucket's window ends.
-    WaitUntil(Instant),
-    /// Others are ahead in the bucket: ask again when the queue changes.
-    WaitForTurn,
-    /// The daily budget is spent; it resets after this long.
-    Exhausted(Duration),
+    /// This ticket may identify now; its bucket's window starts and one session start is spent.
+    Granted(Ticket),
+    /// The daily budget is spent (or down to the reserve); it resets after `retry_in`. The
+    /// ticket has left the queue.
+    Refused {
+        /// The ticket refused.
+        ticket: Ticket,
+        /// When the budget resets.
+        retry_in: Duration,
+    },
 }
 
 /// Who may identify when: per bucket (`shard_id % max_concurrency`) a first-in-first-out line and
@@ -53,14 +56,14 @@ impl IdentifySchedule {
     }
 
     /// Keeps `reserve` session starts back: once only that many are left, identifies pause
-    /// ([`Grant::Exhausted`]) until the budget resets, so that an identify storm cannot spend the
+    /// ([`Grant::Refused`]) until the budget resets, so that an identify storm cannot spend the
     /// last of it (Discord resets the token of a bot that goes over).
     pub fn set_reserve(&mut self, reserve: u32) {
         self.reserve = reserve;
     }
 
-    /// Queues `shard_id` in its bucket.
-    pub fn request(&mut self, shard_id: u32, max_concurrency: u32, _now: Instant) -> Ticket {
+    /// Queues `shard_id` in its bucket (`shard_id % max_concurrency`).
+    pub fn handle_request(&mut self, _now: Instant, shard_id: u32, max_concurrency: u32) -> Ticket {
         let bucket = shard_id % max_concurrency.max(1);
         let ticket = Ticket(self.next_ticket);
         self.next_ticket += 1;
@@ -69,8 +72,8 @@ impl IdentifySchedule {
         ticket
     }
 
-    /// Leaves the queue.
-    pub fn cancel(&mut self, ticket: Ticket) {
+    /// Leaves the queue (the waiter went away).
+    pub fn handle_cancel(&mut self, _now: Instant, ticket: Ticket) {
         if let Some(bucket) = self.buckets.remove(&ticket)
             && let Some(line) = self.lines.get_mut(&bucket)
         {
@@ -78,40 +81,43 @@ impl IdentifySchedule {
         }
     }
 
-    /// Whether `ticket` may identify now; granting it starts its bucket's window and spends one
-    /// session start.
-    pub fn try_grant(&mut self, ticket: Ticket, now: Instant) -> Grant {
-        let Some(&bucket) = self.buckets.get(&ticket) else {
-            return Grant::Granted;
-        };
-        if self.lines.get(&bucket).and_then(|l| l.front()) != Some(&ticket) {
-            return Grant::WaitForTurn;
+    /// Time passed. Nothing is decided until [`poll_output`](Self::poll_output); this is here so
+    /// that the schedule is driven like every other state machine of the stack.
+    pub fn handle_timeout(&mut self, _now: Instant) {}
+
+    /// The next decision at `now`: the first ticket of a bucket whose window has passed is
+    /// granted (or refused, when the budget is down to the reserve). Call it until `None` after
+    /// every input and at every [`poll_timeout`](Self::poll_timeout).
+    pub fn poll_output(&mut self, now: Instant) -> Option<Grant> {
+        let (bucket, ticket) = self.lines.iter().find_map(|(bucket, line)| {
+            let ticket = *line.front()?;
+            let free = self
+                .last
+                .get(bucket)
+                .is_none_or(|last| now >= *last + self.window);
+            free.then_some((*bucket, ticket))
+        })?;
+        if let Some(line) = self.lines.get_mut(&bucket) {
+            line.pop_front();
         }
-        if let Some(last) = self.last.get(&bucket) {
-            let free = *last + self.window;
-            if now < free {
-                return Grant::WaitUntil(free);
-            }
-        }
+        self.buckets.remove(&ticket);
         if let Some((limit, reset_at)) = &mut self.budget {
             if now >= *reset_at {
                 limit.remaining = limit.total;
                 *reset_at = now + Duration::from_secs(24 * 3600);
             }
             if limit.remaining <= self.reserve {
-                return Grant::Exhausted(reset_at.saturating_duration_since(now));
+                let retry_in = reset_at.saturating_duration_since(now);
+                return Some(Grant::Refused { ticket, retry_in });
             }
             limit.remaining -= 1;
         }
-        self.buckets.remove(&ticket);
-        if let Some(line) = self.lines.get_mut(&bucket) {
-            line.pop_front();
-        }
         self.last.insert(bucket, now);
-        Grant::Granted
+        Some(Grant::Granted(ticket))
     }
 
     /// The earliest time a waiting ticket could be granted.
+    #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
         self.lines
             .iter()
@@ -129,7 +135,7 @@ impl IdentifySchedule {
     }
 
     /// Sets the budget (`reset_after` counts from `now`).
-    pub fn set_session_start_limit(&mut self, limit: SessionStartLimit, now: Instant) {
+    pub fn handle_session_start_limit(&mut self, now: Instant, limit: SessionStartLimit) {
         self.budget = Some((limit, now + Duration::from_millis(limit.reset_after)));
     }
 }
@@ -138,28 +144,29 @@ impl IdentifySchedule {
 mod tests {
     use super::*;
 
+    fn grants(s: &mut IdentifySchedule, now: Instant) -> Vec<Grant> {
+        std::iter::from_fn(|| s.poll_output(now)).collect()
+    }
+
     /// Grants everything it can at each step of made-up time; returns (shard, seconds) in order.
     fn run(shards: &[u32], max_concurrency: u32) -> Vec<(u32, u64)> {
         let t0 = Instant::now();
         let mut s = IdentifySchedule::new(Duration::from_secs(5));
-        let mut waiting: Vec<(u32, Ticket)> = shards
+        let tickets: BTreeMap<Ticket, u32> = shards
             .iter()
-            .map(|&id| (id, s.request(id, max_concurrency, t0)))
+            .map(|&id| (s.handle_request(t0, id, max_concurrency), id))
             .collect();
         let mut order = Vec::new();
         let mut now = t0;
-        while !waiting.is_empty() {
-            waiting.retain(|&(id, ticket)| match s.try_grant(ticket, now) {
-                Grant::Granted => {
-                    order.push((id, (now - t0).as_secs()));
-                    false
-                }
-                _ => true,
-            });
-            now = s.poll_timeout().unwrap_or(now).max(now);
-            if !waiting.is_empty() && s.poll_timeout().is_none() {
-                now += Duration::from_millis(1);
+        while order.len() < shards.len() {
+            for grant in grants(&mut s, now) {
+                let Grant::Granted(ticket) = grant else {
+                    panic!("no budget was set: {grant:?}")
+                };
+                order.push((tickets[&ticket], (now - t0).as_secs()));
             }
+            s.handle_timeout(now);
+            now = s.poll_timeout().unwrap_or(now).max(now);
         }
         order
     }
@@ -177,27 +184,32 @@ mod tests {
     fn a_shard_back_in_its_bucket_waits_for_the_window() {
         let t0 = Instant::now();
         let mut s = IdentifySchedule::new(Duration::from_secs(5));
-        let a = s.request(1, 4, t0);
-        assert_eq!(s.try_grant(a, t0), Grant::Granted);
-        let b = s.request(5, 4, t0); // same bucket
-        let c = s.request(2, 4, t0); // another bucket
-        assert_eq!(
-            s.try_grant(b, t0),
-            Grant::WaitUntil(t0 + Duration::from_secs(5))
-        );
-        assert_eq!(s.try_grant(c, t0), Grant::Granted);
-        assert_eq!(s.try_grant(b, t0 + Duration::from_secs(5)), Grant::Granted);
+        let a = s.handle_request(t0, 1, 4);
+        assert_eq!(grants(&mut s, t0), [Grant::Granted(a)]);
+        let b = s.handle_request(t0, 5, 4); // same bucket
+        let c = s.handle_request(t0, 2, 4); // another bucket
+        assert_eq!(grants(&mut s, t0), [Grant::Granted(c)]);
+        assert_eq!(s.poll_timeout(), Some(t0 + Duration::from_secs(5)));
+        let later = t0 + Duration::from_secs(5);
+        assert_eq!(grants(&mut s, later), [Grant::Granted(b)]);
     }
 
     #[test]
     fn first_in_first_out_within_a_bucket_and_cancel() {
         let t0 = Instant::now();
         let mut s = IdentifySchedule::new(Duration::from_secs(5));
-        let a = s.request(0, 1, t0);
-        let b = s.request(1, 1, t0);
-        assert_eq!(s.try_grant(b, t0), Grant::WaitForTurn);
-        s.cancel(a);
-        assert_eq!(s.try_grant(b, t0), Grant::Granted);
+        let a = s.handle_request(t0, 0, 1);
+        let b = s.handle_request(t0, 1, 1);
+        s.handle_cancel(t0, a);
+        assert_eq!(grants(&mut s, t0), [Grant::Granted(b)]);
+        let c = s.handle_request(t0, 2, 1);
+        let d = s.handle_request(t0, 3, 1);
+        let later = t0 + Duration::from_secs(5);
+        assert_eq!(grants(&mut s, later), [Grant::Granted(c)]);
+        assert_eq!(
+            grants(&mut s, later + Duration::from_secs(5)),
+            [Grant::Granted(d)]
+        );
     }
 
     #[test]
@@ -205,21 +217,23 @@ mod tests {
         let t0 = Instant::now();
         let mut s = IdentifySchedule::new(Duration::ZERO);
         s.set_reserve(2);
-        s.set_session_start_limit(
-            SessionStartLimit {
-                total: 1000,
-                remaining: 3,
-                reset_after: 60_000,
-                max_concurrency: 1,
-            },
-            t0,
-        );
-        let first = s.request(0, 1, t0);
-        assert_eq!(s.try_grant(first, t0), Grant::Granted);
-        let second = s.request(0, 1, t0);
+        let limit = SessionStartLimit {
+            total: 1000,
+            remaining: 3,
+            reset_after: 60_000,
+            max_concurrency: 1,
+        };
+        s.handle_session_start_limit(t0, limit);
+        let first = s.handle_request(t0, 0, 1);
+        assert_eq!(grants(&mut s, t0), [Grant::Granted(first)]);
+        let second = s.handle_request(t0, 0, 1);
+        let retry_in = Duration::from_secs(60);
         assert_eq!(
-            s.try_grant(second, t0),
-            Grant::Exhausted(Duration::from_secs(60))
+            grants(&mut s, t0),
+            [Grant::Refused {
+                ticket: second,
+                retry_in
+            }]
         );
     }
 
@@ -227,25 +241,28 @@ mod tests {
     fn the_daily_budget_is_spent_and_resets() {
         let t0 = Instant::now();
         let mut s = IdentifySchedule::new(Duration::ZERO);
-        s.set_session_start_limit(
-            SessionStartLimit {
-                total: 2,
-                remaining: 1,
-                reset_after: 1000,
-                max_concurrency: 1,
-            },
-            t0,
-        );
-        let a = s.request(0, 1, t0);
-        assert_eq!(s.try_grant(a, t0), Grant::Granted);
-        let b = s.request(0, 1, t0);
-        assert_eq!(s.try_grant(b, t0), Grant::Exhausted(Duration::from_secs(1)));
-        assert_eq!(s.session_start_limit(t0).map(|l| l.remaining), Some(0));
-        assert_eq!(s.try_grant(b, t0 + Duration::from_secs(1)), Grant::Granted);
+        let limit = SessionStartLimit {
+            total: 2,
+            remaining: 1,
+            reset_after: 1000,
+            max_concurrency: 1,
+        };
+        s.handle_session_start_limit(t0, limit);
+        let a = s.handle_request(t0, 0, 1);
+        assert_eq!(grants(&mut s, t0), [Grant::Granted(a)]);
+        let b = s.handle_request(t0, 0, 1);
+        let retry_in = Duration::from_secs(1);
         assert_eq!(
-            s.session_start_limit(t0 + Duration::from_secs(1))
-                .map(|l| l.remaining),
-            Some(1)
+            grants(&mut s, t0),
+            [Grant::Refused {
+                ticket: b,
+                retry_in
+            }]
         );
+        assert_eq!(s.session_start_limit(t0).map(|l| l.remaining), Some(0));
+        let later = t0 + Duration::from_secs(1);
+        let c = s.handle_request(later, 0, 1);
+        assert_eq!(grants(&mut s, later), [Grant::Granted(c)]);
+        assert_eq!(s.session_start_limit(later).map(|l| l.remaining), Some(1));
     }
 }
