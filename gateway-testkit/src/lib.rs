@@ -44,6 +44,8 @@
 
 mod config;
 mod connection;
+pub mod core;
+mod envelope;
 mod fault;
 mod handshake;
 mod inbound;
@@ -54,6 +56,7 @@ mod record;
 mod rest;
 mod server;
 mod session_start;
+mod shared;
 mod state;
 mod world;
 
@@ -62,5 +65,6 @@ pub use fault::{ChunkFault, Fault, SplitAt, Trigger};
 pub use members::CHUNK_SIZE;
 pub use record::{ConnectionInfo, Received, Recorded, Stats};
 pub use server::FakeGateway;
-pub use state::{ConnectionHandle, StateCounts, View};
+pub use shared::ConnectionHandle;
+pub use state::{StateCounts, View};
 pub use world::{Guild, Member, World, WorldConfig};

@@ -1,10 +1,10 @@
 //! What one payload becomes on the wire: a text frame, or compressed bytes in one or more binary
 //! frames, with the faults a test asked for (corruption, splits) applied.
 
-use async_tungstenite::tungstenite::Message;
 use gateway_codec::{CompressError, Compression, Compressor};
 
 use crate::SplitAt;
+use crate::core::Frame;
 
 /// The websocket messages that carry `json`.
 ///
@@ -17,14 +17,14 @@ pub(crate) fn frames(
     json: &str,
     corrupt: bool,
     split: &[SplitAt],
-) -> Result<Vec<Message>, CompressError> {
+) -> Result<Vec<Frame>, CompressError> {
     if compression == Compression::None {
         let text = if corrupt {
             format!("{{{json}")
         } else {
             json.to_owned()
         };
-        return Ok(vec![Message::text(text)]);
+        return Ok(vec![Frame::Text(text)]);
     }
     let mut bytes = Vec::new();
     compressor.compress(json.as_bytes(), &mut bytes)?;
@@ -47,7 +47,7 @@ pub(crate) fn frames(
     let mut start = 0;
     let mut messages = Vec::with_capacity(points.len() + 1);
     for end in points.into_iter().chain([len]) {
-        messages.push(Message::binary(bytes[start..end].to_vec()));
+        messages.push(Frame::Binary(bytes[start..end].to_vec()));
         start = end;
     }
     Ok(messages)
@@ -82,10 +82,11 @@ mod tests {
         )
         .unwrap();
         assert_eq!(parts.len(), 3);
-        let joined: Vec<u8> = parts
-            .iter()
-            .flat_map(|m| m.clone().into_data().to_vec())
-            .collect();
-        assert_eq!(joined, whole[0].clone().into_data().to_vec());
+        let bytes = |f: &Frame| match f {
+            Frame::Binary(b) => b.clone(),
+            Frame::Text(t) => t.clone().into_bytes(),
+        };
+        let joined: Vec<u8> = parts.iter().flat_map(bytes).collect();
+        assert_eq!(joined, bytes(&whole[0]));
     }
 }

@@ -20,7 +20,7 @@ use tokio::net::TcpStream;
 
 use crate::Fault;
 use crate::handshake::Head;
-use crate::state::Shared;
+use crate::shared::{Shared, now};
 
 /// The largest request body read (and ignored).
 const MAX_BODY: usize = 64 * 1024;
@@ -132,7 +132,7 @@ fn route(shared: &Arc<Shared>, head: &Head) -> Answer {
     match (head.method.as_str(), segments.as_slice()) {
         ("GET", ["gateway"]) => Answer::json(200, &GatewayJson { url: &shared.url }),
         ("GET", ["gateway", "bot"]) => gateway_bot(shared, head),
-        ("GET", ["testkit", "stats"]) => Answer::json(200, &shared.lock().stats),
+        ("GET", ["testkit", "stats"]) => Answer::json(200, &shared.lock().core.stats()),
         ("POST", ["testkit", "shards", shard, fault @ ..]) => control(shared, shard, fault),
         (_, ["gateway"] | ["gateway", "bot"] | ["testkit", ..]) => {
             Answer::error(405, "405: Method Not Allowed")
@@ -151,7 +151,7 @@ fn gateway_bot(shared: &Arc<Shared>, head: &Head) -> Answer {
         );
         return Answer::error(401, "401: Unauthorized");
     }
-    let budget = shared.lock().session_starts.budget(&shared.config);
+    let budget = shared.lock().core.budget(now());
     Answer::json(
         200,
         &GatewayBot {

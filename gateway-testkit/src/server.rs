@@ -10,7 +10,8 @@ use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::Instant;
 
 use crate::handshake::{self, Replayed};
-use crate::state::{ConnectionHandle, Control, Shared, StateCounts, View};
+use crate::shared::{ConnectionHandle, Shared, now};
+use crate::state::{StateCounts, View};
 use crate::{ConnectionInfo, Fault, GatewayConfig, Recorded, Stats, World};
 use crate::{connection, rest};
 
@@ -44,8 +45,7 @@ impl FakeGateway {
     pub async fn start_with(config: GatewayConfig, port: u16) -> std::io::Result<Self> {
         let listener = TcpListener::bind(("127.0.0.1", port)).await?;
         let addr = listener.local_addr()?;
-        let world = World::new(config.world.clone());
-        let shared = Arc::new(Shared::new(config, world, format!("ws://{addr}")));
+        let shared = Arc::new(Shared::new(config, format!("ws://{addr}")));
         let accept = tokio::spawn(accept_loop(listener, Arc::clone(&shared)));
         tracing::info!(url = %shared.url, "fake gateway listening");
         Ok(Self {
@@ -71,23 +71,23 @@ impl FakeGateway {
     }
 
     /// The world it serves.
-    pub fn world(&self) -> &World {
-        &self.shared.world
+    pub fn world(&self) -> World {
+        self.shared.lock().core.world().clone()
     }
 
     /// The counters now.
     pub fn stats(&self) -> Stats {
-        self.shared.lock().stats
+        self.shared.lock().core.stats()
     }
 
     /// Every payload clients sent so far, in order.
     pub fn recorded(&self) -> Vec<Recorded> {
-        self.shared.lock().recorded.clone()
+        self.shared.lock().core.recorded().to_vec()
     }
 
     /// Every connection so far, in accept order.
     pub fn connections(&self) -> Vec<ConnectionInfo> {
-        self.shared.lock().connections.clone()
+        self.shared.lock().core.connections().to_vec()
     }
 
     /// Applies `fault` to the next connection accepted: [`Fault::StallHello`] and
@@ -95,12 +95,12 @@ impl FakeGateway {
     /// queues one fault for one connection.
     pub fn on_next_connection(&self, fault: Fault) {
         self.shared
-            .update(|s| s.next_connection_faults.push_back(fault));
+            .update(|d| d.core.handle_next_connection_fault(now(), fault));
     }
 
     /// A handle on connection `id` (from 1, in accept order), while it is open.
     pub fn connection(&self, id: u64) -> Option<ConnectionHandle> {
-        self.shared.lock().connection(id)
+        self.shared.connection(id)
     }
 
     /// The open connection that carries `shard`'s session, if any.
@@ -111,40 +111,25 @@ impl FakeGateway {
     /// How much the server holds now. After clients come and go, every count but the bounded
     /// histories returns to where it started.
     pub fn state_counts(&self) -> StateCounts {
-        let state = self.shared.lock();
+        let driven = self.shared.lock();
         StateCounts {
             open_connections: self.shared.open_sockets(),
-            controls: state.controls.len(),
-            sessions: state.sessions.len(),
-            connection_history: state.connections.len(),
-            recorded: state.recorded.len(),
-            queued_faults: state.next_connection_faults.len(),
-            task_failures: state.task_failures,
+            controls: driven.routes.len(),
+            ..driven.core.state_counts()
         }
     }
 
     /// Sends GUILD_CREATE for a guild that started unavailable, to its shard's connection.
     pub fn make_available(&self, guild_id: Snowflake) {
-        let controls: Vec<_> = self.shared.update(|s| {
-            s.made_available.insert(guild_id);
-            s.controls.values().cloned().collect()
-        });
-        for tx in controls {
-            let _ = tx.send(Control::GuildAvailable(guild_id));
-        }
+        self.shared
+            .update(|d| d.core.handle_guild_available(now(), guild_id));
     }
 
     /// Sends GUILD_DELETE `{"id", "unavailable": true}` for a guild, as during an outage, to its
     /// shard's connection. [`make_available`](Self::make_available) brings it back.
     pub fn make_unavailable(&self, guild_id: Snowflake) {
-        let controls: Vec<_> = self.shared.update(|s| {
-            s.made_available.remove(&guild_id);
-            s.controls.values().cloned().collect()
-        });
-        for tx in controls {
-            // A connection that is gone has nothing to tell.
-            drop(tx.send(Control::GuildUnavailable(guild_id)));
-        }
+        self.shared
+            .update(|d| d.core.handle_guild_unavailable(now(), guild_id));
     }
 
     /// Waits until `predicate` holds for the server's state; checked after every change.
@@ -152,7 +137,7 @@ impl FakeGateway {
         let mut rx = self.shared.changed.subscribe();
         loop {
             rx.borrow_and_update();
-            if predicate(&View::new(&self.shared.lock())) {
+            if predicate(&self.shared.lock().core.view()) {
                 return;
             }
             if rx.changed().await.is_err() {
@@ -224,12 +209,12 @@ impl Drop for FakeGateway {
 async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
     let mut tasks = JoinSet::new();
     let mut next_id = 0u64;
-    // Sessions whose connection left are forgotten once their TTL is over.
-    let sweep_every =
-        (shared.config.session_ttl / 4).clamp(Duration::from_millis(50), Duration::from_secs(30));
-    let mut sweep = tokio::time::interval(sweep_every);
-    sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // The core's timers (heartbeat deadlines, timed faults, session TTLs), checked again after
+    // every change.
+    let mut changed = shared.changed.subscribe();
     loop {
+        changed.borrow_and_update();
+        let deadline = shared.lock().core.poll_timeout();
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((tcp, peer)) => {
@@ -254,20 +239,22 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
                     tokio::time::sleep(Duration::from_millis(10)).await;
                 }
             },
-            _ = sweep.tick() => {
-                let ttl = shared.config.session_ttl;
-                let expired = shared.update(|s| s.expire_sessions(Instant::now(), ttl));
-                if expired > 0 {
-                    tracing::debug!(expired, "sessions expired");
-                }
-            }
+            () = sleep_until(deadline) => shared.update(|d| d.core.handle_timeout(now())),
+            _ = changed.changed() => {}
             Some(joined) = tasks.join_next(), if !tasks.is_empty() => {
                 if let Err(e) = joined {
                     tracing::error!(error = %e, "a connection task failed");
-                    shared.update(|s| s.task_failures += 1);
+                    shared.update(|d| d.core.state_mut().task_failures += 1);
                 }
             }
         }
+    }
+}
+
+async fn sleep_until(deadline: Option<std::time::Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
     }
 }
 

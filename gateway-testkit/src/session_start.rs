@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use tokio::time::Instant;
+use std::time::Instant;
 
 use crate::GatewayConfig;
 
@@ -35,12 +35,8 @@ impl SessionStarts {
         }
     }
 
-    /// The budget now.
-    pub(crate) fn budget(&mut self, config: &GatewayConfig) -> Budget {
-        self.budget_at(Instant::now(), config)
-    }
-
-    fn budget_at(&mut self, now: Instant, config: &GatewayConfig) -> Budget {
+    /// The budget at `now`.
+    pub(crate) fn budget_at(&mut self, now: Instant, config: &GatewayConfig) -> Budget {
         let reset = config.session_start_reset;
         self.roll(now, reset);
         Budget {

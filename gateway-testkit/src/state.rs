@@ -1,26 +1,14 @@
 //! The state every connection shares: sessions, records, counters, identify buckets and the
-//! session start budget, behind one mutex, with a `watch` channel bumped on every change; and the
-//! handles tests hold on connections.
+//! session start budget (held by the sans-IO core), and the read-only views tests get of it.
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use gateway_model::{Intents, ShardId, Snowflake};
-use tokio::sync::{Semaphore, mpsc, watch};
-use tokio::time::Instant;
 
 use crate::session_start::SessionStarts;
-use crate::{ConnectionInfo, Fault, GatewayConfig, Recorded, Stats, Trigger, World};
-
-/// A message from a test to one connection's task.
-#[derive(Debug)]
-pub(crate) enum Control {
-    Fault(Trigger, Fault),
-    Dispatch { name: String, data: String },
-    GuildAvailable(Snowflake),
-    GuildUnavailable(Snowflake),
-}
+use crate::{ConnectionInfo, Fault, Recorded, Stats};
 
 /// A session the server knows.
 #[derive(Debug)]
@@ -44,7 +32,6 @@ pub(crate) struct State {
     pub(crate) stats: Stats,
     pub(crate) recorded: Vec<Recorded>,
     pub(crate) connections: Vec<ConnectionInfo>,
-    pub(crate) controls: HashMap<u64, mpsc::UnboundedSender<Control>>,
     pub(crate) sessions: HashMap<String, Session>,
     pub(crate) next_connection_faults: VecDeque<Fault>,
     /// Last identify per concurrency bucket.
@@ -99,28 +86,6 @@ impl State {
         });
         before - self.sessions.len()
     }
-
-    /// A handle on connection `id`, while it is open.
-    pub(crate) fn connection(&self, id: u64) -> Option<ConnectionHandle> {
-        self.controls
-            .get(&id)
-            .map(|tx| ConnectionHandle { id, tx: tx.clone() })
-    }
-
-    /// The open connection that carries `shard`'s session, if any.
-    fn shard_connection(&self, shard: u32) -> Option<ConnectionHandle> {
-        let id = self
-            .connections
-            .iter()
-            .rev()
-            .find(|c| {
-                c.open && c.shard.is_some_and(|s| s.number() == shard) && c.session_id.is_some()
-            })?
-            .id;
-        self.controls
-            .get(&id)
-            .map(|tx| ConnectionHandle { id, tx: tx.clone() })
-    }
 }
 
 /// How much the server holds now: what a long run must bring back down (see
@@ -134,71 +99,14 @@ pub struct StateCounts {
     pub controls: usize,
     /// Sessions known, resumable or live.
     pub sessions: usize,
-    /// Connections remembered (bounded by [`GatewayConfig::history_limit`]).
+    /// Connections remembered (bounded by [`GatewayConfig::history_limit`](crate::GatewayConfig::history_limit)).
     pub connection_history: usize,
-    /// Payloads recorded (bounded by [`GatewayConfig::history_limit`]).
+    /// Payloads recorded (bounded by [`GatewayConfig::history_limit`](crate::GatewayConfig::history_limit)).
     pub recorded: usize,
     /// Faults queued for next connections.
     pub queued_faults: usize,
     /// Connection tasks that panicked (always 0, unless the testkit has a bug).
     pub task_failures: u64,
-}
-
-pub(crate) struct Shared {
-    pub(crate) config: GatewayConfig,
-    pub(crate) world: World,
-    pub(crate) url: String,
-    pub(crate) started: Instant,
-    state: Mutex<State>,
-    pub(crate) changed: watch::Sender<u64>,
-    /// One permit per open socket, websocket or HTTP.
-    pub(crate) open_sockets: Arc<Semaphore>,
-}
-
-impl Shared {
-    /// The shared state of a server at `url`.
-    pub(crate) fn new(config: GatewayConfig, world: World, url: String) -> Self {
-        let (changed, _) = watch::channel(0);
-        let sockets = config.max_connections.clamp(1, Semaphore::MAX_PERMITS);
-        Self {
-            config,
-            world,
-            url,
-            started: Instant::now(),
-            state: Mutex::new(State::default()),
-            changed,
-            open_sockets: Arc::new(Semaphore::new(sockets)),
-        }
-    }
-
-    /// Sockets open now.
-    pub(crate) fn open_sockets(&self) -> usize {
-        self.config.max_connections.clamp(1, Semaphore::MAX_PERMITS)
-            - self.open_sockets.available_permits()
-    }
-
-    /// Locks the state for reading.
-    pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
-        self.state
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    /// Changes the state and wakes whoever waits on it.
-    pub(crate) fn update<R>(&self, f: impl FnOnce(&mut State) -> R) -> R {
-        let r = f(&mut self.lock());
-        self.changed.send_modify(|v| *v = v.wrapping_add(1));
-        r
-    }
-
-    pub(crate) fn elapsed(&self) -> Duration {
-        self.started.elapsed()
-    }
-
-    /// The open connection that carries `shard`'s session, if any.
-    pub(crate) fn shard_connection(&self, shard: u32) -> Option<ConnectionHandle> {
-        self.lock().shard_connection(shard)
-    }
 }
 
 /// A read-only view of the server's state, handed to
@@ -225,40 +133,5 @@ impl<'a> View<'a> {
     /// Every connection, in accept order.
     pub fn connections(&self) -> &[ConnectionInfo] {
         &self.state.connections
-    }
-}
-
-/// A handle on one open connection.
-#[derive(Debug, Clone)]
-pub struct ConnectionHandle {
-    id: u64,
-    tx: mpsc::UnboundedSender<Control>,
-}
-
-impl ConnectionHandle {
-    /// The connection's number.
-    pub fn id(&self) -> u64 {
-        self.id
-    }
-
-    /// Injects a fault now. Returns false if the connection is gone.
-    pub fn inject(&self, fault: Fault) -> bool {
-        self.inject_on(Trigger::Now, fault)
-    }
-
-    /// Injects a fault when `trigger` fires. Returns false if the connection is gone.
-    pub fn inject_on(&self, trigger: Trigger, fault: Fault) -> bool {
-        self.tx.send(Control::Fault(trigger, fault)).is_ok()
-    }
-
-    /// Sends a dispatch with this name and JSON `d` (in the session's sequence, buffered for
-    /// resume). Returns false if the connection is gone.
-    pub fn dispatch(&self, name: impl Into<String>, data: impl Into<String>) -> bool {
-        self.tx
-            .send(Control::Dispatch {
-                name: name.into(),
-                data: data.into(),
-            })
-            .is_ok()
     }
 }

@@ -1,0 +1,199 @@
+//! The tokio server's hold on the sans-IO core: one mutex around the [`GatewayCore`] and the
+//! channels to each connection's task, a `watch` channel bumped on every change (for
+//! [`FakeGateway::wait_for`](crate::FakeGateway::wait_for)), and the handles tests hold on
+//! connections.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
+
+use tokio::sync::{Semaphore, mpsc, watch};
+
+use crate::core::{GatewayCore, Output};
+use crate::{Fault, GatewayConfig, Trigger};
+
+/// Bytes of frames that may wait for one connection's task. A client that reads nothing while
+/// the server keeps sending fills it, and is dropped rather than buffered without end. Large, so
+/// that a test may queue tens of thousands of dispatches at once for a client that reads slowly.
+pub(crate) const CONNECTION_OUTBOX_BYTES: usize = 256 << 20;
+
+/// Where one connection's outputs go: its task's channel, and the bytes waiting in it.
+pub(crate) struct Route {
+    pub(crate) tx: mpsc::UnboundedSender<Output>,
+    pub(crate) pending: Arc<AtomicUsize>,
+}
+
+/// The bytes an output holds.
+pub(crate) fn output_bytes(output: &Output) -> usize {
+    match output {
+        Output::Frames { frames, .. } => frames
+            .iter()
+            .map(|f| match f {
+                crate::core::Frame::Text(t) => t.len(),
+                crate::core::Frame::Binary(b) => b.len(),
+            })
+            .sum(),
+        Output::Close { .. } | Output::Drop { .. } => 0,
+    }
+}
+
+/// `Instant::now()` as tokio sees it, so that tests can pause the clock.
+pub(crate) fn now() -> Instant {
+    tokio::time::Instant::now().into_std()
+}
+
+/// The core and where its outputs go.
+pub(crate) struct Driven {
+    pub(crate) core: GatewayCore,
+    /// Each open websocket's task.
+    pub(crate) routes: HashMap<u64, Route>,
+}
+
+impl Driven {
+    /// Hands every output to its connection's task (the drain rule). A connection whose task is
+    /// gone, or whose outbox is full, is disconnected in the core.
+    fn drain(&mut self) {
+        loop {
+            let mut stuck = Vec::new();
+            while let Some(output) = self.core.poll_output(now()) {
+                let conn = match &output {
+                    Output::Frames { conn, .. }
+                    | Output::Close { conn, .. }
+                    | Output::Drop { conn } => *conn,
+                };
+                let Some(route) = self.routes.get(&conn) else {
+                    continue;
+                };
+                let bytes = output_bytes(&output);
+                let pending = route.pending.fetch_add(bytes, Ordering::Relaxed) + bytes;
+                if pending > CONNECTION_OUTBOX_BYTES || route.tx.send(output).is_err() {
+                    tracing::warn!(
+                        connection = conn,
+                        pending,
+                        "connection not keeping up: dropped"
+                    );
+                    self.routes.remove(&conn);
+                    stuck.push(conn);
+                }
+            }
+            if stuck.is_empty() {
+                return;
+            }
+            for conn in stuck {
+                self.core.handle_disconnected(now(), conn);
+            }
+        }
+    }
+}
+
+pub(crate) struct Shared {
+    pub(crate) config: GatewayConfig,
+    pub(crate) url: String,
+    driven: Mutex<Driven>,
+    pub(crate) changed: watch::Sender<u64>,
+    /// One permit per open socket, websocket or HTTP.
+    pub(crate) open_sockets: Arc<Semaphore>,
+}
+
+impl Shared {
+    /// The server at `url`.
+    pub(crate) fn new(config: GatewayConfig, url: String) -> Self {
+        let (changed, _) = watch::channel(0);
+        let sockets = config.max_connections.clamp(1, Semaphore::MAX_PERMITS);
+        Self {
+            driven: Mutex::new(Driven {
+                core: GatewayCore::new(config.clone(), url.clone(), now()),
+                routes: HashMap::new(),
+            }),
+            config,
+            url,
+            changed,
+            open_sockets: Arc::new(Semaphore::new(sockets)),
+        }
+    }
+
+    /// Sockets open now.
+    pub(crate) fn open_sockets(&self) -> usize {
+        self.config.max_connections.clamp(1, Semaphore::MAX_PERMITS)
+            - self.open_sockets.available_permits()
+    }
+
+    /// Locks the core for reading.
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Driven> {
+        self.driven
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Feeds the core an input, hands its outputs to the connections, and wakes whoever waits
+    /// on the state.
+    pub(crate) fn update<R>(&self, f: impl FnOnce(&mut Driven) -> R) -> R {
+        let r = {
+            let mut driven = self.lock();
+            let r = f(&mut driven);
+            driven.drain();
+            r
+        };
+        self.changed.send_modify(|v| *v = v.wrapping_add(1));
+        r
+    }
+
+    /// The open connection that carries `shard`'s session, if any.
+    pub(crate) fn shard_connection(self: &Arc<Self>, shard: u32) -> Option<ConnectionHandle> {
+        let id = self.lock().core.shard_connection(shard)?;
+        Some(ConnectionHandle {
+            id,
+            shared: Arc::clone(self),
+        })
+    }
+
+    /// A handle on connection `id`, while it is open.
+    pub(crate) fn connection(self: &Arc<Self>, id: u64) -> Option<ConnectionHandle> {
+        self.lock().core.is_open(id).then(|| ConnectionHandle {
+            id,
+            shared: Arc::clone(self),
+        })
+    }
+}
+
+/// A handle on one open connection.
+#[derive(Clone)]
+pub struct ConnectionHandle {
+    id: u64,
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for ConnectionHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConnectionHandle")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ConnectionHandle {
+    /// The connection's number.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// Injects a fault now. Returns false if the connection is gone.
+    pub fn inject(&self, fault: Fault) -> bool {
+        self.inject_on(Trigger::Now, fault)
+    }
+
+    /// Injects a fault when `trigger` fires. Returns false if the connection is gone.
+    pub fn inject_on(&self, trigger: Trigger, fault: Fault) -> bool {
+        self.shared
+            .update(|d| d.core.handle_fault(now(), self.id, trigger, fault))
+    }
+
+    /// Sends a dispatch with this name and JSON `d` (in the session's sequence, buffered for
+    /// resume). Returns false if the connection is gone.
+    pub fn dispatch(&self, name: impl Into<String>, data: impl Into<String>) -> bool {
+        let (name, data) = (name.into(), data.into());
+        self.shared
+            .update(|d| d.core.handle_dispatch(now(), self.id, &name, &data))
+    }
+}
