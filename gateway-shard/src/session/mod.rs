@@ -105,6 +105,8 @@ pub struct Session {
     session_id: Option<String>,
     resume_url: Option<String>,
     seq: Option<u64>,
+    /// The last sequence number before a gap that a resume was asked to fill.
+    gap_after: Option<u64>,
     user_id: Option<Snowflake>,
     resume_url_failed: bool,
 
@@ -172,6 +174,7 @@ impl Session {
                 .as_ref()
                 .and_then(|r| secure_resume_url(&config.gateway_url, &r.resume_url)),
             seq: resume.as_ref().map(|r| r.sequence),
+            gap_after: None,
             user_id: None,
             resume_url_failed: false,
             interval: None,
@@ -398,6 +401,73 @@ impl Session {
         }
     }
 
+    /// Whether a dispatch numbered `seq` comes next in the session. A gap
+    /// means a dispatch was lost (an unreadable payload, a frame the transport lost): the shard
+    /// resumes from the last one it delivered, and the gateway replays the rest. If the same gap
+    /// comes back after that resume, the lost dispatch cannot be read even when replayed, and a
+    /// new session starts (as after an oversize message), marked by READY.
+    ///
+    /// A dispatch other than READY before any READY means READY itself was lost: the session
+    /// is unknown, so a new one starts.
+    ///
+    /// READY and RESUMED are not checked: they start and end a session's handshake, and some
+    /// gateways number RESUMED loosely.
+    fn in_sequence(&mut self, now: Instant, seq: u64, name: Option<&str>) -> bool {
+        if matches!(name, Some("READY" | "RESUMED")) {
+            return true;
+        }
+        if self.session_id.is_none() {
+            tracing::warn!(
+                shard = self.shard.number(),
+                seq,
+                "a dispatch before READY: READY was lost; identifying again"
+            );
+            self.lost(now, Some(4000), "READY was lost", Reconnect::Reidentify);
+            return false;
+        }
+        let Some(last) = self.seq else {
+            return true;
+        };
+        if seq <= last + 1 {
+            // A number at or below the last is not Discord's way, but is taken as it comes.
+            if self.gap_after.is_some_and(|g| seq > g + 1) {
+                self.gap_after = None;
+            }
+            return true;
+        }
+        if self.gap_after == Some(last) {
+            tracing::error!(
+                shard = self.shard.number(),
+                seq,
+                last,
+                "a dispatch is lost even when replayed; starting a new session"
+            );
+            self.gap_after = None;
+            self.forget_session();
+            self.lost(
+                now,
+                Some(4000),
+                "a dispatch could not be read",
+                Reconnect::Reidentify,
+            );
+        } else {
+            tracing::warn!(
+                shard = self.shard.number(),
+                seq,
+                last,
+                "a dispatch was lost; resuming from the last one delivered"
+            );
+            self.gap_after = Some(last);
+            self.lost(
+                now,
+                Some(4000),
+                "a dispatch was lost (sequence gap)",
+                Reconnect::Resume,
+            );
+        }
+        false
+    }
+
     /// A payload arrived.
     pub fn handle_payload(&mut self, now: Instant, payload: &Payload<'_>) {
         if !self.connection_open {
@@ -405,6 +475,9 @@ impl Session {
         }
         if payload.op == gateway_model::OpCode::Dispatch {
             if let Some(seq) = payload.seq {
+                if !self.in_sequence(now, seq, payload.event_name.as_deref()) {
+                    return;
+                }
                 self.seq = Some(seq);
             }
             if let Phase::Handshaking {

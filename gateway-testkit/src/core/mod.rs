@@ -14,7 +14,7 @@
 
 mod conn;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use gateway_codec::Compressor;
@@ -93,7 +93,8 @@ pub struct GatewayCore {
     url: String,
     started: Instant,
     state: State,
-    conns: HashMap<u64, Conn>,
+    /// Ordered, so that a run is the same every time (timers fire in connection order).
+    conns: BTreeMap<u64, Conn>,
     out: VecDeque<Output>,
 }
 
@@ -119,7 +120,7 @@ impl GatewayCore {
             url: url.into(),
             started: now,
             state: State::default(),
-            conns: HashMap::new(),
+            conns: BTreeMap::new(),
             out: VecDeque::new(),
         }
     }
@@ -177,6 +178,11 @@ impl GatewayCore {
                     && self.conns.contains_key(&c.id)
             })
             .map(|c| c.id)
+    }
+
+    /// The last sequence number sent in session `session_id`, while the server knows it.
+    pub fn session_seq(&self, session_id: &str) -> Option<u64> {
+        self.state.sessions.get(session_id).map(|s| s.seq)
     }
 
     /// How much the core holds (the driver adds its own sockets and channels).
@@ -408,8 +414,6 @@ impl GatewayCore {
     }
 
     fn conn_ids(&self) -> Vec<u64> {
-        let mut ids: Vec<u64> = self.conns.keys().copied().collect();
-        ids.sort_unstable();
-        ids
+        self.conns.keys().copied().collect()
     }
 }

@@ -212,3 +212,83 @@ fn member_requests_of_an_ended_session_are_dropped_and_said() {
         "the stale request is not sent"
     );
 }
+
+fn dispatch(seq: u64) -> String {
+    format!(r#"{{"t":"SIM_EVENT","s":{seq},"op":0,"d":{{"seq":{seq}}}}}"#)
+}
+
+fn delivered(h: &mut Harness) -> Vec<u64> {
+    h.take_events()
+        .iter()
+        .filter_map(|e| match e {
+            ShardEvent::Dispatch(d) => Some(d.seq),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Found by the simulator (seed 3): an unreadable plain-JSON payload was skipped, and the
+/// dispatch it held was lost for good. A gap in the sequence now resumes from the last dispatch
+/// delivered, so the gateway replays the lost one.
+#[test]
+fn a_sequence_gap_resumes_from_the_last_dispatch_delivered() {
+    let mut h = Harness::new(config());
+    h.ready();
+    h.recv(&dispatch(2));
+    h.recv(&dispatch(4)); // #3 was lost
+    assert_eq!(delivered(&mut h), [2], "the dispatch after the gap is not delivered");
+    let actions = h.take_actions();
+    assert_eq!(actions.first(), Some(&Action::Close { code: 4000 }));
+    h.reconnect();
+    let resume = h.take_sent().into_iter().find(|f| op(f) == 6).expect("a RESUME");
+    assert!(resume.contains(r#""seq":2"#), "{resume}");
+    h.recv(&dispatch(3));
+    h.recv(&dispatch(4));
+    h.recv(r#"{"t":"RESUMED","s":5,"op":0,"d":{}}"#);
+    h.recv(&dispatch(6));
+    assert_eq!(delivered(&mut h), [3, 4, 6]);
+}
+
+/// The same gap after the resume that should have filled it: the lost dispatch cannot be read
+/// even when replayed, so a new session starts instead of resuming into it forever.
+#[test]
+fn a_gap_that_a_resume_does_not_fill_starts_a_new_session() {
+    let mut h = Harness::new(config());
+    h.ready();
+    h.recv(&dispatch(2));
+    h.recv(&dispatch(4));
+    h.reconnect();
+    h.take_sent();
+    h.recv(&dispatch(4)); // #3 unreadable again
+    let events = h.take_events();
+    assert!(
+        events.iter().any(|e| matches!(
+            e,
+            ShardEvent::Disconnected {
+                next: Reconnect::Reidentify,
+                ..
+            }
+        )),
+        "{events:?}"
+    );
+    assert!(h.s.resume_info().is_none());
+}
+
+/// Found by the simulator (seed 107): a corrupted READY was skipped and the session's
+/// GUILD_CREATEs were delivered before any READY, in a session the shard did not know. A dispatch
+/// before READY now means READY was lost: the shard identifies again.
+#[test]
+fn a_dispatch_before_ready_identifies_again() {
+    let mut h = Harness::new(config());
+    if h.connect_and_hello() {
+        h.s.handle_identify_permitted(h.now);
+    }
+    h.drain();
+    h.take_sent();
+    h.recv(&dispatch(2));
+    assert!(delivered(&mut h).is_empty());
+    let actions = h.take_actions();
+    assert_eq!(actions.first(), Some(&Action::Close { code: 4000 }));
+    h.reconnect();
+    assert!(h.take_sent().iter().any(|f| op(f) == 2), "IDENTIFY again");
+}
