@@ -260,7 +260,7 @@ impl Sim {
                 shard,
                 conn,
                 frames,
-            } => self.to_client(shard, conn, frames),
+            } => self.frames_arrive(shard, conn, frames),
             Event::ClientLost { shard, conn, code } => {
                 let client = &mut self.clients[shard as usize];
                 if client.conn == Some(conn) {
@@ -314,7 +314,7 @@ impl Sim {
         self.trace(format!("shard {shard} conn {conn}: open"));
     }
 
-    fn to_client(&mut self, shard: u32, conn: u64, frames: Vec<Frame>) {
+    fn frames_arrive(&mut self, shard: u32, conn: u64, frames: Vec<Frame>) {
         let now = self.agenda.now();
         let client = &mut self.clients[shard as usize];
         self.dirty.insert(shard);

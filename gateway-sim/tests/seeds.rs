@@ -20,6 +20,12 @@ const FOUND: &[(u64, u32, u64, &str)] = &[
         1800,
         "a corrupted READY was skipped and GUILD_CREATEs came before any READY: READY lost now re-identifies",
     ),
+    (
+        18,
+        50,
+        600,
+        "the last dispatch before a quiet spell was unreadable and skipped: nothing brought it back; an unreadable payload now resumes",
+    ),
 ];
 
 fn check(config: SimConfig) {

@@ -1,8 +1,10 @@
 //! `cargo xtask`: project chores. `cargo xtask bench` measures the stack and writes a report;
-//! `cargo xtask interop` runs real third-party clients against the fake gateway.
+//! `cargo xtask interop` runs real third-party clients against the fake gateway; `cargo xtask
+//! sim` runs the deterministic simulator over many seeds.
 
 mod bench;
 mod interop;
+mod sim;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -24,6 +26,9 @@ enum Task {
     /// Run real clients (twilight, discord.js, hikari) against gateway-testkit; write
     /// target/interop/report.md.
     Interop(interop::Options),
+    /// Run the deterministic simulator: many seeds of shards under faults on virtual time, every
+    /// invariant checked; report virtual time simulated per wall second.
+    Sim(sim::Options),
     /// Used by `bench`: one memory scenario in a fresh process.
     #[command(hide = true)]
     MemoryProbe(bench::ProbeOptions),
@@ -53,6 +58,17 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Task::Sim(options) => {
+            if cfg!(debug_assertions) && std::env::var_os("XTASK_ALLOW_DEBUG").is_none() {
+                // Thousands of shards on virtual time want the optimized build.
+                return rerun_in_release();
+            }
+            if sim::run_seeds(&options) {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
         Task::MemoryProbe(options) => match bench::probe(&options) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {

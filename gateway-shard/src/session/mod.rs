@@ -435,10 +435,18 @@ impl Session {
             }
             return true;
         }
+        tracing::warn!(shard = self.shard.number(), seq, last, "a sequence gap");
+        self.lost_after_dispatch(now, last);
+        false
+    }
+
+    /// A dispatch after `last` was lost (a gap, or a payload that could not be read): resume
+    /// from `last`, so that the gateway replays it; if that already happened at `last`, the
+    /// dispatch cannot be read even when replayed, and a new session starts.
+    fn lost_after_dispatch(&mut self, now: Instant, last: u64) {
         if self.gap_after == Some(last) {
             tracing::error!(
                 shard = self.shard.number(),
-                seq,
                 last,
                 "a dispatch is lost even when replayed; starting a new session"
             );
@@ -453,19 +461,12 @@ impl Session {
         } else {
             tracing::warn!(
                 shard = self.shard.number(),
-                seq,
                 last,
-                "a dispatch was lost; resuming from the last one delivered"
+                "resuming from the last dispatch delivered"
             );
             self.gap_after = Some(last);
-            self.lost(
-                now,
-                Some(4000),
-                "a dispatch was lost (sequence gap)",
-                Reconnect::Resume,
-            );
+            self.lost(now, Some(4000), "a dispatch was lost", Reconnect::Resume);
         }
-        false
     }
 
     /// A payload arrived.
@@ -587,7 +588,28 @@ impl Session {
                 );
             }
             e => {
-                tracing::warn!(shard = self.shard.number(), error = %e, "undecodable payload ignored")
+                // It may have been a dispatch: a resume replays it, as after a gap.
+                tracing::warn!(shard = self.shard.number(), error = %e, "unreadable payload");
+                match self.seq.filter(|_| self.session_id.is_some()) {
+                    Some(last) => self.lost_after_dispatch(now, last),
+                    None if matches!(
+                        self.phase,
+                        Phase::Handshaking {
+                            resuming: false,
+                            ..
+                        }
+                    ) =>
+                    {
+                        // READY itself may be what could not be read.
+                        self.lost(
+                            now,
+                            Some(4000),
+                            "READY was unreadable",
+                            Reconnect::Reidentify,
+                        );
+                    }
+                    None => {}
+                }
             }
         }
     }

@@ -140,7 +140,7 @@ fn liberal_in_what_it_accepts() {
 }
 
 #[test]
-fn a_corrupt_stream_reconnects_and_resumes_a_bad_payload_is_skipped() {
+fn a_corrupt_stream_or_an_unreadable_payload_reconnects_and_resumes() {
     let mut h = Harness::new(config());
     h.ready();
     h.s.handle_decode_error(h.now, &DecodeError::ZlibStreamEnded);
@@ -153,13 +153,17 @@ fn a_corrupt_stream_reconnects_and_resumes_a_bad_payload_is_skipped() {
     );
     assert!(h.s.is_alive() && h.s.resume_info().is_some());
 
+    // Found by the simulator (seed 18): an unreadable payload was skipped, and when it was the
+    // last dispatch for a while nothing ever brought it back. It may have been a dispatch, so
+    // the shard resumes from the last one it delivered, and the gateway replays it.
     let mut h = Harness::new(config());
     h.ready();
     let json_error = serde_json_error();
     h.s.handle_decode_error(h.now, &json_error);
     h.drain();
-    assert!(h.take_actions().is_empty());
-    assert!(h.s.is_connected());
+    let actions = h.take_actions();
+    assert_eq!(actions.first(), Some(&Action::Close { code: 4000 }));
+    assert!(h.s.resume_info().is_some(), "resumes");
 }
 
 #[test]

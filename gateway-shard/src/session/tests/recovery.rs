@@ -236,11 +236,19 @@ fn a_sequence_gap_resumes_from_the_last_dispatch_delivered() {
     h.ready();
     h.recv(&dispatch(2));
     h.recv(&dispatch(4)); // #3 was lost
-    assert_eq!(delivered(&mut h), [2], "the dispatch after the gap is not delivered");
+    assert_eq!(
+        delivered(&mut h),
+        [2],
+        "the dispatch after the gap is not delivered"
+    );
     let actions = h.take_actions();
     assert_eq!(actions.first(), Some(&Action::Close { code: 4000 }));
     h.reconnect();
-    let resume = h.take_sent().into_iter().find(|f| op(f) == 6).expect("a RESUME");
+    let resume = h
+        .take_sent()
+        .into_iter()
+        .find(|f| op(f) == 6)
+        .expect("a RESUME");
     assert!(resume.contains(r#""seq":2"#), "{resume}");
     h.recv(&dispatch(3));
     h.recv(&dispatch(4));

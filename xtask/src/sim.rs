@@ -1,0 +1,127 @@
+//! `cargo xtask sim`: seeded runs of the whole stack on virtual time (see `gateway-sim`), with
+//! the virtual time simulated per wall-clock second.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use gateway_sim::{Report, SimConfig, run};
+
+/// Options of `cargo xtask sim`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct Options {
+    /// Shards per run.
+    #[arg(long, default_value_t = 50)]
+    shards: u32,
+    /// Virtual minutes per run (faults throughout; a quiet settling time follows).
+    #[arg(long, default_value_t = 10)]
+    minutes: u64,
+    /// How many seeds to run, from --first-seed.
+    #[arg(long, default_value_t = 50)]
+    seeds: u64,
+    /// The first seed.
+    #[arg(long, default_value_t = 0)]
+    first_seed: u64,
+    /// Replay one seed (with the settings it failed with) and print its report or failure.
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Faults per shard per virtual hour.
+    #[arg(long)]
+    faults: Option<f64>,
+}
+
+impl Options {
+    fn config(&self, seed: u64) -> SimConfig {
+        let mut config = SimConfig::new(seed, self.shards, Duration::from_secs(self.minutes * 60));
+        if let Some(faults) = self.faults {
+            config.faults_per_shard_hour = faults;
+        }
+        config
+    }
+}
+
+/// Runs the seeds; false if one broke an invariant.
+pub(crate) fn run_seeds(options: &Options) -> bool {
+    if let Some(seed) = options.seed {
+        let mut config = options.config(seed);
+        config.trace = 200;
+        return match run(config) {
+            Ok(report) => {
+                println!("{report:#?}");
+                true
+            }
+            Err(failure) => {
+                println!("{failure}");
+                false
+            }
+        };
+    }
+    println!(
+        "[sim] {} seeds from {} × {} shards × {} virtual minutes (+ settling)",
+        options.seeds, options.first_seed, options.shards, options.minutes
+    );
+    let started = Instant::now();
+    let mut reports: Vec<(Report, Duration)> = Vec::new();
+    for seed in options.first_seed..options.first_seed + options.seeds {
+        let wall = Instant::now();
+        match run(options.config(seed)) {
+            Ok(report) => reports.push((report, wall.elapsed())),
+            Err(failure) => {
+                println!("\nFAILED {failure}\n");
+                println!(
+                    "replay: cargo xtask sim --seed {seed} --shards {} --minutes {}",
+                    options.shards, options.minutes
+                );
+                return false;
+            }
+        }
+    }
+    summarize(&reports, started.elapsed());
+    true
+}
+
+fn summarize(reports: &[(Report, Duration)], wall: Duration) {
+    let simulated: Duration = reports.iter().map(|(r, _)| r.simulated).sum();
+    let run_wall: Duration = reports.iter().map(|(_, w)| *w).sum();
+    let events: u64 = reports.iter().map(|(r, _)| r.events).sum();
+    let sum = |f: fn(&Report) -> u64| reports.iter().map(|(r, _)| f(r)).sum::<u64>();
+    let mut faults: BTreeMap<&str, u64> = BTreeMap::new();
+    for (r, _) in reports {
+        for (k, v) in &r.faults {
+            *faults.entry(k).or_default() += v;
+        }
+    }
+    let shard_seconds: f64 = reports
+        .iter()
+        .map(|(r, _)| r.simulated.as_secs_f64() * f64::from(r.shards))
+        .sum();
+    println!(
+        "{} seeds passed every invariant in {wall:.1?}",
+        reports.len()
+    );
+    println!(
+        "virtual time: {:.0} s simulated in {:.1} s of runs = {:.0}× real time ({:.0} shard-seconds per wall second)",
+        simulated.as_secs_f64(),
+        run_wall.as_secs_f64(),
+        simulated.as_secs_f64() / run_wall.as_secs_f64().max(1e-9),
+        shard_seconds / run_wall.as_secs_f64().max(1e-9)
+    );
+    println!(
+        "events: {events} ({:.0} per wall second); dispatches delivered {}; READYs {}; RESUMEDs {}; IDENTIFYs {}",
+        events as f64 / run_wall.as_secs_f64().max(1e-9),
+        sum(|r| r.dispatches),
+        sum(|r| r.readies),
+        sum(|r| r.resumes),
+        sum(|r| r.identifies),
+    );
+    let restarts = reports.iter().filter(|(r, _)| r.restarted).count();
+    println!("gateway restarts: {restarts}");
+    let faults: Vec<String> = faults.iter().map(|(k, v)| format!("{k} {v}")).collect();
+    println!("faults: {}", faults.join(", "));
+    let peak = |f: fn(&Report) -> usize| reports.iter().map(|(r, _)| f(r)).max().unwrap_or(0);
+    println!(
+        "peaks: agenda {} events, gateway sessions {}, open member requests {}",
+        peak(|r| r.peak_agenda),
+        peak(|r| r.peak_server_sessions),
+        peak(|r| r.peak_open_requests)
+    );
+}
