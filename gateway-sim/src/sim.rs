@@ -16,7 +16,7 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::check::{Chunking, Identifies, Stream};
 use crate::net::{Agenda, Event};
-use crate::{Failure, Report, SimConfig, faults};
+use crate::{Failure, Report, SimConfig};
 
 const TOKEN: &str = "MTIzNDU2Nzg5MDEyMzQ1Njc4.sim.gateway-sim";
 /// The largest message a simulated shard reads; oversize faults go past it.
@@ -174,7 +174,7 @@ impl Sim {
         let faults_end = start + self.config.duration;
         let end = faults_end + self.config.settle;
         self.settle()?;
-        faults::schedule_first(&mut self);
+        self.schedule_first();
         while let Some(event) = self.agenda.pop(end) {
             self.events += 1;
             let now = self.agenda.now();
@@ -272,12 +272,12 @@ impl Sim {
             }
             Event::Fault => {
                 if injecting {
-                    faults::inject(self);
+                    self.inject();
                 }
             }
             Event::Traffic => {
                 if injecting {
-                    faults::traffic(self);
+                    self.traffic();
                 }
             }
             Event::Restart => {

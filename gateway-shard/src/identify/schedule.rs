@@ -88,6 +88,7 @@ impl IdentifySchedule {
     /// The next decision at `now`: the first ticket of a bucket whose window has passed is
     /// granted (or refused, when the budget is down to the reserve). Call it until `None` after
     /// every input and at every [`poll_timeout`](Self::poll_timeout).
+    #[must_use = "the waiter must be told"]
     pub fn poll_output(&mut self, now: Instant) -> Option<Grant> {
         let (bucket, ticket) = self.lines.iter().find_map(|(bucket, line)| {
             let ticket = *line.front()?;
