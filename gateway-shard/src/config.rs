@@ -63,6 +63,12 @@ pub struct ShardConfig {
     pub limits: Limits,
     /// Which dispatches reach the user (READY and RESUMED always do, as their own events).
     pub event_types: EventTypes,
+    /// Deliver every dispatch but READY and RESUMED raw ([`DispatchEvent::Other`]), with `d`
+    /// exactly as the codec found it: for relaying events elsewhere without re-serializing them
+    /// (and without typing them). Default false.
+    ///
+    /// [`DispatchEvent::Other`]: gateway_model::DispatchEvent::Other
+    pub raw_dispatches: bool,
     /// Seed of the shard's randomness (heartbeat jitter, backoff spread).
     pub seed: u64,
     /// Commands that may wait in the queue.
@@ -116,6 +122,7 @@ impl ShardConfig {
             backoff: Backoff::default(),
             limits: Limits::default(),
             event_types: EventTypes::all(),
+            raw_dispatches: false,
             seed: RandomState::new().hash_one(0u8),
             queue_capacity: 1024,
             #[cfg(feature = "tokio")]
@@ -214,6 +221,13 @@ impl ShardConfig {
     #[must_use]
     pub fn with_event_types(mut self, event_types: EventTypes) -> Self {
         self.event_types = event_types;
+        self
+    }
+
+    /// Delivers every dispatch but READY and RESUMED raw (see [`raw_dispatches`](Self::raw_dispatches)).
+    #[must_use]
+    pub fn with_raw_dispatches(mut self, raw: bool) -> Self {
+        self.raw_dispatches = raw;
         self
     }
 

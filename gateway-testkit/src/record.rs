@@ -56,6 +56,8 @@ pub struct ConnectionInfo {
     pub closed_with: Option<u16>,
     /// When it was accepted (time since the server started).
     pub accepted_at: Duration,
+    /// When it closed (time since the server started), once it has.
+    pub closed_at: Option<Duration>,
     /// The handshake's `User-Agent`, if it sent one.
     pub user_agent: Option<String>,
 }

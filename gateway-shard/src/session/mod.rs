@@ -99,6 +99,7 @@ pub struct Session {
     compression: gateway_codec::Compression,
     timeouts: Timeouts,
     event_types: EventTypes,
+    raw_dispatches: bool,
     rng: ChaCha8Rng,
     phase: Phase,
 
@@ -167,6 +168,7 @@ impl Session {
             compression: config.compression,
             timeouts: config.timeouts,
             event_types: config.event_types,
+            raw_dispatches: config.raw_dispatches,
             rng: ChaCha8Rng::seed_from_u64(config.seed ^ u64::from(config.shard.number())),
             phase: Phase::Idle { connect_at: now },
             session_id: resume.as_ref().map(|r| r.session_id.clone()),
@@ -469,6 +471,34 @@ impl Session {
         }
     }
 
+    /// Delivers a dispatch raw, `d` as the codec found it (READY and RESUMED are typed, for the
+    /// session's own use). False if it is not one to deliver raw.
+    fn deliver_raw(&mut self, payload: &Payload<'_>) -> bool {
+        let (Some(seq), Some(name)) = (payload.seq, payload.event_name.as_deref()) else {
+            return false;
+        };
+        if payload.op != gateway_model::OpCode::Dispatch || matches!(name, "READY" | "RESUMED") {
+            return false;
+        }
+        if !self
+            .event_types
+            .intersects(EventTypes::from_event_name(name))
+        {
+            return true;
+        }
+        let Ok(data) = gateway_model::RawJson::from_string(payload.data.unwrap_or("null")) else {
+            // Not JSON: the typed path says why, and drops it.
+            return false;
+        };
+        let event = DispatchEvent::Other(gateway_model::RawDispatch {
+            name: name.into(),
+            data,
+        });
+        self.events
+            .push_back(ShardEvent::Dispatch(gateway_model::Dispatch { seq, event }));
+        true
+    }
+
     /// A payload arrived.
     pub fn handle_payload(&mut self, now: Instant, payload: &Payload<'_>) {
         if !self.connection_open {
@@ -494,6 +524,9 @@ impl Session {
                     deadline,
                 };
             }
+        }
+        if self.raw_dispatches && self.deliver_raw(payload) {
+            return;
         }
         let wanted = self.event_types | EventTypes::READY | EventTypes::RESUMED;
         let event = match GatewayEvent::from_payload(payload, wanted) {

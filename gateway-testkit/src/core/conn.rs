@@ -670,8 +670,10 @@ impl Conn {
         let id = self.id;
         let state = &mut *cx.state;
         state.stats.open_connections = state.stats.open_connections.saturating_sub(1);
+        let closed_at = cx.now.saturating_duration_since(cx.started);
         if let Some(c) = state.connection_mut(id) {
             c.open = false;
+            c.closed_at = Some(closed_at);
         }
         if let Some(session) = self
             .session

@@ -256,6 +256,7 @@ impl GatewayCore {
             open: true,
             closed_with: None,
             accepted_at: now.saturating_duration_since(self.started),
+            closed_at: None,
             user_agent,
         };
         self.state.add_connection(info, self.config.history_limit);

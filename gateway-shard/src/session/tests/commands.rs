@@ -322,3 +322,22 @@ fn an_initial_presence_too_large_still_identifies_without_it() {
     );
     assert!(h.s.is_connected());
 }
+
+#[test]
+fn raw_dispatches_keep_d_as_it_came() {
+    let mut h = Harness::new(config().with_raw_dispatches(true));
+    h.ready();
+    let d = r#"{"id":"41771983444115456","name":"g",  "members":[1, 2]}"#;
+    h.recv(&format!(r#"{{"t":"GUILD_CREATE","s":2,"op":0,"d":{d}}}"#));
+    let events = h.take_events();
+    let [ShardEvent::Dispatch(dispatch)] = &events[..] else {
+        panic!("{events:?}")
+    };
+    let gateway_model::DispatchEvent::Other(raw) = &dispatch.event else {
+        panic!("typed: {dispatch:?}")
+    };
+    assert_eq!(
+        (&*raw.name, raw.data.get(), dispatch.seq),
+        ("GUILD_CREATE", d, 2)
+    );
+}
