@@ -1,0 +1,68 @@
+//! Where everything lives in Redis. Every key of one application starts with `{app}:`, the
+//! application as a hash tag, so that with Redis Cluster all of them are on one node and a script
+//! may touch several at once.
+
+/// The keys of one application.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Keys {
+    app: String,
+}
+
+impl Keys {
+    /// The keys of application `app` (a name without braces).
+    pub fn new(app: impl Into<String>) -> Self {
+        Self { app: app.into() }
+    }
+
+    /// The application's name.
+    pub fn app(&self) -> &str {
+        &self.app
+    }
+
+    fn key(&self, suffix: std::fmt::Arguments<'_>) -> String {
+        format!("{{{}}}:{suffix}", self.app)
+    }
+
+    /// Shard `shard`'s lease: `{node}/{token}`, with a TTL.
+    pub fn lease(&self, shard: u32) -> String {
+        self.key(format_args!("lease:{shard}"))
+    }
+
+    /// Shard `shard`'s fencing counter: each lease taken gets the next token.
+    pub fn fence(&self, shard: u32) -> String {
+        self.key(format_args!("fence:{shard}"))
+    }
+
+    /// Shard `shard`'s stored session: `session_id`, `seq`, `resume_url`, `token`.
+    pub fn session(&self, shard: u32) -> String {
+        self.key(format_args!("session:{shard}"))
+    }
+
+    /// Shard `shard`'s event stream.
+    pub fn stream(&self, shard: u32) -> String {
+        self.key(format_args!("events:{shard}"))
+    }
+
+    /// The prefix of the application's shared identify queue (it adds its own braces).
+    pub fn identify_prefix(&self) -> &str {
+        &self.app
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_key_shares_the_hash_tag() {
+        let keys = Keys::new("bot");
+        for key in [
+            keys.lease(3),
+            keys.fence(3),
+            keys.session(3),
+            keys.stream(3),
+        ] {
+            assert!(key.starts_with("{bot}:"), "{key}");
+        }
+    }
+}

@@ -1,0 +1,41 @@
+//! Shards across processes on Redis: leases, sessions that survive processes, event fan-out and
+//! metrics.
+//!
+//! | module | holds |
+//! |---|---|
+//! | [`Keys`] | every key of an application, under one hash tag (Redis Cluster friendly) |
+//! | [`Leases`], [`Lease`] | shard leases: `SET NX PX`, compare-and-extend, fencing tokens |
+//! | [`SessionStore`] | each shard's session, written only by the lease holder |
+//! | [`Publisher`] | dispatches to Redis Streams, raw `d`, bounded and pipelined |
+//! | [`Consumer`] | consumer groups: acks, reclaim of a dead consumer's entries, repeats dropped |
+//! | [`ClusterNode`] | one process's share of the bot, tying the above together |
+//! | `metrics` | what a node reports through the `metrics` facade |
+//!
+//! # Guarantees
+//! - **Never two processes connected for one shard.** A node that cannot renew a lease stops
+//!   the shard before the lease can expire in Redis (it measures from when it *sent* the last
+//!   renewal, less a margin), and a lease is only taken once expired or released.
+//! - **A graceful handoff loses and repeats nothing, and spends no IDENTIFY.** On shutdown a node
+//!   closes its shards resumably, publishes everything they delivered, stores each session at
+//!   its last published sequence and releases the leases; the next node resumes from there.
+//! - **A crash loses nothing, and may repeat a little.** The stored sequence trails by up to
+//!   [`NodeConfig::save_every`]; the node that takes over resumes from it and the gateway replays
+//!   what came after, some of which was already published. Delivery is then at least once, and
+//!   every entry carries `(session, seq)`, by which [`Consumer`] drops repeats.
+
+mod consume;
+mod error;
+mod keys;
+mod lease;
+mod metrics;
+mod node;
+mod publish;
+mod sessions;
+
+pub use consume::{Consumer, ConsumerConfig, Delivery};
+pub use error::ClusterError;
+pub use keys::Keys;
+pub use lease::{Lease, Leases};
+pub use node::{ClusterNode, NodeConfig, NodeEvent, NodeEvents};
+pub use publish::{Entry, PublishConfig, Publisher, Written};
+pub use sessions::SessionStore;

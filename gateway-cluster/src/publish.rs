@@ -1,0 +1,177 @@
+//! Event fan-out: every dispatch appended to its shard's Redis stream, trimmed by `MAXLEN ~`,
+//! with the fields `t` (event name), `shard`, `session`, `seq` and `d` (the raw `d`, exactly as
+//! the codec found it). READY is published too, with `d` empty, to mark a new session.
+//!
+//! Entries wait in a bounded buffer and go out in pipelined batches. When the buffer is full
+//! the node stops taking its shards' events ([`Publisher::try_publish`] gives the entry back),
+//! so the shards' own event buffers fill and, past their byte budget, the shards stop reading
+//! their sockets: TCP pushes back on Discord, heartbeats go on, and nothing is dropped. A batch
+//! that Redis refuses is retried until it is written.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use redis::aio::ConnectionManager;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use crate::keys::Keys;
+
+/// How events are published.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PublishConfig {
+    /// Entries kept per stream (about: `MAXLEN ~`). Default 100,000.
+    pub maxlen: usize,
+    /// Entries that may wait to be written. Default 4096.
+    pub buffer: usize,
+    /// Entries per pipelined batch. Default 256.
+    pub batch: usize,
+}
+
+impl Default for PublishConfig {
+    fn default() -> Self {
+        Self {
+            maxlen: 100_000,
+            buffer: 4096,
+            batch: 256,
+        }
+    }
+}
+
+/// One event to publish.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// The event name (`t`).
+    pub name: Box<str>,
+    /// The shard.
+    pub shard: u32,
+    /// The session it belongs to.
+    pub session: Arc<str>,
+    /// Its sequence number in the session.
+    pub seq: u64,
+    /// The raw `d` (empty for READY).
+    pub data: Box<str>,
+    /// When it was handed to the publisher.
+    pub queued: Instant,
+}
+
+/// The last entry written per shard: `(session, seq)`.
+pub type Written = Arc<Mutex<BTreeMap<u32, (Arc<str>, u64)>>>;
+
+/// A running publisher.
+#[derive(Debug)]
+pub struct Publisher {
+    tx: mpsc::Sender<Entry>,
+    written: Written,
+    task: JoinHandle<()>,
+}
+
+impl Publisher {
+    /// Starts publishing to `keys`' streams.
+    pub fn spawn(connection: ConnectionManager, keys: Keys, config: PublishConfig) -> Self {
+        let (tx, rx) = mpsc::channel(config.buffer.max(1));
+        let written = Written::default();
+        let task = tokio::spawn(write_loop(
+            connection,
+            keys,
+            config,
+            rx,
+            Arc::clone(&written),
+        ));
+        Self { tx, written, task }
+    }
+
+    /// Queues `entry`, or gives it back when the buffer is full.
+    #[allow(clippy::result_large_err)] // the entry itself comes back, to be offered again
+    pub fn try_publish(&self, entry: Entry) -> Result<(), Entry> {
+        match self.tx.try_send(entry) {
+            Ok(()) => Ok(()),
+            Err(mpsc::error::TrySendError::Full(e) | mpsc::error::TrySendError::Closed(e)) => {
+                Err(e)
+            }
+        }
+    }
+
+    /// Waits until the buffer has room.
+    pub async fn ready(&self) {
+        if let Ok(permit) = self.tx.reserve().await {
+            drop(permit);
+        }
+    }
+
+    /// The last `(session, seq)` written for `shard`.
+    pub fn written(&self, shard: u32) -> Option<(Arc<str>, u64)> {
+        lock(&self.written).get(&shard).cloned()
+    }
+
+    /// Writes everything queued, then stops.
+    pub async fn flush(self) {
+        drop(self.tx);
+        if let Err(e) = self.task.await {
+            tracing::error!(error = %e, "the publisher task failed");
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+async fn write_loop(
+    mut connection: ConnectionManager,
+    keys: Keys,
+    config: PublishConfig,
+    mut rx: mpsc::Receiver<Entry>,
+    written: Written,
+) {
+    let mut batch = Vec::with_capacity(config.batch.max(1));
+    while let Some(first) = rx.recv().await {
+        batch.push(first);
+        while batch.len() < config.batch.max(1)
+            && let Ok(next) = rx.try_recv()
+        {
+            batch.push(next);
+        }
+        let mut pipe = redis::pipe();
+        for e in &batch {
+            pipe.cmd("XADD")
+                .arg(keys.stream(e.shard))
+                .arg("MAXLEN")
+                .arg("~")
+                .arg(config.maxlen)
+                .arg("*")
+                .arg("t")
+                .arg(&*e.name)
+                .arg("shard")
+                .arg(e.shard)
+                .arg("session")
+                .arg(&*e.session)
+                .arg("seq")
+                .arg(e.seq)
+                .arg("d")
+                .arg(&*e.data)
+                .ignore();
+        }
+        let mut wait = Duration::from_millis(50);
+        loop {
+            match pipe.query_async::<()>(&mut connection).await {
+                Ok(()) => break,
+                Err(e) => {
+                    tracing::warn!(error = %e, entries = batch.len(), retry_in = ?wait, "publishing failed; retrying");
+                    metrics::counter!("gateway_publish_retries_total").increment(1);
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(Duration::from_secs(2));
+                }
+            }
+        }
+        metrics::counter!("gateway_published_total")
+            .increment(u64::try_from(batch.len()).unwrap_or(u64::MAX));
+        let mut last = lock(&written);
+        for e in batch.drain(..) {
+            metrics::histogram!("gateway_publish_lag_seconds")
+                .record(e.queued.elapsed().as_secs_f64());
+            last.insert(e.shard, (e.session, e.seq));
+        }
+    }
+}
