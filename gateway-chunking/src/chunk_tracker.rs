@@ -172,9 +172,13 @@ async fn run(
             if let ChunkEvent::RequestFinished(f) = &event
                 && let Some((_, waiter)) = inner.waiters.remove(&f.nonce)
             {
-                let _ = waiter.send(f.clone());
+                // A handle that stopped waiting needs no answer.
+                drop(waiter.send(f.clone()));
             }
-            let _ = tx.send(TrackedEvent::Chunk(event)).await;
+            if tx.send(TrackedEvent::Chunk(event)).await.is_err() {
+                // The user dropped the events: nobody is left to track for.
+                return;
+            }
         }
         let deadline = inner
             .lock()
@@ -184,7 +188,9 @@ async fn run(
             event = events.next() => match event {
                 Some((shard, event)) => {
                     inner.lock().handle_shard_event(now(), shard, &event);
-                    let _ = tx.send(TrackedEvent::Shard(shard, event)).await;
+                    if tx.send(TrackedEvent::Shard(shard, event)).await.is_err() {
+                        return;
+                    }
                 }
                 None => break,
             },

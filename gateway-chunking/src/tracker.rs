@@ -159,7 +159,6 @@ pub enum ChunkEvent {
 struct Request {
     shard: u32,
     guild: Snowflake,
-    request: RequestGuildMembers,
     count: Option<u32>,
     received: BTreeSet<u32>,
     first: Option<Instant>,
@@ -325,13 +324,13 @@ impl Tracker {
         if request.is_full_list() {
             self.last_full_request.insert(request.guild_id(), now);
         }
-        self.commands.push_back((shard, request.clone()));
+        let guild = request.guild_id();
+        self.commands.push_back((shard, request));
         self.requests.insert(
             nonce,
             Request {
                 shard,
-                guild: request.guild_id(),
-                request,
+                guild,
                 count: None,
                 received: BTreeSet::new(),
                 first: None,
@@ -351,6 +350,10 @@ impl Tracker {
         if let Some(last) = self.last_full_request.get(&guild) {
             let allowed = *last + FULL_REQUEST_INTERVAL;
             if now < allowed {
+                if self.delayed.iter().any(|d| d.guild == guild) {
+                    // One held request per guild: more GUILD_CREATEs do not add downloads.
+                    return;
+                }
                 self.delayed.push(Delayed {
                     at: allowed,
                     shard,
@@ -679,7 +682,6 @@ impl Tracker {
                 tries: r.tries + 1,
             });
         }
-        let _ = &r.request;
         self.events
             .push_back(ChunkEvent::RequestFinished(ChunkRequestFinished {
                 shard: r.shard,

@@ -207,7 +207,7 @@ async fn run(
         tokio::select! {
             _ = &mut stopped => break,
             _ = tick.tick() => {
-                maintain(&config, &leases, &store, &publisher, &queue, &events_tx, &tx, &mut held).await;
+                maintain(&config, &leases, &store, &queue, &events_tx, &tx, &mut held).await;
                 if last_save.elapsed() >= config.save_every {
                     last_save = Instant::now();
                     save_all(&store, &publisher, &held).await;
@@ -288,7 +288,6 @@ async fn maintain(
     config: &NodeConfig,
     leases: &Leases,
     store: &SessionStore,
-    publisher: &Publisher,
     queue: &Arc<RedisIdentifyQueue>,
     events_tx: &mpsc::Sender<(u32, ShardEvent)>,
     tx: &mpsc::UnboundedSender<NodeEvent>,
@@ -316,7 +315,6 @@ async fn maintain(
             drop(tx.send(NodeEvent::Lost { shard: id, reason }));
         }
     }
-    let _ = publisher;
     if held.len() as u32 >= config.max_shards {
         return;
     }

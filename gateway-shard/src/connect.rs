@@ -35,7 +35,13 @@ pub(crate) enum ConnectError {
 fn install_crypto_provider() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
-        let _ = rustls::crypto::ring::default_provider().install_default();
+        // An error means the application installed its own provider first: that one stays.
+        if rustls::crypto::ring::default_provider()
+            .install_default()
+            .is_err()
+        {
+            tracing::debug!("a crypto provider was already installed");
+        }
     });
 }
 

@@ -191,8 +191,10 @@ pub(crate) async fn run(
                         Ok(()) => session.handle_identify_permitted(now()),
                         Err(IdentifyError::BudgetExhausted(wait)) => session.handle_identify_refused(now(), wait, "the session start budget is down to its reserve"),
                         Err(e) => {
+                            // The queue is unreachable: close, say why, and try again shortly.
                             tracing::error!(error = %e, "cannot identify");
-                            session.handle_closed(now(), Some(4000));
+                            let reason = format!("the identify queue failed: {e}");
+                            session.handle_identify_refused(now(), std::time::Duration::from_secs(5), &reason);
                         }
                     }
                 }

@@ -384,7 +384,16 @@ impl ShardGroup {
                 return Ok((group, events));
             }
             let changes = watches.iter_mut().map(|(_, w)| Box::pin(w.changed()));
-            let _ = futures_util::future::select_all(changes).await;
+            let (changed, index, rest) = futures_util::future::select_all(changes).await;
+            drop(rest);
+            if changed.is_err() {
+                // That shard's driver is gone: its last status stays, and it is watched no more.
+                let (id, _) = watches.remove(index);
+                tracing::warn!(shard = id, "a shard's driver ended while the group started");
+                if watches.is_empty() {
+                    return Err(ShardError::Closed);
+                }
+            }
         }
     }
 

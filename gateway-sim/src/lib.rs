@@ -35,6 +35,7 @@
 //! ```
 
 mod check;
+mod client;
 mod config;
 mod faults;
 mod net;

@@ -5,42 +5,22 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use gateway_chunking::{Tracker, TrackerConfig, TrackerOutput};
-use gateway_codec::{Decoder, Limits};
-use gateway_model::{Command, Intents, OpCode, ShardId, Token};
+use gateway_model::{Command, Intents, OpCode};
 use gateway_shard::identify::{Grant, IDENTIFY_WINDOW, IdentifySchedule, Ticket, spacing};
-use gateway_shard::{Action, Output, Session, SessionState, ShardConfig, ShardEvent};
+use gateway_shard::{Action, Output, SessionState, ShardEvent};
 use gateway_testkit::core::{Frame, GatewayCore, Output as ServerOutput};
-use gateway_testkit::{GatewayConfig, WorldConfig};
+use gateway_testkit::{Fault, GatewayConfig, Trigger, WorldConfig};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use crate::check::{Chunking, Identifies, Stream};
+use crate::check::{Chunking, Identifies};
+use crate::client::{Client, TOKEN};
+use crate::faults::{self, Planned};
 use crate::net::{Agenda, Event};
 use crate::{Failure, Report, SimConfig};
 
-const TOKEN: &str = "MTIzNDU2Nzg5MDEyMzQ1Njc4.sim.gateway-sim";
-/// The largest message a simulated shard reads; oversize faults go past it.
-pub(crate) const MAX_MESSAGE: usize = 1 << 20;
 /// Events at one virtual instant past which a component is taken to spin.
 const SPIN: u64 = 1_000_000;
-
-/// One simulated shard: its session, its decoder, and its side of the network.
-struct Client {
-    session: Session,
-    decoder: Decoder,
-    /// The open connection.
-    conn: Option<u64>,
-    /// The connection being opened.
-    opening: Option<u64>,
-    /// The connection the session just closed, whose close frame has yet to go out.
-    closing: Option<u64>,
-    /// Outputs polled while reading a message, acted on when the shard is drained.
-    outbox: VecDeque<Output>,
-    ticket: Option<Ticket>,
-    timer: Option<Instant>,
-    timer_generation: u64,
-    stream: Stream,
-}
 
 /// The whole world of one run.
 pub(crate) struct Sim {
@@ -105,40 +85,13 @@ impl Sim {
         };
         let core = GatewayCore::new(gateway, "ws://gateway.sim", start);
         let intents = Intents::GUILDS | Intents::GUILD_MEMBERS;
-        let limits = Limits {
-            max_message_size: MAX_MESSAGE,
-            ..Limits::default()
-        };
         let clients = (0..shards)
-            .map(|id| {
-                let compression =
-                    config.compressions[id as usize % config.compressions.len().max(1)];
-                let mut shard = ShardConfig::new(Token::new(TOKEN), intents)
-                    .with_gateway_url("ws://gateway.sim")
-                    .with_compression(compression)
-                    .with_limits(limits)
-                    .with_seed(config.seed ^ u64::from(id).wrapping_mul(0x9E37_79B9_7F4A_7C15));
-                if let Ok(s) = ShardId::new(id, shards) {
-                    shard = shard.with_shard(s);
-                }
-                Client {
-                    session: Session::new(&shard, start),
-                    // A decoder for a valid compression and limits cannot fail to build.
-                    decoder: Decoder::with_limits(compression, limits)
-                        .unwrap_or_else(|_| unreachable!("valid decoder settings")),
-                    conn: None,
-                    opening: None,
-                    closing: None,
-                    outbox: VecDeque::new(),
-                    ticket: None,
-                    timer: None,
-                    timer_generation: 0,
-                    stream: Stream::default(),
-                }
-            })
+            .map(|id| Client::new(&config, id, start))
             .collect();
         let mut tracker_config = TrackerConfig::new(shards, 0..shards, intents);
         tracker_config.auto_chunk = true;
+        // Missed chunks are asked for again, so that re-requests meet RATE_LIMITED.
+        tracker_config.rerequest_missed = true;
         tracker_config.seed = config.seed;
         let identifies = Identifies::new(IDENTIFY_WINDOW, config.max_concurrency);
         Self {
@@ -192,7 +145,7 @@ impl Sim {
             self.peak_sessions = self.peak_sessions.max(self.core.state_counts().sessions);
             self.peak_requests = self.peak_requests.max(self.tracker.open_requests());
         }
-        self.finish(end)
+        self.finish()
     }
 
     fn handle(&mut self, event: Event, injecting: bool) -> Result<(), Failure> {
@@ -606,9 +559,7 @@ impl Sim {
     }
 
     /// The final checks, once the world settled with no fault for a while.
-    fn finish(self, end: Instant) -> Result<Report, Failure> {
-        let now = self.agenda.now().max(end);
-        let _ = now;
+    fn finish(self) -> Result<Report, Failure> {
         for (shard, client) in self.clients.iter().enumerate() {
             if client.session.state() != SessionState::Connected {
                 let state = client.session.state();
@@ -654,6 +605,20 @@ impl Sim {
         if self.chunking.finished != 1 {
             let n = self.chunking.finished;
             return Err(self.fail(format!("\"finished chunking\" {n} times in one start")));
+        }
+        let sessions = 2 * self.clients.len() + 16;
+        if self.peak_sessions > sessions {
+            let peak = self.peak_sessions;
+            return Err(self.fail(format!(
+                "the gateway held {peak} sessions at once (bound {sessions})"
+            )));
+        }
+        let guilds = self.clients.len() * self.config.guilds_per_shard;
+        if self.peak_requests > guilds {
+            let peak = self.peak_requests;
+            return Err(self.fail(format!(
+                "{peak} member requests open at once for {guilds} guilds"
+            )));
         }
         let bound = 64 * self.clients.len() + 4096;
         if self.agenda.peak > bound {
@@ -706,10 +671,6 @@ impl Sim {
             .filter(|c| self.core.is_open(*c))
     }
 
-    pub(crate) fn shards(&self) -> u32 {
-        self.config.shards
-    }
-
     /// Cuts `shard`'s connection on both sides, as a network failure does.
     pub(crate) fn cut(&mut self, shard: u32, conn: u64) {
         let latency = self.latency(conn);
@@ -723,6 +684,85 @@ impl Sim {
         );
         self.agenda
             .send(conn, true, latency, Event::ServerLost { conn });
+    }
+}
+
+impl Sim {
+    /// The first fault, the first traffic, and perhaps a server restart.
+    fn schedule_first(&mut self) {
+        let wait = faults::exponential(&mut self.rng, faults::fault_mean(&self.config));
+        self.agenda.after(wait, Event::Fault);
+        let wait = faults::exponential(&mut self.rng, faults::traffic_mean(&self.config));
+        self.agenda.after(wait, Event::Traffic);
+        if self
+            .rng
+            .random_bool(self.config.restart_chance.clamp(0.0, 1.0))
+        {
+            let at = self
+                .config
+                .duration
+                .mul_f64(self.rng.random_range(0.2..0.8));
+            self.agenda.after(at, Event::Restart);
+        }
+    }
+
+    /// Sends a dispatch to a random shard's session, and schedules the next.
+    fn traffic(&mut self) {
+        let shard = self.rng.random_range(0..self.config.shards);
+        let data = faults::traffic_data(&mut self.rng);
+        if let Some(conn) = self.live_conn(shard) {
+            let now = self.agenda.now();
+            self.core.handle_dispatch(now, conn, "SIM_EVENT", &data);
+        }
+        let wait = faults::exponential(&mut self.rng, faults::traffic_mean(&self.config));
+        self.agenda.after(wait, Event::Traffic);
+    }
+
+    /// Draws one fault, applies it to a random shard, and schedules the next.
+    fn inject(&mut self) {
+        let shard = self.rng.random_range(0..self.config.shards);
+        let planned = faults::draw(&mut self.rng);
+        let now = self.agenda.now();
+        let conn = self.live_conn(shard);
+        let name = match (planned, conn) {
+            (Planned::NextConnection(fault), _) => {
+                self.core.handle_next_connection_fault(now, fault);
+                Some("next connection")
+            }
+            (_, None) => None,
+            (Planned::Now(name, fault), Some(conn)) => {
+                self.trace(format!("shard {shard} conn {conn}: fault {fault:?}"));
+                self.core.handle_fault(now, conn, Trigger::Now, fault);
+                Some(name)
+            }
+            (Planned::CloseLater(after, code), Some(conn)) => {
+                let fault = Fault::Close(code);
+                self.core
+                    .handle_fault(now, conn, Trigger::After(after), fault);
+                Some("close later")
+            }
+            (Planned::Cut, Some(conn)) => {
+                self.trace(format!("shard {shard} conn {conn}: the network fails"));
+                self.cut(shard, conn);
+                Some("network cut")
+            }
+            (Planned::CutMidBurst(n), Some(conn)) => {
+                for i in 0..n {
+                    let data = format!(r#"{{"burst":{i}}}"#);
+                    self.core.handle_dispatch(now, conn, "SIM_EVENT", &data);
+                }
+                self.trace(format!(
+                    "shard {shard} conn {conn}: the network fails mid-burst"
+                ));
+                self.cut(shard, conn);
+                Some("cut mid-burst")
+            }
+        };
+        if let Some(name) = name {
+            *self.faults.entry(name).or_default() += 1;
+        }
+        let wait = faults::exponential(&mut self.rng, faults::fault_mean(&self.config));
+        self.agenda.after(wait, Event::Fault);
     }
 }
 

@@ -11,8 +11,6 @@ use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use gateway_codec::Compression;
-use gateway_model::CloseCode;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
@@ -117,43 +115,6 @@ fn fix_bare_query(buf: &mut Vec<u8>) {
     if buf.starts_with(BARE) {
         buf.insert(4, b'/');
     }
-}
-
-/// Reads the query string: the compression asked for, or the close code that rejects it and why.
-pub(crate) fn parse_query(query: &str) -> (Compression, Option<(u16, String)>) {
-    let mut version = None;
-    let mut encoding = None;
-    let mut compression = Compression::None;
-    let mut reject = None;
-    for pair in query.split('&').filter(|p| !p.is_empty()) {
-        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-        match key {
-            "v" => version = Some(value.to_owned()),
-            "encoding" => encoding = Some(value.to_owned()),
-            "compress" => match Compression::from_query_value(value) {
-                Some(c) => compression = c,
-                None => {
-                    reject = Some((
-                        CloseCode::DecodeError.as_u16(),
-                        format!("compress={value} is not zlib-stream or zstd-stream"),
-                    ));
-                }
-            },
-            _ => {}
-        }
-    }
-    if version.as_deref() != Some("10") {
-        reject = Some((
-            CloseCode::InvalidApiVersion.as_u16(),
-            format!("v={} is not 10", version.as_deref().unwrap_or("(none)")),
-        ));
-    } else if let Some(e) = encoding.as_deref().filter(|e| *e != "json") {
-        reject = Some((
-            CloseCode::DecodeError.as_u16(),
-            format!("encoding={e} is not json"),
-        ));
-    }
-    (compression, reject)
 }
 
 /// A TCP stream that first serves bytes already read from it.

@@ -16,10 +16,14 @@
 //! | [`Fault`], [`ChunkFault`], [`SplitAt`], [`Trigger`] | what goes wrong, and when |
 //! | [`Recorded`], [`Stats`], [`ConnectionInfo`], [`StateCounts`] | what clients did, and what the server holds, for assertions |
 //!
-//! Inside: `handshake` (the request head: websocket or REST), `rest` (the HTTP routes),
-//! `inbound` (client payloads read as Discord reads them), `connection` (one websocket's
-//! protocol), `outbound` (frames, compression and injected corruption), `payloads` and
-//! `members` (what is sent), `state` (what connections share), `session_start` (the budget).
+//! Inside, the sans-IO protocol: [`core`] (the gateway as a state machine: every connection's
+//! protocol and the state they share), `inbound` (client payloads read as Discord reads them),
+//! `query` (the URL's query string), `outbound` and `frame` (frames, compression and injected
+//! corruption), `envelope`, `payloads` and `members` (what is sent, built from typed values),
+//! `state` (sessions, recordings, counters), `session_start` (the budget). Around it, the tokio
+//! server that drives it: `server` (accepting sockets, the core's timer), `handshake` (the
+//! request head: websocket or REST), `connection` (one websocket's task), `shared` (the core
+//! behind one mutex, and the channels to each connection), `rest` (the HTTP routes).
 //!
 //! ```
 //! use gateway_testkit::{FakeGateway, Fault, Trigger};
@@ -47,11 +51,13 @@ mod connection;
 pub mod core;
 mod envelope;
 mod fault;
+mod frame;
 mod handshake;
 mod inbound;
 mod members;
 mod outbound;
 mod payloads;
+mod query;
 mod record;
 mod rest;
 mod server;

@@ -4,7 +4,7 @@
 use gateway_codec::{CompressError, Compression, Compressor};
 
 use crate::SplitAt;
-use crate::core::Frame;
+use crate::frame::Frame;
 
 /// The websocket messages that carry `json`.
 ///

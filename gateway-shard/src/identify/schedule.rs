@@ -137,7 +137,10 @@ impl IdentifySchedule {
 
     /// Sets the budget (`reset_after` counts from `now`).
     pub fn handle_session_start_limit(&mut self, now: Instant, limit: SessionStartLimit) {
-        self.budget = Some((limit, now + Duration::from_millis(limit.reset_after)));
+        // A reset far in the future (an absurd answer) is held at a day, Discord's window.
+        let day = Duration::from_secs(24 * 3600);
+        let reset = Duration::from_millis(limit.reset_after).min(day);
+        self.budget = Some((limit, now + reset));
     }
 }
 

@@ -430,9 +430,9 @@ impl Session {
         let Some(last) = self.seq else {
             return true;
         };
-        if seq <= last + 1 {
+        if seq <= last.saturating_add(1) {
             // A number at or below the last is not Discord's way, but is taken as it comes.
-            if self.gap_after.is_some_and(|g| seq > g + 1) {
+            if self.gap_after.is_some_and(|g| seq > g.saturating_add(1)) {
                 self.gap_after = None;
             }
             return true;
@@ -760,13 +760,28 @@ impl Session {
         let resuming = self.session_id.is_some();
         self.announced = true;
         self.events.push_back(ShardEvent::Connected { resuming });
-        if let (true, Some(session_id)) = (resuming, self.session_id.clone()) {
-            let resume = Resume {
+        let resume = self
+            .session_id
+            .clone()
+            .filter(|_| resuming)
+            .map(|session_id| Resume {
                 token: self.token.clone(),
                 session_id,
                 seq: self.seq.unwrap_or(0),
-            };
-            self.handshake_frame = encode(&Command::Resume(resume)).ok();
+            });
+        let frame = match resume.map(|r| encode(&Command::Resume(r))) {
+            Some(Ok(frame)) => Some(frame),
+            Some(Err(e)) => {
+                // A RESUME that cannot be sent (a session id far past Discord's) would time out
+                // forever: start a new session instead.
+                tracing::error!(shard = self.shard.number(), error = %e, "RESUME cannot be encoded; identifying");
+                self.forget_session();
+                None
+            }
+            None => None,
+        };
+        if let Some(frame) = frame {
+            self.handshake_frame = Some(frame);
             self.phase = Phase::Handshaking {
                 deadline: now + self.timeouts.ready,
                 resuming: true,

@@ -10,8 +10,9 @@ use gateway_model::{
     CloseAction, CloseCode, Command, Intents, RequestGuildMembers, ShardId, Snowflake,
 };
 
-use super::{Cx, Frame, Output};
+use super::{Cx, Output};
 use crate::config::MissingMembersIntent;
+use crate::frame::Frame;
 use crate::inbound::{self, Rejection};
 use crate::state::Session;
 use crate::{ChunkFault, Fault, Guild, Received, Recorded, SplitAt, Trigger, envelope, members};

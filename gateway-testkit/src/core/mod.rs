@@ -6,7 +6,7 @@
 //! closed, a test injected a fault, time passed) and drains [`GatewayCore::poll_output`]: frames
 //! to send, closes, drops, each addressed to a connection. [`GatewayCore::poll_timeout`] says when
 //! to call [`GatewayCore::handle_timeout`]. The drain rule is the stack's one:
-//! [`gateway_shard::Output`]'s, but this crate does not depend on the shard, so it is restated:
+//! the shard session's `Output`, but this crate does not depend on the shard, so it is restated:
 //! after every input, poll until `None`, then wait for the next input or the timeout.
 //!
 //! The tokio server ([`FakeGateway`](crate::FakeGateway)) drives it over real websockets; a
@@ -21,30 +21,12 @@ use gateway_codec::Compressor;
 use gateway_model::Snowflake;
 
 use self::conn::Conn;
-use crate::handshake::parse_query;
+pub use crate::frame::Frame;
 use crate::inbound::Rejection;
+use crate::query::parse_query;
 use crate::session_start::Budget;
 use crate::state::{State, StateCounts, View};
 use crate::{ConnectionInfo, Fault, GatewayConfig, Recorded, Stats, Trigger, World};
-
-/// One websocket frame, either way.
-#[derive(Clone, PartialEq, Eq)]
-pub enum Frame {
-    /// A text frame (JSON).
-    Text(String),
-    /// A binary frame (compressed bytes, or JSON a client sent as binary).
-    Binary(Vec<u8>),
-}
-
-impl std::fmt::Debug for Frame {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // A client's frame may hold its token: only sizes are shown.
-        match self {
-            Self::Text(t) => write!(f, "Text({} bytes)", t.len()),
-            Self::Binary(b) => write!(f, "Binary({} bytes)", b.len()),
-        }
-    }
-}
 
 /// What the core asks of its driver, for one connection.
 #[derive(Debug, Clone, PartialEq, Eq)]

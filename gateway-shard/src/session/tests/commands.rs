@@ -333,7 +333,7 @@ fn raw_dispatches_keep_d_as_it_came() {
     let [ShardEvent::Dispatch(dispatch)] = &events[..] else {
         panic!("{events:?}")
     };
-    let gateway_model::DispatchEvent::Other(raw) = &dispatch.event else {
+    let DispatchEvent::Other(raw) = &dispatch.event else {
         panic!("typed: {dispatch:?}")
     };
     assert_eq!(
