@@ -315,7 +315,7 @@ fn record(summary: &mut Summary, shard: u32, event: &ShardEvent, quiet: bool) {
                 r.guilds.len()
             )
         }
-        ShardEvent::Resumed { replayed } => {
+        ShardEvent::Resumed { replayed, .. } => {
             summary.resumes += 1;
             format!("[shard {shard}] RESUMED, {replayed} events replayed")
         }

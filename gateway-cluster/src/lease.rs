@@ -60,6 +60,11 @@ impl Lease {
         &self.value
     }
 
+    /// A renewal sent at `sent` succeeded.
+    pub(crate) fn confirm(&mut self, sent: Instant) {
+        self.confirmed_from = self.confirmed_from.max(sent);
+    }
+
     /// When this node must have stopped the shard unless a renewal succeeds first.
     pub fn stop_by(&self, ttl: Duration, margin: Duration) -> Instant {
         self.confirmed_from + ttl.saturating_sub(margin)

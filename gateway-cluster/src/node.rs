@@ -46,6 +46,8 @@ pub struct NodeConfig {
     pub save_every: Duration,
     /// Event fan-out.
     pub publish: PublishConfig,
+    /// The identify window per bucket (Discord's 5 s; shorter against a fake gateway).
+    pub identify_window: Duration,
 }
 
 impl NodeConfig {
@@ -69,6 +71,7 @@ impl NodeConfig {
             lease_margin: Duration::from_secs(2),
             save_every: Duration::from_secs(1),
             publish: PublishConfig::default(),
+            identify_window: gateway_shard::identify::IDENTIFY_WINDOW,
         }
     }
 }
@@ -202,17 +205,45 @@ async fn run(
     let mut pending: Option<Entry> = None;
     let mut tick = tokio::time::interval((config.lease_ttl / 3).max(Duration::from_millis(20)));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut last_save = Instant::now();
+    let mut save = tokio::time::interval(config.save_every.max(Duration::from_millis(10)));
+    save.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Redis work runs beside the loop, so that a slow Redis never delays a lease deadline.
+    let mut upkeep: Option<BoxFuture<'static, Upkeep>> = None;
+    let mut saving: Option<BoxFuture<'static, Vec<(u32, u64, bool)>>> = None;
     loop {
+        let deadline = held
+            .values()
+            .map(|h| h.lease.stop_by(config.lease_ttl, config.lease_margin))
+            .min();
         tokio::select! {
             _ = &mut stopped => break,
-            _ = tick.tick() => {
-                maintain(&config, &leases, &store, &queue, &events_tx, &tx, &mut held).await;
-                if last_save.elapsed() >= config.save_every {
-                    last_save = Instant::now();
-                    save_all(&store, &publisher, &held).await;
+            () = sleep_until(deadline) => {
+                let now = Instant::now();
+                let late: Vec<u32> = held
+                    .iter()
+                    .filter(|(_, h)| h.lease.stop_by(config.lease_ttl, config.lease_margin) <= now)
+                    .map(|(id, _)| *id)
+                    .collect();
+                for id in late {
+                    stop(&mut held, &tx, id, "the lease could not be renewed in time".to_owned());
                 }
+            }
+            _ = tick.tick(), if upkeep.is_none() => {
+                upkeep = Some(plan_upkeep(&config, &leases, &store, &held));
                 metrics::gauge!("gateway_shards_held").set(held.len() as f64);
+            }
+            done = wait(&mut upkeep) => {
+                upkeep = None;
+                apply_upkeep(&config, &leases, &queue, &events_tx, &tx, &mut held, done);
+            }
+            _ = save.tick(), if saving.is_none() => saving = plan_saves(&store, &publisher, &held),
+            saved = wait(&mut saving) => {
+                saving = None;
+                for (id, seq, ok) in saved {
+                    if let Some(h) = held.get_mut(&id).filter(|_| ok) {
+                        h.saved = h.saved.max(seq);
+                    }
+                }
             }
             () = publisher.ready(), if pending.is_some() => {
                 if let Some(entry) = pending.take() {
@@ -230,6 +261,37 @@ async fn run(
     )
     .await;
     Ok(())
+}
+
+type BoxFuture<'a, T> = std::pin::Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+async fn wait<T>(slot: &mut Option<BoxFuture<'static, T>>) -> T {
+    match slot {
+        Some(f) => f.await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Stops a shard whose lease is (or may be) another node's: at once, still resumable by that
+/// node. The close goes to the shard's driver now; nothing here waits for it.
+fn stop(
+    held: &mut BTreeMap<u32, Held>,
+    tx: &mpsc::UnboundedSender<NodeEvent>,
+    id: u32,
+    reason: String,
+) {
+    let Some(h) = held.remove(&id) else { return };
+    tracing::warn!(shard = id, %reason, "lease lost: shard stopped");
+    tokio::spawn(async move { h.shard.close(true).await });
+    metrics::counter!("gateway_lease_changes_total", "change" => "lost").increment(1);
+    drop(tx.send(NodeEvent::Lost { shard: id, reason }));
 }
 
 /// Publishes a shard's event (or gives the entry back when the publisher is full).
@@ -255,6 +317,14 @@ fn forward(
                 queued: Instant::now(),
             })
         }
+        ShardEvent::Resumed { seq, .. } => h.session.as_ref().map(|session| Entry {
+            name: "RESUMED".into(),
+            shard,
+            session: Arc::clone(session),
+            seq: *seq,
+            data: "".into(),
+            queued: Instant::now(),
+        }),
         ShardEvent::Dispatch(d) => {
             let data: Box<str> = match &d.event {
                 DispatchEvent::Other(raw) => raw.data.get().into(),
@@ -281,67 +351,101 @@ fn forward(
     entry.and_then(|e| publisher.try_publish(e).err())
 }
 
-/// Renews held leases (stopping shards whose lease is lost or could not be renewed in time),
-/// then takes free ones up to the limit.
-#[allow(clippy::too_many_arguments)]
-async fn maintain(
+/// What one round of upkeep found in Redis.
+struct Upkeep {
+    /// Each held lease renewed: when the renewal was sent, and whether it held.
+    renewed: Vec<(u32, u64, Instant, Result<bool, ClusterError>)>,
+    /// Leases taken, with the session stored for each.
+    acquired: Vec<(Lease, Result<Option<ResumeInfo>, ClusterError>)>,
+}
+
+/// Renews every held lease (all at once), then takes free ones up to the limit.
+fn plan_upkeep(
     config: &NodeConfig,
     leases: &Leases,
     store: &SessionStore,
-    queue: &Arc<RedisIdentifyQueue>,
-    events_tx: &mpsc::Sender<(u32, ShardEvent)>,
-    tx: &mpsc::UnboundedSender<NodeEvent>,
-    held: &mut BTreeMap<u32, Held>,
-) {
-    let mut lost = Vec::new();
-    for (id, h) in held.iter_mut() {
-        match leases.renew(&mut h.lease).await {
-            Ok(true) => {}
-            Ok(false) => lost.push((*id, "the lease is another node's now".to_owned())),
-            Err(e) => {
-                tracing::warn!(shard = id, error = %e, "lease renewal failed");
-                if Instant::now() >= h.lease.stop_by(config.lease_ttl, config.lease_margin) {
-                    lost.push((*id, format!("the lease could not be renewed in time: {e}")));
-                }
-            }
-        }
-    }
-    for (id, reason) in lost {
-        if let Some(h) = held.remove(&id) {
-            // Stopped at once, still resumable by whoever holds the lease now.
-            h.shard.close(true).await;
-            tracing::warn!(shard = id, %reason, "lease lost: shard stopped");
-            metrics::counter!("gateway_lease_changes_total", "change" => "lost").increment(1);
-            drop(tx.send(NodeEvent::Lost { shard: id, reason }));
-        }
-    }
-    if held.len() as u32 >= config.max_shards {
-        return;
-    }
+    held: &BTreeMap<u32, Held>,
+) -> BoxFuture<'static, Upkeep> {
+    let renew: Vec<Lease> = held.values().map(|h| h.lease.clone()).collect();
+    let room = config
+        .max_shards
+        .saturating_sub(u32::try_from(held.len()).unwrap_or(u32::MAX));
     // Each node starts looking at a different shard, so that nodes spread out.
     let offset = config
         .node
         .bytes()
         .fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)));
-    for i in 0..config.total {
-        if held.len() as u32 >= config.max_shards {
-            break;
-        }
-        let id = (offset.wrapping_add(i)) % config.total;
-        if held.contains_key(&id) {
-            continue;
-        }
-        let lease = match leases.acquire(id).await {
-            Ok(Some(lease)) => lease,
-            Ok(None) => continue,
-            Err(e) => {
-                tracing::warn!(shard = id, error = %e, "cannot take a lease");
-                return;
+    let total = config.total;
+    let candidates: Vec<u32> = (0..total)
+        .map(|i| offset.wrapping_add(i) % total)
+        .filter(|id| !held.contains_key(id))
+        .collect();
+    let (leases, store) = (leases.clone(), store.clone());
+    Box::pin(async move {
+        let renewals = renew.into_iter().map(|mut lease| {
+            let leases = leases.clone();
+            async move {
+                let sent = Instant::now();
+                let result = leases.renew(&mut lease).await;
+                (lease.shard, lease.token, sent, result)
             }
+        });
+        let renewed = futures_util::future::join_all(renewals).await;
+        let mut acquired = Vec::new();
+        for id in candidates {
+            if acquired.len() as u32 >= room {
+                break;
+            }
+            match leases.acquire(id).await {
+                Ok(Some(lease)) => {
+                    let session = store.load(id).await;
+                    acquired.push((lease, session));
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(shard = id, error = %e, "cannot take a lease");
+                    break;
+                }
+            }
+        }
+        Upkeep { renewed, acquired }
+    })
+}
+
+/// Applies a round of upkeep: confirms renewed leases, stops shards whose lease is gone, starts
+/// the shards newly leased.
+#[allow(clippy::too_many_arguments)]
+fn apply_upkeep(
+    config: &NodeConfig,
+    leases: &Leases,
+    queue: &Arc<RedisIdentifyQueue>,
+    events_tx: &mpsc::Sender<(u32, ShardEvent)>,
+    tx: &mpsc::UnboundedSender<NodeEvent>,
+    held: &mut BTreeMap<u32, Held>,
+    upkeep: Upkeep,
+) {
+    for (id, token, sent, result) in upkeep.renewed {
+        let Some(h) = held.get_mut(&id).filter(|h| h.lease.token == token) else {
+            continue;
         };
-        match start_shard(config, store, queue, events_tx, &lease).await {
+        match result {
+            Ok(true) => h.lease.confirm(sent),
+            Ok(false) => stop(held, tx, id, "the lease is another node's now".to_owned()),
+            // The deadline decides: a renewal may still succeed in time.
+            Err(e) => tracing::warn!(shard = id, error = %e, "lease renewal failed"),
+        }
+    }
+    for (lease, session) in upkeep.acquired {
+        let id = lease.shard;
+        let started = session.and_then(|resuming| {
+            start_shard(config, queue, events_tx, &lease, resuming.clone())
+                .map(|shard| (shard, resuming))
+        });
+        match started {
             Ok((shard, resuming)) => {
                 metrics::counter!("gateway_lease_changes_total", "change" => "taken").increment(1);
+                // A resumed session's replayed dispatches belong to the stored session.
+                let session = resuming.as_ref().map(|r| Arc::from(r.session_id.as_str()));
                 drop(tx.send(NodeEvent::Took {
                     shard: id,
                     token: lease.token,
@@ -352,30 +456,32 @@ async fn maintain(
                     Held {
                         lease,
                         shard,
-                        session: None,
+                        session,
                         saved: 0,
                     },
                 );
             }
             Err(e) => {
                 tracing::error!(shard = id, error = %e, "cannot start the shard; letting the lease go");
-                if let Err(e) = leases.release(&lease).await {
-                    tracing::warn!(shard = id, error = %e, "lease not released; it expires");
-                }
+                let leases = leases.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = leases.release(&lease).await {
+                        tracing::warn!(shard = lease.shard, error = %e, "lease not released; it expires");
+                    }
+                });
             }
         }
     }
 }
 
-async fn start_shard(
+fn start_shard(
     config: &NodeConfig,
-    store: &SessionStore,
     queue: &Arc<RedisIdentifyQueue>,
     events_tx: &mpsc::Sender<(u32, ShardEvent)>,
     lease: &Lease,
-) -> Result<(Shard, Option<ResumeInfo>), ClusterError> {
+    resuming: Option<ResumeInfo>,
+) -> Result<Shard, ClusterError> {
     let id = lease.shard;
-    let resuming = store.load(id).await?;
     let shard_id = ShardId::new(id, config.total)
         .map_err(|e| gateway_shard::ShardError::Config(e.to_string()))?;
     let queue: Arc<dyn gateway_shard::identify::IdentifyQueue> = Arc::clone(queue) as _;
@@ -385,7 +491,7 @@ async fn start_shard(
         .with_shard(shard_id)
         .with_identify_queue(queue, config.max_concurrency)
         .with_raw_dispatches(true);
-    shard_config.resume = resuming.clone();
+    shard_config.resume = resuming;
     let (shard, mut events) = Shard::spawn(shard_config)?;
     let events_tx = events_tx.clone();
     tokio::spawn(async move {
@@ -395,33 +501,57 @@ async fn start_shard(
             }
         }
     });
-    Ok((shard, resuming))
+    Ok(shard)
 }
 
 /// Stores each shard's session at the last sequence published (never past it: a crash then
-/// replays from there, and nothing published is lost).
-async fn save_all(store: &SessionStore, publisher: &Publisher, held: &BTreeMap<u32, Held>) {
-    for (id, h) in held {
-        let (Some((session, seq)), Some(info)) = (publisher.written(*id), h.shard.resume_info())
-        else {
-            continue;
-        };
-        if *session != *info.session_id || seq <= h.saved {
-            continue;
-        }
-        let info = ResumeInfo {
-            sequence: seq,
-            ..info
-        };
-        match store.save(&h.lease, &info).await {
-            Ok(true) => {}
-            Ok(false) => tracing::warn!(
-                shard = id,
-                "session not stored: the lease is another node's"
-            ),
-            Err(e) => tracing::warn!(shard = id, error = %e, "session not stored"),
-        }
+/// replays from there, and nothing published is lost). `None` if there is nothing new.
+fn plan_saves(
+    store: &SessionStore,
+    publisher: &Publisher,
+    held: &BTreeMap<u32, Held>,
+) -> Option<BoxFuture<'static, Vec<(u32, u64, bool)>>> {
+    let saves: Vec<(Lease, ResumeInfo)> = held
+        .iter()
+        .filter_map(|(id, h)| {
+            let (session, seq) = publisher.written(*id)?;
+            let info = h.shard.resume_info()?;
+            (*session == *info.session_id && seq > h.saved).then(|| {
+                (
+                    h.lease.clone(),
+                    ResumeInfo {
+                        sequence: seq,
+                        ..info
+                    },
+                )
+            })
+        })
+        .collect();
+    if saves.is_empty() {
+        return None;
     }
+    let store = store.clone();
+    Some(Box::pin(async move {
+        let mut done = Vec::with_capacity(saves.len());
+        for (lease, info) in saves {
+            let ok = match store.save(&lease, &info).await {
+                Ok(true) => true,
+                Ok(false) => {
+                    tracing::warn!(
+                        shard = lease.shard,
+                        "session not stored: the lease is another node's"
+                    );
+                    false
+                }
+                Err(e) => {
+                    tracing::warn!(shard = lease.shard, error = %e, "session not stored");
+                    false
+                }
+            };
+            done.push((lease.shard, info.sequence, ok));
+        }
+        done
+    }))
 }
 
 /// The graceful end: close every shard resumably, publish everything it delivered, store its

@@ -1,6 +1,7 @@
 //! Event fan-out: every dispatch appended to its shard's Redis stream, trimmed by `MAXLEN ~`,
 //! with the fields `t` (event name), `shard`, `session`, `seq` and `d` (the raw `d`, exactly as
-//! the codec found it). READY is published too, with `d` empty, to mark a new session.
+//! the codec found it). READY (sequence 1) and RESUMED (with its own sequence number) are
+//! published too, with `d` empty: a new session, and the point where a resume picked up.
 //!
 //! Entries wait in a bounded buffer and go out in pipelined batches. When the buffer is full
 //! the node stops taking its shards' events ([`Publisher::try_publish`] gives the entry back),

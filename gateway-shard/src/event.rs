@@ -35,6 +35,9 @@ pub enum ShardEvent {
     Resumed {
         /// Dispatches received between RESUME and RESUMED.
         replayed: u64,
+        /// RESUMED's own sequence number (it takes one, as dispatches do), or the last one
+        /// received when it carried none.
+        seq: u64,
     },
     /// A dispatch the filter lets through (READY and RESUMED come as their own events).
     Dispatch(Dispatch),

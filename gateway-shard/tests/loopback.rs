@@ -359,7 +359,7 @@ async fn dispatches_lost_with_a_dropped_connection_are_replayed_in_order() {
         let replayed = loop {
             match next(&mut events).await {
                 ShardEvent::Dispatch(d) => seqs.push(d.seq),
-                ShardEvent::Resumed { replayed } => break replayed,
+                ShardEvent::Resumed { replayed, .. } => break replayed,
                 ShardEvent::Disconnected { next, .. } => {
                     assert_eq!(next, Reconnect::Resume, "{compression}");
                 }
@@ -615,7 +615,10 @@ async fn a_session_exported_by_one_shard_is_resumed_by_another() {
         next(&mut events).await,
         ShardEvent::Connected { resuming: true }
     );
-    assert_eq!(next(&mut events).await, ShardEvent::Resumed { replayed: 0 });
+    assert!(matches!(
+        next(&mut events).await,
+        ShardEvent::Resumed { replayed: 0, .. }
+    ));
     assert_eq!(gw.stats().identifies, 1);
 }
 

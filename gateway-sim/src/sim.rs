@@ -770,7 +770,7 @@ impl Sim {
 fn short(event: &ShardEvent) -> String {
     match event {
         ShardEvent::Ready(ready) => format!("READY {}", ready.session_id),
-        ShardEvent::Resumed { replayed } => format!("RESUMED after {replayed} replayed"),
+        ShardEvent::Resumed { replayed, .. } => format!("RESUMED after {replayed} replayed"),
         ShardEvent::Disconnected { code, reason, next } => {
             format!("disconnected ({code:?}, {reason}), then {next:?}")
         }

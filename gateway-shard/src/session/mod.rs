@@ -817,7 +817,8 @@ impl Session {
                 self.phase = Phase::Connected { since: now };
                 self.last_failure = None;
                 tracing::info!(shard = self.shard.number(), replayed, "resumed");
-                self.events.push_back(ShardEvent::Resumed { replayed });
+                let seq = self.seq.unwrap_or(0);
+                self.events.push_back(ShardEvent::Resumed { replayed, seq });
             }
             // `handle_payload` typed only what the filter lets through (and READY, RESUMED).
             event => self

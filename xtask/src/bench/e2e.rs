@@ -318,7 +318,7 @@ impl Run<'_> {
             loop {
                 match next(stream).await? {
                     ShardEvent::Dispatch(_) => back += 1,
-                    ShardEvent::Resumed { replayed } => {
+                    ShardEvent::Resumed { replayed, .. } => {
                         if back != lost.len() || replayed != lost.len() as u64 {
                             return Err(format!(
                                 "{back} dispatches back ({replayed} replayed) of {}",

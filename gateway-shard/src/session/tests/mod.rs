@@ -262,7 +262,13 @@ fn zombie_closes_non_1000_and_resumes() {
         ShardEvent::Connected { resuming: true }
     ));
     assert!(matches!(&events[1], ShardEvent::Dispatch(d) if d.seq == 2));
-    assert_eq!(events[2], ShardEvent::Resumed { replayed: 1 });
+    assert_eq!(
+        events[2],
+        ShardEvent::Resumed {
+            replayed: 1,
+            seq: 3
+        }
+    );
 }
 
 fn closed_with(code: u16) -> (Harness, Vec<ShardEvent>) {

@@ -1,0 +1,164 @@
+//! What the cluster tests share: a redis-server of their own, a fake gateway, nodes, consumers,
+//! and the continuity check a consumer's stream must pass.
+
+#![allow(dead_code, unreachable_pub, clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use gateway_cluster::{Consumer, ConsumerConfig, Delivery, NodeConfig};
+use gateway_model::{Intents, Token};
+use gateway_shard::ShardConfig;
+use gateway_testkit::{FakeGateway, GatewayConfig, WorldConfig};
+
+/// A redis-server of this test's own on a free port (REDIS_URL overrides).
+pub struct Redis {
+    pub url: String,
+    child: Option<std::process::Child>,
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        if let Some(c) = &mut self.child {
+            if let Err(e) = c.kill() {
+                eprintln!("redis-server not killed: {e}");
+            }
+            drop(c.wait());
+        }
+    }
+}
+
+pub async fn redis() -> Redis {
+    if let Ok(url) = std::env::var("REDIS_URL") {
+        return Redis { url, child: None };
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = std::process::Command::new("redis-server")
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("redis-server is needed for the cluster tests: apt-get install redis-server (or set REDIS_URL)");
+    for _ in 0..200 {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    Redis {
+        url: format!("redis://127.0.0.1:{port}/"),
+        child: Some(child),
+    }
+}
+
+pub const SHARDS: u32 = 2;
+
+pub async fn gateway() -> FakeGateway {
+    FakeGateway::start_with(
+        GatewayConfig {
+            identify_window: Duration::ZERO,
+            max_concurrency: 16,
+            recommended_shards: SHARDS,
+            world: WorldConfig::uniform(3, 4, 10),
+            ..GatewayConfig::default()
+        },
+        0,
+    )
+    .await
+    .unwrap()
+}
+
+pub fn node(redis: &str, gateway_url: &str, token: &str, app: &str, name: &str) -> NodeConfig {
+    let shard = ShardConfig::new(Token::new(token), Intents::GUILDS)
+        .with_gateway_url(gateway_url)
+        .with_seed(9);
+    let mut config = NodeConfig::new(redis, app, name, shard, SHARDS);
+    config.max_concurrency = 16;
+    config.lease_ttl = Duration::from_millis(1500);
+    config.lease_margin = Duration::from_millis(400);
+    config.save_every = Duration::from_millis(100);
+    config.identify_window = Duration::from_millis(10);
+    config
+}
+
+pub async fn consumer(redis: &str, app: &str, name: &str, claim_idle: Duration) -> Consumer {
+    let mut config = ConsumerConfig::new(app, "readers", name, 0..SHARDS);
+    config.claim_idle = claim_idle;
+    config.block = Duration::from_millis(100);
+    Consumer::connect(redis, config).await.unwrap()
+}
+
+/// Sends `n` dispatches on each shard's live connection (waiting for one to be up).
+pub async fn traffic(gw: &FakeGateway, n: u32, tag: &str) {
+    for shard in 0..SHARDS {
+        let connection = loop {
+            if let Some(c) = gw.shard_connection(shard) {
+                break c;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        };
+        for i in 0..n {
+            assert!(connection.dispatch("TEST_EVENT", format!(r#"{{"tag":"{tag}","i":{i}}}"#)));
+        }
+    }
+}
+
+/// Every shard's stream as one consumer group saw it.
+#[derive(Debug, Default)]
+pub struct Seen {
+    pub by_shard: BTreeMap<u32, Vec<Delivery>>,
+}
+
+impl Seen {
+    /// Reads (and acks) until each shard has `events` TEST_EVENTs, or panics after `limit`.
+    pub async fn read_until(&mut self, consumer: &mut Consumer, events: usize, limit: Duration) {
+        let deadline = tokio::time::Instant::now() + limit;
+        while (0..SHARDS).any(|s| self.test_events(s) < events) {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "only {:?} events in time",
+                (0..SHARDS).map(|s| self.test_events(s)).collect::<Vec<_>>()
+            );
+            let batch = consumer.next().await.unwrap();
+            consumer.ack(&batch).await.unwrap();
+            for d in batch {
+                self.by_shard.entry(d.shard).or_default().push(d);
+            }
+        }
+    }
+
+    pub fn test_events(&self, shard: u32) -> usize {
+        self.by_shard
+            .get(&shard)
+            .map_or(0, |v| v.iter().filter(|d| d.name == "TEST_EVENT").count())
+    }
+
+    /// Each shard's stream is whole: one session, numbered 1, 2, 3… with no gap and no repeat.
+    pub fn assert_continuous(&self) {
+        for (shard, deliveries) in &self.by_shard {
+            let first = &deliveries[0];
+            assert_eq!(
+                (first.name.as_str(), first.seq),
+                ("READY", 1),
+                "shard {shard} starts with READY"
+            );
+            for (i, d) in deliveries.iter().enumerate() {
+                assert_eq!(
+                    d.session, first.session,
+                    "shard {shard}: one session throughout"
+                );
+                assert_eq!(
+                    d.seq,
+                    i as u64 + 1,
+                    "shard {shard}: a gap or a repeat at {d:?}"
+                );
+            }
+        }
+    }
+}

@@ -1,0 +1,277 @@
+//! Shards change hands between nodes on a real redis-server, against the fake gateway: a graceful
+//! handoff spends no IDENTIFY and repeats nothing; a node killed with SIGKILL is taken over and
+//! its shards resumed, the consumer dropping the few repeats; two nodes are never connected for
+//! one shard at once; and a consumer that dies is replaced with nothing lost.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::{SHARDS, Seen, consumer, gateway, node, redis, traffic};
+use gateway_cluster::{
+    ClusterNode, Entry, Keys, NodeEvent, PublishConfig, Publisher, SessionStore,
+};
+
+const READ_LIMIT: Duration = Duration::from_secs(30);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_graceful_handoff_spends_no_identify_and_repeats_nothing() {
+    let redis = redis().await;
+    let gw = gateway().await;
+    let token = gw.config().token.clone();
+    let app = "handoff";
+    let (a, _a_events) = ClusterNode::start(node(&redis.url, gw.url(), &token, app, "a"))
+        .await
+        .unwrap();
+    gw.wait_for_readies(u64::from(SHARDS)).await;
+    let mut reader = consumer(&redis.url, app, "r1", Duration::from_secs(30)).await;
+    let mut seen = Seen::default();
+    traffic(&gw, 20, "before").await;
+    seen.read_until(&mut reader, 20, READ_LIMIT).await;
+
+    a.shutdown().await.unwrap();
+    let (b, mut b_events) = ClusterNode::start(node(&redis.url, gw.url(), &token, app, "b"))
+        .await
+        .unwrap();
+    let mut resumed = 0;
+    while resumed < SHARDS {
+        if let Some(NodeEvent::Took { resuming, .. }) = b_events.next().await {
+            assert!(resuming.is_some(), "the stored session is resumed");
+            resumed += 1;
+        }
+    }
+    gw.wait_for_resumed(u64::from(SHARDS)).await;
+    traffic(&gw, 20, "after").await;
+    seen.read_until(&mut reader, 40, READ_LIMIT).await;
+
+    seen.assert_continuous();
+    assert_eq!(reader.repeats, 0, "a graceful handoff repeats nothing");
+    assert_eq!(
+        gw.stats().identifies,
+        u64::from(SHARDS),
+        "no IDENTIFY after the first ones"
+    );
+    b.shutdown().await.unwrap();
+}
+
+/// Run by `a_killed_node_is_taken_over_with_nothing_lost` as a separate process, then killed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "run as a child process by a_killed_node_is_taken_over_with_nothing_lost"]
+async fn child_node() {
+    let var = |k: &str| std::env::var(k).expect(k);
+    let config = node(
+        &var("REDIS_URL"),
+        &var("GATEWAY_URL"),
+        &var("TOKEN"),
+        &var("APP"),
+        "child",
+    );
+    let (_node, mut events) = ClusterNode::start(config).await.unwrap();
+    while let Some(event) = events.next().await {
+        println!("child: {event:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_node_is_taken_over_with_nothing_lost() {
+    let redis = redis().await;
+    let gw = gateway().await;
+    let token = gw.config().token.clone();
+    let app = "takeover";
+    let mut child = tokio::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "child_node", "--ignored", "--nocapture"])
+        .env("REDIS_URL", &redis.url)
+        .env("GATEWAY_URL", gw.url())
+        .env("TOKEN", &token)
+        .env("APP", app)
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    gw.wait_for_readies(u64::from(SHARDS)).await;
+    let mut reader = consumer(&redis.url, app, "r1", Duration::from_secs(30)).await;
+    let mut seen = Seen::default();
+    traffic(&gw, 30, "before").await;
+    seen.read_until(&mut reader, 30, READ_LIMIT).await;
+    // Each shard's session is stored (every 100 ms)…
+    let client = redis::Client::open(redis.url.as_str()).unwrap();
+    let connection = redis::aio::ConnectionManager::new(client).await.unwrap();
+    let store = SessionStore::new(connection, Keys::new(app), Duration::from_secs(1));
+    for shard in 0..SHARDS {
+        while store
+            .load(shard)
+            .await
+            .unwrap()
+            .is_none_or(|s| s.sequence < 20)
+        {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    // …then more is on the wire, some of it published and not yet stored as the position.
+    traffic(&gw, 30, "during").await;
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    child.start_kill().unwrap();
+    child.wait().await.unwrap();
+
+    let (b, mut b_events) = ClusterNode::start(node(&redis.url, gw.url(), &token, app, "b"))
+        .await
+        .unwrap();
+    tokio::spawn(async move {
+        while let Some(e) = b_events.next().await {
+            eprintln!("b: {e:?}");
+        }
+    });
+    gw.wait_for_resumed(u64::from(SHARDS)).await;
+    traffic(&gw, 30, "after").await;
+    seen.read_until(&mut reader, 90, READ_LIMIT).await;
+
+    // Repeats were dropped by (session, seq); what is left is whole, on the same session.
+    seen.assert_continuous();
+    assert_eq!(
+        gw.stats().identifies,
+        u64::from(SHARDS),
+        "the shards were resumed, not identified"
+    );
+    b.shutdown().await.unwrap();
+}
+
+/// A TCP relay to Redis that can be cut, as a network partition between one node and Redis.
+struct Relay {
+    port: u16,
+    cut: tokio::sync::watch::Sender<bool>,
+}
+
+async fn relay(to: &str) -> Relay {
+    let target = to
+        .trim_start_matches("redis://")
+        .trim_end_matches('/')
+        .to_owned();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (cut, watch) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut inbound, _)) = listener.accept().await else {
+                return;
+            };
+            if *watch.borrow() {
+                continue;
+            }
+            let mut cut = watch.clone();
+            let target = target.clone();
+            tokio::spawn(async move {
+                let Ok(mut outbound) = tokio::net::TcpStream::connect(&target).await else {
+                    return;
+                };
+                tokio::select! {
+                    _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                    _ = cut.wait_for(|c| *c) => {}
+                }
+            });
+        }
+    });
+    Relay { port, cut }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_are_never_connected_for_one_shard_at_once() {
+    let redis = redis().await;
+    let gw = gateway().await;
+    let token = gw.config().token.clone();
+    let app = "fencing";
+    let relay = relay(&redis.url).await;
+    let through_relay = format!("redis://127.0.0.1:{}/", relay.port);
+    let (a, mut a_events) = ClusterNode::start(node(&through_relay, gw.url(), &token, app, "a"))
+        .await
+        .unwrap();
+    gw.wait_for_readies(u64::from(SHARDS)).await;
+    let (b, mut b_events) = ClusterNode::start(node(&redis.url, gw.url(), &token, app, "b"))
+        .await
+        .unwrap();
+    // A loses Redis: it cannot renew, and must stop its shards before B may take them.
+    relay.cut.send(true).unwrap();
+    let mut lost = 0;
+    while lost < SHARDS {
+        if let Some(NodeEvent::Lost { .. }) = a_events.next().await {
+            lost += 1;
+        }
+    }
+    let mut taken = 0;
+    while taken < SHARDS {
+        if let Some(NodeEvent::Took { .. }) = b_events.next().await {
+            taken += 1;
+        }
+    }
+    // B is up on every shard (resumed, or identified: A stored no session before the cut).
+    let up = 2 * u64::from(SHARDS);
+    gw.wait_for(|v| v.stats().readies + v.stats().resumed >= up)
+        .await;
+    let connections = gw.connections();
+    for shard in 0..SHARDS {
+        let mut spans: Vec<_> = connections
+            .iter()
+            .filter(|c| c.shard.is_some_and(|s| s.number() == shard))
+            .map(|c| (c.accepted_at, c.closed_at))
+            .collect();
+        spans.sort();
+        assert!(spans.len() >= 2, "shard {shard} changed hands: {spans:?}");
+        for pair in spans.windows(2) {
+            let closed = pair[0].1.expect("the earlier connection closed");
+            assert!(
+                closed <= pair[1].0,
+                "shard {shard}: two connections at once: {spans:?}"
+            );
+        }
+    }
+    b.shutdown().await.unwrap();
+    drop(a);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_consumers_entries_are_reclaimed_and_nothing_is_lost() {
+    let redis = redis().await;
+    let app = "reclaim";
+    let client = redis::Client::open(redis.url.as_str()).unwrap();
+    let connection = redis::aio::ConnectionManager::new(client).await.unwrap();
+    let mut first = consumer(&redis.url, app, "dies", Duration::from_millis(200)).await;
+    let publisher = Publisher::spawn(connection, Keys::new(app), PublishConfig::default());
+    for seq in 1..=100u64 {
+        let entry = Entry {
+            name: "TEST_EVENT".into(),
+            shard: 0,
+            session: "s".into(),
+            seq,
+            data: format!(r#"{{"seq":{seq}}}"#).into(),
+            queued: std::time::Instant::now(),
+        };
+        assert!(publisher.try_publish(entry).is_ok());
+    }
+    publisher.flush().await;
+    // The first consumer reads some and dies before acking them.
+    let read = first.next().await.unwrap();
+    assert!(!read.is_empty());
+    drop(first);
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    let mut second = consumer(&redis.url, app, "lives", Duration::from_millis(200)).await;
+    let mut got = std::collections::BTreeSet::new();
+    let mut reclaimed = 0;
+    let deadline = tokio::time::Instant::now() + READ_LIMIT;
+    while got.len() < 100 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "only {} of 100",
+            got.len()
+        );
+        let batch = second.next().await.unwrap();
+        second.ack(&batch).await.unwrap();
+        reclaimed += batch.iter().filter(|d| d.reclaimed).count();
+        got.extend(batch.iter().map(|d| d.seq));
+    }
+    assert_eq!(got, (1..=100).collect());
+    assert_eq!(
+        reclaimed,
+        read.len(),
+        "what the dead consumer read came back"
+    );
+}
