@@ -1,10 +1,11 @@
 //! The async `ChunkTracker`: the core beside a shard group.
 
+use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use dashmap::DashMap;
-use gateway_model::RequestGuildMembersBuilder;
+use gateway_model::{RequestGuildMembers, RequestGuildMembersBuilder};
 use gateway_shard::{GroupEvents, ShardEvent, ShardGroup};
 use tokio::sync::{Notify, mpsc, oneshot};
 
@@ -137,66 +138,95 @@ impl ChunkTracker {
     }
 }
 
+/// Shard events read ahead of the user, at most.
+const AHEAD: usize = 1024;
+
+type BoxFuture<T> = std::pin::Pin<Box<dyn Future<Output = T> + Send>>;
+
+async fn wait<T>(slot: &mut Option<BoxFuture<T>>) -> T {
+    match slot {
+        Some(f) => f.await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The tracker's driver: every wait (shard events, sending a request, handing an event to the
+/// user, the core's timer, a new request) is a branch of one `select!`, so a slow user or a
+/// busy shard never stalls the rest.
 async fn run(
     inner: Arc<Inner>,
     group: Arc<ShardGroup>,
     mut events: GroupEvents,
     tx: mpsc::Sender<TrackedEvent>,
 ) {
+    let mut outgoing: VecDeque<(u32, RequestGuildMembers)> = VecDeque::new();
+    let mut sending: Option<BoxFuture<(u32, Result<(), String>)>> = None;
+    let mut delivering: VecDeque<TrackedEvent> = VecDeque::new();
+    let mut reading = true;
     loop {
-        // Outputs first: requests to send, events to report.
-        let (mut commands, mut out) = (Vec::new(), Vec::new());
         {
             let mut core = inner.lock();
             while let Some(output) = core.poll_output(now()) {
                 match output {
-                    TrackerOutput::Send { shard, request } => commands.push((shard, request)),
-                    TrackerOutput::Event(event) => out.push(event),
-                }
-            }
-        }
-        for (shard, request) in commands {
-            let sent = match group.shard(shard) {
-                Some(s) => s
-                    .request_guild_members(request)
-                    .await
-                    .map_err(|e| e.to_string()),
-                None => Err(format!("no shard {shard} in the group")),
-            };
-            if let Err(e) = sent {
-                // The request stays tracked and times out.
-                tracing::warn!(shard, error = %e, "member request not sent");
-            }
-        }
-        for event in out {
-            if let ChunkEvent::RequestFinished(f) = &event
-                && let Some((_, waiter)) = inner.waiters.remove(&f.nonce)
-            {
-                // A handle that stopped waiting needs no answer.
-                drop(waiter.send(f.clone()));
-            }
-            if tx.send(TrackedEvent::Chunk(event)).await.is_err() {
-                // The user dropped the events: nobody is left to track for.
-                return;
-            }
-        }
-        let deadline = inner
-            .lock()
-            .poll_timeout()
-            .map(tokio::time::Instant::from_std);
-        tokio::select! {
-            event = events.next() => match event {
-                Some((shard, event)) => {
-                    inner.lock().handle_shard_event(now(), shard, &event);
-                    if tx.send(TrackedEvent::Shard(shard, event)).await.is_err() {
-                        return;
+                    TrackerOutput::Send { shard, request } => outgoing.push_back((shard, request)),
+                    TrackerOutput::Event(event) => {
+                        if let ChunkEvent::RequestFinished(f) = &event
+                            && let Some((_, waiter)) = inner.waiters.remove(&f.nonce)
+                        {
+                            // A handle that stopped waiting needs no answer.
+                            drop(waiter.send(f.clone()));
+                        }
+                        delivering.push_back(TrackedEvent::Chunk(event));
                     }
                 }
-                None => break,
+            }
+        }
+        if sending.is_none()
+            && let Some((shard, request)) = outgoing.pop_front()
+        {
+            let group = Arc::clone(&group);
+            sending = Some(Box::pin(async move {
+                let sent = match group.shard(shard) {
+                    Some(s) => s
+                        .request_guild_members(request)
+                        .await
+                        .map_err(|e| e.to_string()),
+                    None => Err(format!("no shard {shard} in the group")),
+                };
+                (shard, sent)
+            }));
+        }
+        if !reading && delivering.is_empty() && sending.is_none() {
+            break;
+        }
+        let deadline = inner.lock().poll_timeout();
+        tokio::select! {
+            event = events.next(), if reading && delivering.len() < AHEAD => match event {
+                Some((shard, event)) => {
+                    inner.lock().handle_shard_event(now(), shard, &event);
+                    delivering.push_back(TrackedEvent::Shard(shard, event));
+                }
+                None => reading = false,
             },
+            permit = tx.reserve(), if !delivering.is_empty() => match permit {
+                Ok(permit) => {
+                    if let Some(event) = delivering.pop_front() {
+                        permit.send(event);
+                    }
+                }
+                // The user dropped the events: nobody is left to track for.
+                Err(_) => return,
+            },
+            (shard, sent) = wait(&mut sending) => {
+                sending = None;
+                if let Err(e) = sent {
+                    // The request stays tracked and times out.
+                    tracing::warn!(shard, error = %e, "member request not sent");
+                }
+            }
             () = async {
                 match deadline {
-                    Some(d) => tokio::time::sleep_until(d).await,
+                    Some(d) => tokio::time::sleep_until(d.into()).await,
                     None => std::future::pending().await,
                 }
             } => inner.lock().handle_timeout(now()),

@@ -66,6 +66,10 @@ enum Commands {
         /// The token clients must identify with.
         #[arg(long, default_value = "testkit-token")]
         token: String,
+        /// Dispatches per second sent to each shard's live session (`TESTKIT_EVENT` with a
+        /// counter), for demos and load; 0 sends none.
+        #[arg(long = "dispatch-rate", default_value_t = 0.0)]
+        dispatch_rate: f64,
     },
 }
 
@@ -87,6 +91,7 @@ fn main() -> std::process::ExitCode {
         session_start_reset_ms,
         max_connections,
         history_limit,
+        dispatch_rate,
     } = cli.command;
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -151,8 +156,27 @@ fn main() -> std::process::ExitCode {
             per_shard,
             gateway.url().replacen("ws://", "http://", 1),
         );
-        if let Err(e) = tokio::signal::ctrl_c().await {
-            eprintln!("error: cannot wait for Ctrl-C: {e}");
+        let traffic = async {
+            if dispatch_rate <= 0.0 {
+                return std::future::pending().await;
+            }
+            let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / dispatch_rate));
+            let mut n = 0u64;
+            loop {
+                tick.tick().await;
+                n += 1;
+                for shard in 0..shards.max(1) {
+                    if let Some(connection) = gateway.shard_connection(shard) {
+                        connection.dispatch("TESTKIT_EVENT", format!(r#"{{"n":{n}}}"#));
+                    }
+                }
+            }
+        };
+        tokio::select! {
+            stopped = tokio::signal::ctrl_c() => if let Err(e) = stopped {
+                eprintln!("error: cannot wait for Ctrl-C: {e}");
+            },
+            () = traffic => {}
         }
         let stats = gateway.stats();
         eprintln!("stopped: {stats:?}");
