@@ -22,17 +22,17 @@ async fn a_graceful_handoff_spends_no_identify_and_repeats_nothing() {
     let gw = gateway().await;
     let token = gw.config().token.clone();
     let app = "handoff";
-    let (a, _a_events) = ClusterNode::start(node(&redis.url, gw.url(), &token, app, "a"))
+    let (a, _a_events) = ClusterNode::start(node(redis.url(), gw.url(), &token, app, "a"))
         .await
         .unwrap();
     gw.wait_for_readies(u64::from(SHARDS)).await;
-    let mut reader = consumer(&redis.url, app, "r1", Duration::from_secs(30)).await;
+    let mut reader = consumer(redis.url(), app, "r1", Duration::from_secs(30)).await;
     let mut seen = Seen::default();
     traffic(&gw, 20, "before").await;
     seen.read_until(&mut reader, 20, READ_LIMIT).await;
 
     a.shutdown().await.unwrap();
-    let (b, mut b_events) = ClusterNode::start(node(&redis.url, gw.url(), &token, app, "b"))
+    let (b, mut b_events) = ClusterNode::start(node(redis.url(), gw.url(), &token, app, "b"))
         .await
         .unwrap();
     let mut resumed = 0;
@@ -82,7 +82,7 @@ async fn a_killed_node_is_taken_over_with_nothing_lost() {
     let app = "takeover";
     let mut child = tokio::process::Command::new(std::env::current_exe().unwrap())
         .args(["--exact", "child_node", "--ignored", "--nocapture"])
-        .env("REDIS_URL", &redis.url)
+        .env("REDIS_URL", redis.url())
         .env("GATEWAY_URL", gw.url())
         .env("TOKEN", &token)
         .env("APP", app)
@@ -90,12 +90,12 @@ async fn a_killed_node_is_taken_over_with_nothing_lost() {
         .spawn()
         .unwrap();
     gw.wait_for_readies(u64::from(SHARDS)).await;
-    let mut reader = consumer(&redis.url, app, "r1", Duration::from_secs(30)).await;
+    let mut reader = consumer(redis.url(), app, "r1", Duration::from_secs(30)).await;
     let mut seen = Seen::default();
     traffic(&gw, 30, "before").await;
     seen.read_until(&mut reader, 30, READ_LIMIT).await;
     // Each shard's session is stored (every 100 ms)…
-    let client = redis::Client::open(redis.url.as_str()).unwrap();
+    let client = redis::Client::open(redis.url()).unwrap();
     let connection = redis::aio::ConnectionManager::new(client).await.unwrap();
     let store = SessionStore::new(connection, Keys::new(app), Duration::from_secs(1));
     for shard in 0..SHARDS {
@@ -114,7 +114,7 @@ async fn a_killed_node_is_taken_over_with_nothing_lost() {
     child.start_kill().unwrap();
     child.wait().await.unwrap();
 
-    let (b, mut b_events) = ClusterNode::start(node(&redis.url, gw.url(), &token, app, "b"))
+    let (b, mut b_events) = ClusterNode::start(node(redis.url(), gw.url(), &token, app, "b"))
         .await
         .unwrap();
     tokio::spawn(async move {
@@ -180,13 +180,13 @@ async fn two_nodes_are_never_connected_for_one_shard_at_once() {
     let gw = gateway().await;
     let token = gw.config().token.clone();
     let app = "fencing";
-    let relay = relay(&redis.url).await;
+    let relay = relay(redis.url()).await;
     let through_relay = format!("redis://127.0.0.1:{}/", relay.port);
     let (a, mut a_events) = ClusterNode::start(node(&through_relay, gw.url(), &token, app, "a"))
         .await
         .unwrap();
     gw.wait_for_readies(u64::from(SHARDS)).await;
-    let (b, mut b_events) = ClusterNode::start(node(&redis.url, gw.url(), &token, app, "b"))
+    let (b, mut b_events) = ClusterNode::start(node(redis.url(), gw.url(), &token, app, "b"))
         .await
         .unwrap();
     // A loses Redis: it cannot renew, and must stop its shards before B may take them.
@@ -232,9 +232,9 @@ async fn two_nodes_are_never_connected_for_one_shard_at_once() {
 async fn a_dead_consumers_entries_are_reclaimed_and_nothing_is_lost() {
     let redis = redis().await;
     let app = "reclaim";
-    let client = redis::Client::open(redis.url.as_str()).unwrap();
+    let client = redis::Client::open(redis.url()).unwrap();
     let connection = redis::aio::ConnectionManager::new(client).await.unwrap();
-    let mut first = consumer(&redis.url, app, "dies", Duration::from_millis(200)).await;
+    let mut first = consumer(redis.url(), app, "dies", Duration::from_millis(200)).await;
     let publisher = Publisher::spawn(connection, Keys::new(app), PublishConfig::default());
     for seq in 1..=100u64 {
         let entry = Entry {
@@ -253,7 +253,7 @@ async fn a_dead_consumers_entries_are_reclaimed_and_nothing_is_lost() {
     assert!(!read.is_empty());
     drop(first);
     tokio::time::sleep(Duration::from_millis(250)).await;
-    let mut second = consumer(&redis.url, app, "lives", Duration::from_millis(200)).await;
+    let mut second = consumer(redis.url(), app, "lives", Duration::from_millis(200)).await;
     let mut got = std::collections::BTreeSet::new();
     let mut reclaimed = 0;
     let deadline = tokio::time::Instant::now() + READ_LIMIT;

@@ -180,48 +180,11 @@ mod redis {
     use super::*;
     use gateway_shard::identify::RedisIdentifyQueue;
 
-    /// A redis-server of this test's own on a free port (REDIS_URL overrides).
-    struct Redis {
-        url: String,
-        child: Option<std::process::Child>,
-    }
-
-    impl Drop for Redis {
-        fn drop(&mut self) {
-            if let Some(c) = &mut self.child {
-                let _ = c.kill();
-                let _ = c.wait();
-            }
-        }
-    }
-
-    async fn redis() -> Redis {
-        if let Ok(url) = std::env::var("REDIS_URL") {
-            return Redis { url, child: None };
-        }
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = std::process::Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .expect("redis-server is needed for the Redis queue tests: apt-get install redis-server (or set REDIS_URL)");
-        for _ in 0..200 {
-            if tokio::net::TcpStream::connect(("127.0.0.1", port))
-                .await
-                .is_ok()
-            {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-        Redis {
-            url: format!("redis://127.0.0.1:{port}/"),
-            child: Some(child),
-        }
+    /// A redis-server of this test's own (REDIS_URL overrides).
+    async fn redis() -> gateway_testkit::RedisServer {
+        gateway_testkit::RedisServer::start()
+            .await
+            .expect("redis-server")
     }
 
     const WINDOW: Duration = Duration::from_millis(1500);
@@ -267,12 +230,12 @@ mod redis {
         let child = tokio::process::Command::new(std::env::current_exe().unwrap())
             .args(["--exact", "redis::child_group", "--ignored", "--nocapture"])
             .env("GATEWAY_URL", gw.url())
-            .env("REDIS_URL", &redis.url)
+            .env("REDIS_URL", redis.url())
             .env("REDIS_PREFIX", &prefix)
             .stdout(std::process::Stdio::null())
             .spawn()
             .unwrap();
-        let queue = RedisIdentifyQueue::connect_with_window(&redis.url, &prefix, WINDOW)
+        let queue = RedisIdentifyQueue::connect_with_window(redis.url(), &prefix, WINDOW)
             .await
             .unwrap();
         let config = ShardGroupConfig::new(shard_config(&gw), 8, 2)
@@ -293,7 +256,7 @@ mod redis {
         let redis = redis().await;
         let prefix = format!("gateway-budget-{}", std::process::id());
         let queue =
-            RedisIdentifyQueue::connect_with_window(&redis.url, &prefix, Duration::from_millis(1))
+            RedisIdentifyQueue::connect_with_window(redis.url(), &prefix, Duration::from_millis(1))
                 .await
                 .unwrap();
         let limit = gateway_model::SessionStartLimit {
@@ -323,7 +286,7 @@ mod redis {
         let redis = redis().await;
         let prefix = format!("gateway-reserve-{}", std::process::id());
         let connect = || async {
-            RedisIdentifyQueue::connect_with_window(&redis.url, &prefix, Duration::from_millis(1))
+            RedisIdentifyQueue::connect_with_window(redis.url(), &prefix, Duration::from_millis(1))
                 .await
                 .unwrap()
                 .with_reserve(3)

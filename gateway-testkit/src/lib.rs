@@ -15,6 +15,7 @@
 //! | [`World`], [`WorldConfig`] | guilds and members generated from a seed, and the JSON Discord sends for them |
 //! | [`Fault`], [`ChunkFault`], [`SplitAt`], [`Trigger`] | what goes wrong, and when |
 //! | [`Recorded`], [`Stats`], [`ConnectionInfo`], [`StateCounts`] | what clients did, and what the server holds, for assertions |
+//! | [`RedisServer`] | a `redis-server` of a test's own, for what a bot keeps in Redis |
 //!
 //! Inside, the sans-IO protocol: [`core`] (the gateway as a state machine: every connection's
 //! protocol and the state they share), `inbound` (client payloads read as Discord reads them),
@@ -59,6 +60,7 @@ mod outbound;
 mod payloads;
 mod query;
 mod record;
+mod redis_server;
 mod rest;
 mod server;
 mod session_start;
@@ -70,6 +72,7 @@ pub use config::{GatewayConfig, MissingMembersIntent};
 pub use fault::{ChunkFault, Fault, SplitAt, Trigger};
 pub use members::CHUNK_SIZE;
 pub use record::{ConnectionInfo, Received, Recorded, Stats};
+pub use redis_server::RedisServer;
 pub use server::FakeGateway;
 pub use shared::ConnectionHandle;
 pub use state::{StateCounts, View};

@@ -132,7 +132,7 @@ fn route(shared: &Arc<Shared>, head: &Head) -> Answer {
     match (head.method.as_str(), segments.as_slice()) {
         ("GET", ["gateway"]) => Answer::json(200, &GatewayJson { url: &shared.url }),
         ("GET", ["gateway", "bot"]) => gateway_bot(shared, head),
-        ("GET", ["testkit", "stats"]) => Answer::json(200, &shared.lock().core.stats()),
+        ("GET", ["testkit", "stats"]) => Answer::json(200, &shared.lock().core.view().stats()),
         ("POST", ["testkit", "shards", shard, fault @ ..]) => control(shared, shard, fault),
         (_, ["gateway"] | ["gateway", "bot"] | ["testkit", ..]) => {
             Answer::error(405, "405: Method Not Allowed")

@@ -77,17 +77,17 @@ impl FakeGateway {
 
     /// The counters now.
     pub fn stats(&self) -> Stats {
-        self.shared.lock().core.stats()
+        self.shared.lock().core.view().stats()
     }
 
     /// Every payload clients sent so far, in order.
     pub fn recorded(&self) -> Vec<Recorded> {
-        self.shared.lock().core.recorded().to_vec()
+        self.shared.lock().core.view().recorded().to_vec()
     }
 
     /// Every connection so far, in accept order.
     pub fn connections(&self) -> Vec<ConnectionInfo> {
-        self.shared.lock().core.connections().to_vec()
+        self.shared.lock().core.view().connections().to_vec()
     }
 
     /// Applies `fault` to the next connection accepted: [`Fault::StallHello`] and

@@ -9,52 +9,11 @@ use std::time::Duration;
 use gateway_cluster::{Consumer, ConsumerConfig, Delivery, NodeConfig};
 use gateway_model::{Intents, Token};
 use gateway_shard::ShardConfig;
-use gateway_testkit::{FakeGateway, GatewayConfig, WorldConfig};
+use gateway_testkit::{FakeGateway, GatewayConfig, RedisServer, WorldConfig};
 
-/// A redis-server of this test's own on a free port (REDIS_URL overrides).
-pub struct Redis {
-    pub url: String,
-    child: Option<std::process::Child>,
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        if let Some(c) = &mut self.child {
-            if let Err(e) = c.kill() {
-                eprintln!("redis-server not killed: {e}");
-            }
-            drop(c.wait());
-        }
-    }
-}
-
-pub async fn redis() -> Redis {
-    if let Ok(url) = std::env::var("REDIS_URL") {
-        return Redis { url, child: None };
-    }
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let child = std::process::Command::new("redis-server")
-        .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .expect("redis-server is needed for the cluster tests: apt-get install redis-server (or set REDIS_URL)");
-    for _ in 0..200 {
-        if tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_ok()
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    Redis {
-        url: format!("redis://127.0.0.1:{port}/"),
-        child: Some(child),
-    }
+/// A redis-server of this test's own (REDIS_URL overrides).
+pub async fn redis() -> RedisServer {
+    RedisServer::start().await.expect("redis-server")
 }
 
 pub const SHARDS: u32 = 2;

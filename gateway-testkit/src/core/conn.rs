@@ -321,32 +321,24 @@ impl Conn {
                 }
                 self.send(cx, &envelope::heartbeat_ack())
             }
-            (Command::Identify(_) | Command::Resume(_), true) => {
-                tracing::warn!(
-                    connection = self.id,
-                    code = 4005,
-                    field = "op",
-                    rule = "IDENTIFY or RESUME on an authenticated connection",
-                    "closing"
-                );
-                self.close(cx, CloseCode::AlreadyAuthenticated.as_u16())
-            }
+            (Command::Identify(_) | Command::Resume(_), true) => self.refuse(
+                cx,
+                CloseCode::AlreadyAuthenticated,
+                "op",
+                "IDENTIFY or RESUME on an authenticated connection",
+            ),
             (Command::Identify(identify), false) => {
                 let shard = identify.shard.unwrap_or(ShardId::ONE);
                 let threshold = identify.large_threshold.get().into();
                 self.identify(cx, shard, identify.intents, threshold)
             }
             (Command::Resume(resume), false) => self.resume(cx, &resume.session_id, resume.seq),
-            (_, false) => {
-                tracing::warn!(
-                    connection = self.id,
-                    code = 4003,
-                    field = "op",
-                    rule = "a command before IDENTIFY or RESUME",
-                    "closing"
-                );
-                self.close(cx, CloseCode::NotAuthenticated.as_u16())
-            }
+            (_, false) => self.refuse(
+                cx,
+                CloseCode::NotAuthenticated,
+                "op",
+                "a command before IDENTIFY or RESUME",
+            ),
             (Command::RequestGuildMembers(request), true) => self.request_members(cx, request),
             (Command::RequestSoundboardSounds(r), true) => {
                 for guild_id in r.guild_ids {
@@ -467,14 +459,8 @@ impl Conn {
                 break 'outcome None;
             }
             if seq > session.seq {
-                tracing::warn!(
-                    connection = self.id,
-                    code = 4007,
-                    field = "d.seq",
-                    rule = "RESUME with a sequence number never sent",
-                    "closing"
-                );
-                return self.close(cx, CloseCode::InvalidSeq.as_u16());
+                let rule = "RESUME with a sequence number never sent";
+                return self.refuse(cx, CloseCode::InvalidSeq, "d.seq", rule);
             }
             let oldest = session.buffer.front().map_or(session.seq + 1, |(s, _)| *s);
             if seq + 1 < oldest {
@@ -629,6 +615,19 @@ impl Conn {
                 Err(Closed)
             }
         }
+    }
+
+    /// Closes over a well-formed command Discord refuses here, saying which field and rule.
+    fn refuse(&mut self, cx: &mut Cx<'_>, code: CloseCode, field: &str, rule: &str) -> Flow {
+        let id = self.id;
+        tracing::warn!(
+            connection = id,
+            code = code.as_u16(),
+            field,
+            rule,
+            "closing"
+        );
+        self.close(cx, code.as_u16())
     }
 
     /// Closes with `code`; sessions the code ends are forgotten.

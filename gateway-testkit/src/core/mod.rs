@@ -26,7 +26,7 @@ use crate::inbound::Rejection;
 use crate::query::parse_query;
 use crate::session_start::Budget;
 use crate::state::{State, StateCounts, View};
-use crate::{ConnectionInfo, Fault, GatewayConfig, Recorded, Stats, Trigger, World};
+use crate::{ConnectionInfo, Fault, GatewayConfig, Trigger, World};
 
 /// What the core asks of its driver, for one connection.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -122,22 +122,8 @@ impl GatewayCore {
         &self.url
     }
 
-    /// The counters.
-    pub fn stats(&self) -> Stats {
-        self.state.stats
-    }
-
-    /// Every payload clients sent (the newest, up to the history limit), in order.
-    pub fn recorded(&self) -> &[Recorded] {
-        &self.state.recorded
-    }
-
-    /// Every connection (the newest, up to the history limit), in accept order.
-    pub fn connections(&self) -> &[ConnectionInfo] {
-        &self.state.connections
-    }
-
-    /// A read-only view for predicates.
+    /// What the gateway knows, read-only: counters, recordings (the newest, up to the history
+    /// limit) and connections.
     pub fn view(&self) -> View<'_> {
         View::new(&self.state)
     }
