@@ -3,6 +3,7 @@
 
 mod alloc;
 mod chunking;
+mod cluster;
 mod corpus;
 mod decode;
 mod e2e;
@@ -58,6 +59,8 @@ pub(crate) enum Section {
     EndToEnd,
     /// Memory per connected shard.
     Memory,
+    /// The cluster on a real redis-server: handoff, publish + consume, Redis memory.
+    Cluster,
 }
 
 impl Options {
@@ -79,6 +82,7 @@ pub(crate) struct Report {
     pub(crate) end_to_end: Vec<e2e::EndToEndFigure>,
     pub(crate) recovery: Vec<e2e::RecoveryFigure>,
     pub(crate) memory: Vec<memory::MemoryFigure>,
+    pub(crate) cluster: Vec<cluster::ClusterFigure>,
     pub(crate) targets: Vec<Target>,
 }
 
@@ -165,7 +169,14 @@ pub(crate) fn run(options: &Options) -> Result<(), String> {
         Vec::new()
     };
 
+    let cluster = if options.runs(Section::Cluster) {
+        cluster::run(options.quick)?
+    } else {
+        Vec::new()
+    };
+
     let report = Report {
+        cluster,
         targets: report::targets(&decode_reports, &memory, &chunking),
         chunking,
         end_to_end: e2e.end_to_end,

@@ -279,6 +279,19 @@ fn markdown(report: &Report, baseline: Option<&Value>) -> String {
             us(r.all_guilds_median_ms),
         );
     }
+    if !report.cluster.is_empty() {
+        let _ = writeln!(
+            md,
+            "\n## Cluster on Redis (a real redis-server on loopback)\n\n| figure | value | unit | how |\n|---|---:|---|---|"
+        );
+        for c in &report.cluster {
+            let _ = writeln!(
+                md,
+                "| {} | {:.1} | {} | {} |",
+                c.name, c.value, c.unit, c.detail
+            );
+        }
+    }
     let _ = writeln!(
         md,
         "\n## Targets\n\n| target | goal | measured | met |\n|---|---|---|---|"

@@ -1,0 +1,230 @@
+//! The cluster on a real redis-server: handoff time between nodes, events through publish and
+//! consume per CPU second, and what Redis holds for a million events with trimming.
+
+use std::time::{Duration, Instant};
+
+use gateway_cluster::{
+    ClusterNode, Consumer, ConsumerConfig, Entry, Keys, NodeConfig, NodeEvent, PublishConfig,
+    Publisher,
+};
+use gateway_model::{Intents, Token};
+use gateway_shard::ShardConfig;
+use gateway_testkit::{FakeGateway, GatewayConfig, RedisServer, WorldConfig};
+use serde::Serialize;
+
+use super::sys;
+
+/// One cluster figure.
+#[derive(Debug, Serialize)]
+pub(crate) struct ClusterFigure {
+    pub(crate) name: &'static str,
+    pub(crate) value: f64,
+    pub(crate) unit: &'static str,
+    pub(crate) detail: String,
+}
+
+const SHARDS: u32 = 4;
+
+fn err(e: impl std::fmt::Display) -> String {
+    e.to_string()
+}
+
+/// Runs the cluster figures (`events` published and consumed; a million for the memory figure
+/// unless quick).
+pub(crate) fn run(quick: bool) -> Result<Vec<ClusterFigure>, String> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(err)?;
+    runtime.block_on(async {
+        let redis = RedisServer::start().await.map_err(err)?;
+        let mut figures = Vec::new();
+        figures.push(handoff(redis.url(), if quick { 3 } else { 10 }).await?);
+        figures.extend(throughput(redis.url(), if quick { 20_000 } else { 200_000 }).await?);
+        figures.push(memory(redis.url(), if quick { 100_000 } else { 1_000_000 }).await?);
+        Ok(figures)
+    })
+}
+
+/// From a node's shutdown starting to every shard RESUMED under the next node.
+async fn handoff(redis: &str, rounds: usize) -> Result<ClusterFigure, String> {
+    let gw = FakeGateway::start_with(
+        GatewayConfig {
+            identify_window: Duration::ZERO,
+            max_concurrency: 16,
+            world: WorldConfig::uniform(5, 8, 20),
+            ..GatewayConfig::default()
+        },
+        0,
+    )
+    .await
+    .map_err(err)?;
+    let config = |name: String| {
+        let shard = ShardConfig::new(Token::new(gw.config().token.clone()), Intents::GUILDS)
+            .with_gateway_url(gw.url());
+        let mut c = NodeConfig::new(redis, "bench-handoff", name, shard, SHARDS);
+        c.max_concurrency = 16;
+        c.identify_window = Duration::from_millis(10);
+        c.lease_ttl = Duration::from_secs(3);
+        c
+    };
+    let (mut node, _) = ClusterNode::start(config("n0".into())).await.map_err(err)?;
+    gw.wait_for_readies(u64::from(SHARDS)).await;
+    let mut times = Vec::new();
+    for round in 1..=rounds {
+        let resumed = gw.stats().resumed;
+        let started = Instant::now();
+        node.shutdown().await.map_err(err)?;
+        let (next, mut events) = ClusterNode::start(config(format!("n{round}")))
+            .await
+            .map_err(err)?;
+        node = next;
+        gw.wait_for_resumed(resumed + u64::from(SHARDS)).await;
+        times.push(started.elapsed());
+        // The events are not needed; drain what came.
+        while let Ok(Some(event)) = tokio::time::timeout(Duration::ZERO, events.next()).await {
+            if let NodeEvent::Lost { .. } = event {
+                return Err("a lease was lost during a handoff".into());
+            }
+        }
+    }
+    node.shutdown().await.map_err(err)?;
+    times.sort();
+    let median = times[times.len() / 2];
+    Ok(ClusterFigure {
+        name: "handoff",
+        value: median.as_secs_f64() * 1e3,
+        unit: "ms (median)",
+        detail: format!(
+            "{SHARDS} shards, shutdown of one node to RESUMED under the next, {rounds} rounds; identifies stayed at {}",
+            gw.stats().identifies
+        ),
+    })
+}
+
+fn redis_cpu(info: &str) -> f64 {
+    info.lines()
+        .filter(|l| l.starts_with("used_cpu_user:") || l.starts_with("used_cpu_sys:"))
+        .filter_map(|l| l.split_once(':')?.1.trim().parse::<f64>().ok())
+        .sum()
+}
+
+async fn info(
+    connection: &mut redis::aio::ConnectionManager,
+    section: &str,
+) -> Result<String, String> {
+    redis::cmd("INFO")
+        .arg(section)
+        .query_async(connection)
+        .await
+        .map_err(err)
+}
+
+fn entry(seq: u64, data: &str) -> Entry {
+    Entry {
+        name: "MESSAGE_CREATE".into(),
+        shard: (seq % u64::from(SHARDS)) as u32,
+        session: "bench".into(),
+        seq,
+        data: data.into(),
+        queued: Instant::now(),
+    }
+}
+
+/// Events published and consumed (acked) per CPU second: this process, and Redis with it.
+async fn throughput(redis: &str, events: u64) -> Result<Vec<ClusterFigure>, String> {
+    let client = redis::Client::open(redis).map_err(err)?;
+    let mut connection = redis::aio::ConnectionManager::new(client)
+        .await
+        .map_err(err)?;
+    let app = "bench-throughput";
+    let mut consumer = Consumer::connect(redis, {
+        let mut c = ConsumerConfig::new(app, "bench", "c", 0..SHARDS);
+        c.block = Duration::from_millis(50);
+        c.count = 1024;
+        c
+    })
+    .await
+    .map_err(err)?;
+    let data = format!(r#"{{"content":"{}","id":"1"}}"#, "x".repeat(300));
+    let cpu0 = sys::thread_cpu().unwrap_or_default();
+    let redis0 = redis_cpu(&info(&mut connection, "cpu").await?);
+    let started = Instant::now();
+    let publisher = Publisher::spawn(connection.clone(), Keys::new(app), PublishConfig::default());
+    let mut read = 0u64;
+    let mut next = 1u64;
+    while read < events {
+        while next <= events {
+            match publisher.try_publish(entry(next, &data)) {
+                Ok(()) => next += 1,
+                Err(_) => break,
+            }
+        }
+        let batch = consumer.next().await.map_err(err)?;
+        consumer.ack(&batch).await.map_err(err)?;
+        read += batch.len() as u64;
+        if batch.is_empty() && next <= events {
+            publisher.ready().await;
+        }
+    }
+    publisher.flush().await;
+    let wall = started.elapsed().as_secs_f64();
+    let ours = (sys::thread_cpu().unwrap_or_default() - cpu0).as_secs_f64();
+    let theirs = redis_cpu(&info(&mut connection, "cpu").await?) - redis0;
+    Ok(vec![
+        ClusterFigure {
+            name: "publish + consume, this process",
+            value: events as f64 / ours.max(1e-9),
+            unit: "events per CPU second",
+            detail: format!(
+                "{events} events of ~330 B over {SHARDS} streams; {wall:.2} s wall, one thread"
+            ),
+        },
+        ClusterFigure {
+            name: "publish + consume, with Redis",
+            value: events as f64 / (ours + theirs).max(1e-9),
+            unit: "events per CPU second",
+            detail: format!("this process {ours:.2} s + redis-server {theirs:.2} s of CPU"),
+        },
+    ])
+}
+
+/// What Redis holds once `events` were published into one stream trimmed at 100,000 (`MAXLEN ~`).
+async fn memory(redis: &str, events: u64) -> Result<ClusterFigure, String> {
+    let client = redis::Client::open(redis).map_err(err)?;
+    let mut connection = redis::aio::ConnectionManager::new(client)
+        .await
+        .map_err(err)?;
+    let used = |text: &str| -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix("used_memory:"))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0.0)
+    };
+    let before = used(&info(&mut connection, "memory").await?);
+    let publisher = Publisher::spawn(
+        connection.clone(),
+        Keys::new("bench-memory"),
+        PublishConfig {
+            maxlen: 100_000,
+            ..PublishConfig::default()
+        },
+    );
+    let data = format!(r#"{{"content":"{}","id":"1"}}"#, "x".repeat(300));
+    for seq in 1..=events {
+        let mut e = entry(seq, &data);
+        e.shard = 0;
+        while let Err(back) = publisher.try_publish(e) {
+            publisher.ready().await;
+            e = back;
+        }
+    }
+    publisher.flush().await;
+    let after = used(&info(&mut connection, "memory").await?);
+    Ok(ClusterFigure {
+        name: "Redis memory with trimming",
+        value: (after - before) / 1e6,
+        unit: "MB held",
+        detail: format!("{events} events of ~330 B published into one stream with MAXLEN ~100000"),
+    })
+}
