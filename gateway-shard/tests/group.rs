@@ -2,6 +2,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -110,8 +112,11 @@ async fn a_4009_reidentifies_through_the_queue_in_its_own_bucket() {
     // Shard 5 (bucket 1) times out and must start a new session: 4009.
     gw.shard_connection(5).unwrap().inject(Fault::Close(4009));
     let mut disconnected = false;
+    let mut seen: BTreeMap<u32, common::Continuity> = BTreeMap::new();
     loop {
-        match events.next().await.unwrap() {
+        let (id, event) = events.next().await.unwrap();
+        seen.entry(id).or_default().see(&event, "4009 in a group");
+        match (id, event) {
             (5, ShardEvent::Disconnected { next, .. }) => {
                 assert_eq!(next, Reconnect::Reidentify);
                 disconnected = true;
@@ -169,8 +174,28 @@ async fn closing_a_group_exports_sessions_that_a_new_group_resumes() {
             .unwrap();
     let sessions: BTreeMap<_, _> = group.close(true).await;
     assert_eq!(sessions.len(), 4);
+    let last: BTreeMap<u32, u64> = sessions.iter().map(|(id, s)| (*id, s.sequence)).collect();
     let config = ShardGroupConfig::new(shard_config(&gw), 4, 2).with_resume(sessions);
-    let (_group, _events) = ShardGroup::start(config, |_| {}).await.unwrap();
+    let (group, mut events) = ShardGroup::start(config, |_| {}).await.unwrap();
+    // The new group's stream picks up where the old one stopped: RESUMED right after it.
+    for (id, gw_conn) in (0..4).filter_map(|id| gw.shard_connection(id).map(|c| (id, c))) {
+        gw_conn.dispatch("TESTKIT_EVENT", "{}");
+        loop {
+            let (shard, event) = events.next().await.unwrap();
+            if shard != id {
+                continue;
+            }
+            match event {
+                ShardEvent::Resumed { seq, .. } => assert_eq!(seq, last[&id] + 1),
+                ShardEvent::Dispatch(d) => {
+                    assert_eq!(d.seq, last[&id] + 2, "no gap, no repeat");
+                    break;
+                }
+                _ => {}
+            }
+        }
+    }
+    drop(group);
     assert_eq!(gw.stats().identifies, 4, "no new identify");
     assert_eq!(gw.stats().resumed, 4);
 }

@@ -67,8 +67,33 @@ async fn the_token_shows_nowhere() {
     assert_clean("ShardConfig's Debug", &format!("{config:?}"));
     let mut session = Session::new(&config, Instant::now());
     assert_clean("Session's Debug", &format!("{session:?}"));
-    session.handle_timeout(Instant::now());
-    assert_clean("Session's Debug", &format!("{session:?}"));
+    let now = Instant::now();
+    session.handle_timeout(now);
+    session.handle_connected(now);
+    let hello = r#"{"t":null,"s":null,"op":10,"d":{"heartbeat_interval":41250}}"#;
+    session.handle_payload(
+        now,
+        &gateway_codec::scan_envelope(hello.as_bytes()).unwrap(),
+    );
+    session.handle_identify_permitted(now);
+    // The IDENTIFY, token inside, now waits in the session.
+    assert_clean(
+        "Session's Debug with a pending IDENTIFY",
+        &format!("{session:?}"),
+    );
+    while let Some(output) = session.poll_output(now) {
+        assert_clean("an Output's Debug", &format!("{output:?}"));
+    }
+    let group_error = gateway_shard::GroupError::Command(CommandError::NotRunning);
+    let identify_error = gateway_shard::identify::IdentifyError::Unavailable("refused".into());
+    let rest_error = gateway_shard::GatewayBotError::Unauthorized;
+    for shown in [
+        format!("{group_error} {group_error:?}"),
+        format!("{identify_error} {identify_error:?}"),
+        format!("{rest_error} {rest_error:?}"),
+    ] {
+        assert_clean("an error", &shown);
+    }
 
     let (shard, mut events) = Shard::start(config.clone()).await.unwrap();
     assert_clean("Shard's Debug", &format!("{shard:?}"));
