@@ -77,6 +77,49 @@ struct Head<'a> {
     op: OpCode,
 }
 
+#[derive(Serialize)]
+struct SoundboardSounds {
+    guild_id: gateway_model::Snowflake,
+    soundboard_sounds: [(); 0],
+}
+
+/// SOUNDBOARD_SOUNDS' `d` for a guild without sounds.
+pub(crate) fn soundboard_sounds(guild_id: gateway_model::Snowflake) -> String {
+    let d = SoundboardSounds {
+        guild_id,
+        soundboard_sounds: [],
+    };
+    serde_json::to_string(&d).unwrap_or_default()
+}
+
+#[derive(Serialize)]
+struct ChannelInfo {
+    guild_id: gateway_model::Snowflake,
+    channels: [(); 0],
+}
+
+/// CHANNEL_INFO's `d` for a guild with no channel info.
+pub(crate) fn channel_info(guild_id: gateway_model::Snowflake) -> String {
+    let d = ChannelInfo {
+        guild_id,
+        channels: [],
+    };
+    serde_json::to_string(&d).unwrap_or_default()
+}
+
+#[derive(Serialize)]
+struct Padding {
+    padding: String,
+}
+
+/// A `d` of about `size` bytes (the oversize fault's).
+pub(crate) fn padding(size: usize) -> String {
+    serde_json::to_string(&Padding {
+        padding: "x".repeat(size),
+    })
+    .unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -12,9 +12,18 @@ use super::{BoxFuture, IDENTIFY_WINDOW, IdentifyError, IdentifyQueue};
 /// key was set and, if a budget is known, one start spent), `{0, wait_ms}` when the bucket is
 /// taken, `{2, reset_ms}` when the budget is down to the reserve.
 ///
-/// KEYS: bucket, remaining. ARGV: shard id, window in ms, reserve.
+/// A budget whose window ended (its key expired) starts again at the total, for a day.
+///
+/// KEYS: bucket, remaining, total. ARGV: shard id, window in ms, reserve.
 const ACQUIRE: &str = r"
 local left = redis.call('GET', KEYS[2])
+if not left then
+  local total = redis.call('GET', KEYS[3])
+  if total then
+    redis.call('SET', KEYS[2], total, 'PX', 86400000)
+    left = total
+  end
+end
 if left and tonumber(left) <= tonumber(ARGV[3]) then
   return {2, redis.call('PTTL', KEYS[2])}
 end
@@ -104,6 +113,7 @@ impl IdentifyQueue for RedisIdentifyQueue {
             let mut con = self.connection.clone();
             let bucket = self.key(&format!("bucket:{}", shard_id % max_concurrency.max(1)));
             let remaining = self.key("remaining");
+            let total = self.key("total");
             let window_ms = u64::try_from(super::spacing(self.window).as_millis())
                 .unwrap_or(u64::MAX)
                 .max(1);
@@ -112,6 +122,7 @@ impl IdentifyQueue for RedisIdentifyQueue {
                     .acquire
                     .key(&bucket)
                     .key(&remaining)
+                    .key(&total)
                     .arg(shard_id)
                     .arg(window_ms)
                     .arg(self.reserve)

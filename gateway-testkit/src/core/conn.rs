@@ -199,7 +199,7 @@ impl Conn {
                 Ok(())
             }
             Fault::Oversize(size) => {
-                let d = format!(r#"{{"padding":"{}"}}"#, "x".repeat(size));
+                let d = envelope::padding(size);
                 match self.session {
                     Some(_) => self.dispatch(cx, "TESTKIT_OVERSIZE", &d),
                     None => self.send(cx, &envelope::dispatch("TESTKIT_OVERSIZE", 0, &d)),
@@ -342,13 +342,13 @@ impl Conn {
             (Command::RequestGuildMembers(request), true) => self.request_members(cx, request),
             (Command::RequestSoundboardSounds(r), true) => {
                 for guild_id in r.guild_ids {
-                    let d = format!(r#"{{"guild_id":"{guild_id}","soundboard_sounds":[]}}"#);
+                    let d = envelope::soundboard_sounds(guild_id);
                     self.dispatch(cx, "SOUNDBOARD_SOUNDS", &d)?;
                 }
                 Ok(())
             }
             (Command::RequestChannelInfo(r), true) => {
-                let d = format!(r#"{{"guild_id":"{}","channels":[]}}"#, r.guild_id);
+                let d = envelope::channel_info(r.guild_id);
                 self.dispatch(cx, "CHANNEL_INFO", &d)
             }
             // Presence and voice updates are recorded; nothing answers them here.
