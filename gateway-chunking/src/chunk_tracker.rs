@@ -170,6 +170,12 @@ async fn run(
                 match output {
                     TrackerOutput::Send { shard, request } => outgoing.push_back((shard, request)),
                     TrackerOutput::Event(event) => {
+                        #[cfg(feature = "metrics")]
+                        if let ChunkEvent::RequestFinished(f) = &event {
+                            let outcome = format!("{:?}", f.outcome).to_lowercase();
+                            metrics::counter!("gateway_chunk_requests_total", "outcome" => outcome)
+                                .increment(1);
+                        }
                         if let ChunkEvent::RequestFinished(f) = &event
                             && let Some((_, waiter)) = inner.waiters.remove(&f.nonce)
                         {

@@ -13,6 +13,13 @@
 //! | `gateway_published_total`, `gateway_publish_retries_total` | counter | — |
 //! | `gateway_publish_lag_seconds` | histogram | — (queued to written) |
 //! | `gateway_consumer_repeats_total` | counter | — |
+//!
+//! With gateway-shard's `metrics` feature (on here), each shard also reports
+//! `gateway_bytes_received_total` (websocket bytes, compressed as they came),
+//! `gateway_data_bytes_decoded_total` (the `d` of each payload, decompressed),
+//! `gateway_decode_seconds` (histogram), `gateway_identify_wait_seconds` (histogram, time in the
+//! identify queue) and `gateway_command_queue_depth` (gauge, by `shard`); with
+//! gateway-chunking's, `gateway_chunk_requests_total` by `outcome`.
 
 use gateway_shard::{Reconnect, ShardEvent};
 

@@ -83,6 +83,8 @@ pub(crate) async fn run(
         let mut outbox = Outbox::new(settings.event_budget);
         let mut close_replies: Vec<oneshot::Sender<Option<ResumeInfo>>> = Vec::new();
         let (mut control_open, mut size) = (true, SMALL_EVENT);
+        #[cfg(feature = "metrics")]
+        let mut waiting_since: Option<Instant> = None;
         loop {
             while let Some(output) = session.poll_output(now()) {
                 match output {
@@ -101,6 +103,10 @@ pub(crate) async fn run(
                         }
                     }
                     Output::Action(Action::AwaitIdentify) => {
+                        #[cfg(feature = "metrics")]
+                        {
+                            waiting_since = Some(now());
+                        }
                         // Wait in the identify queue while the loop keeps heartbeating.
                         let queue = Arc::clone(&settings.identify_queue);
                         let (id, buckets) = (shard.number(), settings.max_concurrency);
@@ -188,7 +194,13 @@ pub(crate) async fn run(
                 granted = wait(&mut turn) => {
                     turn = None;
                     match granted {
-                        Ok(()) => session.handle_identify_permitted(now()),
+                        Ok(()) => {
+                            #[cfg(feature = "metrics")]
+                            if let Some(since) = waiting_since.take() {
+                                metrics::histogram!("gateway_identify_wait_seconds").record((now() - since).as_secs_f64());
+                            }
+                            session.handle_identify_permitted(now());
+                        }
                         Err(IdentifyError::BudgetExhausted(wait)) => session.handle_identify_refused(now(), wait, "the session start budget is down to its reserve"),
                         Err(e) => {
                             // The queue is unreachable: close, say why, and try again shortly.

@@ -223,8 +223,19 @@ pub(crate) fn receive(
 /// Feeds one websocket message to the session; returns what the event it yields, if any, is
 /// counted as in the outbox (the payload's `d`).
 fn decode(session: &mut Session, decoder: &mut Decoder, bytes: &[u8]) -> usize {
+    #[cfg(feature = "metrics")]
+    let started = std::time::Instant::now();
+    #[cfg(feature = "metrics")]
+    metrics::counter!("gateway_bytes_received_total").increment(bytes.len() as u64);
     let size = match decoder.push(bytes) {
         Ok(Some(payload)) => {
+            #[cfg(feature = "metrics")]
+            {
+                metrics::histogram!("gateway_decode_seconds")
+                    .record(started.elapsed().as_secs_f64());
+                let data = payload.data.map_or(0, str::len) as u64;
+                metrics::counter!("gateway_data_bytes_decoded_total").increment(data);
+            }
             let size = payload.data.map_or(0, str::len) + SMALL_EVENT;
             session.handle_payload(now(), &payload);
             size

@@ -82,6 +82,13 @@ pub(crate) fn publish(
         }
         // Seen through `borrow()` without waking anyone.
         st.latency = session.heartbeat_latency();
+        #[cfg(feature = "metrics")]
+        if st.queue_depth != session.queue_depth() {
+            // Only on a change: the label is built, and the gauge set, rarely.
+            let shard = session.shard().number().to_string();
+            metrics::gauge!("gateway_command_queue_depth", "shard" => shard)
+                .set(session.queue_depth() as f64);
+        }
         st.queue_depth = session.queue_depth();
         st.permits = permits;
         st.buffered_bytes = outbox.bytes();
