@@ -22,6 +22,28 @@
 //!   [`NodeConfig::save_every`]; the node that takes over resumes from it and the gateway replays
 //!   what came after, some of which was already published. Delivery is then at least once, and
 //!   every entry carries `(session, seq)`, by which [`Consumer`] drops repeats.
+//!
+//! ```
+//! use std::time::Duration;
+//! use gateway_cluster::{ConsumerConfig, Keys, NodeConfig};
+//! use gateway_model::{Intents, Token};
+//! use gateway_shard::ShardConfig;
+//!
+//! // Every key of the application shares one hash tag.
+//! let keys = Keys::new("my-bot");
+//! assert_eq!(keys.lease(3), "{my-bot}:lease:3");
+//!
+//! // A process running up to 8 of the bot's 16 shards…
+//! let shard = ShardConfig::new(Token::new("token"), Intents::GUILDS);
+//! let mut node = NodeConfig::new("redis://127.0.0.1/", "my-bot", "node-a", shard, 16);
+//! node.max_shards = 8;
+//! node.lease_ttl = Duration::from_secs(10);
+//! // …started with `ClusterNode::start(node).await?`, stopped with `.shutdown().await?`.
+//!
+//! // A consumer of all 16 streams, in group "workers".
+//! let consumer = ConsumerConfig::new("my-bot", "workers", "worker-1", 0..16);
+//! assert_eq!(consumer.shards.len(), 16);
+//! ```
 
 mod consume;
 mod error;
