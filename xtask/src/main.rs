@@ -32,6 +32,9 @@ enum Task {
     /// Used by `bench`: one memory scenario in a fresh process.
     #[command(hide = true)]
     MemoryProbe(bench::ProbeOptions),
+    /// Used by `bench`: one cluster node in a process of its own, handing over on SIGTERM.
+    #[command(hide = true)]
+    ClusterProbe(bench::NodeProbeOptions),
 }
 
 fn main() -> ExitCode {
@@ -69,6 +72,13 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         }
+        Task::ClusterProbe(options) => match bench::node_probe(&options) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
+            }
+        },
         Task::MemoryProbe(options) => match bench::probe(&options) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {

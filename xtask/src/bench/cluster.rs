@@ -40,9 +40,122 @@ pub(crate) fn run(quick: bool) -> Result<Vec<ClusterFigure>, String> {
         let redis = RedisServer::start().await.map_err(err)?;
         let mut figures = Vec::new();
         figures.push(handoff(redis.url(), if quick { 3 } else { 10 }).await?);
+        figures.push(handoff_across_processes(redis.url(), if quick { 2 } else { 6 }).await?);
         figures.extend(throughput(redis.url(), if quick { 20_000 } else { 200_000 }).await?);
         figures.push(memory(redis.url(), if quick { 100_000 } else { 1_000_000 }).await?);
         Ok(figures)
+    })
+}
+
+/// Options of the hidden `cluster-probe` task: one node in a process of its own, shut down
+/// gracefully on SIGTERM (the cross-process handoff figure).
+#[derive(Debug, clap::Args)]
+pub(crate) struct NodeProbeOptions {
+    #[arg(long)]
+    redis: String,
+    #[arg(long)]
+    gateway: String,
+    #[arg(long)]
+    token: String,
+    #[arg(long)]
+    name: String,
+}
+
+fn node_config(redis: &str, gateway: &str, token: &str, app: &str, name: String) -> NodeConfig {
+    let shard = ShardConfig::new(Token::new(token), Intents::GUILDS).with_gateway_url(gateway);
+    let mut c = NodeConfig::new(redis, app, name, shard, SHARDS);
+    c.max_concurrency = 16;
+    c.identify_window = Duration::from_millis(10);
+    c.lease_ttl = Duration::from_secs(3);
+    c
+}
+
+/// Runs one node until SIGTERM, then hands its shards over.
+pub(crate) fn node_probe(options: &NodeProbeOptions) -> Result<(), String> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(err)?;
+    runtime.block_on(async {
+        let config = node_config(
+            &options.redis,
+            &options.gateway,
+            &options.token,
+            "bench-xhandoff",
+            options.name.clone(),
+        );
+        let (node, _events) = ClusterNode::start(config).await.map_err(err)?;
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .map_err(err)?;
+        term.recv().await;
+        node.shutdown().await.map_err(err)
+    })
+}
+
+/// From SIGTERM to one node's process to every shard RESUMED under a node in another process
+/// (already running, waiting for the leases).
+async fn handoff_across_processes(redis: &str, rounds: usize) -> Result<ClusterFigure, String> {
+    let gw = FakeGateway::start_with(
+        GatewayConfig {
+            identify_window: Duration::ZERO,
+            max_concurrency: 16,
+            world: WorldConfig::uniform(5, 8, 20),
+            ..GatewayConfig::default()
+        },
+        0,
+    )
+    .await
+    .map_err(err)?;
+    let exe = std::env::current_exe().map_err(err)?;
+    let spawn = |name: String| {
+        tokio::process::Command::new(&exe)
+            .args([
+                "cluster-probe",
+                "--redis",
+                redis,
+                "--gateway",
+                gw.url(),
+                "--token",
+            ])
+            .arg(&gw.config().token)
+            .args(["--name", &name])
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(err)
+    };
+    let mut current = spawn("p0".into())?;
+    gw.wait_for_readies(u64::from(SHARDS)).await;
+    let mut times = Vec::new();
+    for round in 1..=rounds {
+        let next = spawn(format!("p{round}"))?;
+        // The next process is up and polling for leases before the signal.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let resumed = gw.stats().resumed;
+        let pid = current.id().ok_or("the node process is gone")?;
+        let started = Instant::now();
+        let status = std::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .map_err(err)?;
+        if !status.success() {
+            return Err("kill -TERM failed".into());
+        }
+        gw.wait_for_resumed(resumed + u64::from(SHARDS)).await;
+        times.push(started.elapsed());
+        current.wait().await.map_err(err)?;
+        current = next;
+    }
+    current.start_kill().map_err(err)?;
+    times.sort();
+    let median = times[times.len() / 2];
+    Ok(ClusterFigure {
+        name: "handoff across processes",
+        value: median.as_secs_f64() * 1e3,
+        unit: "ms (median)",
+        detail: format!(
+            "{SHARDS} shards: SIGTERM to one process until every shard is RESUMED in another, already running (it takes the leases at its next upkeep, a third of the 3 s TTL apart), {rounds} rounds; identifies stayed at {}",
+            gw.stats().identifies
+        ),
     })
 }
 
@@ -59,15 +172,8 @@ async fn handoff(redis: &str, rounds: usize) -> Result<ClusterFigure, String> {
     )
     .await
     .map_err(err)?;
-    let config = |name: String| {
-        let shard = ShardConfig::new(Token::new(gw.config().token.clone()), Intents::GUILDS)
-            .with_gateway_url(gw.url());
-        let mut c = NodeConfig::new(redis, "bench-handoff", name, shard, SHARDS);
-        c.max_concurrency = 16;
-        c.identify_window = Duration::from_millis(10);
-        c.lease_ttl = Duration::from_secs(3);
-        c
-    };
+    let token = gw.config().token.clone();
+    let config = |name: String| node_config(redis, gw.url(), &token, "bench-handoff", name);
     let (mut node, _) = ClusterNode::start(config("n0".into())).await.map_err(err)?;
     gw.wait_for_readies(u64::from(SHARDS)).await;
     let mut times = Vec::new();

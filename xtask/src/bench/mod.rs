@@ -11,6 +11,7 @@ mod memory;
 mod report;
 mod sys;
 
+pub(crate) use cluster::{NodeProbeOptions, node_probe};
 pub(crate) use memory::{ProbeOptions, probe};
 
 use std::path::PathBuf;
