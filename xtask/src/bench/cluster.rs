@@ -47,6 +47,17 @@ pub(crate) fn run(quick: bool) -> Result<Vec<ClusterFigure>, String> {
     })
 }
 
+/// The fake gateway the handoff figures run against.
+async fn gateway() -> Result<FakeGateway, String> {
+    let config = GatewayConfig {
+        identify_window: Duration::ZERO,
+        max_concurrency: 16,
+        world: WorldConfig::uniform(5, 8, 20),
+        ..GatewayConfig::default()
+    };
+    FakeGateway::start_with(config, 0).await.map_err(err)
+}
+
 /// Options of the hidden `cluster-probe` task: one node in a process of its own, shut down
 /// gracefully on SIGTERM (the cross-process handoff figure).
 #[derive(Debug, clap::Args)]
@@ -95,17 +106,7 @@ pub(crate) fn node_probe(options: &NodeProbeOptions) -> Result<(), String> {
 /// From SIGTERM to one node's process to every shard RESUMED under a node in another process
 /// (already running, waiting for the leases).
 async fn handoff_across_processes(redis: &str, rounds: usize) -> Result<ClusterFigure, String> {
-    let gw = FakeGateway::start_with(
-        GatewayConfig {
-            identify_window: Duration::ZERO,
-            max_concurrency: 16,
-            world: WorldConfig::uniform(5, 8, 20),
-            ..GatewayConfig::default()
-        },
-        0,
-    )
-    .await
-    .map_err(err)?;
+    let gw = gateway().await?;
     let exe = std::env::current_exe().map_err(err)?;
     let spawn = |name: String| {
         tokio::process::Command::new(&exe)
@@ -161,17 +162,7 @@ async fn handoff_across_processes(redis: &str, rounds: usize) -> Result<ClusterF
 
 /// From a node's shutdown starting to every shard RESUMED under the next node.
 async fn handoff(redis: &str, rounds: usize) -> Result<ClusterFigure, String> {
-    let gw = FakeGateway::start_with(
-        GatewayConfig {
-            identify_window: Duration::ZERO,
-            max_concurrency: 16,
-            world: WorldConfig::uniform(5, 8, 20),
-            ..GatewayConfig::default()
-        },
-        0,
-    )
-    .await
-    .map_err(err)?;
+    let gw = gateway().await?;
     let token = gw.config().token.clone();
     let config = |name: String| node_config(redis, gw.url(), &token, "bench-handoff", name);
     let (mut node, _) = ClusterNode::start(config("n0".into())).await.map_err(err)?;
