@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use dashmap::DashMap;
 use gateway_model::{RequestGuildMembers, RequestGuildMembersBuilder};
+use gateway_shard::identify::BoxFuture;
 use gateway_shard::{GroupEvents, ShardEvent, ShardGroup};
 use tokio::sync::{Notify, mpsc, oneshot};
 
@@ -141,9 +142,7 @@ impl ChunkTracker {
 /// Shard events read ahead of the user, at most.
 const AHEAD: usize = 1024;
 
-type BoxFuture<T> = std::pin::Pin<Box<dyn Future<Output = T> + Send>>;
-
-async fn wait<T>(slot: &mut Option<BoxFuture<T>>) -> T {
+async fn wait<T>(slot: &mut Option<BoxFuture<'static, T>>) -> T {
     match slot {
         Some(f) => f.await,
         None => std::future::pending().await,
@@ -160,7 +159,7 @@ async fn run(
     tx: mpsc::Sender<TrackedEvent>,
 ) {
     let mut outgoing: VecDeque<(u32, RequestGuildMembers)> = VecDeque::new();
-    let mut sending: Option<BoxFuture<(u32, Result<(), String>)>> = None;
+    let mut sending: Option<BoxFuture<'static, (u32, Result<(), String>)>> = None;
     let mut delivering: VecDeque<TrackedEvent> = VecDeque::new();
     let mut reading = true;
     loop {

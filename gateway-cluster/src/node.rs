@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use gateway_model::{DispatchEvent, ShardId};
-use gateway_shard::identify::RedisIdentifyQueue;
+use gateway_shard::identify::{BoxFuture, RedisIdentifyQueue};
 use gateway_shard::{ResumeInfo, Shard, ShardConfig, ShardEvent};
 use redis::aio::ConnectionManager;
 use tokio::sync::{mpsc, oneshot};
@@ -263,8 +263,6 @@ async fn run(
     Ok(())
 }
 
-type BoxFuture<'a, T> = std::pin::Pin<Box<dyn Future<Output = T> + Send + 'a>>;
-
 async fn wait<T>(slot: &mut Option<BoxFuture<'static, T>>) -> T {
     match slot {
         Some(f) => f.await,
@@ -304,10 +302,11 @@ fn forward(
 ) -> Option<Entry> {
     crate::metrics::shard_event(shard, &event);
     let h = held.get_mut(&shard)?;
-    let entry = match &event {
-        ShardEvent::Ready(ready) => {
+    let entry = match event {
+        ShardEvent::Ready(ref ready) => {
             let session: Arc<str> = ready.session_id.as_str().into();
             h.session = Some(Arc::clone(&session));
+            drop(tx.send(NodeEvent::Shard(shard, event)));
             Some(Entry {
                 name: "READY".into(),
                 shard,
@@ -317,22 +316,26 @@ fn forward(
                 queued: Instant::now(),
             })
         }
-        ShardEvent::Resumed { seq, .. } => h.session.as_ref().map(|session| Entry {
-            name: "RESUMED".into(),
-            shard,
-            session: Arc::clone(session),
-            seq: *seq,
-            data: "".into(),
-            queued: Instant::now(),
-        }),
+        ShardEvent::Resumed { seq, .. } => {
+            drop(tx.send(NodeEvent::Shard(shard, event)));
+            h.session.as_ref().map(|session| Entry {
+                name: "RESUMED".into(),
+                shard,
+                session: Arc::clone(session),
+                seq,
+                data: "".into(),
+                queued: Instant::now(),
+            })
+        }
         ShardEvent::Dispatch(d) => {
-            let data: Box<str> = match &d.event {
-                DispatchEvent::Other(raw) => raw.data.get().into(),
+            let (name, data): (Box<str>, Box<str>) = match d.event {
+                // The raw `d` moves into the entry: relaying copies nothing.
+                DispatchEvent::Other(raw) => (raw.name, raw.data.into_inner()),
                 // Only READY and RESUMED are typed in raw mode, and they come as their own events.
-                _ => "".into(),
+                typed => (typed.name().into(), "".into()),
             };
             h.session.as_ref().map(|session| Entry {
-                name: d.event.name().into(),
+                name,
                 shard,
                 session: Arc::clone(session),
                 seq: d.seq,
@@ -340,14 +343,12 @@ fn forward(
                 queued: Instant::now(),
             })
         }
-        _ => None,
+        ShardEvent::HeartbeatAck { .. } => None,
+        other => {
+            drop(tx.send(NodeEvent::Shard(shard, other)));
+            None
+        }
     };
-    if !matches!(
-        event,
-        ShardEvent::Dispatch(_) | ShardEvent::HeartbeatAck { .. }
-    ) {
-        drop(tx.send(NodeEvent::Shard(shard, event)));
-    }
     entry.and_then(|e| publisher.try_publish(e).err())
 }
 

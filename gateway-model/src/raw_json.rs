@@ -57,6 +57,11 @@ impl RawJson {
         &self.0
     }
 
+    /// The JSON text, owned (no copy).
+    pub fn into_inner(self) -> Box<str> {
+        self.0
+    }
+
     /// Deserializes the value, borrowing from it where the target type allows.
     pub fn deserialize<'a, T: Deserialize<'a>>(&'a self) -> Result<T, JsonError> {
         Ok(sonic_rs::from_str(&self.0)?)

@@ -228,7 +228,14 @@ impl Session {
             self.awaiting_ack = true;
             self.last_heartbeat = Some(now);
             self.limiter.record(now);
-            return encode(&Command::Heartbeat(Heartbeat(self.seq))).ok();
+            return match encode(&Command::Heartbeat(Heartbeat(self.seq))) {
+                Ok(frame) => Some(frame),
+                Err(e) => {
+                    // A heartbeat is a few bytes; this cannot happen, and would show as a zombie.
+                    tracing::error!(shard = self.shard.number(), error = %e, "heartbeat not encoded");
+                    None
+                }
+            };
         }
         if self.handshake_frame.is_some() && self.limiter.available_for_commands(now) > 0 {
             self.limiter.record(now);
