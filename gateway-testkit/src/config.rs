@@ -1,5 +1,6 @@
 //! How the fake gateway behaves.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use gateway_model::Intents;
@@ -75,6 +76,11 @@ pub struct GatewayConfig {
     pub history_limit: usize,
     /// The world.
     pub world: WorldConfig,
+    /// Dispatches (event name, JSON `d`) that `POST /testkit/replay` and
+    /// `POST /testkit/shards/{n}/replay` send to live sessions, all at once: every one is
+    /// compressed before the first is written, so that a client's throughput measures the client,
+    /// not the server. Default: none.
+    pub replay: Arc<[(String, String)]>,
 }
 
 impl Default for GatewayConfig {
@@ -101,6 +107,7 @@ impl Default for GatewayConfig {
             max_connections: 4096,
             history_limit: 100_000,
             world: WorldConfig::default(),
+            replay: Arc::from(Vec::new()),
         }
     }
 }
@@ -114,6 +121,7 @@ impl std::fmt::Debug for GatewayConfig {
             .field("identify_window", &self.identify_window)
             .field("session_start_limit", &self.session_start_limit)
             .field("world", &self.world)
+            .field("replay", &self.replay.len())
             .finish_non_exhaustive()
     }
 }

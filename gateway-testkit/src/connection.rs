@@ -88,27 +88,49 @@ async fn serve(
             // What the core said goes out before the next frame is read: an input's answer (a
             // close, above all) is in the channel by the time its `update` returns.
             biased;
-            output = rx.recv() => match output.inspect(|o| {
-                pending.fetch_sub(output_bytes(o), Ordering::Relaxed);
-            }) {
-                Some(Output::Frames { frames, .. }) => {
-                    if let Err(e) = send(&mut ws, frames).await {
-                        tracing::debug!(connection = id, error = %e, "send failed");
-                        return;
+            output = rx.recv() => {
+                let mut next = output;
+                // Frames already waiting go out with one flush, up to a bound.
+                let mut fed = 0usize;
+                loop {
+                    if let Some(o) = &next {
+                        pending.fetch_sub(output_bytes(o), Ordering::Relaxed);
+                    }
+                    match next {
+                        Some(Output::Frames { frames, .. }) => {
+                            match feed(&mut ws, frames).await {
+                                Ok(n) => fed += n,
+                                Err(e) => {
+                                    tracing::debug!(connection = id, error = %e, "send failed");
+                                    return;
+                                }
+                            }
+                        }
+                        Some(Output::Close { code, reason, .. }) => {
+                            let frame = CloseFrame {
+                                code: WsCloseCode::from(code),
+                                reason: reason.into(),
+                            };
+                            if let Err(e) = ws.close(Some(frame)).await {
+                                tracing::debug!(connection = id, error = %e, "close frame not delivered");
+                            }
+                            return;
+                        }
+                        Some(Output::Drop { .. }) | None => return,
+                    }
+                    if fed >= FLUSH_BYTES {
+                        break;
+                    }
+                    match rx.try_recv() {
+                        Ok(o) => next = Some(o),
+                        Err(_) => break,
                     }
                 }
-                Some(Output::Close { code, reason, .. }) => {
-                    let frame = CloseFrame {
-                        code: WsCloseCode::from(code),
-                        reason: reason.into(),
-                    };
-                    if let Err(e) = ws.close(Some(frame)).await {
-                        tracing::debug!(connection = id, error = %e, "close frame not delivered");
-                    }
+                if let Err(e) = ws.flush().await {
+                    tracing::debug!(connection = id, error = %e, "send failed");
                     return;
                 }
-                Some(Output::Drop { .. }) | None => return,
-            },
+            }
             message = ws.next() => match message {
                 Some(Ok(Message::Text(t))) => {
                     let frame = Frame::Text(t.to_string());
@@ -134,13 +156,24 @@ async fn serve(
     }
 }
 
-async fn send(ws: &mut Ws, frames: Vec<Frame>) -> Result<(), WsError> {
+/// Bytes of frames fed before a flush, when more are waiting.
+const FLUSH_BYTES: usize = 256 * 1024;
+
+/// Feeds frames to the socket without flushing; returns their bytes.
+async fn feed(ws: &mut Ws, frames: Vec<Frame>) -> Result<usize, WsError> {
+    let mut bytes = 0;
     for frame in frames {
         let message = match frame {
-            Frame::Text(t) => Message::text(t),
-            Frame::Binary(b) => Message::binary(b),
+            Frame::Text(t) => {
+                bytes += t.len();
+                Message::text(t)
+            }
+            Frame::Binary(b) => {
+                bytes += b.len();
+                Message::binary(b)
+            }
         };
         ws.feed(message).await?;
     }
-    ws.flush().await
+    Ok(bytes)
 }

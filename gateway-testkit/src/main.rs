@@ -70,6 +70,10 @@ enum Commands {
         /// counter), for demos and load; 0 sends none.
         #[arg(long = "dispatch-rate", default_value_t = 0.0)]
         dispatch_rate: f64,
+        /// Dispatches for `POST /testkit/replay` and `POST /testkit/shards/{n}/replay`: a file of
+        /// JSON lines, each `{"t": NAME, "d": DATA}`.
+        #[arg(long, value_name = "FILE")]
+        replay: Option<std::path::PathBuf>,
     },
 }
 
@@ -92,6 +96,7 @@ fn main() -> std::process::ExitCode {
         max_connections,
         history_limit,
         dispatch_rate,
+        replay,
     } = cli.command;
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -100,6 +105,13 @@ fn main() -> std::process::ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
+    let replay = match replay.as_deref().map(read_replay).transpose() {
+        Ok(replay) => replay.unwrap_or_default(),
+        Err(e) => {
+            eprintln!("error: --replay: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
     let default_token = token == GatewayConfig::default().token;
     let config = GatewayConfig {
         token,
@@ -119,6 +131,7 @@ fn main() -> std::process::ExitCode {
                 WorldConfig::mixed(seed, guilds, members)
             }
         },
+        replay: replay.into(),
         ..GatewayConfig::default()
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -182,4 +195,26 @@ fn main() -> std::process::ExitCode {
         eprintln!("stopped: {stats:?}");
         std::process::ExitCode::SUCCESS
     })
+}
+
+/// One line of a `--replay` file.
+#[derive(serde::Deserialize)]
+struct ReplayLine<'a> {
+    t: String,
+    #[serde(borrow)]
+    d: &'a serde_json::value::RawValue,
+}
+
+/// Reads a `--replay` file: JSON lines of `{"t": NAME, "d": DATA}` (blank lines skipped).
+fn read_replay(path: &std::path::Path) -> Result<Vec<(String, String)>, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    text.lines()
+        .enumerate()
+        .filter(|(_, line)| !line.trim().is_empty())
+        .map(|(i, line)| {
+            serde_json::from_str::<ReplayLine<'_>>(line)
+                .map(|l| (l.t, l.d.get().to_owned()))
+                .map_err(|e| format!("{}:{}: {e}", path.display(), i + 1))
+        })
+        .collect()
 }

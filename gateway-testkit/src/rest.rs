@@ -6,6 +6,8 @@
 //! | `GET /api/v10/gateway` | `{"url": "ws://127.0.0.1:PORT"}` |
 //! | `GET /api/v10/gateway/bot` | the URL, the recommended shard count and `session_start_limit` (needs `Authorization: Bot TOKEN`) |
 //! | `GET /testkit/stats` | the server's [`Stats`](crate::Stats) |
+//! | `POST /testkit/replay` | sends [`GatewayConfig::replay`](crate::GatewayConfig::replay) to every live session: `{"sessions": S, "dispatched": N}` |
+//! | `POST /testkit/shards/{n}/replay` | the same to shard `n`'s live session |
 //! | `POST /testkit/shards/{n}/{fault}` | injects a fault on shard `n`'s live connection: `reconnect`, `drop`, `zombie`, `request-heartbeat`, `close/{code}`, `invalid-session/{true,false}` |
 //!
 //! Any API version in the path is accepted (`/api/v9/…`, `/api/…`), as bots pin different ones.
@@ -39,6 +41,12 @@ struct ErrorJson<'a> {
 #[derive(Serialize)]
 struct OkJson {
     ok: bool,
+}
+
+#[derive(Serialize)]
+struct ReplayJson {
+    sessions: usize,
+    dispatched: usize,
 }
 
 /// One HTTP answer.
@@ -133,6 +141,11 @@ fn route(shared: &Arc<Shared>, head: &Head) -> Answer {
         ("GET", ["gateway"]) => Answer::json(200, &GatewayJson { url: &shared.url }),
         ("GET", ["gateway", "bot"]) => gateway_bot(shared, head),
         ("GET", ["testkit", "stats"]) => Answer::json(200, &shared.lock().core.view().stats()),
+        ("POST", ["testkit", "replay"]) => replay(shared, None),
+        ("POST", ["testkit", "shards", shard, "replay"]) => match shard.parse::<u32>() {
+            Ok(shard) => replay(shared, Some(shard)),
+            Err(_) => Answer::error(400, "the shard is not a number"),
+        },
         ("POST", ["testkit", "shards", shard, fault @ ..]) => control(shared, shard, fault),
         (_, ["gateway"] | ["gateway", "bot"] | ["testkit", ..]) => {
             Answer::error(405, "405: Method Not Allowed")
@@ -163,6 +176,27 @@ fn gateway_bot(shared: &Arc<Shared>, head: &Head) -> Answer {
                 reset_after: u64::try_from(budget.reset_after.as_millis()).unwrap_or(u64::MAX),
                 max_concurrency: shared.config.max_concurrency.max(1),
             },
+        },
+    )
+}
+
+/// Sends the configured replay dispatches to one shard's live session, or to every live session.
+fn replay(shared: &Arc<Shared>, shard: Option<u32>) -> Answer {
+    let events = Arc::clone(&shared.config.replay);
+    let pairs = || events.iter().map(|(n, d)| (n.as_str(), d.as_str()));
+    let sessions = match shard {
+        Some(shard) => match shared.shard_connection(shard) {
+            Some(connection) => vec![connection],
+            None => return Answer::error(404, "no live session on that shard"),
+        },
+        None => shared.live_sessions(),
+    };
+    let dispatched: usize = sessions.iter().map(|c| c.dispatch_all(pairs())).sum();
+    Answer::json(
+        200,
+        &ReplayJson {
+            sessions: sessions.len(),
+            dispatched,
         },
     )
 }

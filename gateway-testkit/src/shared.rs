@@ -148,6 +148,17 @@ impl Shared {
         })
     }
 
+    /// Handles on every open connection that carries a session.
+    pub(crate) fn live_sessions(self: &Arc<Self>) -> Vec<ConnectionHandle> {
+        let ids = self.lock().core.live_sessions();
+        ids.into_iter()
+            .map(|id| ConnectionHandle {
+                id,
+                shared: Arc::clone(self),
+            })
+            .collect()
+    }
+
     /// A handle on connection `id`, while it is open.
     pub(crate) fn connection(self: &Arc<Self>, id: u64) -> Option<ConnectionHandle> {
         self.lock().core.is_open(id).then(|| ConnectionHandle {
@@ -195,5 +206,29 @@ impl ConnectionHandle {
         let (name, data) = (name.into(), data.into());
         self.shared
             .update(|d| d.core.handle_dispatch(now(), self.id, &name, &data))
+    }
+
+    /// Sends every dispatch of `events` (name, JSON `d`) in order, in one step: all are
+    /// compressed before the connection's task writes the first, so that the server is not what
+    /// a client's throughput measures. Returns how many were sent (0 if the connection is gone
+    /// or has no session).
+    pub fn dispatch_all<N, D>(&self, events: impl IntoIterator<Item = (N, D)>) -> usize
+    where
+        N: AsRef<str>,
+        D: AsRef<str>,
+    {
+        self.shared.update(|d| {
+            let mut sent = 0;
+            for (name, data) in events {
+                if !d
+                    .core
+                    .handle_dispatch(now(), self.id, name.as_ref(), data.as_ref())
+                {
+                    break;
+                }
+                sent += 1;
+            }
+            sent
+        })
     }
 }

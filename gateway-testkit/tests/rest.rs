@@ -151,3 +151,35 @@ async fn control_routes_inject_faults_on_a_shard() {
     let stats: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(stats["readies"], 1);
 }
+
+#[tokio::test]
+async fn replay_routes_send_the_configured_dispatches_in_order() {
+    let replay: Vec<(String, String)> = (0..300)
+        .map(|i| ("TESTKIT_EVENT".to_owned(), format!(r#"{{"n":{i}}}"#)))
+        .collect();
+    let gw = gateway(GatewayConfig {
+        replay: replay.into(),
+        ..GatewayConfig::default()
+    })
+    .await;
+    let addr = gw.local_addr();
+    let (status, _) = http(addr, "POST", "/testkit/shards/0/replay", None).await;
+    assert_eq!(status, 404, "no live session yet");
+    let (status, body) = http(addr, "POST", "/testkit/replay", None).await;
+    assert_eq!((status, body.as_str()), (200, r#"{"sessions":0,"dispatched":0}"#));
+    let mut c = Client::connect(gw.url(), Compression::ZlibStream).await;
+    c.start(Intents::GUILDS, ShardId::ONE).await;
+    let (status, body) = http(addr, "POST", "/testkit/shards/0/replay", None).await;
+    assert_eq!((status, body.as_str()), (200, r#"{"sessions":1,"dispatched":300}"#));
+    let (status, body) = http(addr, "POST", "/testkit/replay", None).await;
+    assert_eq!((status, body.as_str()), (200, r#"{"sessions":1,"dispatched":300}"#));
+    let mut seen = Vec::new();
+    while seen.len() < 600 {
+        let got = c.expect().await;
+        if got.t.as_deref() == Some("TESTKIT_EVENT") {
+            seen.push(sonic_rs::JsonValueTrait::as_u64(&got.d_value()["n"]).unwrap());
+        }
+    }
+    let expected: Vec<u64> = (0..300).chain(0..300).collect();
+    assert_eq!(seen, expected);
+}

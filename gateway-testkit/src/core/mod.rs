@@ -133,6 +133,16 @@ impl GatewayCore {
         self.conns.contains_key(&conn)
     }
 
+    /// The open connections that carry a session, in accept order.
+    pub fn live_sessions(&self) -> Vec<u64> {
+        self.state
+            .connections
+            .iter()
+            .filter(|c| c.open && c.session_id.is_some() && self.conns.contains_key(&c.id))
+            .map(|c| c.id)
+            .collect()
+    }
+
     /// The open connection that carries `shard`'s session, if any.
     pub fn shard_connection(&self, shard: u32) -> Option<u64> {
         self.state
