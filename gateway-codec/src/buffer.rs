@@ -1,73 +1,73 @@
-//! The decoder's output buffer: reused across payloads, grown on demand, shrunk back after outliers.
+//! The decoder's output buffer: reused across payloads, grown on demand, given back after each
+//! outsized payload.
 
-/// Payloads are decompressed into one buffer that is kept initialized (so growth is the only time
-/// bytes are zeroed) and reused for every payload.
+/// Payloads are decompressed into one buffer, reused for every payload.
 ///
-/// Shrink policy: the buffer tracks a moving average of payload sizes (each payload weighs 1/8).
-/// When a payload ends and the buffer is over [`OutputBuffer::RETAIN`] (32 KiB) and over four
-/// times that average, it is cut back to twice the average (at least `RETAIN`): before the next
-/// payload, or as soon as the caller is done with it ([`Decoder::trim`](crate::Decoder::trim)). One
-/// 4 MB GUILD_CREATE among 2 KB messages is thus freed at once, while a burst of large payloads
-/// (a bot starting up) raises the average and keeps its room.
+/// Memory policy: between payloads the buffer keeps at most [`OutputBuffer::RETAIN`] (16 KiB),
+/// enough for nearly every message but a GUILD_CREATE or a member chunk. A larger payload grows
+/// it (into spare capacity, without zeroing: the decompressors write there directly), and the
+/// excess is given back as soon as the payload ends, before the next one or as soon as the
+/// caller is done with it ([`Decoder::trim`](crate::Decoder::trim)). So a shard holds no large
+/// buffer between large payloads: with many shards on few threads, the few large buffers alive
+/// at any moment are the ones being decoded, and malloc reuses their memory from one shard to
+/// the next instead of each shard keeping its own.
 #[derive(Debug, Default)]
 pub(crate) struct OutputBuffer {
-    /// Initialized bytes; `buf.len()` is the capacity in use.
+    /// The current payload's bytes; its spare capacity is where the decompressors write.
     buf: Vec<u8>,
-    /// Bytes of the current payload.
-    filled: usize,
-    /// Moving average of payload sizes.
-    average: usize,
 }
 
 impl OutputBuffer {
-    /// Capacity always kept: larger than nearly every message but a GUILD_CREATE or a member
-    /// chunk, small beside a connection's inflate window.
-    pub(crate) const RETAIN: usize = 32 * 1024;
+    /// Capacity kept between payloads.
+    pub(crate) const RETAIN: usize = 16 * 1024;
     /// The first allocation.
     const INITIAL: usize = 4 * 1024;
 
     pub(crate) fn filled(&self) -> &[u8] {
-        &self.buf[..self.filled]
+        &self.buf
     }
 
     pub(crate) fn filled_len(&self) -> usize {
-        self.filled
+        self.buf.len()
     }
 
-    /// The writable tail, grown if empty. Fails once the payload would pass `max` bytes.
-    pub(crate) fn spare(&mut self, max: usize) -> Option<&mut [u8]> {
-        if self.filled == self.buf.len() {
+    /// Makes room for about `hint` more bytes at once (one allocation instead of several
+    /// doublings), within `max`.
+    pub(crate) fn expect(&mut self, hint: usize, max: usize) {
+        let hard = max.saturating_add(1);
+        let want = self.buf.len().saturating_add(hint).min(hard);
+        if want > self.buf.capacity() {
+            self.buf.reserve_exact(want - self.buf.len());
+        }
+    }
+
+    /// The buffer, with spare capacity to write into (grown if none is left). Fails once the
+    /// payload would pass `max` bytes.
+    pub(crate) fn writable(&mut self, max: usize) -> Option<&mut Vec<u8>> {
+        let len = self.buf.len();
+        if len == self.buf.capacity() {
             // One byte over `max` is room to notice a payload that is too large.
             let hard = max.saturating_add(1);
-            if self.buf.len() >= hard {
+            if len >= hard {
                 return None;
             }
-            let grown = (self.buf.len() * 2).max(Self::INITIAL).min(hard);
-            self.buf.resize(grown, 0);
+            let grown = (len * 2).max(Self::INITIAL).min(hard);
+            self.buf.reserve_exact(grown - len);
         }
-        Some(&mut self.buf[self.filled..])
+        Some(&mut self.buf)
     }
 
-    pub(crate) fn advance(&mut self, n: usize) {
-        self.filled += n;
-    }
-
-    /// Ends the current payload: records its size and applies the shrink policy.
+    /// Ends the current payload and gives back what it needed beyond [`Self::RETAIN`].
     pub(crate) fn finish_payload(&mut self) {
-        let size = self.filled;
-        self.average = self.average - self.average / 8 + size / 8;
-        self.filled = 0;
-        let cap = self.buf.len();
-        if cap > Self::RETAIN && cap / 4 > self.average {
-            let keep = (self.average * 2).max(Self::RETAIN);
-            self.buf.truncate(keep);
-            self.buf.shrink_to_fit();
+        self.buf.clear();
+        if self.buf.capacity() > Self::RETAIN {
+            self.buf.shrink_to(Self::RETAIN);
         }
     }
 
-    /// Drops the current payload's bytes without counting it.
+    /// Drops the current payload's bytes.
     pub(crate) fn discard(&mut self) {
-        self.filled = 0;
+        self.finish_payload();
     }
 
     /// Bytes held.
@@ -80,50 +80,57 @@ impl OutputBuffer {
 mod tests {
     use super::*;
 
-    fn write(b: &mut OutputBuffer, n: usize) {
-        let mut left = n;
-        while left > 0 {
-            let spare = b.spare(usize::MAX).unwrap();
-            let k = spare.len().min(left);
-            b.advance(k);
-            left -= k;
+    /// Writes `n` bytes as a decompressor does, into spare capacity; returns the most capacity
+    /// the payload needed.
+    fn write(b: &mut OutputBuffer, n: usize) -> usize {
+        let mut most = 0;
+        while b.filled_len() < n {
+            let buf = b.writable(usize::MAX).unwrap();
+            let k = (buf.capacity() - buf.len()).min(n - buf.len());
+            buf.extend(std::iter::repeat_n(7u8, k));
+            most = most.max(b.capacity());
         }
+        assert_eq!(b.filled().len(), n);
         b.finish_payload();
+        most
     }
 
     #[test]
-    fn shrinks_after_an_outlier_and_keeps_room_in_a_burst() {
+    fn gives_back_all_but_the_retained_size_after_each_large_payload() {
         let mut b = OutputBuffer::default();
         for _ in 0..50 {
             write(&mut b, 2_000);
         }
-        assert!(b.capacity() <= OutputBuffer::RETAIN);
-        write(&mut b, 4_000_000);
-        assert!(
-            b.capacity() <= 2 * OutputBuffer::RETAIN.max(1_000_000),
-            "{}",
-            b.capacity()
-        );
+        let small = b.capacity();
+        assert!(small <= OutputBuffer::RETAIN);
+        for _ in 0..8 {
+            assert!(write(&mut b, 100_000) >= 100_000);
+            assert!(b.capacity() <= OutputBuffer::RETAIN, "{}", b.capacity());
+        }
+        // Ordinary messages after that allocate nothing.
         for _ in 0..50 {
             write(&mut b, 2_000);
+            assert!(b.capacity() <= OutputBuffer::RETAIN);
         }
-        assert!(b.capacity() <= OutputBuffer::RETAIN);
-        // A burst of large payloads keeps a buffer large enough for them.
-        for _ in 0..20 {
-            write(&mut b, 1_000_000);
-        }
-        assert!(b.capacity() >= 1_000_000);
+    }
+
+    #[test]
+    fn expect_reserves_at_once_within_max() {
+        let mut b = OutputBuffer::default();
+        b.expect(50_000, 1_000_000);
+        assert!(b.capacity() >= 50_000);
+        let mut b = OutputBuffer::default();
+        b.expect(50_000, 1_000);
+        assert_eq!(b.capacity(), 1_001);
     }
 
     #[test]
     fn refuses_past_max() {
         let mut b = OutputBuffer::default();
-        let mut total = 0;
-        while let Some(spare) = b.spare(100_000) {
-            let n = spare.len();
-            b.advance(n);
-            total += n;
+        while let Some(buf) = b.writable(100_000) {
+            let k = buf.capacity() - buf.len();
+            buf.extend(std::iter::repeat_n(0u8, k));
         }
-        assert_eq!(total, 100_001);
+        assert_eq!(b.filled_len(), 100_001);
     }
 }

@@ -32,19 +32,20 @@ impl Zlib {
         out: &mut OutputBuffer,
         max: usize,
     ) -> Result<(), DecodeError> {
+        // zlib-stream inflates about 5 to 10 times: room for that at once saves regrowths.
+        out.expect(input.len().saturating_mul(8), max);
         loop {
-            let spare = out
-                .spare(max)
+            let buf = out
+                .writable(max)
                 .ok_or(DecodeError::MessageTooLarge { limit: max })?;
-            let spare_len = spare.len();
+            let spare_len = buf.capacity() - buf.len();
             let (in_before, out_before) = (self.inflate.total_in(), self.inflate.total_out());
             let status = self
                 .inflate
-                .decompress(input, spare, FlushDecompress::Sync)?;
+                .decompress_vec(input, buf, FlushDecompress::Sync)?;
             let read = (self.inflate.total_in() - in_before) as usize;
             let written = (self.inflate.total_out() - out_before) as usize;
             input = &input[read..];
-            out.advance(written);
             if out.filled_len() > max {
                 return Err(DecodeError::MessageTooLarge { limit: max });
             }
@@ -92,20 +93,21 @@ impl Zstd {
         // At a block boundary zstd asks for the next block header (3 bytes), or for nothing if
         // the frame ended; mid-block it asks for the rest of the block.
         const BLOCK_HEADER: usize = 3;
+        out.expect(input.len().saturating_mul(8), max);
         let mut input = InBuffer::around(input);
         loop {
-            let spare = out
-                .spare(max)
+            let buf = out
+                .writable(max)
                 .ok_or(DecodeError::MessageTooLarge { limit: max })?;
-            let spare_len = spare.len();
-            let mut output = OutBuffer::around(spare);
+            let (len_before, spare_len) = (buf.len(), buf.capacity() - buf.len());
+            let mut output = OutBuffer::around_pos(buf, len_before);
             let read_before = input.pos();
             let hint = self
                 .decoder
                 .run(&mut input, &mut output)
                 .map_err(DecodeError::Zstd)?;
-            let written = output.pos();
-            out.advance(written);
+            let written = output.pos() - len_before;
+            drop(output);
             if out.filled_len() > max {
                 return Err(DecodeError::MessageTooLarge { limit: max });
             }

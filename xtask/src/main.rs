@@ -32,6 +32,9 @@ enum Task {
     /// Used by `bench`: one memory scenario in a fresh process.
     #[command(hide = true)]
     MemoryProbe(bench::ProbeOptions),
+    /// Used by `bench`: our client's end-to-end run in a process of its own.
+    #[command(hide = true)]
+    E2eProbe(bench::E2eProbeOptions),
     /// Used by `bench`: one cluster node in a process of its own, handing over on SIGTERM.
     #[command(hide = true)]
     ClusterProbe(bench::NodeProbeOptions),
@@ -73,6 +76,13 @@ fn main() -> ExitCode {
             }
         }
         Task::ClusterProbe(options) => match bench::node_probe(&options) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        Task::E2eProbe(options) => match bench::e2e_probe(&options) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("error: {e}");

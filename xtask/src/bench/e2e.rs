@@ -67,11 +67,11 @@ pub(crate) struct Figures {
 }
 
 /// A dispatch to send: name and `d`.
-type Event = (String, String);
+pub(crate) type Event = (String, String);
 
 /// The steady-state traffic of the corpus (messages, presences, typing) as dispatches, split by
 /// the codec's own envelope scan.
-fn traffic(corpus: &Corpus) -> Result<Vec<Event>, String> {
+pub(crate) fn traffic(corpus: &Corpus) -> Result<Vec<Event>, String> {
     let mut decoder = Decoder::new(Compression::None).map_err(|e| e.to_string())?;
     let mut events = Vec::new();
     for item in corpus.items[corpus.steady_from..]
@@ -370,4 +370,93 @@ impl Run<'_> {
             all_guilds_median_ms: Some(percentile(&to_guilds, 0.5)),
         })
     }
+}
+
+/// The hidden `cargo xtask e2e-probe` subcommand: our client's side of the end-to-end comparison
+/// with twilight, in a process of its own (see `peer`).
+#[derive(Debug, clap::Args)]
+pub(crate) struct E2eProbeOptions {
+    /// The fake gateway's URL.
+    #[arg(long)]
+    url: String,
+    /// none, zlib-stream or zstd-stream.
+    #[arg(long)]
+    compression: String,
+    /// GUILD_CREATEs to wait for after READY.
+    #[arg(long)]
+    guilds: usize,
+    /// Dispatches to count once `ready` was printed.
+    #[arg(long)]
+    events: usize,
+}
+
+/// One client's run, as both probes print it.
+#[derive(Debug, Serialize, serde::Deserialize)]
+pub(crate) struct ClientRun {
+    pub(crate) events: usize,
+    pub(crate) bytes: u64,
+    /// The process's CPU time (every thread) from `ready` to the last dispatch.
+    pub(crate) cpu_ns: u64,
+    pub(crate) wall_ns: u64,
+}
+
+/// One shard on a current-thread runtime, its driver and the user's loop on this thread: READY
+/// and the guilds, then `ready`, then the dispatches counted off `ShardEvents`.
+pub(crate) fn e2e_probe(options: &E2eProbeOptions) -> Result<(), String> {
+    let compression = match options.compression.as_str() {
+        "none" => Compression::None,
+        other => Compression::from_query_value(other)
+            .ok_or_else(|| format!("unknown compression {other}"))?,
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    let run = runtime.block_on(async {
+        let intents = Intents::GUILDS | Intents::GUILD_MEMBERS | Intents::GUILD_PRESENCES;
+        let config = ShardConfig::new(Token::new("testkit-token"), intents)
+            .with_gateway_url(options.url.as_str())
+            .with_compression(compression)
+            .with_seed(1);
+        let (shard, mut stream) = Shard::start(config).await.map_err(|e| e.to_string())?;
+        let (mut ready, mut guilds) = (false, 0);
+        while !ready || guilds < options.guilds {
+            match next(&mut stream).await? {
+                ShardEvent::Ready(_) => ready = true,
+                ShardEvent::Dispatch(d) if matches!(d.event, DispatchEvent::GuildCreate(_)) => {
+                    guilds += 1;
+                }
+                _ => {}
+            }
+        }
+        let (cpu0, wall0) = (sys::process_cpu(), Instant::now());
+        // The bench now asks the gateway for the dispatches.
+        println!("ready");
+        let mut received = 0;
+        while received < options.events {
+            match next(&mut stream).await? {
+                ShardEvent::Dispatch(d) => {
+                    black_box(&d);
+                    received += 1;
+                }
+                ShardEvent::Disconnected { reason, .. } => {
+                    return Err(format!("disconnected during the run: {reason}"));
+                }
+                _ => {}
+            }
+        }
+        let (cpu1, wall) = (sys::process_cpu(), wall0.elapsed());
+        shard.close(false).await;
+        let cpu = cpu1
+            .zip(cpu0)
+            .map_or(Duration::ZERO, |(b, a)| b.saturating_sub(a));
+        Ok::<_, String>(ClientRun {
+            events: received,
+            bytes: 0,
+            cpu_ns: u64::try_from(cpu.as_nanos()).unwrap_or(u64::MAX),
+            wall_ns: u64::try_from(wall.as_nanos()).unwrap_or(u64::MAX),
+        })
+    })?;
+    println!("{}", serde_json::to_string(&run).map_err(|e| e.to_string())?);
+    Ok(())
 }

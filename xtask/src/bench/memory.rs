@@ -1,9 +1,9 @@
-//! Memory per connected shard: N shards in this process, the testkit server in another, over
-//! loopback, heartbeating.
+//! Memory per connected shard, our side: `cargo xtask memory-probe` connects N shards in a fresh
+//! process to the testkit server in another, over loopback, heartbeating, and prints its figures
+//! (the bench runs it beside twilight's probe, see `versus`).
 
-use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,17 +16,17 @@ use serde::{Deserialize, Serialize};
 use super::alloc;
 use super::sys::{self, rss_bytes};
 
-/// Members per guild: a GUILD_CREATE of about 100 KB with presences.
-const MEMBERS: usize = 250;
-
 /// The scenario after one GUILD_CREATE of about 100 KB per shard.
 pub(crate) const AFTER_100_KB: &str = "after 100 KB";
 /// The scenario after ten GUILD_CREATEs, about 1 MB, per shard.
 pub(crate) const AFTER_1_MB: &str = "after 1 MB";
 
-/// One scenario's figures.
-#[derive(Debug, Serialize, Deserialize)]
+/// One scenario's figures for one client.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct MemoryFigure {
+    /// `ours`, or the peer measured beside us (set by the bench, not the probe).
+    #[serde(default)]
+    pub(crate) client: String,
     pub(crate) compression: String,
     pub(crate) shards: usize,
     pub(crate) scenario: String,
@@ -43,7 +43,8 @@ pub(crate) struct MemoryFigure {
     pub(crate) c_only_per_shard_kib: Option<f64>,
 }
 
-struct Server(Child);
+/// A child process killed when dropped (the fake gateway).
+pub(crate) struct Server(pub(crate) Child);
 
 impl Drop for Server {
     fn drop(&mut self) {
@@ -52,7 +53,8 @@ impl Drop for Server {
     }
 }
 
-fn testkit_binary(root: &std::path::Path) -> Result<PathBuf, String> {
+/// Builds `gateway-testkit` in release and returns its path.
+pub(crate) fn testkit_binary(root: &std::path::Path) -> Result<PathBuf, String> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let status = Command::new(cargo)
         .args([
@@ -75,36 +77,6 @@ fn testkit_binary(root: &std::path::Path) -> Result<PathBuf, String> {
     Ok(target.join("release").join("gateway-testkit"))
 }
 
-fn serve(
-    binary: &std::path::Path,
-    guilds: usize,
-    shards: usize,
-) -> Result<(Server, String), String> {
-    let mut child = Command::new(binary)
-        .args(["serve", "--port", "0", "--uniform", "--seed", "1"])
-        .args([
-            "--guilds",
-            &guilds.to_string(),
-            "--members",
-            &MEMBERS.to_string(),
-            "--shards",
-            &shards.to_string(),
-        ])
-        .args(["--max-concurrency", "16", "--identify-window-ms", "0"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .map_err(|e| format!("{}: {e}", binary.display()))?;
-    let stdout = child.stdout.take().ok_or("no stdout")?;
-    let server = Server(child);
-    let url = BufReader::new(stdout)
-        .lines()
-        .next()
-        .ok_or("no URL")?
-        .map_err(|e| e.to_string())?;
-    Ok((server, url))
-}
-
 /// The hidden `cargo xtask memory-probe` subcommand: one scenario in a fresh process.
 #[derive(Debug, clap::Args)]
 pub(crate) struct ProbeOptions {
@@ -120,6 +92,10 @@ pub(crate) struct ProbeOptions {
     /// GUILD_CREATEs to wait for, over all shards.
     #[arg(long)]
     guilds: usize,
+    /// Once READY and the GUILD_CREATEs came, print `ready` and wait for this many more
+    /// dispatches over all shards (the bench then asks the gateway for them).
+    #[arg(long, default_value_t = 0)]
+    then: usize,
 }
 
 /// Runs one scenario and prints its figure as one JSON line.
@@ -139,6 +115,7 @@ pub(crate) fn probe(options: &ProbeOptions) -> Result<(), String> {
         compression,
         options.shards,
         options.guilds,
+        options.then,
     ))?;
     println!(
         "{}",
@@ -147,51 +124,12 @@ pub(crate) fn probe(options: &ProbeOptions) -> Result<(), String> {
     Ok(())
 }
 
-/// Connects `shards` shards and measures, for each compression, idle and after traffic. Each
-/// scenario runs in a fresh process (`cargo xtask memory-probe`): memory freed by an earlier
-/// scenario would otherwise be reused without showing in the resident-memory delta.
-pub(crate) fn run(root: &std::path::Path, shards: usize) -> Result<Vec<MemoryFigure>, String> {
-    let binary = testkit_binary(root)?;
-    let probe = std::env::current_exe().map_err(|e| e.to_string())?;
-    let mut figures = Vec::new();
-    for (compression, scenario, guilds_per_shard) in [
-        // No compression: the connection, session and channels alone, a baseline for the others.
-        (Compression::None, "idle", 0),
-        (Compression::ZlibStream, "idle", 0),
-        (Compression::ZlibStream, AFTER_100_KB, 1),
-        (Compression::ZstdStream, "idle", 0),
-        (Compression::ZstdStream, AFTER_100_KB, 1),
-        (Compression::ZstdStream, AFTER_1_MB, 10),
-    ] {
-        eprintln!("[bench] memory: {shards} shards, {compression}, {scenario}…");
-        let guilds = guilds_per_shard * shards;
-        let (_server, url) = serve(&binary, guilds, shards)?;
-        let output = Command::new(&probe)
-            .args(["memory-probe", "--url", &url, "--compression"])
-            .arg(compression.to_string())
-            .args(["--shards", &shards.to_string()])
-            .args(["--guilds", &guilds.to_string()])
-            .stderr(Stdio::inherit())
-            .output()
-            .map_err(|e| format!("{}: {e}", probe.display()))?;
-        if !output.status.success() {
-            return Err(format!("memory probe failed ({compression}, {scenario})"));
-        }
-        let figure: MemoryFigure =
-            serde_json::from_slice(&output.stdout).map_err(|e| format!("memory probe: {e}"))?;
-        figures.push(MemoryFigure {
-            scenario: scenario.to_owned(),
-            ..figure
-        });
-    }
-    Ok(figures)
-}
-
 async fn measure(
     url: &str,
     compression: Compression,
     shards: usize,
     guilds: usize,
+    then: usize,
 ) -> Result<MemoryFigure, String> {
     tokio::time::sleep(Duration::from_millis(200)).await;
     let (rss0, heap0, malloc0) = (rss_bytes(), alloc::live_bytes(), sys::malloc());
@@ -222,6 +160,20 @@ async fn measure(
             None => return Err("events ended".into()),
         }
     }
+    if then > 0 {
+        println!("ready");
+        let mut dispatched = 0;
+        while dispatched < then {
+            let event = tokio::time::timeout_at(deadline, events.next())
+                .await
+                .map_err(|_| "dispatches not received in 300 s")?;
+            match event {
+                Some((_, ShardEvent::Dispatch(_))) => dispatched += 1,
+                Some(_) => {}
+                None => return Err("events ended".into()),
+            }
+        }
+    }
     // Let the shards settle (their heartbeats go on), then measure.
     let settle = tokio::time::Instant::now() + Duration::from_secs(2);
     while tokio::time::timeout_at(settle, events.next()).await.is_ok() {}
@@ -235,6 +187,7 @@ async fn measure(
         malloc_in_use_per_shard_kib: malloc_in_use,
         malloc_committed_per_shard_kib: malloc.map(|(a, b)| per(a.committed, b.committed)),
         c_only_per_shard_kib: malloc_in_use.map(|m| (m - rust_heap).max(0.0)),
+        client: String::new(),
         compression: compression.to_string(),
         shards,
         scenario: String::new(),

@@ -8,10 +8,13 @@ mod corpus;
 mod decode;
 mod e2e;
 mod memory;
+mod peer;
 mod report;
 mod sys;
+mod versus;
 
 pub(crate) use cluster::{NodeProbeOptions, node_probe};
+pub(crate) use e2e::{E2eProbeOptions, e2e_probe};
 pub(crate) use memory::{ProbeOptions, probe};
 
 use std::path::PathBuf;
@@ -83,6 +86,8 @@ pub(crate) struct Report {
     pub(crate) end_to_end: Vec<e2e::EndToEndFigure>,
     pub(crate) recovery: Vec<e2e::RecoveryFigure>,
     pub(crate) memory: Vec<memory::MemoryFigure>,
+    pub(crate) memory_versus: Vec<versus::MemoryComparison>,
+    pub(crate) client_cpu: Vec<versus::ClientCpuFigure>,
     pub(crate) cluster: Vec<cluster::ClusterFigure>,
     pub(crate) targets: Vec<Target>,
 }
@@ -154,20 +159,40 @@ pub(crate) fn run(options: &Options) -> Result<(), String> {
         Vec::new()
     };
 
-    let e2e = if options.runs(Section::EndToEnd) {
-        let (e2e_passes, recovery_runs) = if options.quick { (1, 5) } else { (3, 20) };
-        e2e::run(&corpus, options.seed, e2e_passes, recovery_runs)?
+    // The clients side by side, each in a process of its own: ours and twilight-gateway's.
+    let side_by_side = options.runs(Section::EndToEnd) || options.runs(Section::Memory);
+    let peers = if side_by_side {
+        let root = crate::workspace_root();
+        Some((memory::testkit_binary(&root)?, peer::Probes::build(&root)?))
     } else {
-        e2e::Figures::default()
+        None
+    };
+    let traffic = e2e::traffic(&corpus)?;
+
+    let (e2e, client_cpu) = if options.runs(Section::EndToEnd) {
+        let (e2e_passes, recovery_runs) = if options.quick { (1, 5) } else { (3, 20) };
+        let e2e = e2e::run(&corpus, options.seed, e2e_passes, recovery_runs)?;
+        let cpu = match &peers {
+            Some((testkit, probes)) => {
+                let runs = if options.quick { 1 } else { 3 };
+                versus::client_cpu(testkit, probes, &options.out, &traffic, runs)?
+            }
+            None => Vec::new(),
+        };
+        (e2e, cpu)
+    } else {
+        (e2e::Figures::default(), Vec::new())
     };
 
-    let memory = if options.runs(Section::Memory) {
-        let shards = options
-            .shards
-            .unwrap_or(if options.quick { 50 } else { 1000 });
-        memory::run(&crate::workspace_root(), shards)?
-    } else {
-        Vec::new()
+    let (memory, memory_versus) = match (&peers, options.runs(Section::Memory)) {
+        (Some((testkit, probes)), true) => {
+            let shards = options
+                .shards
+                .unwrap_or(if options.quick { 50 } else { 1000 });
+            let runs = if options.quick { 1 } else { 2 };
+            versus::memory(testkit, probes, &options.out, shards, runs, &traffic)?
+        }
+        _ => (Vec::new(), Vec::new()),
     };
 
     let cluster = if options.runs(Section::Cluster) {
@@ -178,7 +203,12 @@ pub(crate) fn run(options: &Options) -> Result<(), String> {
 
     let report = Report {
         cluster,
-        targets: report::targets(&decode_reports, &memory, &chunking),
+        targets: report::targets(&decode_reports, &chunking)
+            .into_iter()
+            .chain(versus::targets(&memory_versus, &client_cpu))
+            .collect(),
+        memory_versus,
+        client_cpu,
         chunking,
         end_to_end: e2e.end_to_end,
         recovery: e2e.recovery,

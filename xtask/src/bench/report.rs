@@ -10,7 +10,6 @@ use serde_json::Value;
 use super::chunking::ChunkingFigure;
 use super::corpus::KINDS;
 use super::decode::CompressionReport;
-use super::memory::{AFTER_1_MB, AFTER_100_KB, MemoryFigure};
 use super::{Machine, Report, Target};
 
 pub(crate) fn machine() -> Machine {
@@ -42,32 +41,8 @@ pub(crate) fn git_revision() -> String {
 }
 
 /// The issue's targets, checked against this run.
-pub(crate) fn targets(
-    decode: &[CompressionReport],
-    memory: &[MemoryFigure],
-    chunking: &[ChunkingFigure],
-) -> Vec<Target> {
+pub(crate) fn targets(decode: &[CompressionReport], chunking: &[ChunkingFigure]) -> Vec<Target> {
     let mut targets = Vec::new();
-    for (compression, scenario, goal) in [
-        ("zlib-stream", "idle", 56.0),
-        ("zlib-stream", AFTER_100_KB, 72.0),
-        ("zstd-stream", AFTER_1_MB, 400.0),
-    ] {
-        if let Some(m) = memory
-            .iter()
-            .find(|m| m.compression == compression && m.scenario == scenario)
-        {
-            targets.push(Target {
-                name: format!(
-                    "{compression}: resident KiB per shard, {scenario} ({} shards)",
-                    m.shards
-                ),
-                goal: format!("≤ {goal}"),
-                measured: format!("{:.1}", m.rss_per_shard_kib),
-                met: m.rss_per_shard_kib <= goal,
-            });
-        }
-    }
     for (name, goal) in [("zlib-stream", 0.85), ("zstd-stream", 0.75)] {
         if let Some(r) = decode.iter().find(|r| r.compression == name) {
             if let Some(ratio) = r.decode_over_raw {
@@ -184,19 +159,21 @@ fn markdown(report: &Report, baseline: Option<&Value>) -> String {
             e.parser, e.mb_s, e.ratio_to_ours
         );
     }
+    super::versus::markdown(&mut md, &report.memory_versus, &report.client_cpu);
     let _ = writeln!(
         md,
-        "\n## Memory per connected shard (this process; the server in another)\n"
+        "\n## Memory per connected shard, every figure (each client in its own process; the server in another)\n"
     );
     let kib = |v: Option<f64>| v.map_or("–".to_owned(), |v| format!("{v:.1}"));
     let _ = writeln!(
         md,
-        "| compression | shards | scenario | JSON received per shard | RSS per shard KiB | Rust heap per shard KiB | C malloc in use per shard KiB | of which not Rust KiB | malloc committed per shard KiB |\n|---|---:|---|---:|---:|---:|---:|---:|---:|"
+        "| client | compression | shards | scenario | JSON received per shard | RSS per shard KiB | Rust heap per shard KiB | C malloc in use per shard KiB | of which not Rust KiB | malloc committed per shard KiB |\n|---|---|---:|---|---:|---:|---:|---:|---:|---:|"
     );
     for m in &report.memory {
         let _ = writeln!(
             md,
-            "| {} | {} | {} | {:.0} KB | {:.1} | {:.1} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {:.0} KB | {:.1} | {:.1} | {} | {} | {} |",
+            m.client,
             m.compression,
             m.shards,
             m.scenario,
@@ -412,88 +389,6 @@ fn compare(report: &Report, base: &Value) -> String {
     md
 }
 
-/// A bar chart of memory per connected shard by compression and scenario: resident, C malloc in
-/// use and the Rust heap, with the issue's targets marked.
-fn memory_svg(report: &Report) -> String {
-    let series = ["#4e79a7", "#f28e2b", "#59a14f"];
-    let (width, row, label) = (900.0, 20.0, 230.0);
-    let targets = [
-        ("zlib-stream", "idle", 56.0),
-        ("zlib-stream", AFTER_100_KB, 72.0),
-        ("zstd-stream", AFTER_1_MB, 400.0),
-    ];
-    let max = report
-        .memory
-        .iter()
-        .flat_map(|m| {
-            [
-                m.rss_per_shard_kib,
-                m.malloc_in_use_per_shard_kib.unwrap_or(0.0),
-                400.0,
-            ]
-        })
-        .fold(1.0f64, f64::max)
-        * 1.1;
-    let plot = width - label - 130.0;
-    let group = row * 3.0 + 12.0;
-    let height = 70.0 + report.memory.len() as f64 * group + 30.0;
-    let shards = report.memory.first().map_or(0, |m| m.shards);
-    let mut s = format!(
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" font-size="12">
-<text x="10" y="20" font-size="15">Memory per connected shard, KiB ({shards} shards; lower is better; red: target)</text>
-<rect x="10" y="32" width="10" height="10" fill="{}"/><text x="24" y="41">resident (RSS delta)</text>
-<rect x="160" y="32" width="10" height="10" fill="{}"/><text x="174" y="41">C malloc in use (Rust heap included)</text>
-<rect x="400" y="32" width="10" height="10" fill="{}"/><text x="414" y="41">Rust heap</text>
-"#,
-        series[0], series[1], series[2]
-    );
-    let mut y = 56.0;
-    for m in &report.memory {
-        let _ = writeln!(
-            s,
-            r#"<text x="10" y="{:.1}">{} {}</text>"#,
-            y + row * 1.7,
-            m.compression,
-            m.scenario
-        );
-        let bars = [
-            Some(m.rss_per_shard_kib),
-            m.malloc_in_use_per_shard_kib,
-            Some(m.rust_heap_per_shard_kib),
-        ];
-        for (i, value) in bars.iter().enumerate() {
-            let Some(v) = value else { continue };
-            let w = (v / max).clamp(0.0, 1.0) * plot;
-            let by = y + row * i as f64;
-            let _ = writeln!(
-                s,
-                r#"<rect x="{label}" y="{by:.1}" width="{w:.1}" height="{:.1}" fill="{}"/><text x="{:.1}" y="{:.1}">{v:.1}</text>"#,
-                row - 3.0,
-                series[i],
-                label + w + 4.0,
-                by + row * 0.7
-            );
-        }
-        if let Some((_, _, goal)) = targets
-            .iter()
-            .find(|(c, sc, _)| *c == m.compression && *sc == m.scenario)
-        {
-            let x = label + goal / max * plot;
-            let _ = writeln!(
-                s,
-                r#"<line x1="{x:.1}" y1="{:.1}" x2="{x:.1}" y2="{:.1}" stroke="red" stroke-width="2"/><text x="{:.1}" y="{:.1}" fill="red">≤ {goal}</text>"#,
-                y - 2.0,
-                y + row * 3.0,
-                x + 3.0,
-                y + row * 3.0 + 8.0
-            );
-        }
-        y += group;
-    }
-    s.push_str("</svg>\n");
-    s
-}
-
 /// A bar chart of decode µs per message by event type, one colour per compression.
 fn svg(report: &Report) -> String {
     let colours = ["#4e79a7", "#f28e2b", "#59a14f"];
@@ -551,7 +446,10 @@ pub(crate) fn write(report: &Report, out: &Path, baseline: Option<&Path>) -> Res
         ("report.json", json.as_str()),
         ("report.md", md.as_str()),
         ("decode-us-per-message.svg", svg(report).as_str()),
-        ("memory-per-shard.svg", memory_svg(report).as_str()),
+        (
+            "memory-per-shard.svg",
+            super::versus::memory_svg(&report.memory_versus).as_str(),
+        ),
     ] {
         let path = out.join(name);
         std::fs::write(&path, body).map_err(|e| format!("{}: {e}", path.display()))?;

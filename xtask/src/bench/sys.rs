@@ -22,6 +22,18 @@ fn schedstat(path: &str) -> Option<Duration> {
     Some(Duration::from_nanos(ns))
 }
 
+/// CPU time every thread of this process has run so far (the sum of
+/// `/proc/self/task/*/schedstat`; threads that already ended are not counted). `None` where
+/// those files do not exist.
+pub(crate) fn process_cpu() -> Option<Duration> {
+    let tasks = std::fs::read_dir("/proc/self/task").ok()?;
+    let mut total = Duration::ZERO;
+    for task in tasks.flatten() {
+        total += schedstat(&task.path().join("schedstat").to_string_lossy())?;
+    }
+    Some(total)
+}
+
 /// The calling thread's id (from `/proc/thread-self`, a link to `PID/task/TID`).
 pub(crate) fn current_tid() -> Option<u32> {
     let link = std::fs::read_link("/proc/thread-self").ok()?;

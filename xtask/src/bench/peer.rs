@@ -1,0 +1,190 @@
+//! The clients measured side by side, each in a process of its own: ours (`cargo xtask
+//! memory-probe` and `e2e-probe`, this binary) and twilight-gateway 0.18 (`xtask/twilight-probe`,
+//! built here once per compression), against `gateway-testkit serve` in a third process.
+//!
+//! A probe prints `ready` once its shards are connected with their guilds, when the bench asks the
+//! gateway for the traffic to measure (`POST /testkit/replay`), and then one JSON line: its
+//! figures.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use gateway_codec::Compression;
+
+use super::memory::Server;
+
+/// A client measured in the bench.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Client {
+    /// Our `Shard` / `ShardGroup`.
+    Ours,
+    /// twilight-gateway, pinned in `xtask/twilight-probe/Cargo.lock`.
+    Twilight,
+}
+
+impl Client {
+    /// The name in the report.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Self::Ours => "ours",
+            Self::Twilight => "twilight-gateway 0.18",
+        }
+    }
+}
+
+/// The probes' binaries.
+pub(crate) struct Probes {
+    ours: PathBuf,
+    twilight_zlib: PathBuf,
+    twilight_zstd: PathBuf,
+}
+
+impl Probes {
+    /// Builds twilight's probe for zlib-stream and for zstd-stream (twilight fixes the compression
+    /// at compile time) in release, into `target/bench-twilight`.
+    pub(crate) fn build(root: &Path) -> Result<Self, String> {
+        let dir = root.join("xtask").join("twilight-probe");
+        let target =
+            std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
+        let target = target.join("bench-twilight");
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let mut built = Vec::new();
+        for feature in ["zlib", "zstd"] {
+            eprintln!("[bench] building twilight-gateway's probe ({feature})…");
+            let status = Command::new(&cargo)
+                .args(["build", "--quiet", "--release", "--locked", "--features", feature])
+                .arg("--target-dir")
+                .arg(&target)
+                .current_dir(&dir)
+                // This crate's own settings, not xtask's.
+                .env_remove("RUSTFLAGS")
+                .status()
+                .map_err(|e| format!("cargo build (twilight-probe): {e}"))?;
+            if !status.success() {
+                return Err(format!("building twilight-probe --features {feature} failed"));
+            }
+            let to = target.join(format!("twilight-probe-{feature}"));
+            std::fs::copy(target.join("release").join("twilight-probe"), &to)
+                .map_err(|e| format!("{}: {e}", to.display()))?;
+            built.push(to);
+        }
+        let [twilight_zlib, twilight_zstd] =
+            <[PathBuf; 2]>::try_from(built).map_err(|_| "two probes expected")?;
+        Ok(Self {
+            ours: std::env::current_exe().map_err(|e| e.to_string())?,
+            twilight_zlib,
+            twilight_zstd,
+        })
+    }
+
+    /// The command that starts `client`'s probe for `compression`: `memory` or `e2e`, with
+    /// `args` after the URL.
+    pub(crate) fn command(
+        &self,
+        client: Client,
+        compression: Compression,
+        task: &str,
+        url: &str,
+        args: &[String],
+    ) -> Result<Command, String> {
+        let mut command = match client {
+            Client::Ours => {
+                let mut c = Command::new(&self.ours);
+                c.arg(format!("{task}-probe"))
+                    .args(["--compression", &compression.to_string()]);
+                c
+            }
+            Client::Twilight => {
+                let binary = match compression {
+                    Compression::ZlibStream => &self.twilight_zlib,
+                    Compression::ZstdStream => &self.twilight_zstd,
+                    _ => return Err(format!("no twilight probe for {compression}")),
+                };
+                let mut c = Command::new(binary);
+                c.arg(task);
+                c
+            }
+        };
+        command.args(["--url", url]).args(args);
+        Ok(command)
+    }
+}
+
+/// Starts `gateway-testkit serve` with `args`; returns it and its URL.
+pub(crate) fn serve(binary: &Path, args: &[String]) -> Result<(Server, String), String> {
+    let mut child = Command::new(binary)
+        .args(["serve", "--port", "0", "--uniform", "--seed", "1"])
+        .args(["--identify-window-ms", "0"])
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("{}: {e}", binary.display()))?;
+    let stdout = child.stdout.take().ok_or("no stdout")?;
+    let server = Server(child);
+    let url = BufReader::new(stdout)
+        .lines()
+        .next()
+        .ok_or("no URL")?
+        .map_err(|e| e.to_string())?;
+    Ok((server, url))
+}
+
+/// Runs a probe: once it says `ready`, POSTs `trigger` (a path) to the gateway at `url`; returns
+/// the probe's JSON line.
+pub(crate) fn run_probe(
+    mut command: Command,
+    url: &str,
+    trigger: Option<&str>,
+) -> Result<String, String> {
+    let mut child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .map_err(|e| format!("probe: {e}"))?;
+    let stdout = child.stdout.take().ok_or("no stdout")?;
+    let mut figure = None;
+    for line in BufReader::new(stdout).lines() {
+        let line = line.map_err(|e| format!("probe: {e}"))?;
+        if line == "ready" {
+            if let Some(path) = trigger {
+                post(url, path)?;
+            }
+        } else if line.starts_with('{') {
+            figure = Some(line);
+        }
+    }
+    let status = child.wait().map_err(|e| format!("probe: {e}"))?;
+    match figure {
+        Some(line) if status.success() => Ok(line),
+        _ => Err(format!("the probe failed ({status})")),
+    }
+}
+
+/// `POST path` on the gateway's port (the testkit answers plain HTTP there).
+fn post(url: &str, path: &str) -> Result<(), String> {
+    let addr = url
+        .trim_start_matches("ws://")
+        .split(['/', '?'])
+        .next()
+        .unwrap_or_default();
+    let mut tcp = TcpStream::connect(addr).map_err(|e| format!("{addr}: {e}"))?;
+    write!(
+        tcp,
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )
+    .map_err(|e| format!("POST {path}: {e}"))?;
+    let mut answer = String::new();
+    tcp.read_to_string(&mut answer)
+        .map_err(|e| format!("POST {path}: {e}"))?;
+    if answer.starts_with("HTTP/1.1 200") {
+        Ok(())
+    } else {
+        Err(format!(
+            "POST {path}: {}",
+            answer.lines().next().unwrap_or_default()
+        ))
+    }
+}

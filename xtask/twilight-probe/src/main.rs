@@ -1,0 +1,285 @@
+//! `cargo xtask bench`'s peer: twilight-gateway 0.18 against `gateway-testkit serve`, measured the
+//! way the bench measures our shard, and printed as one JSON line on stdout.
+//!
+//! * `twilight-probe memory --url URL --shards N --guilds G`: N shards in this process (a tokio
+//!   runtime with two workers, one task per shard, as a twilight bot runs them); once every shard
+//!   is READY and G GUILD_CREATEs arrived in all, 2 s pass and the memory per shard is printed.
+//! * `twilight-probe e2e --url URL --guilds G --events N`: one shard on a current-thread runtime.
+//!   Once it is READY with its G guilds it prints `ready`, and counts N dispatches (whoever
+//!   measures asks the gateway to send them); then it prints the process's CPU time over them.
+//!
+//! The user's loop reads the shard's raw messages (twilight's `Stream`), the lightest way to use
+//! it: twilight has already found `op`, `s` and `t` in each, as our shard has in its raw
+//! dispatches. twilight-gateway fixes the transport compression at compile time (features `zlib`,
+//! `zstd`), so xtask builds this probe once per compression.
+
+// The bench's own counting allocator and system figures, shared file for file.
+#[path = "../../src/bench/alloc.rs"]
+#[allow(dead_code)]
+mod alloc;
+#[path = "../../src/bench/sys.rs"]
+#[allow(dead_code)]
+mod sys;
+
+use std::pin::Pin;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use futures_core::Stream;
+use serde::Serialize;
+use tokio::sync::{mpsc, oneshot};
+use twilight_gateway::queue::Queue;
+use twilight_gateway::{ConfigBuilder, Intents, Message, Shard, ShardId};
+
+#[global_allocator]
+static ALLOCATOR: alloc::Counting = alloc::Counting;
+
+/// The compression this binary's twilight-gateway was built with.
+const BUILT_COMPRESSION: &str = if cfg!(feature = "zstd") {
+    "zstd-stream"
+} else if cfg!(feature = "zlib") {
+    "zlib-stream"
+} else {
+    "none"
+};
+
+/// The testkit's token (`gateway-testkit serve` without `--token`).
+const TOKEN: &str = "testkit-token";
+
+/// An identify queue that lets every shard identify at once: the testkit's identify window is
+/// zero in the bench, as it is for our shards (twilight's own queue waits 5 s per bucket).
+#[derive(Debug)]
+struct Immediate;
+
+impl Queue for Immediate {
+    fn enqueue(&self, _id: u32) -> oneshot::Receiver<()> {
+        let (tx, rx) = oneshot::channel();
+        // The shard holds the receiver; it cannot have gone yet.
+        // The receiver is returned just below: the send cannot fail.
+        tx.send(()).unwrap_or(());
+        rx
+    }
+}
+
+/// What the user's loop saw in one message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Seen {
+    Ready,
+    GuildCreate,
+    Dispatch,
+    Other,
+}
+
+/// Names the message's event by its head (the testkit writes `t` first, as Discord does).
+fn seen(message: &Message) -> Seen {
+    let Message::Text(text) = message else {
+        return Seen::Other;
+    };
+    let head = &text.as_bytes()[..text.len().min(40)];
+    let has = |needle: &[u8]| head.windows(needle.len()).any(|w| w == needle);
+    if has(br#""t":"READY""#) {
+        Seen::Ready
+    } else if has(br#""t":"GUILD_CREATE""#) {
+        Seen::GuildCreate
+    } else if has(br#""op":0"#) || (has(br#""t":""#) && !has(br#""t":null"#)) {
+        Seen::Dispatch
+    } else {
+        Seen::Other
+    }
+}
+
+/// The next message of `shard`, errors logged and skipped (the shard reconnects by itself).
+async fn next(shard: &mut Shard<Immediate>) -> Option<Message> {
+    loop {
+        let item = std::future::poll_fn(|cx| Pin::new(&mut *shard).poll_next(cx)).await;
+        match item {
+            Some(Ok(message)) => return Some(message),
+            Some(Err(e)) => eprintln!("twilight-probe: shard {}: {e}", shard.id()),
+            None => return None,
+        }
+    }
+}
+
+fn shard(url: &str, id: ShardId) -> Shard<Immediate> {
+    let intents = Intents::GUILDS | Intents::GUILD_MEMBERS | Intents::GUILD_PRESENCES;
+    let config = ConfigBuilder::new(TOKEN.to_owned(), intents)
+        .proxy_url(url.trim_end_matches('/').to_owned())
+        .queue(Immediate)
+        .build();
+    Shard::with_config(id, config)
+}
+
+/// Memory per shard, in the fields the bench reads.
+#[derive(Debug, Serialize)]
+struct MemoryFigure {
+    compression: &'static str,
+    shards: usize,
+    scenario: String,
+    received_per_shard: u64,
+    rss_per_shard_kib: f64,
+    rust_heap_per_shard_kib: f64,
+    malloc_in_use_per_shard_kib: Option<f64>,
+    malloc_committed_per_shard_kib: Option<f64>,
+    c_only_per_shard_kib: Option<f64>,
+}
+
+async fn memory(url: String, shards: usize, guilds: usize) -> Result<MemoryFigure, String> {
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (rss0, heap0, malloc0) = (sys::rss_bytes(), alloc::live_bytes(), sys::malloc());
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let total = u32::try_from(shards).map_err(|e| e.to_string())?;
+    for number in 0..total {
+        let mut shard = shard(&url, ShardId::new(number, total));
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            while let Some(message) = next(&mut shard).await {
+                let size = match &message {
+                    Message::Text(t) => t.len(),
+                    Message::Close(_) => 0,
+                };
+                let kind = seen(&message);
+                drop(message);
+                if matches!(kind, Seen::Ready | Seen::GuildCreate) && tx.send((kind, size)).is_err()
+                {
+                    return;
+                }
+            }
+        });
+    }
+    drop(tx);
+    let (mut ready, mut created, mut received) = (0, 0, 0u64);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(300);
+    while ready < shards || created < guilds {
+        match tokio::time::timeout_at(deadline, rx.recv()).await {
+            Ok(Some((Seen::Ready, _))) => ready += 1,
+            Ok(Some((_, size))) => {
+                created += 1;
+                received += size as u64;
+            }
+            Ok(None) => return Err("every shard stopped".into()),
+            Err(_) => return Err(format!("{ready} READY, {created} GUILD_CREATE in 300 s")),
+        }
+    }
+    // Let the shards settle (their heartbeats go on), then measure.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (rss1, heap1, malloc1) = (sys::rss_bytes(), alloc::live_bytes(), sys::malloc());
+    let per = |a: u64, b: u64| (b.saturating_sub(a)) as f64 / shards as f64 / 1024.0;
+    let malloc = malloc0.zip(malloc1);
+    let rust_heap = per(heap0, heap1);
+    let malloc_in_use = malloc.map(|(a, b)| per(a.in_use, b.in_use));
+    Ok(MemoryFigure {
+        compression: BUILT_COMPRESSION,
+        shards,
+        scenario: String::new(),
+        received_per_shard: received / shards.max(1) as u64,
+        rss_per_shard_kib: per(rss0, rss1),
+        rust_heap_per_shard_kib: rust_heap,
+        malloc_in_use_per_shard_kib: malloc_in_use,
+        malloc_committed_per_shard_kib: malloc.map(|(a, b)| per(a.committed, b.committed)),
+        c_only_per_shard_kib: malloc_in_use.map(|m| (m - rust_heap).max(0.0)),
+    })
+}
+
+/// One end-to-end run, in the fields the bench reads.
+#[derive(Debug, Serialize)]
+struct EndToEndRun {
+    events: usize,
+    bytes: u64,
+    cpu_ns: u64,
+    wall_ns: u64,
+}
+
+async fn end_to_end(url: String, guilds: usize, events: usize) -> Result<EndToEndRun, String> {
+    let mut shard = shard(&url, ShardId::ONE);
+    let (mut ready, mut created) = (false, 0);
+    while !ready || created < guilds {
+        let message = tokio::time::timeout(Duration::from_secs(60), next(&mut shard))
+            .await
+            .map_err(|_| "not ready in 60 s")?
+            .ok_or("the shard stopped")?;
+        match seen(&message) {
+            Seen::Ready => ready = true,
+            Seen::GuildCreate => created += 1,
+            _ => {}
+        }
+    }
+    let (cpu0, wall0) = (sys::process_cpu(), Instant::now());
+    // Whoever measures now asks the gateway for the dispatches.
+    println!("ready");
+    let (mut received, mut bytes) = (0, 0u64);
+    while received < events {
+        let message = tokio::time::timeout(Duration::from_secs(60), next(&mut shard))
+            .await
+            .map_err(|_| format!("{received} of {events} dispatches in 60 s"))?
+            .ok_or("the shard stopped")?;
+        if let Message::Text(text) = &message {
+            bytes += text.len() as u64;
+        }
+        if seen(&message) == Seen::Dispatch {
+            received += 1;
+        }
+        std::hint::black_box(&message);
+    }
+    let (cpu1, wall) = (sys::process_cpu(), wall0.elapsed());
+    Ok(EndToEndRun {
+        events,
+        bytes,
+        cpu_ns: u64::try_from(cpu1.zip(cpu0).map_or(Duration::ZERO, |(b, a)| b.saturating_sub(a)).as_nanos()).unwrap_or(u64::MAX),
+        wall_ns: u64::try_from(wall.as_nanos()).unwrap_or(u64::MAX),
+    })
+}
+
+/// Parses `--name value` pairs.
+fn flag(args: &[String], name: &str) -> Result<String, String> {
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .cloned()
+        .ok_or_else(|| format!("missing {name}"))
+}
+
+fn number(args: &[String], name: &str) -> Result<usize, String> {
+    flag(args, name)?
+        .parse()
+        .map_err(|e| format!("{name}: {e}"))
+}
+
+fn run(args: &[String]) -> Result<String, String> {
+    let url = flag(args, "--url")?;
+    match args.first().map(String::as_str) {
+        Some("memory") => {
+            let (shards, guilds) = (number(args, "--shards")?, number(args, "--guilds")?);
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .map_err(|e| e.to_string())?;
+            let figure = runtime.block_on(memory(url, shards, guilds))?;
+            serde_json::to_string(&figure).map_err(|e| e.to_string())
+        }
+        Some("e2e") => {
+            let (guilds, events) = (number(args, "--guilds")?, number(args, "--events")?);
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| e.to_string())?;
+            let run = runtime.block_on(end_to_end(url, guilds, events))?;
+            serde_json::to_string(&run).map_err(|e| e.to_string())
+        }
+        _ => Err("usage: twilight-probe memory|e2e --url URL …".into()),
+    }
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match run(&args) {
+        Ok(line) => {
+            println!("{line}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("twilight-probe ({BUILT_COMPRESSION}): {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
