@@ -107,7 +107,6 @@ impl Zstd {
                 .run(&mut input, &mut output)
                 .map_err(DecodeError::Zstd)?;
             let written = output.pos() - len_before;
-            drop(output);
             if out.filled_len() > max {
                 return Err(DecodeError::MessageTooLarge { limit: max });
             }

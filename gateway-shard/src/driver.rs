@@ -12,10 +12,9 @@ use tracing::Instrument;
 use crate::identify::{BoxFuture, IdentifyError, IdentifyQueue};
 use crate::link::{Dialer, Io, Link, Opening, now, receive, shut};
 use crate::outbox::{Outbox, SMALL_EVENT};
+use crate::sink::EventSink;
 use crate::status::{Status, publish};
-use crate::{
-    Action, CommandError, Output, PresenceUpdate, ResumeInfo, Session, SessionState, ShardEvent,
-};
+use crate::{Action, CommandError, Output, PresenceUpdate, ResumeInfo, Session, SessionState};
 
 /// A request from a [`Shard`](crate::Shard) handle to its driver.
 pub(crate) enum Control {
@@ -69,7 +68,7 @@ async fn sleep_until(deadline: Option<Instant>) {
 pub(crate) async fn run(
     mut session: Session,
     mut settings: Settings,
-    events: mpsc::Sender<ShardEvent>,
+    events: EventSink,
     mut control: mpsc::Receiver<Control>,
     status: watch::Sender<Status>,
 ) {

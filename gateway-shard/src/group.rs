@@ -9,6 +9,7 @@ use gateway_model::{ChannelInfoField, Command, RequestGuildMembers, ShardId, Sno
 use tokio::sync::{Semaphore, mpsc};
 
 use crate::identify::{IdentifyQueue, LocalIdentifyQueue};
+use crate::sink::EventSink;
 use crate::{
     CommandError, PresenceUpdate, ResumeInfo, SessionState, Shard, ShardConfig, ShardError,
     ShardEvent,
@@ -269,16 +270,11 @@ impl ShardGroup {
                 .with_seed(config.shard.seed ^ u64::from(id).wrapping_mul(0x9E37_79B9_7F4A_7C15));
             shard_config.connect_limit = Some(Arc::clone(&limit));
             shard_config.resume = config.resume.get(&id).cloned();
-            let (shard, mut events) = Shard::spawn(shard_config)?;
-            let tx = tx.clone();
-            tokio::spawn(async move {
-                while let Some(event) = events.next().await {
-                    if tx.send((id, event)).await.is_err() {
-                        break;
-                    }
-                }
-            });
-            shards.insert(id, shard);
+            let sink = EventSink::Group {
+                shard: id,
+                tx: tx.clone(),
+            };
+            shards.insert(id, Shard::spawn_into(shard_config, sink)?);
         }
         Ok((
             Self {

@@ -62,6 +62,8 @@ mod session;
 #[cfg(feature = "tokio")]
 mod shard;
 #[cfg(feature = "tokio")]
+mod sink;
+#[cfg(feature = "tokio")]
 mod status;
 
 pub use backoff::Backoff;

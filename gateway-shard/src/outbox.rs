@@ -5,10 +5,15 @@ use std::collections::VecDeque;
 
 use tokio::sync::mpsc;
 
+use crate::sink::EventSink;
+
 use crate::ShardEvent;
 
 /// What an event without a payload of its own is counted as.
 pub(crate) const SMALL_EVENT: usize = 64;
+
+/// Queue slots kept once the queue is empty.
+const RETAIN: usize = 16;
 
 /// Events not yet handed to the user, in order.
 #[derive(Debug)]
@@ -41,7 +46,16 @@ impl Outbox {
     pub(crate) fn pop(&mut self) -> Option<ShardEvent> {
         let (event, size) = self.events.pop_front()?;
         self.bytes -= size;
+        self.release_if_drained();
         Some(event)
+    }
+
+    /// Gives back the room a burst needed once it is delivered: a shard that is idle again holds
+    /// no queue sized for its busiest moment.
+    fn release_if_drained(&mut self) {
+        if self.events.is_empty() && self.events.capacity() > RETAIN {
+            self.events = VecDeque::new();
+        }
     }
 
     /// Whether nothing waits.
@@ -66,10 +80,13 @@ impl Outbox {
 
     /// Hands over every event the channel has room for now, without waiting. When the user has
     /// dropped the receiver, the events have nobody to go to and are discarded.
-    pub(crate) fn deliver_ready(&mut self, tx: &mpsc::Sender<ShardEvent>) {
+    pub(crate) fn deliver_ready(&mut self, tx: &EventSink) {
         while let Some((event, size)) = self.events.pop_front() {
             match tx.try_send(event) {
-                Ok(()) => self.bytes -= size,
+                Ok(()) => {
+                    self.bytes -= size;
+                    self.release_if_drained();
+                }
                 Err(mpsc::error::TrySendError::Full(event)) => {
                     self.events.push_front((event, size));
                     return;
@@ -97,6 +114,7 @@ mod tests {
     #[test]
     fn counts_bytes_and_delivers_in_order_as_room_allows() {
         let (tx, mut rx) = mpsc::channel(2);
+        let tx = EventSink::Shard(tx);
         let mut outbox = Outbox::new(100);
         for size in [40, 40, 40] {
             outbox.push(ack(), size);

@@ -13,6 +13,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::driver::{self, Control, Settings};
 use crate::link::Dialer;
+use crate::sink::EventSink;
 use crate::status::Status;
 use crate::{
     CommandError, PresenceUpdate, ResumeInfo, Session, ShardConfig, ShardError, ShardEvent,
@@ -78,12 +79,18 @@ impl Shard {
 
     /// Starts the shard without waiting for READY.
     pub fn spawn(config: ShardConfig) -> Result<(Self, ShardEvents), ShardError> {
+        let (events_tx, events_rx) = mpsc::channel(config.event_buffer.max(1));
+        let shard = Self::spawn_into(config, EventSink::Shard(events_tx))?;
+        Ok((shard, ShardEvents { rx: events_rx }))
+    }
+
+    /// Starts the shard, its events going to `sink` (a group's channel, for one).
+    pub(crate) fn spawn_into(config: ShardConfig, sink: EventSink) -> Result<Self, ShardError> {
         connect_url(&config.gateway_url, config.compression)
             .map_err(|e| ShardError::Config(e.to_string()))?;
         let decoder = Decoder::with_limits(config.compression, config.limits)
             .map_err(|e| ShardError::Config(e.to_string()))?;
         let session = Session::new(&config, tokio::time::Instant::now().into_std());
-        let (events_tx, events_rx) = mpsc::channel(config.event_buffer.max(1));
         let (control_tx, control_rx) = mpsc::channel(64);
         let (status_tx, status_rx) = watch::channel(Status {
             alive: true,
@@ -103,18 +110,13 @@ impl Shard {
             decoder,
             event_budget: config.event_buffer_bytes,
         };
-        tokio::spawn(driver::run(
-            session, settings, events_tx, control_rx, status_tx,
-        ));
-        Ok((
-            Self {
-                shard: config.shard,
-                intents: config.intents,
-                control: control_tx,
-                status: status_rx,
-            },
-            ShardEvents { rx: events_rx },
-        ))
+        tokio::spawn(driver::run(session, settings, sink, control_rx, status_tx));
+        Ok(Self {
+            shard: config.shard,
+            intents: config.intents,
+            control: control_tx,
+            status: status_rx,
+        })
     }
 
     /// Waits until the shard stops: `Ok` after [`close`](Self::close), the error after a fatal one.

@@ -166,13 +166,22 @@ async fn replay_routes_send_the_configured_dispatches_in_order() {
     let (status, _) = http(addr, "POST", "/testkit/shards/0/replay", None).await;
     assert_eq!(status, 404, "no live session yet");
     let (status, body) = http(addr, "POST", "/testkit/replay", None).await;
-    assert_eq!((status, body.as_str()), (200, r#"{"sessions":0,"dispatched":0}"#));
+    assert_eq!(
+        (status, body.as_str()),
+        (200, r#"{"sessions":0,"dispatched":0}"#)
+    );
     let mut c = Client::connect(gw.url(), Compression::ZlibStream).await;
     c.start(Intents::GUILDS, ShardId::ONE).await;
     let (status, body) = http(addr, "POST", "/testkit/shards/0/replay", None).await;
-    assert_eq!((status, body.as_str()), (200, r#"{"sessions":1,"dispatched":300}"#));
+    assert_eq!(
+        (status, body.as_str()),
+        (200, r#"{"sessions":1,"dispatched":300}"#)
+    );
     let (status, body) = http(addr, "POST", "/testkit/replay", None).await;
-    assert_eq!((status, body.as_str()), (200, r#"{"sessions":1,"dispatched":300}"#));
+    assert_eq!(
+        (status, body.as_str()),
+        (200, r#"{"sessions":1,"dispatched":300}"#)
+    );
     let mut seen = Vec::new();
     while seen.len() < 600 {
         let got = c.expect().await;

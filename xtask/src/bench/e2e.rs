@@ -457,6 +457,9 @@ pub(crate) fn e2e_probe(options: &E2eProbeOptions) -> Result<(), String> {
             wall_ns: u64::try_from(wall.as_nanos()).unwrap_or(u64::MAX),
         })
     })?;
-    println!("{}", serde_json::to_string(&run).map_err(|e| e.to_string())?);
+    println!(
+        "{}",
+        serde_json::to_string(&run).map_err(|e| e.to_string())?
+    );
     Ok(())
 }

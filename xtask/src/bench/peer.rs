@@ -54,7 +54,14 @@ impl Probes {
         for feature in ["zlib", "zstd"] {
             eprintln!("[bench] building twilight-gateway's probe ({feature})…");
             let status = Command::new(&cargo)
-                .args(["build", "--quiet", "--release", "--locked", "--features", feature])
+                .args([
+                    "build",
+                    "--quiet",
+                    "--release",
+                    "--locked",
+                    "--features",
+                    feature,
+                ])
                 .arg("--target-dir")
                 .arg(&target)
                 .current_dir(&dir)
@@ -63,7 +70,9 @@ impl Probes {
                 .status()
                 .map_err(|e| format!("cargo build (twilight-probe): {e}"))?;
             if !status.success() {
-                return Err(format!("building twilight-probe --features {feature} failed"));
+                return Err(format!(
+                    "building twilight-probe --features {feature} failed"
+                ));
             }
             let to = target.join(format!("twilight-probe-{feature}"));
             std::fs::copy(target.join("release").join("twilight-probe"), &to)

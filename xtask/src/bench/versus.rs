@@ -9,10 +9,10 @@ use std::path::{Path, PathBuf};
 use gateway_codec::Compression;
 use serde::Serialize;
 
+use super::Target;
 use super::e2e::{ClientRun, Event};
 use super::memory::{AFTER_1_MB, AFTER_100_KB, MemoryFigure};
 use super::peer::{Client, Probes, run_probe, serve};
-use super::Target;
 
 /// The mixed-traffic scenario: one GUILD_CREATE, then [`MIX_EVENTS`] dispatches of the corpus's
 /// steady traffic (messages, presences, typing) per shard.
@@ -21,7 +21,6 @@ pub(crate) const MIX: &str = "mix";
 const MIX_EVENTS: usize = 200;
 /// Members per guild: a GUILD_CREATE of about 100 KB with presences.
 const MEMBERS: usize = 250;
-
 
 /// One memory scenario.
 struct Scenario {
@@ -86,7 +85,11 @@ pub(crate) struct MemoryComparison {
 fn replay_file(path: &Path, events: &[Event]) -> Result<(), String> {
     let mut text = String::new();
     for (name, d) in events {
-        let _ = writeln!(text, r#"{{"t":{},"d":{d}}}"#, serde_json::Value::from(name.as_str()));
+        let _ = writeln!(
+            text,
+            r#"{{"t":{},"d":{d}}}"#,
+            serde_json::Value::from(name.as_str())
+        );
     }
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
@@ -159,7 +162,11 @@ pub(crate) fn memory(
                     run + 1
                 );
                 let guilds = scenario.guilds_per_shard * shards;
-                let then = if scenario.mix > 0 { mix_len * shards } else { 0 };
+                let then = if scenario.mix > 0 {
+                    mix_len * shards
+                } else {
+                    0
+                };
                 let mut server_args: Vec<String> = [
                     "--guilds",
                     &guilds.to_string(),

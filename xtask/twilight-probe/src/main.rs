@@ -104,6 +104,8 @@ fn shard(url: &str, id: ShardId) -> Shard<Immediate> {
     let intents = Intents::GUILDS | Intents::GUILD_MEMBERS | Intents::GUILD_PRESENCES;
     let config = ConfigBuilder::new(TOKEN.to_owned(), intents)
         .proxy_url(url.trim_end_matches('/').to_owned())
+        // As our shard identifies (twilight's default is 50): the same guilds, the same bytes.
+        .large_threshold(250)
         .queue(Immediate)
         .build();
     Shard::with_config(id, config)
