@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use futures_util::FutureExt as _;
 use gateway_codec::Decoder;
 use gateway_model::Command;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -54,12 +55,8 @@ async fn link_io(link: &mut Option<Link>, reading: bool) -> Io {
     }
 }
 
-async fn sleep_until(deadline: Option<Instant>) {
-    match deadline {
-        Some(d) => tokio::time::sleep_until(d.into()).await,
-        None => std::future::pending().await,
-    }
-}
+/// Messages handled in a row from the socket's buffer before the driver's select gets a turn.
+const BURST: usize = 32;
 
 /// Runs the session until it stops and every event it produced reached the user (or the user
 /// went away). Every wait is a branch of the one `select!`: reading and sending, connecting,
@@ -82,6 +79,8 @@ pub(crate) async fn run(
         let mut outbox = Outbox::new(settings.event_budget);
         let mut close_replies: Vec<oneshot::Sender<Option<ResumeInfo>>> = Vec::new();
         let (mut control_open, mut size) = (true, SMALL_EVENT);
+        let mut timer = std::pin::pin!(tokio::time::sleep_until(tokio::time::Instant::now()));
+        let (mut armed, mut burst): (Option<Instant>, usize) = (None, 0);
         #[cfg(feature = "metrics")]
         let mut waiting_since: Option<Instant> = None;
         loop {
@@ -142,6 +141,27 @@ pub(crate) async fn run(
             }
             let deadline = session.poll_timeout();
             let reading = !session.is_reading_paused();
+            // A message already in the socket's buffer is handled at once, without the select
+            // (a few in a row, then the select gets its turn): one wake-up per burst, not per
+            // message. Not when a timer is due.
+            if reading && burst < BURST && deadline.is_none_or(|d| d > now())
+                && let Some(l) = link.as_mut()
+                && let Some(io) = l.io(true).now_or_never()
+            {
+                burst += 1;
+                if !receive(&mut session, &mut settings.decoder, settings.dialer.max_message, io, &mut size) {
+                    link = None;
+                }
+                continue;
+            }
+            burst = 0;
+            // One timer for the driver's life, moved only when the session's deadline moves.
+            if deadline != armed {
+                armed = deadline;
+                if let Some(d) = deadline {
+                    timer.as_mut().reset(d.into());
+                }
+            }
             let busy = link.as_ref().is_some_and(|l| l.busy(reading));
             tokio::select! {
                 io = link_io(&mut link, reading), if busy => {
@@ -189,7 +209,11 @@ pub(crate) async fn run(
                         session.handle_close(now(), false);
                     }
                 },
-                () = sleep_until(deadline), if deadline.is_some() => session.handle_timeout(now()),
+                () = &mut timer, if armed.is_some() => {
+                    // Fired: armed again below from the session's next deadline.
+                    armed = None;
+                    session.handle_timeout(now());
+                }
                 granted = wait(&mut turn) => {
                     turn = None;
                     match granted {
