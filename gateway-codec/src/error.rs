@@ -23,6 +23,9 @@ pub enum DecodeError {
         /// The limit.
         limit: usize,
     },
+    /// The zlib stream does not start with a zlib header (deflate, no preset dictionary).
+    #[error("not a zlib stream: header bytes {0:#04x} {1:#04x}")]
+    ZlibHeader(u8, u8),
     /// The zlib stream is corrupt.
     #[error("corrupt zlib stream: {0}")]
     Zlib(#[from] flate2::DecompressError),

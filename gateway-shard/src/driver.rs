@@ -84,7 +84,9 @@ pub(crate) async fn run(
         #[cfg(feature = "metrics")]
         let mut waiting_since: Option<Instant> = None;
         loop {
-            while let Some(output) = session.poll_output(now()) {
+            // One reading of the clock for the loop's bookkeeping (inputs read it again).
+            let t = now();
+            while let Some(output) = session.poll_output(t) {
                 match output {
                     Output::Action(Action::Connect { url }) => {
                         link = None;
@@ -103,7 +105,7 @@ pub(crate) async fn run(
                     Output::Action(Action::AwaitIdentify) => {
                         #[cfg(feature = "metrics")]
                         {
-                            waiting_since = Some(now());
+                            waiting_since = Some(t);
                         }
                         // Wait in the identify queue while the loop keeps heartbeating.
                         let queue = Arc::clone(&settings.identify_queue);
@@ -122,12 +124,12 @@ pub(crate) async fn run(
             outbox.deliver_ready(&events);
             // Past the budget, stop reading (the session decides when that may be): the
             // gateway's TCP window fills and it waits; heartbeats go on.
-            session.handle_reading_paused(now(), outbox.is_full());
+            session.handle_reading_paused(t, outbox.is_full());
             if session.state() != SessionState::WaitingToIdentify {
                 // The connection that waited is gone: give the place in the queue up.
                 turn = None;
             }
-            publish(&status, &mut session, &outbox, now());
+            publish(&status, &mut session, &outbox, t);
             if !session.is_alive() {
                 // Whoever asked to close hears back now, even while events still wait for the user.
                 let resume = session.resume_info();
@@ -144,7 +146,7 @@ pub(crate) async fn run(
             // A message already in the socket's buffer is handled at once, without the select
             // (a few in a row, then the select gets its turn): one wake-up per burst, not per
             // message. Not when a timer is due.
-            if reading && burst < BURST && deadline.is_none_or(|d| d > now())
+            if reading && burst < BURST && deadline.is_none_or(|d| d > t)
                 && let Some(l) = link.as_mut()
                 && let Some(io) = l.io(true).now_or_never()
             {

@@ -29,12 +29,6 @@ enum Task {
     /// Run the deterministic simulator: many seeds of shards under faults on virtual time, every
     /// invariant checked; report virtual time simulated per wall second.
     Sim(sim::Options),
-    /// Used by `bench`: one memory scenario in a fresh process.
-    #[command(hide = true)]
-    MemoryProbe(bench::ProbeOptions),
-    /// Used by `bench`: our client's end-to-end run in a process of its own.
-    #[command(hide = true)]
-    E2eProbe(bench::E2eProbeOptions),
     /// Used by `bench`: one cluster node in a process of its own, handing over on SIGTERM.
     #[command(hide = true)]
     ClusterProbe(bench::NodeProbeOptions),
@@ -76,20 +70,6 @@ fn main() -> ExitCode {
             }
         }
         Task::ClusterProbe(options) => match bench::node_probe(&options) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("error: {e}");
-                ExitCode::FAILURE
-            }
-        },
-        Task::E2eProbe(options) => match bench::e2e_probe(&options) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("error: {e}");
-                ExitCode::FAILURE
-            }
-        },
-        Task::MemoryProbe(options) => match bench::probe(&options) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("error: {e}");

@@ -118,10 +118,12 @@ pub(crate) fn typed_pass(stream: &Stream, wanted: EventTypes) -> Result<(), Stri
 }
 
 /// The same backend as the decoder, decompressing alone into one reused initialized buffer: the
-/// baseline the decoder is measured against.
+/// baseline the decoder is measured against. zlib-stream inflates raw deflate after the 2-byte
+/// header, without Adler-32, as the decoder does (the checksum is never compared mid-stream).
 enum Raw {
     None,
-    Zlib(Decompress),
+    /// The inflater, and header bytes still to skip.
+    Zlib(Decompress, usize),
     Zstd(ZstdDecoder<'static>),
 }
 
@@ -129,7 +131,7 @@ impl Raw {
     fn new(compression: Compression) -> Result<Self, String> {
         Ok(match compression {
             Compression::None => Self::None,
-            Compression::ZlibStream => Self::Zlib(Decompress::new(true)),
+            Compression::ZlibStream => Self::Zlib(Decompress::new(false), 2),
             Compression::ZstdStream => Self::Zstd(ZstdDecoder::new().map_err(|e| e.to_string())?),
         })
     }
@@ -140,8 +142,10 @@ impl Raw {
             Self::None => {
                 black_box(frame);
             }
-            Self::Zlib(z) => {
-                let mut input = frame;
+            Self::Zlib(z, header) => {
+                let skip = (*header).min(frame.len());
+                *header -= skip;
+                let mut input = &frame[skip..];
                 loop {
                     let (i0, o0) = (z.total_in(), z.total_out());
                     z.decompress(input, out, FlushDecompress::Sync)

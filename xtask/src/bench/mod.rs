@@ -7,15 +7,17 @@ mod cluster;
 mod corpus;
 mod decode;
 mod e2e;
-mod memory;
+// Shared file for file with the probes (xtask/shard-probe, xtask/twilight-probe), which use
+// what xtask does not.
+#[allow(dead_code)]
+mod figures;
 mod peer;
 mod report;
+#[allow(dead_code)]
 mod sys;
 mod versus;
 
 pub(crate) use cluster::{NodeProbeOptions, node_probe};
-pub(crate) use e2e::{E2eProbeOptions, e2e_probe};
-pub(crate) use memory::{ProbeOptions, probe};
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -85,7 +87,7 @@ pub(crate) struct Report {
     pub(crate) chunking: Vec<chunking::ChunkingFigure>,
     pub(crate) end_to_end: Vec<e2e::EndToEndFigure>,
     pub(crate) recovery: Vec<e2e::RecoveryFigure>,
-    pub(crate) memory: Vec<memory::MemoryFigure>,
+    pub(crate) memory: Vec<figures::MemoryFigure>,
     pub(crate) memory_versus: Vec<versus::MemoryComparison>,
     pub(crate) client_cpu: Vec<versus::ClientCpuFigure>,
     pub(crate) cluster: Vec<cluster::ClusterFigure>,
@@ -163,7 +165,7 @@ pub(crate) fn run(options: &Options) -> Result<(), String> {
     let side_by_side = options.runs(Section::EndToEnd) || options.runs(Section::Memory);
     let peers = if side_by_side {
         let root = crate::workspace_root();
-        Some((memory::testkit_binary(&root)?, peer::Probes::build(&root)?))
+        Some((peer::testkit_binary(&root)?, peer::Probes::build(&root)?))
     } else {
         None
     };

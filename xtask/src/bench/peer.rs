@@ -1,6 +1,7 @@
-//! The clients measured side by side, each in a process of its own: ours (`cargo xtask
-//! memory-probe` and `e2e-probe`, this binary) and twilight-gateway 0.18 (`xtask/twilight-probe`,
-//! built here once per compression), against `gateway-testkit serve` in a third process.
+//! The clients measured side by side, each in a process of its own: ours (`xtask/shard-probe`,
+//! built on its own so that gateway-shard has its default features) and twilight-gateway 0.18
+//! (`xtask/twilight-probe`, built once per compression), against `gateway-testkit serve` in a
+//! third process.
 //!
 //! A probe prints `ready` once its shards are connected with their guilds, when the bench asks the
 //! gateway for the traffic to measure (`POST /testkit/replay`), and then one JSON line: its
@@ -9,11 +10,57 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 
 use gateway_codec::Compression;
 
-use super::memory::Server;
+/// A child process killed when dropped (the fake gateway).
+pub(crate) struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        // Killing a process that already exited fails, and either way it is gone after `wait`.
+        if let Err(e) = self.0.kill() {
+            eprintln!("[bench] the fake gateway: {e}");
+        }
+        if let Err(e) = self.0.wait() {
+            eprintln!("[bench] the fake gateway: {e}");
+        }
+    }
+}
+
+/// The workspace's target directory.
+fn target_dir(root: &Path) -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from)
+}
+
+/// Builds one binary package of the workspace in release, on its own (its features alone), and
+/// returns its path.
+fn build_release(root: &Path, package: &str) -> Result<PathBuf, String> {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let status = Command::new(cargo)
+        .args([
+            "build",
+            "--quiet",
+            "--release",
+            "--package",
+            package,
+            "--bin",
+            package,
+        ])
+        .current_dir(root)
+        .status()
+        .map_err(|e| format!("cargo build -p {package}: {e}"))?;
+    if !status.success() {
+        return Err(format!("building {package} failed"));
+    }
+    Ok(target_dir(root).join("release").join(package))
+}
+
+/// Builds `gateway-testkit` in release and returns its path.
+pub(crate) fn testkit_binary(root: &Path) -> Result<PathBuf, String> {
+    build_release(root, "gateway-testkit")
+}
 
 /// A client measured in the bench.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,13 +89,13 @@ pub(crate) struct Probes {
 }
 
 impl Probes {
-    /// Builds twilight's probe for zlib-stream and for zstd-stream (twilight fixes the compression
-    /// at compile time) in release, into `target/bench-twilight`.
+    /// Builds our probe, and twilight's for zlib-stream and for zstd-stream (twilight fixes the
+    /// compression at compile time) in release, into `target/bench-twilight`.
     pub(crate) fn build(root: &Path) -> Result<Self, String> {
+        eprintln!("[bench] building our probe (xtask/shard-probe)…");
+        let ours = build_release(root, "shard-probe")?;
         let dir = root.join("xtask").join("twilight-probe");
-        let target =
-            std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
-        let target = target.join("bench-twilight");
+        let target = target_dir(root).join("bench-twilight");
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
         let mut built = Vec::new();
         for feature in ["zlib", "zstd"] {
@@ -82,7 +129,7 @@ impl Probes {
         let [twilight_zlib, twilight_zstd] =
             <[PathBuf; 2]>::try_from(built).map_err(|_| "two probes expected")?;
         Ok(Self {
-            ours: std::env::current_exe().map_err(|e| e.to_string())?,
+            ours,
             twilight_zlib,
             twilight_zstd,
         })
@@ -101,7 +148,7 @@ impl Probes {
         let mut command = match client {
             Client::Ours => {
                 let mut c = Command::new(&self.ours);
-                c.arg(format!("{task}-probe"))
+                c.arg(task)
                     .args(["--compression", &compression.to_string()]);
                 c
             }

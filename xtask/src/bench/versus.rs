@@ -10,10 +10,14 @@ use gateway_codec::Compression;
 use serde::Serialize;
 
 use super::Target;
-use super::e2e::{ClientRun, Event};
-use super::memory::{AFTER_1_MB, AFTER_100_KB, MemoryFigure};
+use super::e2e::Event;
+use super::figures::{ClientRun, MemoryFigure};
 use super::peer::{Client, Probes, run_probe, serve};
 
+/// The scenario after one GUILD_CREATE of about 100 KB per shard.
+pub(crate) const AFTER_100_KB: &str = "after 100 KB";
+/// The scenario after ten GUILD_CREATEs, about 1 MB, per shard.
+pub(crate) const AFTER_1_MB: &str = "after 1 MB";
 /// The mixed-traffic scenario: one GUILD_CREATE, then [`MIX_EVENTS`] dispatches of the corpus's
 /// steady traffic (messages, presences, typing) per shard.
 pub(crate) const MIX: &str = "mix";

@@ -1,9 +1,10 @@
 //! `cargo xtask bench`'s peer: twilight-gateway 0.18 against `gateway-testkit serve`, measured the
 //! way the bench measures our shard, and printed as one JSON line on stdout.
 //!
-//! * `twilight-probe memory --url URL --shards N --guilds G`: N shards in this process (a tokio
-//!   runtime with two workers, one task per shard, as a twilight bot runs them); once every shard
-//!   is READY and G GUILD_CREATEs arrived in all, 2 s pass and the memory per shard is printed.
+//! * `twilight-probe memory --url URL --shards N --guilds G [--then M]`: N shards in this
+//!   process (a tokio runtime with two workers, one task per shard, as a twilight bot runs them);
+//!   once every shard is READY and G GUILD_CREATEs arrived in all, it prints `ready` and waits
+//!   for M more dispatches if asked; 2 s later it prints the memory per shard.
 //! * `twilight-probe e2e --url URL --guilds G --events N`: one shard on a current-thread runtime.
 //!   Once it is READY with its G guilds it prints `ready`, and counts N dispatches (whoever
 //!   measures asks the gateway to send them); then it prints the process's CPU time over them.
@@ -17,6 +18,9 @@
 #[path = "../../src/bench/alloc.rs"]
 #[allow(dead_code)]
 mod alloc;
+#[path = "../../src/bench/figures.rs"]
+#[allow(dead_code)]
+mod figures;
 #[path = "../../src/bench/sys.rs"]
 #[allow(dead_code)]
 mod sys;
@@ -25,8 +29,8 @@ use std::pin::Pin;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
+use figures::{ClientRun, MemoryFigure, flag, number};
 use futures_core::Stream;
-use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
 use twilight_gateway::queue::Queue;
 use twilight_gateway::{ConfigBuilder, Intents, Message, Shard, ShardId};
@@ -111,23 +115,14 @@ fn shard(url: &str, id: ShardId) -> Shard<Immediate> {
     Shard::with_config(id, config)
 }
 
-/// Memory per shard, in the fields the bench reads.
-#[derive(Debug, Serialize)]
-struct MemoryFigure {
-    compression: &'static str,
+async fn memory(
+    url: String,
     shards: usize,
-    scenario: String,
-    received_per_shard: u64,
-    rss_per_shard_kib: f64,
-    rust_heap_per_shard_kib: f64,
-    malloc_in_use_per_shard_kib: Option<f64>,
-    malloc_committed_per_shard_kib: Option<f64>,
-    c_only_per_shard_kib: Option<f64>,
-}
-
-async fn memory(url: String, shards: usize, guilds: usize) -> Result<MemoryFigure, String> {
+    guilds: usize,
+    then: usize,
+) -> Result<MemoryFigure, String> {
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let (rss0, heap0, malloc0) = (sys::rss_bytes(), alloc::live_bytes(), sys::malloc());
+    let before = (sys::rss_bytes(), alloc::live_bytes(), sys::malloc());
     let (tx, mut rx) = mpsc::unbounded_channel();
     let total = u32::try_from(shards).map_err(|e| e.to_string())?;
     for number in 0..total {
@@ -141,8 +136,7 @@ async fn memory(url: String, shards: usize, guilds: usize) -> Result<MemoryFigur
                 };
                 let kind = seen(&message);
                 drop(message);
-                if matches!(kind, Seen::Ready | Seen::GuildCreate) && tx.send((kind, size)).is_err()
-                {
+                if kind != Seen::Other && tx.send((kind, size)).is_err() {
                     return;
                 }
             }
@@ -154,44 +148,40 @@ async fn memory(url: String, shards: usize, guilds: usize) -> Result<MemoryFigur
     while ready < shards || created < guilds {
         match tokio::time::timeout_at(deadline, rx.recv()).await {
             Ok(Some((Seen::Ready, _))) => ready += 1,
-            Ok(Some((_, size))) => {
+            Ok(Some((Seen::GuildCreate, size))) => {
                 created += 1;
                 received += size as u64;
             }
+            Ok(Some(_)) => {}
             Ok(None) => return Err("every shard stopped".into()),
             Err(_) => return Err(format!("{ready} READY, {created} GUILD_CREATE in 300 s")),
         }
     }
+    if then > 0 {
+        println!("ready");
+        let mut dispatched = 0;
+        while dispatched < then {
+            match tokio::time::timeout_at(deadline, rx.recv()).await {
+                Ok(Some((Seen::Dispatch, _))) => dispatched += 1,
+                Ok(Some(_)) => {}
+                Ok(None) => return Err("every shard stopped".into()),
+                Err(_) => return Err(format!("{dispatched} of {then} dispatches in 300 s")),
+            }
+        }
+    }
     // Let the shards settle (their heartbeats go on), then measure.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let (rss1, heap1, malloc1) = (sys::rss_bytes(), alloc::live_bytes(), sys::malloc());
-    let per = |a: u64, b: u64| (b.saturating_sub(a)) as f64 / shards as f64 / 1024.0;
-    let malloc = malloc0.zip(malloc1);
-    let rust_heap = per(heap0, heap1);
-    let malloc_in_use = malloc.map(|(a, b)| per(a.in_use, b.in_use));
-    Ok(MemoryFigure {
-        compression: BUILT_COMPRESSION,
+    let after = (sys::rss_bytes(), alloc::live_bytes(), sys::malloc());
+    Ok(figures::memory_figure(
+        BUILT_COMPRESSION,
         shards,
-        scenario: String::new(),
-        received_per_shard: received / shards.max(1) as u64,
-        rss_per_shard_kib: per(rss0, rss1),
-        rust_heap_per_shard_kib: rust_heap,
-        malloc_in_use_per_shard_kib: malloc_in_use,
-        malloc_committed_per_shard_kib: malloc.map(|(a, b)| per(a.committed, b.committed)),
-        c_only_per_shard_kib: malloc_in_use.map(|m| (m - rust_heap).max(0.0)),
-    })
+        received,
+        before,
+        after,
+    ))
 }
 
-/// One end-to-end run, in the fields the bench reads.
-#[derive(Debug, Serialize)]
-struct EndToEndRun {
-    events: usize,
-    bytes: u64,
-    cpu_ns: u64,
-    wall_ns: u64,
-}
-
-async fn end_to_end(url: String, guilds: usize, events: usize) -> Result<EndToEndRun, String> {
+async fn end_to_end(url: String, guilds: usize, events: usize) -> Result<ClientRun, String> {
     let mut shard = shard(&url, ShardId::ONE);
     let (mut ready, mut created) = (false, 0);
     while !ready || created < guilds {
@@ -208,42 +198,28 @@ async fn end_to_end(url: String, guilds: usize, events: usize) -> Result<EndToEn
     let (cpu0, wall0) = (sys::process_cpu(), Instant::now());
     // Whoever measures now asks the gateway for the dispatches.
     println!("ready");
-    let (mut received, mut bytes) = (0, 0u64);
+    let mut received = 0;
     while received < events {
         let message = tokio::time::timeout(Duration::from_secs(60), next(&mut shard))
             .await
             .map_err(|_| format!("{received} of {events} dispatches in 60 s"))?
             .ok_or("the shard stopped")?;
-        if let Message::Text(text) = &message {
-            bytes += text.len() as u64;
-        }
         if seen(&message) == Seen::Dispatch {
             received += 1;
         }
         std::hint::black_box(&message);
     }
     let (cpu1, wall) = (sys::process_cpu(), wall0.elapsed());
-    Ok(EndToEndRun {
+    Ok(ClientRun {
         events,
-        bytes,
-        cpu_ns: u64::try_from(cpu1.zip(cpu0).map_or(Duration::ZERO, |(b, a)| b.saturating_sub(a)).as_nanos()).unwrap_or(u64::MAX),
+        cpu_ns: u64::try_from(
+            cpu1.zip(cpu0)
+                .map_or(Duration::ZERO, |(b, a)| b.saturating_sub(a))
+                .as_nanos(),
+        )
+        .unwrap_or(u64::MAX),
         wall_ns: u64::try_from(wall.as_nanos()).unwrap_or(u64::MAX),
     })
-}
-
-/// Parses `--name value` pairs.
-fn flag(args: &[String], name: &str) -> Result<String, String> {
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .cloned()
-        .ok_or_else(|| format!("missing {name}"))
-}
-
-fn number(args: &[String], name: &str) -> Result<usize, String> {
-    flag(args, name)?
-        .parse()
-        .map_err(|e| format!("{name}: {e}"))
 }
 
 fn run(args: &[String]) -> Result<String, String> {
@@ -256,7 +232,8 @@ fn run(args: &[String]) -> Result<String, String> {
                 .enable_all()
                 .build()
                 .map_err(|e| e.to_string())?;
-            let figure = runtime.block_on(memory(url, shards, guilds))?;
+            let then = number(args, "--then").unwrap_or(0);
+            let figure = runtime.block_on(memory(url, shards, guilds, then))?;
             serde_json::to_string(&figure).map_err(|e| e.to_string())
         }
         Some("e2e") => {

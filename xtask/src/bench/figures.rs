@@ -1,0 +1,80 @@
+//! What the probes print, one JSON line each: shared file for file by xtask (which reads it),
+//! `xtask/shard-probe` and `xtask/twilight-probe` (which write it).
+
+use serde::{Deserialize, Serialize};
+
+/// One memory scenario's figures for one client.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct MemoryFigure {
+    /// `ours`, or the peer measured beside us (set by the bench, not the probe).
+    #[serde(default)]
+    pub(crate) client: String,
+    pub(crate) compression: String,
+    pub(crate) shards: usize,
+    /// Set by the bench, not the probe.
+    #[serde(default)]
+    pub(crate) scenario: String,
+    /// GUILD_CREATE bytes (JSON) each shard received on average.
+    pub(crate) received_per_shard: u64,
+    pub(crate) rss_per_shard_kib: f64,
+    pub(crate) rust_heap_per_shard_kib: f64,
+    /// C malloc's bytes in use per shard (Rust's heap included; glibc only).
+    pub(crate) malloc_in_use_per_shard_kib: Option<f64>,
+    /// What malloc holds from the system per shard (arenas and mmapped chunks; glibc only).
+    pub(crate) malloc_committed_per_shard_kib: Option<f64>,
+    /// Allocated through C malloc but not through Rust (libzstd's state, for one): in use minus
+    /// the Rust heap.
+    pub(crate) c_only_per_shard_kib: Option<f64>,
+}
+
+/// Memory figures per shard from two snapshots, `(resident, Rust heap, malloc)` before and
+/// after, over `shards` shards.
+pub(crate) fn memory_figure(
+    compression: &str,
+    shards: usize,
+    received: u64,
+    before: (u64, u64, Option<super::sys::Malloc>),
+    after: (u64, u64, Option<super::sys::Malloc>),
+) -> MemoryFigure {
+    let per = |a: u64, b: u64| (b.saturating_sub(a)) as f64 / shards.max(1) as f64 / 1024.0;
+    let malloc = before.2.zip(after.2);
+    let rust_heap = per(before.1, after.1);
+    let malloc_in_use = malloc.map(|(a, b)| per(a.in_use, b.in_use));
+    MemoryFigure {
+        client: String::new(),
+        compression: compression.to_owned(),
+        shards,
+        scenario: String::new(),
+        received_per_shard: received / shards.max(1) as u64,
+        rss_per_shard_kib: per(before.0, after.0),
+        rust_heap_per_shard_kib: rust_heap,
+        malloc_in_use_per_shard_kib: malloc_in_use,
+        malloc_committed_per_shard_kib: malloc.map(|(a, b)| per(a.committed, b.committed)),
+        c_only_per_shard_kib: malloc_in_use.map(|m| (m - rust_heap).max(0.0)),
+    }
+}
+
+/// One client's end-to-end run.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct ClientRun {
+    pub(crate) events: usize,
+    /// The process's CPU time (every thread) from `ready` to the last dispatch.
+    pub(crate) cpu_ns: u64,
+    pub(crate) wall_ns: u64,
+}
+
+/// Parses `--name value` from a probe's arguments.
+pub(crate) fn flag(args: &[String], name: &str) -> Result<String, String> {
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .cloned()
+        .ok_or_else(|| format!("missing {name}"))
+}
+
+/// Parses `--name N`.
+pub(crate) fn number(args: &[String], name: &str) -> Result<usize, String> {
+    flag(args, name)?
+        .parse()
+        .map_err(|e| format!("{name}: {e}"))
+}
