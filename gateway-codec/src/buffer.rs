@@ -36,7 +36,19 @@ impl OutputBuffer {
     pub(crate) fn expect(&mut self, hint: usize, max: usize) {
         let hard = max.saturating_add(1);
         let want = self.buf.len().saturating_add(hint).min(hard);
-        if want > self.buf.capacity() {
+        self.grow_to(want);
+    }
+
+    /// Grows the capacity to `want` bytes. An empty buffer is replaced rather than reallocated:
+    /// `realloc` would copy its whole old capacity, holding nothing.
+    fn grow_to(&mut self, want: usize) {
+        if want <= self.buf.capacity() {
+            return;
+        }
+        if self.buf.is_empty() {
+            self.buf = Vec::new();
+            self.buf.reserve_exact(want);
+        } else {
             self.buf.reserve_exact(want - self.buf.len());
         }
     }
@@ -52,7 +64,7 @@ impl OutputBuffer {
                 return None;
             }
             let grown = (len * 2).max(Self::INITIAL).min(hard);
-            self.buf.reserve_exact(grown - len);
+            self.grow_to(grown);
         }
         Some(&mut self.buf)
     }
