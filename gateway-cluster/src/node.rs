@@ -2,6 +2,7 @@
 //! shards (resuming their stored sessions), publishes their events, keeps their sessions stored,
 //! and on shutdown closes them resumably, stores where they stood and lets the leases go.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -328,11 +329,11 @@ fn forward(
             })
         }
         ShardEvent::Dispatch(d) => {
-            let (name, data): (Box<str>, Box<str>) = match d.event {
+            let (name, data): (Cow<'static, str>, Box<str>) = match d.event {
                 // The raw `d` moves into the entry: relaying copies nothing.
                 DispatchEvent::Other(raw) => (raw.name, raw.data.into_inner()),
                 // Only READY and RESUMED are typed in raw mode, and they come as their own events.
-                typed => (typed.name().into(), "".into()),
+                typed => (typed.name().to_owned().into(), "".into()),
             };
             h.session.as_ref().map(|session| Entry {
                 name,

@@ -9,6 +9,7 @@
 //! their sockets: TCP pushes back on Discord, heartbeats go on, and nothing is dropped. A batch
 //! that Redis refuses is retried until it is written.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -44,7 +45,7 @@ impl Default for PublishConfig {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
     /// The event name (`t`).
-    pub name: Box<str>,
+    pub name: Cow<'static, str>,
     /// The shard.
     pub shard: u32,
     /// The session it belongs to.

@@ -31,9 +31,19 @@ impl OutputBuffer {
         self.buf.len()
     }
 
-    /// Makes room for about `hint` more bytes at once (one allocation instead of several
-    /// doublings), within `max`.
-    pub(crate) fn expect(&mut self, hint: usize, max: usize) {
+    /// For a large compressed input (from half of [`Self::RETAIN`] on), makes room at once for
+    /// `input_len` times a typical inflation: one allocation instead of several doublings. A
+    /// smaller input is left to the retained capacity, so ordinary messages allocate nothing.
+    pub(crate) fn expect_from(&mut self, input_len: usize, max: usize) {
+        /// What JSON typically inflates by from zlib-stream or zstd-stream.
+        const INFLATION: usize = 8;
+        if input_len >= Self::RETAIN / 2 {
+            self.expect(input_len.saturating_mul(INFLATION), max);
+        }
+    }
+
+    /// Makes room for about `hint` more bytes at once, within `max`.
+    fn expect(&mut self, hint: usize, max: usize) {
         let hard = max.saturating_add(1);
         let want = self.buf.len().saturating_add(hint).min(hard);
         self.grow_to(want);
@@ -128,6 +138,11 @@ mod tests {
 
     #[test]
     fn expect_reserves_at_once_within_max() {
+        let mut b = OutputBuffer::default();
+        b.expect_from(1_000, 1_000_000);
+        assert_eq!(b.capacity(), 0, "a small input reserves nothing");
+        b.expect_from(10_000, 1_000_000);
+        assert!(b.capacity() >= 80_000);
         let mut b = OutputBuffer::default();
         b.expect(50_000, 1_000_000);
         assert!(b.capacity() >= 50_000);

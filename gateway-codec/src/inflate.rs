@@ -69,8 +69,7 @@ impl Zlib {
         if input.is_empty() {
             return Ok(());
         }
-        // zlib-stream inflates about 5 to 10 times: room for that at once saves regrowths.
-        out.expect(input.len().saturating_mul(8), max);
+        out.expect_from(input.len(), max);
         loop {
             let buf = out
                 .writable(max)
@@ -130,7 +129,7 @@ impl Zstd {
         // At a block boundary zstd asks for the next block header (3 bytes), or for nothing if
         // the frame ended; mid-block it asks for the rest of the block.
         const BLOCK_HEADER: usize = 3;
-        out.expect(input.len().saturating_mul(8), max);
+        out.expect_from(input.len(), max);
         let mut input = InBuffer::around(input);
         loop {
             let buf = out

@@ -79,7 +79,9 @@ pub struct ShardConfig {
     #[cfg(feature = "tokio")]
     /// Bytes of events (their payloads' `d`) that may wait for the user beyond the channel before
     /// the shard stops reading the socket, so that TCP pushes back on the gateway. Heartbeats and
-    /// commands go on meanwhile, and the quiet is not taken for a zombie. Default 16 MiB.
+    /// commands go on meanwhile, and the quiet is not taken for a zombie. Default 256 KiB: a burst
+    /// of a few hundred messages, while a thousand shards behind a slow consumer hold at most
+    /// about 256 MB between them (one event larger than the budget still passes, alone).
     pub event_buffer_bytes: usize,
     #[cfg(feature = "tokio")]
     /// An HTTP proxy (`http://host:port`) to reach the gateway through with CONNECT.
@@ -128,7 +130,7 @@ impl ShardConfig {
             #[cfg(feature = "tokio")]
             event_buffer: 1024,
             #[cfg(feature = "tokio")]
-            event_buffer_bytes: 16 << 20,
+            event_buffer_bytes: 256 << 10,
             #[cfg(feature = "tokio")]
             proxy: None,
             resume: None,

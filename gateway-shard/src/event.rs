@@ -98,10 +98,9 @@ pub(crate) fn untyped(
             tracing::warn!(shard, seq, event = name, %error, "dispatch does not fit its type: delivered raw");
             Some(ShardEvent::Dispatch(Dispatch {
                 seq,
-                event: gateway_model::DispatchEvent::Other(gateway_model::RawDispatch {
-                    name: name.into(),
-                    data,
-                }),
+                event: gateway_model::DispatchEvent::Other(gateway_model::RawDispatch::new(
+                    name, data,
+                )),
             }))
         }
         Err(json) => {

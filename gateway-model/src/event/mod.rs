@@ -12,6 +12,8 @@ pub use payload::Payload;
 pub use ready::{Hello, PartialApplication, Ready, User};
 pub use types::{EVENT_TYPES, EventTypes};
 
+use std::borrow::Cow;
+
 use serde::Deserialize;
 
 use crate::{JsonError, OpCode, RawJson};
@@ -20,13 +22,23 @@ use crate::{JsonError, OpCode, RawJson};
 /// caller deserializes on demand.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RawDispatch {
-    /// The event name (`t`).
-    pub name: Box<str>,
+    /// The event name (`t`): borrowed from the event table for every name Discord documents,
+    /// owned for others.
+    pub name: Cow<'static, str>,
     /// The event's `d`.
     pub data: RawJson,
 }
 
 impl RawDispatch {
+    /// A raw dispatch named `name` (no allocation for a name in the event table).
+    pub fn new(name: &str, data: RawJson) -> Self {
+        let name = match EventTypes::static_name(name) {
+            Some(known) => Cow::Borrowed(known),
+            None => Cow::Owned(name.to_owned()),
+        };
+        Self { name, data }
+    }
+
     /// Deserializes `d` into any type, borrowing where the type allows.
     pub fn deserialize<'a, T: Deserialize<'a>>(&'a self) -> Result<T, JsonError> {
         self.data.deserialize()
@@ -177,10 +189,21 @@ impl GatewayEvent {
                 DispatchEvent::GuildMembersChunk(Box::new(GuildMembersChunk::from_json(data)?))
             }
             EventTypes::RATE_LIMITED => DispatchEvent::RateLimited(sonic_rs::from_str(data)?),
-            _ => DispatchEvent::Other(RawDispatch {
-                name: name.into(),
-                data: RawJson::from_validated(data),
-            }),
+            _ => DispatchEvent::Other(RawDispatch::new(name, RawJson::from_validated(data))),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_documented_name_is_borrowed_from_the_table_and_another_owned() {
+        let data = || RawJson::from_string("{}").unwrap();
+        let known = RawDispatch::new("MESSAGE_CREATE", data());
+        assert!(matches!(known.name, Cow::Borrowed("MESSAGE_CREATE")));
+        let unknown = RawDispatch::new("SOMETHING_NEW", data());
+        assert!(matches!(&unknown.name, Cow::Owned(n) if n == "SOMETHING_NEW"));
     }
 }

@@ -30,6 +30,15 @@ macro_rules! event_table {
                     _ => Self::UNKNOWN,
                 }
             }
+
+            /// The table's own copy of a dispatch name, for names in the table: naming an
+            /// event with it allocates nothing.
+            pub fn static_name(name: &str) -> Option<&'static str> {
+                match name {
+                    $($wire => Some($wire),)*
+                    _ => None,
+                }
+            }
         }
     };
 }

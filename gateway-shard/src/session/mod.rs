@@ -497,10 +497,7 @@ impl Session {
             // Not JSON: the typed path says why, and drops it.
             return false;
         };
-        let event = DispatchEvent::Other(gateway_model::RawDispatch {
-            name: name.into(),
-            data,
-        });
+        let event = DispatchEvent::Other(gateway_model::RawDispatch::new(name, data));
         self.events
             .push_back(ShardEvent::Dispatch(gateway_model::Dispatch { seq, event }));
         true

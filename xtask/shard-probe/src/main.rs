@@ -141,7 +141,7 @@ async fn end_to_end(
             _ => {}
         }
     }
-    let (cpu0, wall0) = (sys::process_cpu(), Instant::now());
+    let (cpu0, wall0, allocs0) = (sys::process_cpu(), Instant::now(), alloc::allocations());
     // The bench now asks the gateway for the dispatches.
     println!("ready");
     let mut received = 0;
@@ -158,6 +158,7 @@ async fn end_to_end(
         }
     }
     let (cpu1, wall) = (sys::process_cpu(), wall0.elapsed());
+    let allocations = alloc::allocations() - allocs0;
     shard.close(false).await;
     let cpu = cpu1
         .zip(cpu0)
@@ -166,6 +167,7 @@ async fn end_to_end(
         events: received,
         cpu_ns: u64::try_from(cpu.as_nanos()).unwrap_or(u64::MAX),
         wall_ns: u64::try_from(wall.as_nanos()).unwrap_or(u64::MAX),
+        allocations,
     })
 }
 

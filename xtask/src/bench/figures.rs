@@ -61,6 +61,9 @@ pub(crate) struct ClientRun {
     /// The process's CPU time (every thread) from `ready` to the last dispatch.
     pub(crate) cpu_ns: u64,
     pub(crate) wall_ns: u64,
+    /// Rust allocations over the same span (the counting allocator).
+    #[serde(default)]
+    pub(crate) allocations: u64,
 }
 
 /// Parses `--name value` from a probe's arguments.

@@ -195,7 +195,7 @@ async fn end_to_end(url: String, guilds: usize, events: usize) -> Result<ClientR
             _ => {}
         }
     }
-    let (cpu0, wall0) = (sys::process_cpu(), Instant::now());
+    let (cpu0, wall0, allocs0) = (sys::process_cpu(), Instant::now(), alloc::allocations());
     // Whoever measures now asks the gateway for the dispatches.
     println!("ready");
     let mut received = 0;
@@ -210,6 +210,7 @@ async fn end_to_end(url: String, guilds: usize, events: usize) -> Result<ClientR
         std::hint::black_box(&message);
     }
     let (cpu1, wall) = (sys::process_cpu(), wall0.elapsed());
+    let allocations = alloc::allocations() - allocs0;
     Ok(ClientRun {
         events,
         cpu_ns: u64::try_from(
@@ -219,6 +220,7 @@ async fn end_to_end(url: String, guilds: usize, events: usize) -> Result<ClientR
         )
         .unwrap_or(u64::MAX),
         wall_ns: u64::try_from(wall.as_nanos()).unwrap_or(u64::MAX),
+        allocations,
     })
 }
 
