@@ -67,8 +67,12 @@ pub(crate) fn testkit_binary(root: &Path) -> Result<PathBuf, String> {
 pub(crate) enum Client {
     /// Our `Shard` / `ShardGroup`.
     Ours,
-    /// twilight-gateway, pinned in `xtask/twilight-probe/Cargo.lock`.
+    /// twilight-gateway, pinned in `xtask/twilight-probe/Cargo.lock`: the user's loop reads its
+    /// raw messages, the lightest way to use it.
     Twilight,
+    /// The same, the user's loop reading typed events (`next_event(EventTypeFlags::all())`), as
+    /// most twilight bots do (end to end only).
+    TwilightTyped,
 }
 
 impl Client {
@@ -77,6 +81,7 @@ impl Client {
         match self {
             Self::Ours => "ours",
             Self::Twilight => "twilight-gateway 0.18",
+            Self::TwilightTyped => "twilight-gateway 0.18, typed events",
         }
     }
 }
@@ -152,7 +157,7 @@ impl Probes {
                     .args(["--compression", &compression.to_string()]);
                 c
             }
-            Client::Twilight => {
+            Client::Twilight | Client::TwilightTyped => {
                 let binary = match compression {
                     Compression::ZlibStream => &self.twilight_zlib,
                     Compression::ZstdStream => &self.twilight_zstd,
@@ -160,6 +165,9 @@ impl Probes {
                 };
                 let mut c = Command::new(binary);
                 c.arg(task);
+                if client == Client::TwilightTyped {
+                    c.arg("--typed");
+                }
                 c
             }
         };

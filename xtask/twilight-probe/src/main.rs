@@ -33,7 +33,9 @@ use figures::{ClientRun, MemoryFigure, flag, number};
 use futures_core::Stream;
 use tokio::sync::{mpsc, oneshot};
 use twilight_gateway::queue::Queue;
-use twilight_gateway::{ConfigBuilder, Intents, Message, Shard, ShardId};
+use twilight_gateway::{
+    ConfigBuilder, Event, EventTypeFlags, Intents, Message, Shard, ShardId, StreamExt as _,
+};
 
 #[global_allocator]
 static ALLOCATOR: alloc::Counting = alloc::Counting;
@@ -181,7 +183,40 @@ async fn memory(
     ))
 }
 
-async fn end_to_end(url: String, guilds: usize, events: usize) -> Result<ClientRun, String> {
+/// The next event twilight deserialized, errors logged and counted.
+async fn next_typed(shard: &mut Shard<Immediate>, errors: &mut usize) -> Option<Event> {
+    loop {
+        match shard.next_event(EventTypeFlags::all()).await? {
+            Ok(event) => return Some(event),
+            Err(e) => {
+                *errors += 1;
+                if *errors <= 3 {
+                    eprintln!("twilight-probe: shard {}: {e}", shard.id());
+                }
+            }
+        }
+    }
+}
+
+/// Whether twilight's event is a dispatch (not a gateway message of its own).
+fn is_dispatch(event: &Event) -> bool {
+    !matches!(
+        event,
+        Event::GatewayClose(_)
+            | Event::GatewayHeartbeat
+            | Event::GatewayHeartbeatAck
+            | Event::GatewayHello(_)
+            | Event::GatewayInvalidateSession(_)
+            | Event::GatewayReconnect
+    )
+}
+
+async fn end_to_end(
+    url: String,
+    guilds: usize,
+    events: usize,
+    typed: bool,
+) -> Result<ClientRun, String> {
     let mut shard = shard(&url, ShardId::ONE);
     let (mut ready, mut created) = (false, 0);
     while !ready || created < guilds {
@@ -198,16 +233,33 @@ async fn end_to_end(url: String, guilds: usize, events: usize) -> Result<ClientR
     let (cpu0, wall0, allocs0) = (sys::process_cpu(), Instant::now(), alloc::allocations());
     // Whoever measures now asks the gateway for the dispatches.
     println!("ready");
-    let mut received = 0;
-    while received < events {
-        let message = tokio::time::timeout(Duration::from_secs(60), next(&mut shard))
-            .await
-            .map_err(|_| format!("{received} of {events} dispatches in 60 s"))?
-            .ok_or("the shard stopped")?;
-        if seen(&message) == Seen::Dispatch {
-            received += 1;
+    let (mut received, mut errors) = (0, 0);
+    while received + errors < events {
+        let late = || format!("{received} of {events} dispatches in 60 s");
+        if typed {
+            // As most twilight bots read: every event deserialized into twilight-model's types.
+            let event =
+                tokio::time::timeout(Duration::from_secs(60), next_typed(&mut shard, &mut errors))
+                    .await
+                    .map_err(|_| late())?
+                    .ok_or("the shard stopped")?;
+            if is_dispatch(&event) {
+                received += 1;
+            }
+            std::hint::black_box(&event);
+        } else {
+            let message = tokio::time::timeout(Duration::from_secs(60), next(&mut shard))
+                .await
+                .map_err(|_| late())?
+                .ok_or("the shard stopped")?;
+            if seen(&message) == Seen::Dispatch {
+                received += 1;
+            }
+            std::hint::black_box(&message);
         }
-        std::hint::black_box(&message);
+    }
+    if errors > 0 {
+        return Err(format!("{errors} of {events} events failed to deserialize"));
     }
     let (cpu1, wall) = (sys::process_cpu(), wall0.elapsed());
     let allocations = alloc::allocations() - allocs0;
@@ -244,7 +296,8 @@ fn run(args: &[String]) -> Result<String, String> {
                 .enable_all()
                 .build()
                 .map_err(|e| e.to_string())?;
-            let run = runtime.block_on(end_to_end(url, guilds, events))?;
+            let typed = args.iter().any(|a| a == "--typed");
+            let run = runtime.block_on(end_to_end(url, guilds, events, typed))?;
             serde_json::to_string(&run).map_err(|e| e.to_string())
         }
         _ => Err("usage: twilight-probe memory|e2e --url URL …".into()),
