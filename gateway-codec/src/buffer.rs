@@ -1,16 +1,15 @@
-//! The decoder's output buffer: reused across payloads, grown on demand, given back after each
-//! outsized payload.
+//! The decoder's output buffer: reused across payloads, grown on demand, given back when the
+//! connection goes quiet.
 
 /// Payloads are decompressed into one buffer, reused for every payload.
 ///
-/// Memory policy: between payloads the buffer keeps at most [`OutputBuffer::RETAIN`] (16 KiB),
-/// enough for nearly every message but a GUILD_CREATE or a member chunk. A larger payload grows
-/// it (into spare capacity, without zeroing: the decompressors write there directly), and the
-/// excess is given back as soon as the payload ends, before the next one or as soon as the
-/// caller is done with it ([`Decoder::trim`](crate::Decoder::trim)). So a shard holds no large
-/// buffer between large payloads: with many shards on few threads, the few large buffers alive
-/// at any moment are the ones being decoded, and malloc reuses their memory from one shard to
-/// the next instead of each shard keeping its own.
+/// Memory policy: a payload larger than the buffer grows it (into spare capacity, without
+/// zeroing: the decompressors write there directly), and the buffer keeps that size while
+/// payloads keep coming, so a burst of large payloads (a bot starting up) allocates once.
+/// [`Decoder::release`](crate::Decoder::release), called when the connection goes quiet, gives
+/// back all but [`OutputBuffer::RETAIN`] (16 KiB), enough for nearly every message but a
+/// GUILD_CREATE or a member chunk. So an idle shard holds no buffer sized for its largest payload,
+/// and ordinary messages never allocate.
 #[derive(Debug, Default)]
 pub(crate) struct OutputBuffer {
     /// The current payload's bytes; its spare capacity is where the decompressors write.
@@ -79,17 +78,21 @@ impl OutputBuffer {
         Some(&mut self.buf)
     }
 
-    /// Ends the current payload and gives back what it needed beyond [`Self::RETAIN`].
+    /// Ends the current payload.
     pub(crate) fn finish_payload(&mut self) {
         self.buf.clear();
-        if self.buf.capacity() > Self::RETAIN {
+    }
+
+    /// Gives back what the buffer holds beyond [`Self::RETAIN`] (it must hold no payload).
+    pub(crate) fn release(&mut self) {
+        if self.buf.is_empty() && self.buf.capacity() > Self::RETAIN {
             self.buf.shrink_to(Self::RETAIN);
         }
     }
 
     /// Drops the current payload's bytes.
     pub(crate) fn discard(&mut self) {
-        self.finish_payload();
+        self.buf.clear();
     }
 
     /// Bytes held.
@@ -118,20 +121,20 @@ mod tests {
     }
 
     #[test]
-    fn gives_back_all_but_the_retained_size_after_each_large_payload() {
+    fn keeps_room_in_a_burst_and_gives_it_back_when_released() {
         let mut b = OutputBuffer::default();
-        for _ in 0..50 {
-            write(&mut b, 2_000);
-        }
-        let small = b.capacity();
-        assert!(small <= OutputBuffer::RETAIN);
+        write(&mut b, 100_000);
+        let room = b.capacity();
+        assert!(room >= 100_000);
         for _ in 0..8 {
-            assert!(write(&mut b, 100_000) >= 100_000);
-            assert!(b.capacity() <= OutputBuffer::RETAIN, "{}", b.capacity());
+            write(&mut b, 100_000);
+            assert_eq!(b.capacity(), room, "no allocation within a burst");
         }
-        // Ordinary messages after that allocate nothing.
+        b.release();
+        assert!(b.capacity() <= OutputBuffer::RETAIN);
         for _ in 0..50 {
             write(&mut b, 2_000);
+            b.release();
             assert!(b.capacity() <= OutputBuffer::RETAIN);
         }
     }

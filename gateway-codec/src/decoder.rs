@@ -99,12 +99,26 @@ impl Decoder {
         self.limits
     }
 
-    /// Ends the last payload now instead of at the next [`push`](Self::push), so that the buffer
-    /// shrink policy applies while the connection is idle (a shard calls this after handling each
-    /// payload). The payload must no longer be borrowed, which the borrow checker ensures.
+    /// Ends the last payload now instead of at the next [`push`](Self::push) (a shard calls this
+    /// after handling each payload). The payload must no longer be borrowed, which the borrow
+    /// checker ensures.
     pub fn trim(&mut self) {
         if std::mem::take(&mut self.payload_done) {
             self.out.finish_payload();
+        }
+    }
+
+    /// Gives back the memory that large payloads needed: the output buffer returns to 16 KiB
+    /// and the buffer of a payload split over several messages is freed. Call it when the
+    /// connection goes quiet (a shard does when its socket has nothing more to read): during a
+    /// burst the room is kept, so back-to-back large payloads allocate once, and an idle
+    /// connection holds no buffer sized for its largest payload. Ends the last payload first,
+    /// as [`trim`](Self::trim) does.
+    pub fn release(&mut self) {
+        self.trim();
+        self.out.release();
+        if self.pending.is_empty() {
+            self.pending = Vec::new();
         }
     }
 
@@ -200,9 +214,6 @@ impl Decoder {
                 }
                 let inflated = zlib.decompress(&self.pending, &mut self.out, max);
                 self.pending.clear();
-                if self.pending.capacity() > OutputBuffer::RETAIN {
-                    self.pending.shrink_to(OutputBuffer::RETAIN);
-                }
                 inflated.map(|()| Some(Input::Output))
             }
             Stream::Zstd(zstd) => {

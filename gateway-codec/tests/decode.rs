@@ -381,3 +381,29 @@ fn invalid_d_is_caught_when_typed_or_at_decode_when_asked() {
     strict.set_validate_data(true);
     assert!(matches!(strict.push(bad), Err(DecodeError::Json(_))));
 }
+
+#[test]
+fn a_burst_of_large_payloads_keeps_its_room_until_released() {
+    for compression in [Compression::ZlibStream, Compression::ZstdStream] {
+        let mut c = Compressor::new(compression).unwrap();
+        let mut d = Decoder::new(compression).unwrap();
+        let large = format!(
+            r#"{{"op":0,"s":1,"t":"GUILD_CREATE","d":{{"members":"{}"}}}}"#,
+            "member ".repeat(30_000)
+        );
+        let m = c.compress_to_vec(large.as_bytes()).unwrap();
+        d.push(&m).unwrap().unwrap();
+        let room = d.buffered_capacity();
+        assert!(room >= large.len(), "{compression}");
+        for _ in 0..5 {
+            let m = c.compress_to_vec(large.as_bytes()).unwrap();
+            d.push(&m).unwrap().unwrap();
+            assert_eq!(d.buffered_capacity(), room, "{compression}: no regrowth in a burst");
+        }
+        d.release();
+        assert!(d.buffered_capacity() <= 16 * 1024, "{compression}");
+        // The stream goes on after the release.
+        let m = c.compress_to_vec(large.as_bytes()).unwrap();
+        assert_eq!(d.push(&m).unwrap().unwrap().seq, Some(1));
+    }
+}

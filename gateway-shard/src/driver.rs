@@ -81,6 +81,7 @@ pub(crate) async fn run(
         let (mut control_open, mut size) = (true, SMALL_EVENT);
         let mut timer = std::pin::pin!(tokio::time::sleep_until(tokio::time::Instant::now()));
         let (mut armed, mut burst): (Option<Instant>, usize) = (None, 0);
+        let mut read_since_release = false;
         #[cfg(feature = "metrics")]
         let mut waiting_since: Option<Instant> = None;
         loop {
@@ -156,6 +157,12 @@ pub(crate) async fn run(
                 }
                 continue;
             }
+            if burst > 0 || read_since_release {
+                // The socket has nothing more for now: the connection is quiet, and the memory a
+                // burst of large payloads needed goes back.
+                settings.decoder.release();
+                read_since_release = false;
+            }
             burst = 0;
             // One timer for the driver's life, moved only when the session's deadline moves.
             if deadline != armed {
@@ -167,6 +174,7 @@ pub(crate) async fn run(
             let busy = link.as_ref().is_some_and(|l| l.busy(reading));
             tokio::select! {
                 io = link_io(&mut link, reading), if busy => {
+                    read_since_release = true;
                     if !receive(&mut session, &mut settings.decoder, settings.dialer.max_message, io, &mut size) {
                         link = None;
                     }
