@@ -398,7 +398,11 @@ fn a_burst_of_large_payloads_keeps_its_room_until_released() {
         for _ in 0..5 {
             let m = c.compress_to_vec(large.as_bytes()).unwrap();
             d.push(&m).unwrap().unwrap();
-            assert_eq!(d.buffered_capacity(), room, "{compression}: no regrowth in a burst");
+            assert_eq!(
+                d.buffered_capacity(),
+                room,
+                "{compression}: no regrowth in a burst"
+            );
         }
         d.release();
         assert!(d.buffered_capacity() <= 16 * 1024, "{compression}");

@@ -11,6 +11,7 @@ mod e2e;
 // what xtask does not.
 #[allow(dead_code)]
 mod figures;
+mod patched;
 mod peer;
 mod report;
 #[allow(dead_code)]
@@ -165,7 +166,12 @@ pub(crate) fn run(options: &Options) -> Result<(), String> {
     let side_by_side = options.runs(Section::EndToEnd) || options.runs(Section::Memory);
     let peers = if side_by_side {
         let root = crate::workspace_root();
-        Some((peer::testkit_binary(&root)?, peer::Probes::build(&root)?))
+        // The patched tungstenite is measured in full memory runs only.
+        let patched = options.runs(Section::Memory) && !options.quick;
+        Some((
+            peer::testkit_binary(&root)?,
+            peer::Probes::build(&root, patched)?,
+        ))
     } else {
         None
     };

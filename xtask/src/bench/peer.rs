@@ -67,6 +67,8 @@ pub(crate) fn testkit_binary(root: &Path) -> Result<PathBuf, String> {
 pub(crate) enum Client {
     /// Our `Shard` / `ShardGroup`.
     Ours,
+    /// The same, built against tungstenite with our read-buffer patch (memory only).
+    OursPatched,
     /// twilight-gateway, pinned in `xtask/twilight-probe/Cargo.lock`: the user's loop reads its
     /// raw messages, the lightest way to use it.
     Twilight,
@@ -80,6 +82,7 @@ impl Client {
     pub(crate) fn name(self) -> &'static str {
         match self {
             Self::Ours => "ours",
+            Self::OursPatched => "ours, tungstenite patched",
             Self::Twilight => "twilight-gateway 0.18",
             Self::TwilightTyped => "twilight-gateway 0.18, typed events",
         }
@@ -89,16 +92,24 @@ impl Client {
 /// The probes' binaries.
 pub(crate) struct Probes {
     ours: PathBuf,
+    /// Ours against the patched tungstenite, when built.
+    pub(crate) ours_patched: Option<PathBuf>,
     twilight_zlib: PathBuf,
     twilight_zstd: PathBuf,
 }
 
 impl Probes {
     /// Builds our probe, and twilight's for zlib-stream and for zstd-stream (twilight fixes the
-    /// compression at compile time) in release, into `target/bench-twilight`.
-    pub(crate) fn build(root: &Path) -> Result<Self, String> {
+    /// compression at compile time) in release, into `target/bench-twilight`; with `patched`, our
+    /// probe against the patched tungstenite too (see `patched`).
+    pub(crate) fn build(root: &Path, patched: bool) -> Result<Self, String> {
         eprintln!("[bench] building our probe (xtask/shard-probe)…");
         let ours = build_release(root, "shard-probe")?;
+        let ours_patched = if patched {
+            Some(super::patched::build(root, &target_dir(root))?)
+        } else {
+            None
+        };
         let dir = root.join("xtask").join("twilight-probe");
         let target = target_dir(root).join("bench-twilight");
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
@@ -135,6 +146,7 @@ impl Probes {
             <[PathBuf; 2]>::try_from(built).map_err(|_| "two probes expected")?;
         Ok(Self {
             ours,
+            ours_patched,
             twilight_zlib,
             twilight_zstd,
         })
@@ -151,8 +163,15 @@ impl Probes {
         args: &[String],
     ) -> Result<Command, String> {
         let mut command = match client {
-            Client::Ours => {
-                let mut c = Command::new(&self.ours);
+            Client::Ours | Client::OursPatched => {
+                let binary = match (client, &self.ours_patched) {
+                    (Client::OursPatched, Some(patched)) => patched,
+                    (Client::OursPatched, None) => {
+                        return Err("the patched probe was not built".into());
+                    }
+                    _ => &self.ours,
+                };
+                let mut c = Command::new(binary);
                 c.arg(task)
                     .args(["--compression", &compression.to_string()]);
                 c

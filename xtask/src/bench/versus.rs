@@ -83,6 +83,8 @@ pub(crate) struct MemoryComparison {
     pub(crate) ours_kib: f64,
     pub(crate) twilight_kib: f64,
     pub(crate) ours_over_twilight: f64,
+    /// Ours built against tungstenite with the read-buffer patch, when measured.
+    pub(crate) ours_patched_kib: Option<f64>,
 }
 
 /// Writes `events` as the testkit's `--replay` file (JSON lines of `{"t", "d"}`).
@@ -148,10 +150,10 @@ pub(crate) fn memory(
             .flat_map(|c| SCENARIOS.iter().map(move |s| (c, s))),
     );
     for (compression, scenario) in plan {
-        let clients: &[Client] = if compression == Compression::None {
-            &[Client::Ours]
-        } else {
-            &[Client::Ours, Client::Twilight]
+        let clients: &[Client] = match (compression, &probes.ours_patched) {
+            (Compression::None, _) => &[Client::Ours],
+            (_, Some(_)) => &[Client::Ours, Client::Twilight, Client::OursPatched],
+            (_, None) => &[Client::Ours, Client::Twilight],
         };
         let mut by_client: Vec<Vec<MemoryFigure>> = vec![Vec::new(); clients.len()];
         for run in 0..runs.max(1) {
@@ -210,7 +212,7 @@ pub(crate) fn memory(
             }
         }
         let medians: Vec<MemoryFigure> = by_client.into_iter().filter_map(median).collect();
-        if let [ours, twilight] = medians.as_slice() {
+        if let [ours, twilight, rest @ ..] = medians.as_slice() {
             comparisons.push(MemoryComparison {
                 compression: compression.to_string(),
                 scenario: scenario.name.to_owned(),
@@ -219,6 +221,7 @@ pub(crate) fn memory(
                 ours_kib: ours.rss_per_shard_kib,
                 twilight_kib: twilight.rss_per_shard_kib,
                 ours_over_twilight: ours.rss_per_shard_kib / twilight.rss_per_shard_kib.max(1e-9),
+                ours_patched_kib: rest.first().map(|p| p.rss_per_shard_kib),
             });
         }
         figures.extend(medians);
@@ -410,9 +413,14 @@ pub(crate) fn markdown(md: &mut String, memory: &[MemoryComparison], cpu: &[Clie
             md,
             "\n## Memory per connected shard, beside twilight-gateway 0.18\n\n{shards} shards per process, each run a fresh process of each client (alternated; median of {runs}), the same fake gateway in another process. Resident KiB per shard.\n"
         );
+        let patched = |m: &MemoryComparison| {
+            m.ours_patched_kib.map_or("–".to_owned(), |p| {
+                format!("{p:.1} ({:.2})", p / m.twilight_kib.max(1e-9))
+            })
+        };
         let _ = writeln!(
             md,
-            "| compression | scenario | ours | twilight | ours / twilight | goal |\n|---|---|---:|---:|---:|---|"
+            "| compression | scenario | ours | twilight | ours / twilight | ours, tungstenite patched (/ twilight) | goal |\n|---|---|---:|---:|---:|---:|---|"
         );
         for m in memory {
             let mut goal = goal_ratio(&m.compression)
@@ -423,8 +431,13 @@ pub(crate) fn markdown(md: &mut String, memory: &[MemoryComparison], cpu: &[Clie
             }
             let _ = writeln!(
                 md,
-                "| {} | {} | {:.1} | {:.1} | **{:.2}** | {goal} |",
-                m.compression, m.scenario, m.ours_kib, m.twilight_kib, m.ours_over_twilight
+                "| {} | {} | {:.1} | {:.1} | **{:.2}** | {} | {goal} |",
+                m.compression,
+                m.scenario,
+                m.ours_kib,
+                m.twilight_kib,
+                m.ours_over_twilight,
+                patched(m)
             );
         }
     }
@@ -460,15 +473,26 @@ pub(crate) fn markdown(md: &mut String, memory: &[MemoryComparison], cpu: &[Clie
 /// A bar chart of resident memory per connected shard, ours beside twilight for each compression
 /// and scenario, with the goals marked.
 pub(crate) fn memory_svg(memory: &[MemoryComparison]) -> String {
-    let colours = ["#4e79a7", "#e15759"];
+    let colours = ["#4e79a7", "#e15759", "#9ecae9"];
     let (width, row, label) = (900.0, 20.0, 230.0);
     let max = memory
         .iter()
-        .flat_map(|m| [m.ours_kib, m.twilight_kib])
+        .flat_map(|m| {
+            [
+                m.ours_kib,
+                m.twilight_kib,
+                m.ours_patched_kib.unwrap_or(0.0),
+            ]
+        })
         .fold(400.0f64, f64::max)
         * 1.1;
     let plot = width - label - 130.0;
-    let group = row * 2.0 + 14.0;
+    let bars = if memory.iter().any(|m| m.ours_patched_kib.is_some()) {
+        3.0
+    } else {
+        2.0
+    };
+    let group = row * bars + 14.0;
     let height = 70.0 + memory.len() as f64 * group + 30.0;
     let shards = memory.first().map_or(0, |m| m.shards);
     let mut s = format!(
@@ -476,8 +500,9 @@ pub(crate) fn memory_svg(memory: &[MemoryComparison]) -> String {
 <text x="10" y="20" font-size="15">Resident memory per connected shard, KiB ({shards} shards; lower is better; red line: goal)</text>
 <rect x="10" y="32" width="10" height="10" fill="{}"/><text x="24" y="41">ours</text>
 <rect x="80" y="32" width="10" height="10" fill="{}"/><text x="94" y="41">twilight-gateway 0.18</text>
+<rect x="260" y="32" width="10" height="10" fill="{}"/><text x="274" y="41">ours, tungstenite patched</text>
 "#,
-        colours[0], colours[1]
+        colours[0], colours[1], colours[2]
     );
     let mut y = 56.0;
     for m in memory {
@@ -488,7 +513,9 @@ pub(crate) fn memory_svg(memory: &[MemoryComparison]) -> String {
             m.compression,
             m.scenario
         );
-        for (i, v) in [m.ours_kib, m.twilight_kib].into_iter().enumerate() {
+        let values = [Some(m.ours_kib), Some(m.twilight_kib), m.ours_patched_kib];
+        for (i, v) in values.into_iter().enumerate() {
+            let Some(v) = v else { continue };
             let w = (v / max).clamp(0.0, 1.0) * plot;
             let by = y + row * i as f64;
             let _ = writeln!(
@@ -511,7 +538,7 @@ pub(crate) fn memory_svg(memory: &[MemoryComparison]) -> String {
                 s,
                 r#"<line x1="{x:.1}" y1="{:.1}" x2="{x:.1}" y2="{:.1}" stroke="red" stroke-width="2"/>"#,
                 y - 2.0,
-                y + row * 2.0
+                y + row * bars
             );
         }
         y += group;
