@@ -29,7 +29,7 @@ enum Stream {
 ///   and [`Decoder::set_validate_data`] checks `d` too.
 ///
 /// Once warm, decoding a payload allocates nothing: the output buffer and the compressed buffer
-/// are reused (see `OutputBuffer` for when they shrink).
+/// are reused until [`Decoder::release`] gives back what large payloads needed.
 pub struct Decoder {
     compression: Compression,
     limits: Limits,
@@ -108,12 +108,12 @@ impl Decoder {
         }
     }
 
-    /// Gives back the memory that large payloads needed: the output buffer returns to 16 KiB
-    /// and the buffer of a payload split over several messages is freed. Call it when the
-    /// connection goes quiet (a shard does when its socket has nothing more to read): during a
-    /// burst the room is kept, so back-to-back large payloads allocate once, and an idle
-    /// connection holds no buffer sized for its largest payload. Ends the last payload first,
-    /// as [`trim`](Self::trim) does.
+    /// Gives back the memory that large payloads needed: the output buffer returns to 16 KiB,
+    /// and the buffer for payloads split over several messages is freed unless one is in
+    /// progress. Call it when the connection goes quiet (a shard does after a second without a
+    /// message): during a burst the room is kept, so back-to-back large payloads allocate once,
+    /// and an idle connection holds no buffer sized for its largest payload. Ends the last
+    /// payload first, as [`trim`](Self::trim) does.
     pub fn release(&mut self) {
         self.trim();
         self.out.release();

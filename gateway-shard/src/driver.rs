@@ -58,6 +58,45 @@ async fn link_io(link: &mut Option<Link>, reading: bool) -> Io {
 /// Messages handled in a row from the socket's buffer before the driver's select gets a turn.
 const BURST: usize = 32;
 
+/// How long the socket stays without a message before the connection counts as quiet and the
+/// decoder gives back what large payloads needed ([`Decoder::release`]).
+const QUIET: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// When the connection goes quiet: the last message read, and when to look again.
+#[derive(Default)]
+struct Quiet {
+    last_read: Option<Instant>,
+    /// When to check for quiet; `None` once released and nothing read since.
+    check: Option<Instant>,
+}
+
+impl Quiet {
+    /// Notes what the socket did at `t` (a message read, or frames sent).
+    fn saw(&mut self, io: &Io, t: Instant) {
+        if matches!(io, Io::Received(_)) {
+            self.last_read = Some(t);
+            self.check.get_or_insert(t + QUIET);
+        }
+    }
+
+    /// Whether the connection went quiet by `t` (then it is not again until the next read); if
+    /// it is due but a message came meanwhile, the check moves to a second after that message.
+    fn is_quiet(&mut self, t: Instant) -> bool {
+        match (self.check, self.last_read) {
+            (Some(check), Some(last)) if check <= t => {
+                if t.duration_since(last) >= QUIET {
+                    self.check = None;
+                    true
+                } else {
+                    self.check = Some(last + QUIET);
+                    false
+                }
+            }
+            _ => false,
+        }
+    }
+}
+
 /// Runs the session until it stops and every event it produced reached the user (or the user
 /// went away). Every wait is a branch of the one `select!`: reading and sending, connecting,
 /// closing, the identify turn, timers, handle requests and event delivery, so that heartbeats and
@@ -81,7 +120,7 @@ pub(crate) async fn run(
         let (mut control_open, mut size) = (true, SMALL_EVENT);
         let mut timer = std::pin::pin!(tokio::time::sleep_until(tokio::time::Instant::now()));
         let (mut armed, mut burst): (Option<Instant>, usize) = (None, 0);
-        let mut read_since_release = false;
+        let mut quiet = Quiet::default();
         #[cfg(feature = "metrics")]
         let mut waiting_since: Option<Instant> = None;
         loop {
@@ -152,30 +191,32 @@ pub(crate) async fn run(
                 && let Some(io) = l.io(true).now_or_never()
             {
                 burst += 1;
-                if !receive(&mut session, &mut settings.decoder, settings.dialer.max_message, io, &mut size) {
+                quiet.saw(&io, t);
+                let max = settings.dialer.max_message;
+                if !receive(&mut session, &mut settings.decoder, max, io, &mut size) {
                     link = None;
                 }
                 continue;
             }
-            if burst > 0 || read_since_release {
-                // The socket has nothing more for now: the connection is quiet, and the memory a
-                // burst of large payloads needed goes back.
-                settings.decoder.release();
-                read_since_release = false;
-            }
             burst = 0;
-            // One timer for the driver's life, moved only when the session's deadline moves.
-            if deadline != armed {
-                armed = deadline;
-                if let Some(d) = deadline {
+            // One timer for the driver's life, moved only when the session's deadline or the
+            // quiet check moves (not per message).
+            let wake = match (deadline, quiet.check) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            if wake != armed {
+                armed = wake;
+                if let Some(d) = wake {
                     timer.as_mut().reset(d.into());
                 }
             }
             let busy = link.as_ref().is_some_and(|l| l.busy(reading));
             tokio::select! {
                 io = link_io(&mut link, reading), if busy => {
-                    read_since_release = true;
-                    if !receive(&mut session, &mut settings.decoder, settings.dialer.max_message, io, &mut size) {
+                    quiet.saw(&io, t);
+                    let max = settings.dialer.max_message;
+                    if !receive(&mut session, &mut settings.decoder, max, io, &mut size) {
                         link = None;
                     }
                 }
@@ -220,9 +261,15 @@ pub(crate) async fn run(
                     }
                 },
                 () = &mut timer, if armed.is_some() => {
-                    // Fired: armed again below from the session's next deadline.
+                    // Fired: armed again above from what is due next.
                     armed = None;
-                    session.handle_timeout(now());
+                    let t = now();
+                    if quiet.is_quiet(t) {
+                        settings.decoder.release();
+                    }
+                    if deadline.is_some_and(|d| d <= t) {
+                        session.handle_timeout(t);
+                    }
                 }
                 granted = wait(&mut turn) => {
                     turn = None;
@@ -252,4 +299,34 @@ pub(crate) async fn run(
     }
     .instrument(span)
     .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn quiet_comes_a_second_after_the_last_message_read_and_once() {
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        let mut quiet = Quiet::default();
+        assert!(!quiet.is_quiet(at(5_000)), "nothing read yet");
+        quiet.saw(&Io::Sent, at(0));
+        assert_eq!(quiet.check, None, "a send is not a read");
+        quiet.saw(&Io::Received(None), at(0));
+        quiet.saw(&Io::Received(None), at(800));
+        assert_eq!(
+            quiet.check,
+            Some(at(1_000)),
+            "the first read sets the check"
+        );
+        assert!(!quiet.is_quiet(at(500)));
+        assert!(!quiet.is_quiet(at(1_000)), "a message came 200 ms before");
+        assert_eq!(quiet.check, Some(at(1_800)));
+        assert!(quiet.is_quiet(at(1_800)));
+        assert!(!quiet.is_quiet(at(9_000)), "once per quiet spell");
+        quiet.saw(&Io::Received(None), at(10_000));
+        assert!(quiet.is_quiet(at(11_000)));
+    }
 }

@@ -5,9 +5,8 @@ use std::collections::VecDeque;
 
 use tokio::sync::mpsc;
 
-use crate::sink::EventSink;
-
 use crate::ShardEvent;
+use crate::sink::EventSink;
 
 /// What an event without a payload of its own is counted as.
 pub(crate) const SMALL_EVENT: usize = 64;

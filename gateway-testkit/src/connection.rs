@@ -116,7 +116,16 @@ async fn serve(
                             }
                             return;
                         }
-                        Some(Output::Drop { .. }) | None => return,
+                        Some(Output::Drop { .. }) | None => {
+                            // What came before the drop still goes out, as it would have
+                            // frame by frame.
+                            if fed > 0
+                                && let Err(e) = ws.flush().await
+                            {
+                                tracing::debug!(connection = id, error = %e, "send failed");
+                            }
+                            return;
+                        }
                     }
                     if fed >= FLUSH_BYTES {
                         break;

@@ -128,8 +128,6 @@ impl Probes {
                 .arg("--target-dir")
                 .arg(&target)
                 .current_dir(&dir)
-                // This crate's own settings, not xtask's.
-                .env_remove("RUSTFLAGS")
                 .status()
                 .map_err(|e| format!("cargo build (twilight-probe): {e}"))?;
             if !status.success() {
@@ -227,13 +225,25 @@ pub(crate) fn run_probe(
         .stderr(Stdio::inherit())
         .spawn()
         .map_err(|e| format!("probe: {e}"))?;
-    let stdout = child.stdout.take().ok_or("no stdout")?;
+    let Some(stdout) = child.stdout.take() else {
+        stop(&mut child);
+        return Err("the probe has no stdout".into());
+    };
     let mut figure = None;
     for line in BufReader::new(stdout).lines() {
-        let line = line.map_err(|e| format!("probe: {e}"))?;
+        let line = match line {
+            Ok(line) => line,
+            Err(e) => {
+                stop(&mut child);
+                return Err(format!("probe: {e}"));
+            }
+        };
         if line == "ready" {
-            if let Some(path) = trigger {
-                post(url, path)?;
+            if let Some(path) = trigger
+                && let Err(e) = post(url, path)
+            {
+                stop(&mut child);
+                return Err(e);
             }
         } else if line.starts_with('{') {
             figure = Some(line);
@@ -243,6 +253,16 @@ pub(crate) fn run_probe(
     match figure {
         Some(line) if status.success() => Ok(line),
         _ => Err(format!("the probe failed ({status})")),
+    }
+}
+
+/// Kills a probe the bench gives up on, and reaps it.
+fn stop(child: &mut Child) {
+    if let Err(e) = child.kill() {
+        eprintln!("[bench] stopping the probe: {e}");
+    }
+    if let Err(e) = child.wait() {
+        eprintln!("[bench] stopping the probe: {e}");
     }
 }
 

@@ -312,7 +312,7 @@ fn flatten(value: &Value, path: &str, out: &mut BTreeMap<String, f64>) {
         }
         Value::Array(items) => {
             for (i, v) in items.iter().enumerate() {
-                let name: Vec<&str> = ["compression", "kind", "scenario", "parser"]
+                let name: Vec<&str> = ["client", "compression", "kind", "scenario", "parser"]
                     .iter()
                     .filter_map(|k| v.get(k).and_then(Value::as_str))
                     .collect();

@@ -22,16 +22,30 @@ fn schedstat(path: &str) -> Option<Duration> {
     Some(Duration::from_nanos(ns))
 }
 
-/// CPU time every thread of this process has run so far (the sum of
-/// `/proc/self/task/*/schedstat`; threads that already ended are not counted). `None` where
-/// those files do not exist.
+/// CPU time this process has run so far, every thread included (those that ended too): user +
+/// system time from `getrusage(RUSAGE_SELF)`, which Linux accounts to the microsecond.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
 pub(crate) fn process_cpu() -> Option<Duration> {
-    let tasks = std::fs::read_dir("/proc/self/task").ok()?;
-    let mut total = Duration::ZERO;
-    for task in tasks.flatten() {
-        total += schedstat(&task.path().join("schedstat").to_string_lossy())?;
-    }
-    Some(total)
+    let mut usage = std::mem::MaybeUninit::<libc::rusage>::uninit();
+    // SAFETY: getrusage writes a whole `rusage` into the pointer it is given and returns 0, or
+    // returns -1 without writing; the struct is read only after a 0.
+    let usage = unsafe {
+        if libc::getrusage(libc::RUSAGE_SELF, usage.as_mut_ptr()) != 0 {
+            return None;
+        }
+        usage.assume_init()
+    };
+    let time = |t: libc::timeval| {
+        Duration::from_secs(u64::try_from(t.tv_sec).ok()?)
+            .checked_add(Duration::from_micros(u64::try_from(t.tv_usec).ok()?))
+    };
+    time(usage.ru_utime)?.checked_add(time(usage.ru_stime)?)
+}
+
+/// CPU time of this process: not available off glibc targets (the probes need it).
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+pub(crate) fn process_cpu() -> Option<Duration> {
+    None
 }
 
 /// The calling thread's id (from `/proc/thread-self`, a link to `PID/task/TID`).
