@@ -4,8 +4,8 @@
 //! It reads what real clients send as Discord reads it (a `Bot ` token, legacy presences, extra
 //! fields) and refuses only what Discord refuses, with Discord's close code and words. The same
 //! port answers plain HTTP: `GET /api/v10/gateway/bot` (URL, recommended shards, a session start
-//! budget that counts down), and `POST /testkit/shards/{n}/{fault}` and `GET /testkit/stats` for
-//! tests in any language. Hostile clients are bounded: frame size, handshake time, open sockets,
+//! budget that counts down), and `POST /testkit/shards/{n}/{fault}`, `POST /testkit/replay` (a
+//! prepared load, [`GatewayConfig::replay`]) and `GET /testkit/stats` for tests in any language. Hostile clients are bounded: frame size, handshake time, open sockets,
 //! recorded history, session lifetime.
 //!
 //! | item | holds |

@@ -205,14 +205,5 @@ fn run(args: &[String]) -> Result<String, String> {
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    match run(&args) {
-        Ok(line) => {
-            println!("{line}");
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("shard-probe: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    figures::finish("shard-probe", run(&args))
 }

@@ -81,3 +81,17 @@ pub(crate) fn number(args: &[String], name: &str) -> Result<usize, String> {
         .parse()
         .map_err(|e| format!("{name}: {e}"))
 }
+
+/// A probe's end: its JSON line on stdout and success, or the error on stderr and failure.
+pub(crate) fn finish(probe: &str, result: Result<String, String>) -> std::process::ExitCode {
+    match result {
+        Ok(line) => {
+            println!("{line}");
+            std::process::ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{probe}: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

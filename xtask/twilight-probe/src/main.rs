@@ -27,11 +27,13 @@ mod sys;
 
 use std::pin::Pin;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use figures::{ClientRun, MemoryFigure, flag, number};
 use futures_core::Stream;
-use tokio::sync::{mpsc, oneshot};
+
+use tokio::sync::{Semaphore, mpsc, oneshot};
 use twilight_gateway::queue::Queue;
 use twilight_gateway::{
     ConfigBuilder, Event, EventTypeFlags, Intents, Message, Shard, ShardId, StreamExt as _,
@@ -127,11 +129,27 @@ async fn memory(
     let before = (sys::rss_bytes(), alloc::live_bytes(), sys::malloc());
     let (tx, mut rx) = mpsc::unbounded_channel();
     let total = u32::try_from(shards).map_err(|e| e.to_string())?;
+    // At most 64 shards opening their connection at once, as our group's
+    // `reconnect_concurrency` in the bench: a thousand handshakes at once against a gateway busy
+    // sending guilds time out and reconnect, which would count against twilight.
+    let opening = Arc::new(Semaphore::new(64));
     for number in 0..total {
         let mut shard = shard(&url, ShardId::new(number, total));
         let tx = tx.clone();
+        let opening = Arc::clone(&opening);
         tokio::spawn(async move {
-            while let Some(message) = next(&mut shard).await {
+            let slot = opening.acquire_owned().await;
+            // Polling the shard connects it; its first message (HELLO) means it is open.
+            let mut first = next(&mut shard).await;
+            drop(slot);
+            loop {
+                let message = match first.take() {
+                    Some(message) => message,
+                    None => match next(&mut shard).await {
+                        Some(message) => message,
+                        None => return,
+                    },
+                };
                 let size = match &message {
                     Message::Text(t) => t.len(),
                     Message::Close(_) => 0,
@@ -303,14 +321,5 @@ fn run(args: &[String]) -> Result<String, String> {
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    match run(&args) {
-        Ok(line) => {
-            println!("{line}");
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("twilight-probe ({BUILT_COMPRESSION}): {e}");
-            ExitCode::FAILURE
-        }
-    }
+    figures::finish(&format!("twilight-probe ({BUILT_COMPRESSION})"), run(&args))
 }
