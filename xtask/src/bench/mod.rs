@@ -182,7 +182,7 @@ pub(crate) fn run(options: &Options) -> Result<(), String> {
         let e2e = e2e::run(&corpus, options.seed, e2e_passes, recovery_runs)?;
         let cpu = match &peers {
             Some((testkit, probes)) => {
-                let runs = if options.quick { 1 } else { 3 };
+                let runs = if options.quick { 1 } else { 7 };
                 versus::client_cpu(testkit, probes, &options.out, &traffic, runs)?
             }
             None => Vec::new(),

@@ -43,7 +43,7 @@ pub(crate) fn git_revision() -> String {
 /// The targets, checked against this run.
 pub(crate) fn targets(decode: &[CompressionReport], chunking: &[ChunkingFigure]) -> Vec<Target> {
     let mut targets = Vec::new();
-    for (name, goal) in [("zlib-stream", 0.85), ("zstd-stream", 0.75)] {
+    for (name, goal) in [("zlib-stream", 0.9), ("zstd-stream", 0.9)] {
         if let Some(r) = decode.iter().find(|r| r.compression == name) {
             if let Some(ratio) = r.decode_over_raw {
                 targets.push(Target {
