@@ -74,7 +74,8 @@ pub struct ShardConfig {
     /// Commands that may wait in the queue.
     pub queue_capacity: usize,
     #[cfg(feature = "tokio")]
-    /// Events the channel to the user holds.
+    /// Events the channel to the user holds (in a group, the group's one channel, which all its
+    /// shards send to). Default 1024.
     pub event_buffer: usize,
     #[cfg(feature = "tokio")]
     /// Bytes of events (their payloads' `d`) that may wait for the user beyond the channel before
