@@ -81,8 +81,9 @@ pub struct ShardConfig {
     /// Bytes of events (their payloads' `d`) that may wait for the user beyond the channel before
     /// the shard stops reading the socket, so that TCP pushes back on the gateway. Heartbeats and
     /// commands go on meanwhile, and the quiet is not taken for a zombie. Default 256 KiB: a burst
-    /// of a few hundred messages, while a thousand shards behind a slow consumer hold at most
-    /// about 256 MB between them (one event larger than the budget still passes, alone).
+    /// of a few hundred messages, while a thousand shards behind a slow consumer hold about
+    /// 256 MB between them (reading stops once the budget is reached; the last message read may
+    /// take it past, a large GUILD_CREATE by its size).
     pub event_buffer_bytes: usize,
     #[cfg(feature = "tokio")]
     /// An HTTP proxy (`http://host:port`) to reach the gateway through with CONNECT.
