@@ -32,7 +32,14 @@ pub struct RawDispatch {
 impl RawDispatch {
     /// A raw dispatch named `name` (no allocation for a name in the event table).
     pub fn new(name: &str, data: RawJson) -> Self {
-        let name = match EventTypes::static_name(name) {
+        Self::with_kind(name, EventTypes::from_event_name(name), data)
+    }
+
+    /// The same, for a caller that already has `kind`, which must be
+    /// [`EventTypes::from_event_name`]`(name)`: the name is looked up once per event.
+    pub fn with_kind(name: &str, kind: EventTypes, data: RawJson) -> Self {
+        debug_assert_eq!(kind, EventTypes::from_event_name(name));
+        let name = match kind.wire_name() {
             Some(known) => Cow::Borrowed(known),
             None => Cow::Owned(name.to_owned()),
         };
@@ -189,7 +196,11 @@ impl GatewayEvent {
                 DispatchEvent::GuildMembersChunk(Box::new(GuildMembersChunk::from_json(data)?))
             }
             EventTypes::RATE_LIMITED => DispatchEvent::RateLimited(sonic_rs::from_str(data)?),
-            _ => DispatchEvent::Other(RawDispatch::new(name, RawJson::from_validated(data))),
+            _ => DispatchEvent::Other(RawDispatch::with_kind(
+                name,
+                kind,
+                RawJson::from_validated(data),
+            )),
         })
     }
 }
@@ -205,5 +216,15 @@ mod tests {
         assert!(matches!(known.name, Cow::Borrowed("MESSAGE_CREATE")));
         let unknown = RawDispatch::new("SOMETHING_NEW", data());
         assert!(matches!(&unknown.name, Cow::Owned(n) if n == "SOMETHING_NEW"));
+    }
+
+    #[test]
+    fn every_event_type_names_itself_and_only_single_bits_do() {
+        for (name, kind) in EVENT_TYPES {
+            assert_eq!(kind.wire_name(), Some(*name));
+        }
+        assert_eq!(EventTypes::UNKNOWN.wire_name(), None);
+        assert_eq!((EventTypes::READY | EventTypes::RESUMED).wire_name(), None);
+        assert_eq!(EventTypes::empty().wire_name(), None);
     }
 }

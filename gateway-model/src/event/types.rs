@@ -31,11 +31,15 @@ macro_rules! event_table {
                 }
             }
 
-            /// The table's own copy of a dispatch name, for names in the table: naming an
-            /// event with it allocates nothing.
-            pub fn static_name(name: &str) -> Option<&'static str> {
-                match name {
-                    $($wire => Some($wire),)*
+            /// The table's own copy of this single event type's name (`None` for
+            /// [`EventTypes::UNKNOWN`] or a set of several): naming an event with it allocates
+            /// nothing, and a name already looked up is not looked up again.
+            pub fn wire_name(self) -> Option<&'static str> {
+                if self.bits().count_ones() != 1 {
+                    return None;
+                }
+                match self.bits().trailing_zeros() {
+                    $($bit => Some($wire),)*
                     _ => None,
                 }
             }

@@ -487,17 +487,15 @@ impl Session {
         if payload.op != gateway_model::OpCode::Dispatch || matches!(name, "READY" | "RESUMED") {
             return false;
         }
-        if !self
-            .event_types
-            .intersects(EventTypes::from_event_name(name))
-        {
+        let kind = EventTypes::from_event_name(name);
+        if !self.event_types.intersects(kind) {
             return true;
         }
         let Ok(data) = gateway_model::RawJson::from_string(payload.data.unwrap_or("null")) else {
             // Not JSON: the typed path says why, and drops it.
             return false;
         };
-        let event = DispatchEvent::Other(gateway_model::RawDispatch::new(name, data));
+        let event = DispatchEvent::Other(gateway_model::RawDispatch::with_kind(name, kind, data));
         self.events
             .push_back(ShardEvent::Dispatch(gateway_model::Dispatch { seq, event }));
         true

@@ -376,30 +376,29 @@ pub(crate) fn targets(memory: &[MemoryComparison], cpu: &[ClientCpuFigure]) -> V
         }
     }
     for c in cpu {
-        targets.push(Target {
-            name: format!(
-                "{}: client CPU per event, ours / twilight reading raw messages",
-                c.compression
+        let against = [
+            (
+                "raw messages",
+                c.ours_over_twilight,
+                c.twilight_us_per_event,
             ),
-            goal: "≤ 0.5".to_owned(),
-            measured: format!(
-                "{:.2} ({:.2} / {:.2} µs)",
-                c.ours_over_twilight, c.ours_us_per_event, c.twilight_us_per_event
+            (
+                "typed events",
+                c.ours_over_twilight_typed,
+                c.twilight_typed_us_per_event,
             ),
-            met: c.ours_over_twilight <= 0.5,
-        });
-        targets.push(Target {
-            name: format!(
-                "{}: client CPU per event, ours / twilight reading typed events",
-                c.compression
-            ),
-            goal: "≤ 0.5".to_owned(),
-            measured: format!(
-                "{:.2} ({:.2} / {:.2} µs)",
-                c.ours_over_twilight_typed, c.ours_us_per_event, c.twilight_typed_us_per_event
-            ),
-            met: c.ours_over_twilight_typed <= 0.5,
-        });
+        ];
+        for (read, ratio, theirs) in against {
+            targets.push(Target {
+                name: format!(
+                    "{}: client CPU per event, ours / twilight reading {read}",
+                    c.compression
+                ),
+                goal: "≤ 0.5".to_owned(),
+                measured: format!("{ratio:.2} ({:.2} / {theirs:.2} µs)", c.ours_us_per_event),
+                met: ratio <= 0.5,
+            });
+        }
     }
     targets
 }
