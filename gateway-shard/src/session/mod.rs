@@ -11,9 +11,11 @@ use gateway_model::{
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+use self::heartbeat::{Heartbeats, Tick};
 use crate::backoff::BackoffState;
 use crate::presence::PresenceState;
 use crate::ratelimit::{CommandQueue, RateLimiter};
+mod heartbeat;
 mod recovery;
 mod user;
 mod view;
@@ -111,12 +113,7 @@ pub struct Session {
     user_id: Option<Snowflake>,
     resume_url_failed: bool,
 
-    interval: Option<Duration>,
-    next_heartbeat: Option<Instant>,
-    heartbeat_due: bool,
-    awaiting_ack: bool,
-    last_heartbeat: Option<Instant>,
-    latency: Option<Duration>,
+    heartbeats: Heartbeats,
 
     limiter: RateLimiter,
     handshake_frame: Option<String>,
@@ -141,7 +138,7 @@ impl std::fmt::Debug for Session {
             .field("session_id", &self.session_id)
             .field("seq", &self.seq)
             .field("resume_url", &self.resume_url)
-            .field("latency", &self.latency)
+            .field("latency", &self.heartbeats.latency())
             .field("queue_depth", &self.queue.len())
             .field("handshake_pending", &self.handshake_frame.is_some())
             .field("outcome", &self.outcome)
@@ -179,12 +176,7 @@ impl Session {
             gap_after: None,
             user_id: None,
             resume_url_failed: false,
-            interval: None,
-            next_heartbeat: None,
-            heartbeat_due: false,
-            awaiting_ack: false,
-            last_heartbeat: None,
-            latency: None,
+            heartbeats: Heartbeats::default(),
             limiter: RateLimiter::new(),
             handshake_frame: None,
             queue: CommandQueue::new(config.queue_capacity.max(1)),
@@ -220,13 +212,11 @@ impl Session {
 
     /// The next text frame to send now, within the rate limit.
     fn next_frame(&mut self, now: Instant) -> Option<String> {
-        if !self.connection_open || self.interval.is_none() {
+        if !self.connection_open || self.heartbeats.interval().is_none() {
             return None;
         }
-        if self.heartbeat_due && self.limiter.available(now) > 0 {
-            self.heartbeat_due = false;
-            self.awaiting_ack = true;
-            self.last_heartbeat = Some(now);
+        if self.heartbeats.is_due() && self.limiter.available(now) > 0 {
+            self.heartbeats.sent(now);
             self.limiter.record(now);
             return match encode(&Command::Heartbeat(Heartbeat(self.seq))) {
                 Ok(frame) => Some(frame),
@@ -261,7 +251,7 @@ impl Session {
             | Phase::Handshaking { deadline, .. } => Some(deadline),
             Phase::AwaitingIdentify | Phase::Connected { .. } | Phase::Stopped => None,
         };
-        let waiting = self.heartbeat_due
+        let waiting = self.heartbeats.is_due()
             || self.handshake_frame.is_some()
             || (self.is_connected() && !self.queue.is_empty());
         let limiter = if waiting && self.connection_open {
@@ -269,7 +259,7 @@ impl Session {
         } else {
             None
         };
-        [phase, self.next_heartbeat, limiter]
+        [phase, self.heartbeats.deadline(), limiter]
             .into_iter()
             .flatten()
             .min()
@@ -297,29 +287,21 @@ impl Session {
             }
             _ => {}
         }
-        if let (Some(at), Some(interval)) = (self.next_heartbeat, self.interval)
-            && now >= at
-            && self.connection_open
-        {
-            {
-                if self.awaiting_ack && !self.is_reading_paused() {
-                    tracing::warn!(
-                        shard = self.shard.number(),
-                        "no heartbeat ACK since the last heartbeat: zombied connection"
-                    );
-                    self.lost(
-                        now,
-                        Some(4000),
-                        "zombied connection (no heartbeat ACK)",
-                        Reconnect::Resume,
-                    );
-                } else {
-                    self.heartbeat_due = true;
-                    // Keep the schedule without drift, but never send a burst to catch up.
-                    let next = at + interval;
-                    self.next_heartbeat = Some(if next <= now { now + interval } else { next });
-                }
-            }
+        if !self.connection_open {
+            return;
+        }
+        let reading = !self.is_reading_paused();
+        if self.heartbeats.tick(now, reading) == Tick::Zombie {
+            tracing::warn!(
+                shard = self.shard.number(),
+                "no heartbeat ACK and nothing received since the last heartbeat: zombied connection"
+            );
+            self.lost(
+                now,
+                Some(4000),
+                "zombied connection (no heartbeat ACK, nothing received)",
+                Reconnect::Resume,
+            );
         }
     }
 
@@ -506,6 +488,8 @@ impl Session {
         if !self.connection_open {
             return;
         }
+        // Whatever it is, the connection is alive (see the zombie rule in `heartbeat`).
+        self.heartbeats.heard();
         if payload.op == gateway_model::OpCode::Dispatch {
             if let Some(seq) = payload.seq {
                 if !self.in_sequence(now, seq, payload.event_name.as_deref()) {
@@ -557,14 +541,11 @@ impl Session {
                 self.hello(now, Duration::from_millis(hello.heartbeat_interval))
             }
             GatewayEvent::HeartbeatAck => {
-                self.awaiting_ack = false;
-                if let Some(sent) = self.last_heartbeat {
-                    let latency = now.saturating_duration_since(sent);
-                    self.latency = Some(latency);
+                if let Some(latency) = self.heartbeats.acked(now) {
                     self.events.push_back(ShardEvent::HeartbeatAck { latency });
                 }
             }
-            GatewayEvent::HeartbeatRequest => self.heartbeat_due = true,
+            GatewayEvent::HeartbeatRequest => self.heartbeats.request(),
             GatewayEvent::Reconnect => self.lost(
                 now,
                 Some(4000),
@@ -750,14 +731,11 @@ impl Session {
         }
         // Bounded both ways: a zero or absurd interval from the network cannot spin or overflow.
         let interval = interval.clamp(Duration::from_millis(1), Duration::from_secs(3600));
-        self.interval = Some(interval);
         // The gateway is up: failures to reach it during an outage no longer slow us down.
         self.backoff.answered();
         // The first heartbeat after interval × jitter, jitter in [0, 1).
         let jitter: f64 = self.rng.random_range(0.0..1.0);
-        self.next_heartbeat = Some(now + interval.mul_f64(jitter));
-        self.awaiting_ack = false;
-        self.heartbeat_due = false;
+        self.heartbeats.start(now, interval, jitter);
         self.limiter.reset(Some(interval));
         let resuming = self.session_id.is_some();
         self.announced = true;

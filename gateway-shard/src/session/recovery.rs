@@ -93,10 +93,7 @@ impl Session {
             Phase::Connected { since } => now.saturating_duration_since(since),
             _ => Duration::ZERO,
         };
-        self.interval = None;
-        self.next_heartbeat = None;
-        self.heartbeat_due = false;
-        self.awaiting_ack = false;
+        self.heartbeats.stop();
         self.handshake_frame = None;
         if next == Reconnect::Stop {
             self.phase = Phase::Stopped;

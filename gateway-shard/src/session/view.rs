@@ -40,7 +40,7 @@ impl Session {
 
     /// The latest heartbeat latency; `None` before the first ACK.
     pub fn heartbeat_latency(&self) -> Option<Duration> {
-        self.latency
+        self.heartbeats.latency()
     }
 
     /// The bot's user id, from READY.
@@ -83,9 +83,9 @@ impl Session {
         let was = self.is_reading_paused();
         self.reading_paused = behind;
         if was && !self.is_reading_paused() {
-            // The ACK of the last heartbeat may still sit behind the backlog: it is given one
-            // more interval, as the next heartbeat's.
-            self.awaiting_ack = false;
+            // What waits in the socket was sent while nobody listened: the zombie rule counts
+            // from now.
+            self.heartbeats.reading_resumed();
         }
     }
 

@@ -191,7 +191,7 @@ fn first_heartbeat_after_jitter_then_every_interval_with_latency() {
     let sent = h.take_sent();
     assert_eq!(sent.len(), 1);
     assert_eq!(sent[0], r#"{"op":1,"d":1}"#, "the last sequence");
-    let first = h.s.last_heartbeat.unwrap();
+    let first = h.s.heartbeats.newest_unacked().unwrap();
     assert!(first >= hello_at && first < hello_at + interval);
     h.advance(Duration::from_millis(120));
     h.recv(r#"{"t":null,"s":null,"op":11,"d":null}"#);
@@ -210,7 +210,7 @@ fn first_heartbeat_after_jitter_then_every_interval_with_latency() {
     let again_hello = again.now;
     again.advance(interval);
     assert_eq!(
-        again.s.last_heartbeat.unwrap() - again_hello,
+        again.s.heartbeats.newest_unacked().unwrap() - again_hello,
         first - hello_at
     );
 }
@@ -230,7 +230,7 @@ fn zombie_closes_non_1000_and_resumes() {
     let interval = Duration::from_millis(41_250);
     h.advance(interval);
     assert_eq!(h.take_sent().len(), 1);
-    let first = h.s.last_heartbeat.unwrap();
+    let first = h.s.heartbeats.newest_unacked().unwrap();
     // No ACK; the next heartbeat falls due while this one is unacknowledged.
     h.advance_to(first + interval);
     let actions = h.take_actions();
@@ -269,6 +269,58 @@ fn zombie_closes_non_1000_and_resumes() {
             seq: 3
         }
     );
+}
+
+#[test]
+fn a_late_ack_behind_a_backlog_is_no_zombie() {
+    let mut h = Harness::new(config());
+    h.ready();
+    let interval = Duration::from_millis(41_250);
+    h.advance(interval);
+    assert_eq!(h.take_sent().len(), 1);
+    let first = h.s.heartbeats.newest_unacked().unwrap();
+    // Five intervals of backlog: a dispatch every second, every ACK queued behind them.
+    let mut seq = 1;
+    for _ in 0..5 * 42 {
+        h.advance(Duration::from_secs(1));
+        seq += 1;
+        h.recv(&format!(
+            r#"{{"t":"MESSAGE_CREATE","s":{seq},"op":0,"d":{{}}}}"#
+        ));
+    }
+    assert!(h.take_actions().is_empty(), "no close, no reconnect");
+    let heartbeats = h.take_sent();
+    assert!(
+        heartbeats.len() >= 5,
+        "heartbeats kept going out: {heartbeats:?}"
+    );
+    // The ACKs come out in order: the first measures the first heartbeat.
+    h.recv(r#"{"op":11}"#);
+    let events = h.take_events();
+    let latency = h.now - first;
+    assert!(
+        events.contains(&ShardEvent::HeartbeatAck { latency }),
+        "{:?}",
+        &events[events.len() - 1..]
+    );
+}
+
+#[test]
+fn silence_after_a_busy_stretch_is_a_zombie_within_two_intervals() {
+    let mut h = Harness::new(config());
+    h.ready();
+    let interval = Duration::from_millis(41_250);
+    for seq in 2..60 {
+        h.advance(Duration::from_secs(1));
+        h.recv(&format!(
+            r#"{{"t":"MESSAGE_CREATE","s":{seq},"op":0,"d":{{}}}}"#
+        ));
+    }
+    assert!(h.take_actions().is_empty());
+    // The gateway stops sending; the TCP stays open.
+    h.advance(interval * 2);
+    assert_eq!(h.take_actions()[0], Action::Close { code: 4000 });
+    assert!(h.s.resume_info().is_some(), "it resumes: nothing is lost");
 }
 
 fn closed_with(code: u16) -> (Harness, Vec<ShardEvent>) {
