@@ -74,6 +74,12 @@ pub struct GatewayConfig {
     /// Recorded payloads and closed connections kept for assertions; the oldest go first.
     /// Default 100,000.
     pub history_limit: usize,
+    /// Bytes of frames that may wait for one client that does not read them (TCP pushes back).
+    /// The client is still read meanwhile (its heartbeats count), and it is dropped only past
+    /// this bound, with [`DropReason::NotReading`](crate::DropReason::NotReading) in its
+    /// [`ConnectionInfo`](crate::ConnectionInfo). Default 256 MiB, so that a test may queue tens
+    /// of thousands of dispatches at once for a client that reads slowly.
+    pub max_unread_bytes: usize,
     /// The world.
     pub world: WorldConfig,
     /// Dispatches (event name, JSON `d`) that `POST /testkit/replay` and
@@ -106,6 +112,7 @@ impl Default for GatewayConfig {
             handshake_timeout: Duration::from_secs(10),
             max_connections: 4096,
             history_limit: 100_000,
+            max_unread_bytes: 256 << 20,
             world: WorldConfig::default(),
             replay: Arc::from(Vec::new()),
         }

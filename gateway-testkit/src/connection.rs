@@ -3,13 +3,12 @@
 
 use std::sync::Arc;
 
-use async_tungstenite::WebSocketStream;
-use async_tungstenite::tokio::TokioAdapter;
 use async_tungstenite::tungstenite::handshake::server::{Request, Response};
 use async_tungstenite::tungstenite::protocol::frame::coding::CloseCode as WsCloseCode;
 use async_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use async_tungstenite::tungstenite::{Error as WsError, Message};
-use futures_util::{SinkExt, StreamExt};
+use std::time::Duration;
+
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
@@ -17,9 +16,8 @@ use crate::core::{Frame, Output};
 use crate::handshake::Replayed;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use crate::shared::{Route, Shared, now, output_bytes};
-
-type Ws = WebSocketStream<TokioAdapter<Replayed>>;
+use crate::shared::{Route, Shared, now};
+use crate::wire::{Io, Wire, Ws};
 
 /// Serves one websocket connection, from its handshake (due by `deadline`) until it ends.
 pub(crate) async fn run(shared: Arc<Shared>, stream: Replayed, id: u64, deadline: Instant) {
@@ -75,114 +73,97 @@ pub(crate) async fn run(shared: Arc<Shared>, stream: Replayed, id: u64, deadline
     });
 }
 
-/// Moves frames both ways until the core or the client ends the connection.
+/// Time the connection has to deliver what waits before its end (a drop, a close, the answer to
+/// the client's close) once the core is done with it: a client that reads nothing cannot hold
+/// the task.
+const END_GRACE: Duration = Duration::from_secs(2);
+
+/// Moves frames both ways until the core or the client ends the connection. Every wait is a
+/// branch of the one `select!`; the socket is read while a write waits on a slow client.
 async fn serve(
     shared: &Shared,
-    mut ws: Ws,
+    ws: Ws,
     id: u64,
     mut rx: mpsc::UnboundedReceiver<Output>,
     pending: &AtomicUsize,
 ) {
+    let mut wire = Wire::new(ws);
+    let grace = tokio::time::sleep(Duration::MAX);
+    tokio::pin!(grace);
     loop {
         tokio::select! {
-            // What the core said goes out before the next frame is read: an input's answer (a
+            // What the core said is queued before the next frame is read: an input's answer (a
             // close, above all) is in the channel by the time its `update` returns.
             biased;
-            output = rx.recv() => {
-                let mut next = output;
-                // Frames already waiting go out with one flush, up to a bound.
-                let mut fed = 0usize;
-                loop {
-                    if let Some(o) = &next {
-                        pending.fetch_sub(output_bytes(o), Ordering::Relaxed);
-                    }
-                    match next {
-                        Some(Output::Frames { frames, .. }) => {
-                            match feed(&mut ws, frames).await {
-                                Ok(n) => fed += n,
-                                Err(e) => {
-                                    tracing::debug!(connection = id, error = %e, "send failed");
-                                    return;
-                                }
-                            }
-                        }
-                        Some(Output::Close { code, reason, .. }) => {
-                            let frame = CloseFrame {
-                                code: WsCloseCode::from(code),
-                                reason: reason.into(),
-                            };
-                            if let Err(e) = ws.close(Some(frame)).await {
-                                tracing::debug!(connection = id, error = %e, "close frame not delivered");
-                            }
-                            return;
-                        }
-                        Some(Output::Drop { .. }) | None => {
-                            // What came before the drop still goes out, as it would have
-                            // frame by frame.
-                            if fed > 0
-                                && let Err(e) = ws.flush().await
-                            {
-                                tracing::debug!(connection = id, error = %e, "send failed");
-                            }
-                            return;
-                        }
-                    }
-                    if fed >= FLUSH_BYTES {
-                        break;
-                    }
-                    match rx.try_recv() {
-                        Ok(o) => next = Some(o),
-                        Err(_) => break,
-                    }
+            output = rx.recv(), if !wire.is_ending() => {
+                match output {
+                    Some(Output::Frames { frames, .. }) => wire.send(frames),
+                    Some(Output::Close { code, reason, .. }) => wire.end(Some(CloseFrame {
+                        code: WsCloseCode::from(code),
+                        reason: reason.into(),
+                    })),
+                    // What came before the drop still goes out, as it would have frame by frame.
+                    Some(Output::Drop { .. }) => wire.end(None),
+                    // The server gave up on this client (it left too much unread): let it go.
+                    None => return,
                 }
-                if let Err(e) = ws.flush().await {
+                if wire.is_ending() {
+                    grace.as_mut().reset(Instant::now() + END_GRACE);
+                }
+            }
+            io = wire.io() => match io {
+                Io::Taken(bytes) => {
+                    pending.fetch_sub(bytes, Ordering::Relaxed);
+                }
+                Io::Ended => return,
+                Io::Failed(e) => {
                     tracing::debug!(connection = id, error = %e, "send failed");
                     return;
                 }
-            }
-            message = ws.next() => match message {
-                Some(Ok(Message::Text(t))) => {
-                    let frame = Frame::Text(t.to_string());
-                    shared.update(|d| d.core.handle_frame(now(), id, frame));
+                Io::Received(message) => {
+                    if !receive(shared, id, message) {
+                        // The client closed: its close frame is answered (the websocket queued
+                        // the answer, with the client's code) before the socket goes.
+                        wire.end(None);
+                        grace.as_mut().reset(Instant::now() + END_GRACE);
+                    }
                 }
-                Some(Ok(Message::Binary(b))) => {
-                    let frame = Frame::Binary(b.to_vec());
-                    shared.update(|d| d.core.handle_frame(now(), id, frame));
-                }
-                Some(Ok(Message::Close(frame))) => {
-                    let code = frame.map(|f| u16::from(f.code));
-                    shared.update(|d| d.core.handle_close_frame(now(), id, code));
-                    return;
-                }
-                Some(Ok(_)) => {}
-                Some(Err(WsError::Capacity(e))) => {
-                    // The core answers with 4002; the close comes through the channel.
-                    shared.update(|d| d.core.handle_frame_refused(now(), id, e.to_string()));
-                }
-                Some(Err(_)) | None => return,
             },
+            () = &mut grace => {
+                tracing::debug!(connection = id, "the end of the connection not delivered in time");
+                return;
+            }
         }
     }
 }
 
-/// Bytes of frames fed before a flush, when more are waiting.
-const FLUSH_BYTES: usize = 256 * 1024;
-
-/// Feeds frames to the socket without flushing; returns their bytes.
-async fn feed(ws: &mut Ws, frames: Vec<Frame>) -> Result<usize, WsError> {
-    let mut bytes = 0;
-    for frame in frames {
-        let message = match frame {
-            Frame::Text(t) => {
-                bytes += t.len();
-                Message::text(t)
-            }
-            Frame::Binary(b) => {
-                bytes += b.len();
-                Message::binary(b)
-            }
-        };
-        ws.feed(message).await?;
+/// Feeds one message from the client to the core; false once the client closed or the stream
+/// ended.
+fn receive(shared: &Shared, id: u64, message: Option<Result<Message, WsError>>) -> bool {
+    match message {
+        Some(Ok(Message::Text(t))) => {
+            let frame = Frame::Text(t.to_string());
+            shared.update(|d| d.core.handle_frame(now(), id, frame));
+        }
+        Some(Ok(Message::Binary(b))) => {
+            let frame = Frame::Binary(b.to_vec());
+            shared.update(|d| d.core.handle_frame(now(), id, frame));
+        }
+        Some(Ok(Message::Close(frame))) => {
+            let code = frame.map(|f| u16::from(f.code));
+            shared.update(|d| d.core.handle_close_frame(now(), id, code));
+            return false;
+        }
+        Some(Ok(_)) => {}
+        Some(Err(WsError::Capacity(e))) => {
+            // The core answers with 4002; the close comes through the channel.
+            shared.update(|d| d.core.handle_frame_refused(now(), id, e.to_string()));
+        }
+        Some(Err(e)) => {
+            tracing::debug!(connection = id, error = %e, "connection lost");
+            return false;
+        }
+        None => return false,
     }
-    Ok(bytes)
+    true
 }

@@ -66,12 +66,13 @@ mod server;
 mod session_start;
 mod shared;
 mod state;
+mod wire;
 mod world;
 
 pub use config::{GatewayConfig, MissingMembersIntent};
 pub use fault::{ChunkFault, Fault, SplitAt, Trigger};
 pub use members::CHUNK_SIZE;
-pub use record::{ConnectionInfo, Received, Recorded, Stats};
+pub use record::{ConnectionInfo, DropReason, Received, Recorded, Stats};
 pub use redis_server::RedisServer;
 pub use server::FakeGateway;
 pub use shared::ConnectionHandle;

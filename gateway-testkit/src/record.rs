@@ -60,6 +60,29 @@ pub struct ConnectionInfo {
     pub closed_at: Option<Duration>,
     /// The handshake's `User-Agent`, if it sent one.
     pub user_agent: Option<String>,
+    /// The code of the close frame the client sent, if it closed first (`Some(None)`: a close
+    /// frame with no code).
+    pub client_closed_with: Option<Option<u16>>,
+    /// Why the server dropped it without a close frame, if it did.
+    pub dropped: Option<DropReason>,
+}
+
+/// Why the server dropped a connection without a close frame.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DropReason {
+    /// A test's [`Fault::Drop`](crate::Fault::Drop).
+    Fault,
+    /// The server restarted and forgot every session.
+    Restart,
+    /// The client read nothing while more than
+    /// [`max_unread_bytes`](crate::GatewayConfig::max_unread_bytes) waited for it.
+    NotReading {
+        /// The bytes waiting when it was dropped.
+        pending_bytes: usize,
+    },
+    /// The server could not compress for it (a bug of the testkit's, logged).
+    Compression,
 }
 
 /// Counters (served as JSON at `GET /testkit/stats`).

@@ -13,11 +13,6 @@ use tokio::sync::{Semaphore, mpsc, watch};
 use crate::core::{GatewayCore, Output};
 use crate::{Fault, GatewayConfig, Trigger};
 
-/// Bytes of frames that may wait for one connection's task. A client that reads nothing while
-/// the server keeps sending fills it, and is dropped rather than buffered without end. Large, so
-/// that a test may queue tens of thousands of dispatches at once for a client that reads slowly.
-pub(crate) const CONNECTION_OUTBOX_BYTES: usize = 256 << 20;
-
 /// Where one connection's outputs go: its task's channel, and the bytes waiting in it.
 pub(crate) struct Route {
     pub(crate) tx: mpsc::UnboundedSender<Output>,
@@ -52,8 +47,9 @@ pub(crate) struct Driven {
 
 impl Driven {
     /// Hands every output to its connection's task (the drain rule). A connection whose task is
-    /// gone, or whose outbox is full, is disconnected in the core.
-    fn drain(&mut self) {
+    /// gone is disconnected in the core; one whose client left more than `max_unread` bytes
+    /// unread is dropped, and the core records why.
+    fn drain(&mut self, max_unread: usize) {
         loop {
             let mut stuck = Vec::new();
             while let Some(output) = self.core.poll_output(now()) {
@@ -67,21 +63,23 @@ impl Driven {
                 };
                 let bytes = output_bytes(&output);
                 let pending = route.pending.fetch_add(bytes, Ordering::Relaxed) + bytes;
-                if pending > CONNECTION_OUTBOX_BYTES || route.tx.send(output).is_err() {
-                    tracing::warn!(
-                        connection = conn,
-                        pending,
-                        "connection not keeping up: dropped"
-                    );
+                if pending > max_unread {
                     self.routes.remove(&conn);
-                    stuck.push(conn);
+                    stuck.push((conn, Some(pending)));
+                } else if route.tx.send(output).is_err() {
+                    self.routes.remove(&conn);
+                    stuck.push((conn, None));
                 }
             }
             if stuck.is_empty() {
                 return;
             }
-            for conn in stuck {
-                self.core.handle_disconnected(now(), conn);
+            // The task sees its channel close and lets the socket go without flushing.
+            for (conn, pending) in stuck {
+                match pending {
+                    Some(pending) => self.core.handle_not_reading(now(), conn, pending),
+                    None => self.core.handle_disconnected(now(), conn),
+                }
             }
         }
     }
@@ -132,7 +130,7 @@ impl Shared {
         let r = {
             let mut driven = self.lock();
             let r = f(&mut driven);
-            driven.drain();
+            driven.drain(self.config.max_unread_bytes);
             r
         };
         self.changed.send_modify(|v| *v = v.wrapping_add(1));

@@ -15,7 +15,9 @@ use crate::config::MissingMembersIntent;
 use crate::frame::Frame;
 use crate::inbound::{self, Rejection};
 use crate::state::Session;
-use crate::{ChunkFault, Fault, Guild, Received, Recorded, SplitAt, Trigger, envelope, members};
+use crate::{
+    ChunkFault, DropReason, Fault, Guild, Received, Recorded, SplitAt, Trigger, envelope, members,
+};
 
 /// The connection is over; its close (or drop) is already in the outputs.
 pub(super) struct Closed;
@@ -169,10 +171,7 @@ impl Conn {
         tracing::debug!(connection = self.id, ?fault, "fault");
         match fault {
             Fault::Close(code) => self.close(cx, code),
-            Fault::Drop => {
-                cx.out.push_back(Output::Drop { conn: self.id });
-                Err(Closed)
-            }
+            Fault::Drop => self.drop_with(cx, DropReason::Fault),
             Fault::Zombie => {
                 self.zombie = true;
                 Ok(())
@@ -269,8 +268,20 @@ impl Conn {
         }
     }
 
+    /// Drops the connection without a close frame, saying why in its record.
+    pub(super) fn drop_with(&mut self, cx: &mut Cx<'_>, reason: DropReason) -> Flow {
+        if let Some(c) = cx.state.connection_mut(self.id) {
+            c.dropped = Some(reason);
+        }
+        cx.out.push_back(Output::Drop { conn: self.id });
+        Err(Closed)
+    }
+
     /// The client closed; 1000 and 1001 end its session.
     pub(super) fn client_closed(&mut self, cx: &mut Cx<'_>, code: Option<u16>) {
+        if let Some(c) = cx.state.connection_mut(self.id) {
+            c.client_closed_with = Some(code);
+        }
         if matches!(code, Some(1000 | 1001)) {
             self.drop_session(cx);
         }
@@ -611,8 +622,7 @@ impl Conn {
             }
             Err(e) => {
                 tracing::error!(connection = self.id, error = %e, "compression failed");
-                cx.out.push_back(Output::Drop { conn: self.id });
-                Err(Closed)
+                self.drop_with(cx, DropReason::Compression)
             }
         }
     }

@@ -26,7 +26,7 @@ use crate::inbound::Rejection;
 use crate::query::parse_query;
 use crate::session_start::Budget;
 use crate::state::{State, StateCounts, View};
-use crate::{ConnectionInfo, Fault, GatewayConfig, Trigger, World};
+use crate::{ConnectionInfo, DropReason, Fault, GatewayConfig, Trigger, World};
 
 /// What the core asks of its driver, for one connection.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -236,6 +236,8 @@ impl GatewayCore {
             accepted_at: now.saturating_duration_since(self.started),
             closed_at: None,
             user_agent,
+            client_closed_with: None,
+            dropped: None,
         };
         self.state.add_connection(info, self.config.history_limit);
         let pre = self.state.next_connection_faults.pop_front();
@@ -247,6 +249,7 @@ impl GatewayCore {
                 self.state.stats.open_connections -= 1;
                 if let Some(c) = self.state.connection_mut(conn) {
                     c.open = false;
+                    c.dropped = Some(DropReason::Compression);
                 }
                 return;
             }
@@ -294,6 +297,20 @@ impl GatewayCore {
         self.on_conn(now, conn, |_, _| Err(conn::Closed));
     }
 
+    /// The client of `conn` left more than
+    /// [`max_unread_bytes`](GatewayConfig::max_unread_bytes) unread (`pending_bytes`): it is
+    /// dropped, and the reason recorded. Its session stays resumable, as after any drop.
+    pub fn handle_not_reading(&mut self, now: Instant, conn: u64, pending_bytes: usize) {
+        self.on_conn(now, conn, |c, cx| {
+            tracing::warn!(
+                connection = conn,
+                pending_bytes,
+                "client not reading: dropped past max_unread_bytes"
+            );
+            c.drop_with(cx, DropReason::NotReading { pending_bytes })
+        });
+    }
+
     /// A test's fault for connection `conn`, now or when `trigger` fires. False if the
     /// connection is gone.
     pub fn handle_fault(
@@ -337,10 +354,7 @@ impl GatewayCore {
     /// gateway node fails. Recordings and counters stay.
     pub fn handle_restart(&mut self, now: Instant) {
         for conn in self.conn_ids() {
-            self.on_conn(now, conn, |_, cx| {
-                cx.out.push_back(Output::Drop { conn });
-                Err(conn::Closed)
-            });
+            self.on_conn(now, conn, |c, cx| c.drop_with(cx, DropReason::Restart));
         }
         self.state.sessions.clear();
     }

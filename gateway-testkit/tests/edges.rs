@@ -1,0 +1,168 @@
+//! Where clients meet the fake gateway at its edges, in real time over loopback: a client's close
+//! frame is answered, a client that reads slowly is still read, and one that never reads is
+//! dropped only past its bound, with the reason recorded.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use async_tungstenite::tungstenite::Message;
+use async_tungstenite::tungstenite::protocol::CloseFrame;
+use common::{Client, End};
+use futures_util::StreamExt;
+use gateway_codec::Compression;
+use gateway_model::{Intents, ShardId};
+use gateway_testkit::{DropReason, FakeGateway, GatewayConfig, WorldConfig};
+
+fn config() -> GatewayConfig {
+    GatewayConfig {
+        identify_window: Duration::ZERO,
+        heartbeat_interval: Duration::from_secs(1),
+        world: WorldConfig::uniform(1, 1, 10),
+        ..GatewayConfig::default()
+    }
+}
+
+/// Sends a close frame with `code` and returns the code of the server's answer.
+async fn close_and_read_answer(client: &mut Client, code: u16) -> Option<u16> {
+    let frame = CloseFrame {
+        code: code.into(),
+        reason: "bye".into(),
+    };
+    client.ws.send(Message::Close(Some(frame))).await.unwrap();
+    loop {
+        let message = tokio::time::timeout(Duration::from_secs(10), client.ws.next())
+            .await
+            .expect("no answer to the close frame");
+        match message {
+            Some(Ok(Message::Close(frame))) => return frame.map(|f| u16::from(f.code)),
+            Some(Ok(_)) => continue,
+            Some(Err(e)) => panic!("no close frame in answer: {e}"),
+            None => panic!("no close frame in answer: the stream ended"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_client_close_is_answered_with_its_code_before_and_after_identify() {
+    let gw = FakeGateway::start_with(config(), 0).await.unwrap();
+    for code in [1000u16, 4000, 4321] {
+        // Before IDENTIFY: after HELLO only.
+        let mut c = Client::connect(gw.url(), Compression::ZlibStream).await;
+        assert_eq!(c.expect().await.op, 10);
+        assert_eq!(close_and_read_answer(&mut c, code).await, Some(code));
+        // After IDENTIFY and READY.
+        let mut c = Client::connect(gw.url(), Compression::ZlibStream).await;
+        c.start(Intents::GUILDS, ShardId::ONE).await;
+        assert_eq!(close_and_read_answer(&mut c, code).await, Some(code));
+    }
+    let closed: Vec<_> = gw
+        .connections()
+        .iter()
+        .map(|c| c.client_closed_with)
+        .collect();
+    assert_eq!(
+        closed,
+        [1000, 1000, 4000, 4000, 4321, 4321].map(|c| Some(Some(c)))
+    );
+}
+
+/// Enough dispatches of about 1 KiB to fill loopback's socket buffers many times over.
+fn backlog(n: usize) -> Vec<(&'static str, String)> {
+    let content = "x".repeat(1000);
+    (0..n)
+        .map(|i| {
+            (
+                "MESSAGE_CREATE",
+                format!(r#"{{"n":{i},"content":"{content}"}}"#),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_reader_that_heartbeats_on_time_is_never_dropped() {
+    let gw = FakeGateway::start_with(config(), 0).await.unwrap();
+    let mut c = Client::connect(gw.url(), Compression::None).await;
+    let ready = c.start(Intents::GUILDS, ShardId::ONE).await;
+    let guild = c.expect_op(0, Some("GUILD_CREATE")).await;
+    let conn = gw.shard_connection(0).unwrap();
+    let events = 30_000;
+    assert_eq!(conn.dispatch_all(backlog(events)), events);
+    // Five heartbeat intervals without reading a byte, heartbeating on time: the server's writes
+    // wait on TCP, and its reading must not.
+    for _ in 0..5 {
+        c.heartbeat(ready.s).await;
+        tokio::time::sleep(Duration::from_millis(800)).await;
+    }
+    let mut next = 0u64;
+    let first_seq = guild.s.unwrap() + 1;
+    while next < events as u64 {
+        let got = tokio::time::timeout(Duration::from_secs(60), c.recv())
+            .await
+            .expect("the backlog stalled")
+            .unwrap_or_else(|end| panic!("dropped after {next} dispatches: {end:?}"));
+        if got.t.as_deref() == Some("MESSAGE_CREATE") {
+            assert_eq!(got.s, Some(first_seq + next), "in order, once");
+            next += 1;
+            if next.is_multiple_of(2_000) {
+                c.heartbeat(got.s).await;
+            }
+        }
+    }
+    let info = gw.connections();
+    assert!(info[0].open, "{:?}", info[0]);
+    assert_eq!(info[0].closed_with, None);
+    assert_eq!(info[0].dropped, None);
+    assert!(gw.stats().heartbeats >= 5);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_never_reads_is_dropped_past_the_bound_with_the_reason() {
+    let bound = 4 << 20;
+    let gw = FakeGateway::start_with(
+        GatewayConfig {
+            max_unread_bytes: bound,
+            ..config()
+        },
+        0,
+    )
+    .await
+    .unwrap();
+    let mut c = Client::connect(gw.url(), Compression::None).await;
+    c.start(Intents::GUILDS, ShardId::ONE).await;
+    let guild = c.expect_op(0, Some("GUILD_CREATE")).await;
+    let conn = gw.shard_connection(0).unwrap();
+    // A little at a time: the server keeps what the socket would not take, up to the bound.
+    let mut sent = 0;
+    while gw.connections()[0].open {
+        assert!(sent < 200_000, "never dropped");
+        sent += conn.dispatch_all(backlog(500));
+        c.heartbeat(None).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let info = gw.connections();
+    match &info[0].dropped {
+        Some(DropReason::NotReading { pending_bytes }) => {
+            assert!(*pending_bytes > bound, "{pending_bytes}");
+        }
+        other => panic!("dropped for {other:?}"),
+    }
+    assert_eq!(info[0].closed_with, None, "dropped, not closed");
+    // Its session survives the drop: a resume gets the rest.
+    let session_id = info[0].session_id.clone().unwrap();
+    let mut again = Client::connect(gw.url(), Compression::None).await;
+    assert_eq!(again.expect().await.op, 10);
+    let last = guild.s.unwrap() + sent as u64;
+    again.resume(&session_id, last - 10).await;
+    let got = again.expect().await;
+    assert_eq!(
+        got.s,
+        Some(last - 9),
+        "the replay starts after the last seen"
+    );
+    // The old socket ends without a close frame.
+    assert!(matches!(c.expect_end().await, End::Dropped));
+}
