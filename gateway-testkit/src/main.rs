@@ -17,9 +17,10 @@ struct Cli {
 enum Commands {
     /// Serve until stopped (Ctrl-C). The first line of stdout is the ws:// URL to connect to;
     /// clients may add `/?v=10&encoding=json` and `&compress=zlib-stream` or `zstd-stream`.
-    /// The same port answers plain HTTP: `GET /api/v10/gateway/bot` (point a bot's REST base URL
-    /// at `http://127.0.0.1:PORT/api/v10`), `GET /testkit/stats`, and
-    /// `POST /testkit/shards/{n}/{reconnect|drop|zombie|request-heartbeat|close/{code}|invalid-session/{true|false}}`.
+    /// The same port answers plain HTTP: `GET /api/v10/gateway`, `/gateway/bot`, `/users/@me`
+    /// and `/oauth2/applications/@me` (point a bot's REST base URL at
+    /// `http://127.0.0.1:PORT/api/v10`), `GET /testkit/stats`, and
+    /// `POST /testkit/shards/N/{reconnect|drop|zombie|request-heartbeat|close/{code}|invalid-session/{true|false}}`.
     Serve {
         /// Port on 127.0.0.1; 0 picks a free one.
         #[arg(long, default_value_t = 0)]
@@ -70,7 +71,7 @@ enum Commands {
         /// counter), for demos and load; 0 sends none.
         #[arg(long = "dispatch-rate", default_value_t = 0.0)]
         dispatch_rate: f64,
-        /// Dispatches for `POST /testkit/replay` and `POST /testkit/shards/{n}/replay`: a file of
+        /// Dispatches for `POST /testkit/replay` and `POST /testkit/shards/N/replay`: a file of
         /// JSON lines, each `{"t": NAME, "d": DATA}`.
         #[arg(long, value_name = "FILE")]
         replay: Option<std::path::PathBuf>,

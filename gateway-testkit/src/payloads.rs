@@ -221,6 +221,27 @@ struct ApplicationJson {
 }
 
 #[derive(Serialize)]
+struct CurrentApplicationJson<'a> {
+    id: Snowflake,
+    name: &'a str,
+    icon: Option<&'a str>,
+    description: &'a str,
+    summary: &'a str,
+    r#type: Option<u8>,
+    bot_public: bool,
+    bot_require_code_grant: bool,
+    verify_key: &'a str,
+    flags: u64,
+    owner: UserJson<'a>,
+    team: Option<()>,
+    bot: UserJson<'a>,
+    rpc_origins: [(); 0],
+    redirect_uris: [(); 0],
+    tags: [(); 0],
+    approximate_guild_count: usize,
+}
+
+#[derive(Serialize)]
 struct ReadyJson<'a> {
     v: u8,
     user: UserJson<'a>,
@@ -445,15 +466,9 @@ impl World {
         sonic_rs::to_string(&PartialUserJson { id: guild.id }).unwrap_or_default()
     }
 
-    /// READY's `d` for one shard.
-    pub fn ready_json(
-        &self,
-        session_id: &str,
-        resume_url: &str,
-        shard: [u32; 2],
-        allowed: Intents,
-    ) -> String {
-        let user = UserJson {
+    /// The bot's user, as READY and `GET /users/@me` give it.
+    fn bot_user(&self) -> UserJson<'static> {
+        UserJson {
             id: self.bot_id,
             username: "testkit-bot",
             discriminator: "0000",
@@ -470,7 +485,52 @@ impl World {
             mfa_enabled: Some(false),
             verified: Some(true),
             flags: Some(0),
+        }
+    }
+
+    /// `GET /users/@me` for the bot: the user READY carries.
+    pub fn current_user_json(&self) -> String {
+        sonic_rs::to_string(&self.bot_user()).unwrap_or_default()
+    }
+
+    /// `GET /oauth2/applications/@me`: the bot's application, owned by a user of its own, no
+    /// team, with the flags of the privileged intents `allowed`.
+    pub fn current_application_json(&self, allowed: Intents) -> String {
+        let mut owner = self.bot_user();
+        owner.id = Snowflake::new(self.application_id.get().wrapping_add(1));
+        owner.username = "testkit-owner";
+        owner.bot = false;
+        let application = CurrentApplicationJson {
+            id: self.application_id,
+            name: "testkit",
+            icon: None,
+            description: "",
+            summary: "",
+            r#type: None,
+            bot_public: true,
+            bot_require_code_grant: false,
+            verify_key: "0000000000000000000000000000000000000000000000000000000000000000",
+            flags: application_flags(allowed),
+            owner,
+            team: None,
+            bot: self.bot_user(),
+            rpc_origins: [],
+            redirect_uris: [],
+            tags: [],
+            approximate_guild_count: self.guilds().len(),
         };
+        sonic_rs::to_string(&application).unwrap_or_default()
+    }
+
+    /// READY's `d` for one shard.
+    pub fn ready_json(
+        &self,
+        session_id: &str,
+        resume_url: &str,
+        shard: [u32; 2],
+        allowed: Intents,
+    ) -> String {
+        let user = self.bot_user();
         let ready = ReadyJson {
             v: 10,
             user,

@@ -1,10 +1,13 @@
-//! Plain HTTP on the gateway's port: the two REST routes a bot asks before it connects, and the
+//! Plain HTTP on the gateway's port: the REST routes a bot asks before it connects (its login
+//! included), and the
 //! testkit's own control routes for tests written in any language.
 //!
 //! | route | answer |
 //! |---|---|
 //! | `GET /api/v10/gateway` | `{"url": "ws://127.0.0.1:PORT"}` |
 //! | `GET /api/v10/gateway/bot` | the URL, the recommended shard count and `session_start_limit` (needs `Authorization: Bot TOKEN`) |
+//! | `GET /api/v10/users/@me` | the world's bot user, as READY carries it (needs `Authorization: Bot TOKEN`) |
+//! | `GET /api/v10/oauth2/applications/@me` | the bot's application: its id, flags, owner (no team), bot user (needs `Authorization: Bot TOKEN`) |
 //! | `GET /testkit/stats` | the server's [`Stats`](crate::Stats) |
 //! | `POST /testkit/replay` | sends [`GatewayConfig::replay`](crate::GatewayConfig::replay) to every live session: `{"sessions": S, "dispatched": N}` |
 //! | `POST /testkit/shards/{n}/replay` | the same to shard `n`'s live session |
@@ -61,6 +64,11 @@ impl Answer {
             status,
             body: serde_json::to_string(body).unwrap_or_default(),
         }
+    }
+
+    /// A body already serialized.
+    fn raw_json(status: u16, body: String) -> Self {
+        Self { status, body }
     }
 
     fn error(status: u16, message: &str) -> Self {
@@ -140,6 +148,15 @@ fn route(shared: &Arc<Shared>, head: &Head) -> Answer {
     match (head.method.as_str(), segments.as_slice()) {
         ("GET", ["gateway"]) => Answer::json(200, &GatewayJson { url: &shared.url }),
         ("GET", ["gateway", "bot"]) => gateway_bot(shared, head),
+        ("GET", ["users", "@me"]) => authorized(shared, head, "/users/@me", |d| {
+            d.core.world().current_user_json()
+        }),
+        ("GET", ["oauth2", "applications", "@me"]) => {
+            let allowed = shared.config.allowed_intents;
+            authorized(shared, head, "/oauth2/applications/@me", |d| {
+                d.core.world().current_application_json(allowed)
+            })
+        }
         ("GET", ["testkit", "stats"]) => Answer::json(200, &shared.lock().core.view().stats()),
         ("POST", ["testkit", "replay"]) => replay(shared, None),
         ("POST", ["testkit", "shards", shard, "replay"]) => match shard.parse::<u32>() {
@@ -147,21 +164,49 @@ fn route(shared: &Arc<Shared>, head: &Head) -> Answer {
             Err(_) => Answer::error(400, "the shard is not a number"),
         },
         ("POST", ["testkit", "shards", shard, fault @ ..]) => control(shared, shard, fault),
-        (_, ["gateway"] | ["gateway", "bot"] | ["testkit", ..]) => {
-            Answer::error(405, "405: Method Not Allowed")
-        }
+        (
+            _,
+            ["gateway"]
+            | ["gateway", "bot"]
+            | ["users", "@me"]
+            | ["oauth2", "applications", "@me"]
+            | ["testkit", ..],
+        ) => Answer::error(405, "405: Method Not Allowed"),
         _ => Answer::error(404, "404: Not Found"),
     }
 }
 
-fn gateway_bot(shared: &Arc<Shared>, head: &Head) -> Answer {
+/// Whether the request carries the bot's token, as Discord's authorized routes require.
+fn is_authorized(shared: &Shared, head: &Head, route: &str) -> bool {
     let expected = gateway_model::Token::new(shared.config.token.as_str());
     let given = head.header("authorization").map(gateway_model::Token::new);
     if given.is_none_or(|t| t.expose_secret() != expected.expose_secret()) {
         tracing::warn!(
             field = "Authorization",
-            "GET /gateway/bot refused: missing or wrong token"
+            route,
+            "REST request refused: missing or wrong token"
         );
+        return false;
+    }
+    true
+}
+
+/// An authorized route's JSON body, read from the core.
+fn authorized(
+    shared: &Arc<Shared>,
+    head: &Head,
+    route: &str,
+    body: impl FnOnce(&crate::shared::Driven) -> String,
+) -> Answer {
+    if !is_authorized(shared, head, route) {
+        return Answer::error(401, "401: Unauthorized");
+    }
+    let body = body(&shared.lock());
+    Answer::raw_json(200, body)
+}
+
+fn gateway_bot(shared: &Arc<Shared>, head: &Head) -> Answer {
+    if !is_authorized(shared, head, "/gateway/bot") {
         return Answer::error(401, "401: Unauthorized");
     }
     let budget = shared.lock().core.budget(now());

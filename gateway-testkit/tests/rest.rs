@@ -115,7 +115,7 @@ async fn gateway_routes_and_refusals() {
     );
     let (status, _) = http(addr, "GET", "/api/v10/gateway/bot", Some("Bot nope")).await;
     assert_eq!(status, 401);
-    let (status, _) = http(addr, "GET", "/api/v10/users/@me", Some(TOKEN)).await;
+    let (status, _) = http(addr, "GET", "/api/v10/users/1", Some(TOKEN)).await;
     assert_eq!(status, 404);
     let (status, _) = http(addr, "DELETE", "/api/v10/gateway", None).await;
     assert_eq!(status, 405);
@@ -191,4 +191,38 @@ async fn replay_routes_send_the_configured_dispatches_in_order() {
     }
     let expected: Vec<u64> = (0..300).chain(0..300).collect();
     assert_eq!(seen, expected);
+}
+
+/// A bot's login before the gateway (discord.py and hikari ask `/users/@me`, hikari also
+/// `/oauth2/applications/@me`): the world's bot user and application, as READY names them.
+#[tokio::test]
+async fn login_routes_answer_with_the_worlds_bot_and_application() {
+    use sonic_rs::JsonValueTrait;
+    let gw = gateway(GatewayConfig::default()).await;
+    let addr = gw.local_addr();
+    let world = gw.world();
+    let (status, body) = http(addr, "GET", "/api/v10/users/@me", Some(TOKEN)).await;
+    assert_eq!(status, 200, "{body}");
+    let user: sonic_rs::Value = sonic_rs::from_str(&body).unwrap();
+    assert_eq!(user["id"].as_str(), Some(world.bot_id.to_string().as_str()));
+    assert_eq!(user["bot"].as_bool(), Some(true));
+    assert_eq!(user["username"].as_str(), Some("testkit-bot"));
+    let (status, body) = http(addr, "GET", "/api/v9/oauth2/applications/@me", Some(TOKEN)).await;
+    assert_eq!(status, 200, "{body}");
+    let app: sonic_rs::Value = sonic_rs::from_str(&body).unwrap();
+    let app_id = world.application_id.to_string();
+    assert_eq!(app["id"].as_str(), Some(app_id.as_str()));
+    assert!(app["flags"].as_u64().is_some());
+    assert!(app["owner"]["id"].as_str().is_some());
+    assert!(app["team"].is_null());
+    assert_eq!(
+        app["bot"]["id"].as_str(),
+        Some(world.bot_id.to_string().as_str())
+    );
+    for route in ["/api/v10/users/@me", "/api/v10/oauth2/applications/@me"] {
+        let (status, _) = http(addr, "GET", route, None).await;
+        assert_eq!(status, 401, "{route} without a token");
+        let (status, _) = http(addr, "POST", route, Some(TOKEN)).await;
+        assert_eq!(status, 405, "{route} with another method");
+    }
 }
