@@ -66,6 +66,7 @@ mod server;
 mod session_start;
 mod shared;
 mod state;
+mod voice;
 mod wire;
 mod world;
 
@@ -77,4 +78,5 @@ pub use redis_server::RedisServer;
 pub use server::FakeGateway;
 pub use shared::ConnectionHandle;
 pub use state::{StateCounts, View};
+pub use voice::VOICE_ENDPOINT;
 pub use world::{Guild, Member, World, WorldConfig};

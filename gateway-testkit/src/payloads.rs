@@ -239,6 +239,9 @@ struct CurrentApplicationJson<'a> {
     redirect_uris: [(); 0],
     tags: [(); 0],
     approximate_guild_count: usize,
+    approximate_user_install_count: usize,
+    interactions_endpoint_url: Option<&'a str>,
+    integration_types_config: EmptyJson,
 }
 
 #[derive(Serialize)]
@@ -467,7 +470,7 @@ impl World {
     }
 
     /// The bot's user, as READY and `GET /users/@me` give it.
-    fn bot_user(&self) -> UserJson<'static> {
+    pub(crate) fn bot_user(&self) -> UserJson<'static> {
         UserJson {
             id: self.bot_id,
             username: "testkit-bot",
@@ -518,6 +521,9 @@ impl World {
             redirect_uris: [],
             tags: [],
             approximate_guild_count: self.guilds().len(),
+            approximate_user_install_count: 0,
+            interactions_endpoint_url: None,
+            integration_types_config: EmptyJson {},
         };
         sonic_rs::to_string(&application).unwrap_or_default()
     }

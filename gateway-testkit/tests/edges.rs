@@ -15,6 +15,7 @@ use futures_util::StreamExt;
 use gateway_codec::Compression;
 use gateway_model::{Intents, ShardId};
 use gateway_testkit::{DropReason, FakeGateway, GatewayConfig, WorldConfig};
+use sonic_rs::JsonValueTrait;
 
 fn config() -> GatewayConfig {
     GatewayConfig {
@@ -165,4 +166,50 @@ async fn a_client_that_never_reads_is_dropped_past_the_bound_with_the_reason() {
     );
     // The old socket ends without a close frame.
     assert!(matches!(c.expect_end().await, End::Dropped));
+}
+
+/// Op 4 as Discord answers it: a join gets VOICE_STATE_UPDATE then VOICE_SERVER_UPDATE (a fake
+/// endpoint under `.localhost` and a token), a leave gets VOICE_STATE_UPDATE alone.
+#[tokio::test]
+async fn a_voice_join_gets_its_state_and_server() {
+    use gateway_model::{Command, Snowflake, UpdateVoiceState};
+    let gw = FakeGateway::start_with(config(), 0).await.unwrap();
+    let guild = gw.world().guilds()[0].id;
+    let mut c = Client::connect(gw.url(), Compression::ZlibStream).await;
+    c.start(Intents::GUILDS | Intents::GUILD_VOICE_STATES, ShardId::ONE)
+        .await;
+    c.expect_op(0, Some("GUILD_CREATE")).await;
+    let join = UpdateVoiceState::join(guild, Snowflake::new(1234));
+    c.send(Command::UpdateVoiceState(join)).await;
+    let state = c.expect().await;
+    assert_eq!(state.t.as_deref(), Some("VOICE_STATE_UPDATE"));
+    let d = state.d_value();
+    assert_eq!(d["channel_id"].as_str(), Some("1234"));
+    assert_eq!(
+        d["user_id"].as_str(),
+        Some(gw.world().bot_id.to_string().as_str())
+    );
+    let server = c.expect().await;
+    assert_eq!(server.t.as_deref(), Some("VOICE_SERVER_UPDATE"));
+    assert_eq!(
+        server.s,
+        Some(state.s.unwrap() + 1),
+        "in the session's sequence"
+    );
+    let d = server.d_value();
+    assert_eq!(
+        d["endpoint"].as_str(),
+        Some(gateway_testkit::VOICE_ENDPOINT)
+    );
+    assert!(d["token"].as_str().is_some_and(|t| !t.is_empty()));
+    let leave = UpdateVoiceState {
+        channel_id: None,
+        ..join
+    };
+    c.send(Command::UpdateVoiceState(leave)).await;
+    let state = c.expect().await;
+    assert_eq!(state.t.as_deref(), Some("VOICE_STATE_UPDATE"));
+    assert!(state.d_value()["channel_id"].is_null());
+    c.heartbeat(state.s).await;
+    assert_eq!(c.expect().await.op, 11, "nothing else after a leave");
 }

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use gateway_codec::{Compression, Compressor};
 use gateway_model::{
     CloseAction, CloseCode, Command, Intents, RequestGuildMembers, ShardId, Snowflake,
+    UpdateVoiceState,
 };
 
 use super::{Cx, Output};
@@ -362,7 +363,8 @@ impl Conn {
                 let d = envelope::channel_info(r.guild_id);
                 self.dispatch(cx, "CHANNEL_INFO", &d)
             }
-            // Presence and voice updates are recorded; nothing answers them here.
+            (Command::UpdateVoiceState(update), true) => self.voice_state(cx, &update),
+            // Presence updates are recorded; Discord answers them to others, not to the sender.
             (_, true) => Ok(()),
         }
     }
@@ -548,6 +550,21 @@ impl Conn {
         );
         for chunk in chunks {
             self.dispatch(cx, "GUILD_MEMBERS_CHUNK", &chunk)?;
+        }
+        Ok(())
+    }
+
+    /// Op 4: VOICE_STATE_UPDATE, then VOICE_SERVER_UPDATE on a join, for a guild of this
+    /// session's shard (Discord ignores the others).
+    fn voice_state(&mut self, cx: &mut Cx<'_>, update: &UpdateVoiceState) -> Flow {
+        let (Some(session_id), Some(_)) = (
+            self.session.clone(),
+            self.guild_on_this_shard(cx, update.guild_id),
+        ) else {
+            return Ok(());
+        };
+        for (name, d) in crate::voice::answer(cx.world, &session_id, update) {
+            self.dispatch(cx, name, &d)?;
         }
         Ok(())
     }
