@@ -45,6 +45,9 @@ pub(crate) struct State {
     pub(crate) session_starts: SessionStarts,
     /// Connection tasks that panicked.
     pub(crate) task_failures: u64,
+    /// Open connections whose session another connection just resumed: the core closes them
+    /// once the input that resumed is handled.
+    pub(crate) superseded: Vec<u64>,
 }
 
 impl State {

@@ -213,3 +213,31 @@ async fn a_voice_join_gets_its_state_and_server() {
     c.heartbeat(state.s).await;
     assert_eq!(c.expect().await.op, 11, "nothing else after a leave");
 }
+
+/// A RESUME of a session that another open connection holds: the session moves to the resuming
+/// connection, and the one that held it is closed with 4000 (resumable; see
+/// `GatewayCore::handle_frame` for why). A session's dispatches never go to two connections.
+#[tokio::test]
+async fn a_resume_of_a_held_session_closes_the_holder() {
+    let gw = FakeGateway::start_with(config(), 0).await.unwrap();
+    let mut first = Client::connect(gw.url(), Compression::ZlibStream).await;
+    let ready = first.start(Intents::GUILDS, ShardId::ONE).await;
+    let session_id = ready.d_value()["session_id"].as_str().unwrap().to_owned();
+    let guild = first.expect_op(0, Some("GUILD_CREATE")).await;
+    let mut second = Client::connect(gw.url(), Compression::ZlibStream).await;
+    assert_eq!(second.expect().await.op, 10);
+    second.resume(&session_id, guild.s.unwrap()).await;
+    second.expect_op(0, Some("RESUMED")).await;
+    assert!(matches!(first.expect_end().await, End::Closed(Some(4000))));
+    let conn = gw.shard_connection(0).unwrap();
+    assert_eq!(conn.id(), 2, "the session lives on the resuming connection");
+    conn.dispatch("MESSAGE_CREATE", "{}");
+    assert_eq!(
+        second.expect_op(0, Some("MESSAGE_CREATE")).await.s,
+        Some(guild.s.unwrap() + 2),
+        "after RESUMED's own number"
+    );
+    let info = gw.connections();
+    assert_eq!(info[0].closed_with, Some(4000));
+    assert!(info[1].open);
+}

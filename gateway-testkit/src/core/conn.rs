@@ -269,6 +269,17 @@ impl Conn {
         }
     }
 
+    /// Another connection resumed this one's session: closed with 4000, a code that keeps the
+    /// session (which now lives on the other connection).
+    pub(super) fn superseded(&mut self, cx: &mut Cx<'_>) -> Flow {
+        tracing::warn!(
+            connection = self.id,
+            "session resumed on another connection: closing this one"
+        );
+        self.session = None;
+        self.close(cx, CloseCode::UnknownError.as_u16())
+    }
+
     /// Drops the connection without a close frame, saying why in its record.
     pub(super) fn drop_with(&mut self, cx: &mut Cx<'_>, reason: DropReason) -> Flow {
         if let Some(c) = cx.state.connection_mut(self.id) {
@@ -479,9 +490,13 @@ impl Conn {
             if seq + 1 < oldest {
                 break 'outcome None;
             }
+            // A session lives on one connection: one that still holds it is closed (see
+            // `GatewayCore::handle_frame`).
+            let holder = session.connection.filter(|c| *c != self.id);
             session.connection = Some(self.id);
             session.detached_at = None;
             let shard = session.shard;
+            cx.state.superseded.extend(holder);
             let replay: Vec<Arc<str>> = session
                 .buffer
                 .iter()

@@ -267,8 +267,17 @@ impl GatewayCore {
     }
 
     /// A frame from the client on `conn`.
+    ///
+    /// A RESUME of a session that another open connection holds moves the session here and
+    /// closes the other connection with 4000. Discord documents resuming only after the old
+    /// connection is gone and says nothing of two at once; a session's dispatches going to one
+    /// connection only is what a resuming client may rely on, and the close tells the other
+    /// client (a resumable code: the session lives on).
     pub fn handle_frame(&mut self, now: Instant, conn: u64, frame: Frame) {
         self.on_conn(now, conn, |c, cx| c.frame(cx, frame));
+        for old in std::mem::take(&mut self.state.superseded) {
+            self.on_conn(now, old, |c, cx| c.superseded(cx));
+        }
     }
 
     /// The websocket refused a frame from the client (over `max_client_frame`) before it was
