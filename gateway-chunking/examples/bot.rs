@@ -7,7 +7,7 @@
 //! GATEWAY_URL=ws://… DISCORD_TOKEN=… cargo run --example bot   # against any v10 gateway
 //! ```
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -16,7 +16,8 @@ use gateway_chunking::{ChunkEvent, ChunkTracker, TrackedEvent, TrackerConfig};
 use gateway_codec::Compression;
 use gateway_model::{DispatchEvent, Intents, Token};
 use gateway_shard::{
-    Reconnect, SessionState, ShardConfig, ShardEvent, ShardGroup, ShardGroupConfig,
+    Reconnect, SessionState, Shard, ShardConfig, ShardError, ShardEvent, ShardGroup,
+    ShardGroupConfig, StartProgress,
 };
 use gateway_testkit::{FakeGateway, Fault, GatewayConfig, WorldConfig};
 use sonic_rs::{JsonContainerTrait, JsonValueTrait};
@@ -59,6 +60,24 @@ struct Summary {
     /// Complete, incomplete, missed guilds over all shards.
     chunk_totals: [usize; 3],
     requests_complete: usize,
+}
+
+impl Summary {
+    fn new(started: Instant, shards: u32) -> Self {
+        Self {
+            started,
+            shards,
+            ready: 0,
+            ready_order: Vec::new(),
+            events: BTreeMap::new(),
+            reconnects: 0,
+            resumes: 0,
+            latencies: Vec::new(),
+            chunking: Vec::new(),
+            chunk_totals: [0; 3],
+            requests_complete: 0,
+        }
+    }
 }
 
 #[tokio::main]
@@ -138,8 +157,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let started = Instant::now();
     let mut tracker_config = TrackerConfig::new(shards, 0..shards, intents);
     tracker_config.auto_chunk = chunk;
-    let mut announced = std::collections::BTreeSet::new();
-    let mut said = BTreeMap::new();
     // `--for` counts from here: it holds while the shards start, too.
     let deadline = args
         .run_for
@@ -148,92 +165,44 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         Some(info) => ShardGroupConfig::from_gateway_bot(config, info),
         None => ShardGroupConfig::new(config, shards, max_concurrency),
     };
-    let start = ShardGroup::start(group_config, |p| {
-        let line: String = p
-            .shards
-            .iter()
-            .map(|(id, state)| format!("{id}:{}", short_state(*state)))
-            .collect::<Vec<_>>()
-            .join(" ");
-        println!(
-            "[{:>5.1}s] {}/{} ready  {line}",
-            started.elapsed().as_secs_f64(),
-            p.ready,
-            p.total
-        );
-        for (id, state) in &p.shards {
-            if *state == SessionState::Connected && announced.insert(*id) {
-                println!(
-                    "[{:>5.1}s] shard {id} is ready",
-                    started.elapsed().as_secs_f64()
-                );
-            }
-        }
-        // Why a shard is not up yet: a refused handshake, a close code and its reason.
-        for (id, failure) in &p.failures {
-            if said.insert(*id, failure.clone()).as_ref() != Some(failure) {
-                println!(
-                    "[{:>5.1}s] shard {id}: {failure}",
-                    started.elapsed().as_secs_f64()
-                );
-            }
-        }
-    });
-    let group = tokio::select! {
-        group = start => group,
-        () = until(deadline) => {
-            println!("stopped after {:.1?} while starting (--for)", started.elapsed());
-            std::process::exit(1);
-        }
-        _ = tokio::signal::ctrl_c() => {
-            println!("stopped while starting (Ctrl-C)");
-            std::process::exit(1);
-        }
-    };
-    let (group, events) = match group {
-        Ok(g) => g,
-        Err(e) => {
-            eprintln!("the shards could not start: {e}");
-            std::process::exit(1);
-        }
-    };
+    let (group, events) = ShardGroup::launch(group_config)
+        .await
+        .unwrap_or_else(|e| fail(&e));
     let group = Arc::new(group);
     let (_tracker, mut events) = ChunkTracker::spawn(Arc::clone(&group), events, tracker_config);
-    println!("all {shards} shard(s) ready in {:.1?}", started.elapsed());
-    if let Some(f) = &fake {
-        tokio::spawn(traffic(Arc::clone(f)));
-    }
-    let mut summary = Summary {
-        started,
-        shards,
-        ready: 0,
-        ready_order: Vec::new(),
-        events: BTreeMap::new(),
-        reconnects: 0,
-        resumes: 0,
-        latencies: Vec::new(),
-        chunking: Vec::new(),
-        chunk_totals: [0; 3],
-        requests_complete: 0,
-    };
-    loop {
+    let mut summary = Summary::new(started, shards);
+    // Events are printed as they come, while the shards start too (each attempt that fails).
+    let mut starting = std::pin::pin!(group.wait_ready(progress_printer(started)));
+    let mut ready = false;
+    let stop = loop {
         tokio::select! {
-            _ = tokio::signal::ctrl_c() => break,
-            () = until(deadline) => break,
+            _ = tokio::signal::ctrl_c() => break "Ctrl-C",
+            () = until(deadline) => break "--for",
+            result = &mut starting, if !ready => {
+                result.unwrap_or_else(|e| fail(&e));
+                ready = true;
+                println!("all {shards} shard(s) ready in {:.1?}", started.elapsed());
+                if let Some(f) = &fake {
+                    tokio::spawn(traffic(Arc::clone(f)));
+                }
+            }
             event = events.next() => match event {
-                Some(TrackedEvent::Shard(shard, event)) => record(&mut summary, shard, &event, args.quiet),
-                Some(TrackedEvent::Chunk(event)) => record_chunking(&mut summary, &event, args.quiet),
-                None => break,
+                Some(event) => record(&mut summary, &group, event, args.quiet),
+                None => break "the events ended",
             },
         }
+    };
+    if !ready {
+        println!(
+            "stopped after {:.1?} while starting ({stop})",
+            started.elapsed()
+        );
+        std::process::exit(1);
     }
     // Drain what was already received, then close.
     while let Ok(Some(event)) = tokio::time::timeout(Duration::from_millis(1), events.next()).await
     {
-        match event {
-            TrackedEvent::Shard(shard, event) => record(&mut summary, shard, &event, args.quiet),
-            TrackedEvent::Chunk(event) => record_chunking(&mut summary, &event, args.quiet),
-        }
+        record(&mut summary, &group, event, args.quiet);
     }
     group.close(false).await;
     if let Err(e) = group.join().await {
@@ -298,7 +267,20 @@ async fn traffic(gateway: Arc<FakeGateway>) {
     }
 }
 
-fn record(summary: &mut Summary, shard: u32, event: &ShardEvent, quiet: bool) {
+fn record(summary: &mut Summary, group: &ShardGroup, event: TrackedEvent, quiet: bool) {
+    match event {
+        TrackedEvent::Shard(shard, event) => record_shard(summary, group, shard, &event, quiet),
+        TrackedEvent::Chunk(event) => record_chunking(summary, &event, quiet),
+    }
+}
+
+fn record_shard(
+    summary: &mut Summary,
+    group: &ShardGroup,
+    shard: u32,
+    event: &ShardEvent,
+    quiet: bool,
+) {
     let line = match event {
         ShardEvent::Connected { resuming } => {
             format!(
@@ -309,8 +291,11 @@ fn record(summary: &mut Summary, shard: u32, event: &ShardEvent, quiet: bool) {
         ShardEvent::Ready(r) => {
             summary.ready += 1;
             summary.ready_order.push((shard, summary.started.elapsed()));
+            // READY's own sequence number (Discord's is 1, Spacebar's 0): the event has none.
+            let seq = group.shard(shard).and_then(Shard::ready_sequence);
             format!(
-                "[shard {shard}] #1 READY as {} with {} guilds",
+                "[shard {shard}] #{} READY as {} with {} guilds",
+                seq.map_or("?".to_owned(), |s| s.to_string()),
                 r.user.username,
                 r.guilds.len()
             )
@@ -471,6 +456,38 @@ fn record_chunking(summary: &mut Summary, event: &ChunkEvent, quiet: bool) {
     if !quiet {
         println!("{line}");
     }
+}
+
+/// Prints the group's start progress: every shard's state when one changes, and each shard once
+/// it is ready. Why a shard is not up yet comes as its events (each failed attempt, a close code
+/// and its reason), printed as they come.
+fn progress_printer(started: Instant) -> impl FnMut(&StartProgress) {
+    let mut announced = BTreeSet::new();
+    move |p| {
+        let at = started.elapsed().as_secs_f64();
+        let line: Vec<String> = p
+            .shards
+            .iter()
+            .map(|(id, state)| format!("{id}:{}", short_state(*state)))
+            .collect();
+        println!(
+            "[{at:>5.1}s] {}/{} ready  {}",
+            p.ready,
+            p.total,
+            line.join(" ")
+        );
+        for (id, state) in &p.shards {
+            if *state == SessionState::Connected && announced.insert(*id) {
+                println!("[{at:>5.1}s] shard {id} is ready");
+            }
+        }
+    }
+}
+
+/// Ends the demo when the shards cannot start.
+fn fail(e: &ShardError) -> ! {
+    eprintln!("the shards could not start: {e}");
+    std::process::exit(1)
 }
 
 fn short_state(state: SessionState) -> &'static str {

@@ -15,7 +15,9 @@ use crate::link::{Dialer, Io, Link, Opening, now, receive, shut};
 use crate::outbox::{Outbox, SMALL_EVENT};
 use crate::sink::EventSink;
 use crate::status::{Status, publish};
-use crate::{Action, CommandError, Output, PresenceUpdate, ResumeInfo, Session, SessionState};
+use crate::{
+    Action, CommandError, Output, PresenceUpdate, ResumeInfo, Session, SessionState, ShardEvent,
+};
 
 /// A request from a [`Shard`](crate::Shard) handle to its driver.
 pub(crate) enum Control {
@@ -157,6 +159,15 @@ pub(crate) async fn run(
                         None => tracing::debug!("a frame for a connection that is gone"),
                     },
                     Output::Event(event) => {
+                        if matches!(event, ShardEvent::Ready(_)) {
+                            // The session drains right after each payload, so its sequence is
+                            // READY's own; seen before the event reaches the user (no wake-up).
+                            let seq = session.sequence();
+                            status.send_if_modified(|st| {
+                                st.ready_seq = seq;
+                                false
+                            });
+                        }
                         outbox.push(event, std::mem::replace(&mut size, SMALL_EVENT));
                     }
                 }

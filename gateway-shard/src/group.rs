@@ -185,7 +185,7 @@ pub struct ShardStatus {
     pub error: Option<ShardError>,
 }
 
-/// Progress of [`ShardGroup::start`].
+/// Progress of [`ShardGroup::start`] (and [`ShardGroup::wait_ready`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StartProgress {
     /// Shards ready so far.
@@ -251,8 +251,8 @@ pub enum GroupError {
 impl ShardGroup {
     /// Starts every shard (each waits its turn in the identify queue) and returns at once.
     ///
-    /// The count must be known (`ShardCount::Fixed`); [`start`](Self::start) also asks
-    /// `GET /gateway/bot` for it.
+    /// The count must be known (`ShardCount::Fixed`), and the session start budget is not
+    /// checked; [`launch`](Self::launch) also asks `GET /gateway/bot` and checks the budget.
     pub fn spawn(config: ShardGroupConfig) -> Result<(Self, GroupEvents), ShardError> {
         let (total, max_concurrency, range) = config.layout()?;
         let limit = Arc::new(Semaphore::new(config.reconnect_concurrency.max(1)));
@@ -287,16 +287,37 @@ impl ShardGroup {
     }
 
     /// Starts every shard and waits until all are READY (or one stops with an error), calling
-    /// `progress` whenever a shard's state changes.
+    /// `progress` whenever a shard's state changes: [`launch`](Self::launch), then
+    /// [`wait_ready`](Self::wait_ready), and on an error the group is closed.
+    ///
+    /// The events are handed back only once every shard is READY: what happened meanwhile (a
+    /// `ConnectFailed` per attempt while the gateway is down) waits in the stream until then. To
+    /// see each event as it happens, call `launch` and `wait_ready` and read the events beside it.
+    pub async fn start(
+        config: ShardGroupConfig,
+        progress: impl FnMut(&StartProgress),
+    ) -> Result<(Self, GroupEvents), ShardError> {
+        let (group, events) = Self::launch(config).await?;
+        match group.wait_ready(progress).await {
+            Ok(()) => Ok((group, events)),
+            Err(e) => {
+                group.close(false).await;
+                Err(e)
+            }
+        }
+    }
+
+    /// Starts every shard (each waits its turn in the identify queue) and returns at once with
+    /// the events, which come as they happen from then on (each `ConnectFailed` while the
+    /// gateway cannot be reached, say); [`wait_ready`](Self::wait_ready) waits for READY.
     ///
     /// With `ShardCount::Recommended`, it first asks `GET /gateway/bot` with the shard's token
     /// (see [`gateway_bot`](Self::gateway_bot)). With a known session start budget (fetched, or
     /// [`ShardGroupConfig::session_start_limit`]), it refuses to start
     /// ([`ShardError::SessionStartLimit`]) when fewer sessions may start than there are shards to
     /// identify, and hands the budget to the identify queue, which counts every identify.
-    pub async fn start(
+    pub async fn launch(
         #[allow(unused_mut)] mut config: ShardGroupConfig,
-        mut progress: impl FnMut(&StartProgress),
     ) -> Result<(Self, GroupEvents), ShardError> {
         #[allow(unused_mut)]
         let mut gateway_bot = None;
@@ -333,7 +354,18 @@ impl ShardGroup {
         }
         let (mut group, events) = Self::spawn(config)?;
         group.gateway_bot = gateway_bot;
-        let mut watches: Vec<_> = group
+        Ok((group, events))
+    }
+
+    /// Waits until every shard has been READY once, calling `progress` whenever a shard's state
+    /// changes; an error if one stopped with an error, or stopped before it was ever READY (the
+    /// group is left as it is: close it). The events go on meanwhile: read them beside this
+    /// (in the same `select!`, or through a tracker that reads them).
+    pub async fn wait_ready(
+        &self,
+        mut progress: impl FnMut(&StartProgress),
+    ) -> Result<(), ShardError> {
+        let mut watches: Vec<_> = self
             .shards
             .iter()
             .map(|(id, s)| (*id, s.status.clone()))
@@ -348,14 +380,12 @@ impl ShardGroup {
                 .iter()
                 .find_map(|(_, w)| w.borrow().outcome.clone().and_then(Result::err))
             {
-                group.close(false).await;
                 return Err(err);
             }
             if watches
                 .iter()
                 .any(|(_, w)| !w.borrow().alive && !w.borrow().ready_once)
             {
-                group.close(false).await;
                 return Err(ShardError::Closed);
             }
             let ready = watches
@@ -377,7 +407,7 @@ impl ShardGroup {
                 last = Some(report);
             }
             if ready == watches.len() {
-                return Ok((group, events));
+                return Ok(());
             }
             let changes = watches.iter_mut().map(|(_, w)| Box::pin(w.changed()));
             let (changed, index, rest) = futures_util::future::select_all(changes).await;

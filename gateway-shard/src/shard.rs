@@ -202,6 +202,14 @@ impl Shard {
         self.status.borrow().user_id
     }
 
+    /// The sequence number the latest READY came with (Discord's is 1; other gateways may
+    /// start at 0), set before that READY reaches the events; `None` before the first READY or
+    /// when it carried none. [`ShardEvent::Ready`](crate::ShardEvent::Ready) does not carry it,
+    /// and [`resume_info`](Self::resume_info) has the last sequence received, which moves on.
+    pub fn ready_sequence(&self) -> Option<u64> {
+        self.status.borrow().ready_seq
+    }
+
     /// The session as it would be exported now.
     pub fn resume_info(&self) -> Option<ResumeInfo> {
         self.status.borrow().resume.clone()

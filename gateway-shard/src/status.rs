@@ -17,6 +17,8 @@ pub(crate) struct Status {
     pub(crate) ready_once: bool,
     pub(crate) latency: Option<Duration>,
     pub(crate) user_id: Option<Snowflake>,
+    /// The sequence number the latest READY came with.
+    pub(crate) ready_seq: Option<u64>,
     pub(crate) queue_depth: usize,
     pub(crate) permits: usize,
     pub(crate) buffered_bytes: usize,
@@ -35,6 +37,7 @@ impl Default for Status {
             ready_once: false,
             latency: None,
             user_id: None,
+            ready_seq: None,
             queue_depth: 0,
             permits: 0,
             buffered_bytes: 0,

@@ -200,6 +200,98 @@ async fn closing_a_group_exports_sessions_that_a_new_group_resumes() {
     assert_eq!(gw.stats().resumed, 4);
 }
 
+/// Issue 20: a group whose gateway is down at start. `start` hands the events back only once
+/// every shard is READY, so each failed attempt waited in the stream and came in one batch then;
+/// with `launch`, each `ConnectFailed` comes when its attempt fails, while `wait_ready` still
+/// waits and no gateway exists. Real time: a batch would show as events with no time between.
+#[tokio::test]
+async fn connect_failures_reach_the_events_one_by_one_while_the_group_starts() {
+    // A port nothing listens on yet: bind one, then let it go.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let gateway_config = GatewayConfig {
+        heartbeat_interval: Duration::from_secs(30),
+        world: WorldConfig::uniform(5, 3, 5),
+        ..GatewayConfig::default()
+    };
+    let shard = ShardConfig::new(Token::new(gateway_config.token.clone()), Intents::GUILDS)
+        .with_gateway_url(format!("ws://127.0.0.1:{port}"))
+        .with_seed(11);
+    let (group, mut events) = ShardGroup::launch(ShardGroupConfig::new(shard, 1, 1))
+        .await
+        .unwrap();
+    let group = Arc::new(group);
+    let waiting = tokio::spawn({
+        let group = Arc::clone(&group);
+        async move { group.wait_ready(|_| {}).await }
+    });
+    let next = async |events: &mut gateway_shard::GroupEvents| {
+        tokio::time::timeout(Duration::from_secs(20), events.next())
+            .await
+            .expect("an event within 20 s")
+            .expect("the stream is open")
+    };
+    // (when it came, the delay it announced)
+    let mut failed: Vec<(tokio::time::Instant, Duration)> = Vec::new();
+    while failed.len() < 3 {
+        match next(&mut events).await {
+            (0, ShardEvent::ConnectFailed { reason, retry_in }) => {
+                assert!(reason.contains("TCP connect"), "{reason}");
+                failed.push((tokio::time::Instant::now(), retry_in));
+            }
+            other => panic!("no gateway listens yet, but {other:?}"),
+        }
+        assert!(!waiting.is_finished(), "the group is still starting");
+    }
+    // The first retry is at once; the second waits the backoff's base at least (1 s).
+    assert!(failed[1].1 >= Duration::from_secs(1), "{failed:?}");
+    for pair in failed.windows(2) {
+        let ((at, retry_in), (next_at, _)) = (pair[0], pair[1]);
+        assert!(
+            next_at - at >= retry_in / 2,
+            "the next failure came {:?} after one that announced a retry in {retry_in:?}: \
+             held and delivered together",
+            next_at - at
+        );
+    }
+    // A gateway on that port now: a later attempt gets through, and the group is ready.
+    let gw = FakeGateway::start_with(gateway_config, port).await.unwrap();
+    let ready = loop {
+        match next(&mut events).await {
+            (0, ShardEvent::Ready(r)) => break r,
+            (0, ShardEvent::ConnectFailed { .. } | ShardEvent::Connected { .. }) => {}
+            other => panic!("before READY: {other:?}"),
+        }
+    };
+    assert_eq!(ready.guilds.len(), 3);
+    tokio::time::timeout(Duration::from_secs(20), waiting)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    // READY's own sequence number (the testkit's is 1), kept while the session's moves on.
+    let shard = group.shard(0).unwrap();
+    assert_eq!(shard.ready_sequence(), Some(1));
+    let mut seq = 1;
+    while seq < 4 {
+        match next(&mut events).await {
+            (0, ShardEvent::Dispatch(d)) => {
+                seq += 1;
+                assert_eq!(d.seq, seq);
+            }
+            (0, ShardEvent::HeartbeatAck { .. }) => {}
+            other => panic!("a GUILD_CREATE, not {other:?}"),
+        }
+    }
+    assert_eq!(shard.resume_info().map(|r| r.sequence), Some(4));
+    assert_eq!(shard.ready_sequence(), Some(1));
+    group.close(false).await;
+    drop(gw);
+}
+
 #[cfg(feature = "redis")]
 mod redis {
     use super::*;
