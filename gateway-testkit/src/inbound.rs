@@ -263,9 +263,25 @@ fn identify(d: Value) -> Result<Value, Rejection> {
             ));
         }
     }
-    // `compress`, `capabilities`, `client_state`, `guild_subscriptions` and anything else are
-    // accepted and have no effect here (transport compression is chosen in the URL).
+    // `capabilities`, `client_state`, `guild_subscriptions` and anything else are accepted and
+    // have no effect here; `compress` is read by `asks_payload_compression`.
     Ok(Value::Object(d))
+}
+
+/// Whether an IDENTIFY's text asks for payload compression (`"compress": true`). Read apart
+/// from the strict parse, whose type always writes `false`.
+pub(crate) fn asks_payload_compression(text: &str) -> bool {
+    #[derive(serde::Deserialize)]
+    struct D {
+        #[serde(default)]
+        compress: Option<Value>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Envelope {
+        d: D,
+    }
+    serde_json::from_str::<Envelope>(text)
+        .is_ok_and(|e| matches!(e.d.compress, Some(Value::Bool(true))))
 }
 
 /// `properties` with either key spelling (`os` or the pre-v8 `$os`); absent keys are empty.

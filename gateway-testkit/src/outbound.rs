@@ -53,6 +53,26 @@ pub(crate) fn frames(
     Ok(messages)
 }
 
+/// Payloads at least this long are compressed when a client asked for payload compression;
+/// shorter ones go as text, as Discord compresses only some (large) payloads.
+pub(crate) const PAYLOAD_COMPRESSION_MIN: usize = 1024;
+
+/// One payload as payload compression sends it (`compress: true` in IDENTIFY): a binary frame
+/// holding one complete zlib stream (header, final block, Adler-32), no context shared with the
+/// payloads before it; a short payload stays a text frame.
+pub(crate) fn payload_compressed(json: &str) -> Result<Frame, std::io::Error> {
+    use std::io::Write;
+    if json.len() < PAYLOAD_COMPRESSION_MIN {
+        return Ok(Frame::Text(json.to_owned()));
+    }
+    let mut encoder = flate2::write::ZlibEncoder::new(
+        Vec::with_capacity(json.len() / 4),
+        flate2::Compression::default(),
+    );
+    encoder.write_all(json.as_bytes())?;
+    Ok(Frame::Binary(encoder.finish()?))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

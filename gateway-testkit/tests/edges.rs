@@ -241,3 +241,75 @@ async fn a_resume_of_a_held_session_closes_the_holder() {
     assert_eq!(info[0].closed_with, Some(4000));
     assert!(info[1].open);
 }
+
+/// `compress: true` in IDENTIFY (payload compression, not zlib-stream): each large payload comes
+/// as a binary frame holding one complete zlib stream, short ones as text; with transport
+/// compression in the URL it is off, as Discord documents.
+#[tokio::test]
+async fn compress_true_sends_large_payloads_as_standalone_zlib() {
+    use std::io::Read;
+    let gw = FakeGateway::start_with(
+        GatewayConfig {
+            world: WorldConfig::uniform(1, 1, 200),
+            ..config()
+        },
+        0,
+    )
+    .await
+    .unwrap();
+    let identify = gateway_codec::encode(&gateway_model::Command::from(
+        gateway_model::Identify::new(gateway_model::Token::new(common::TOKEN), Intents::GUILDS),
+    ))
+    .unwrap();
+    assert!(identify.contains(r#""compress":false"#), "{identify}");
+    let identify = identify.replace(r#""compress":false"#, r#""compress":true"#);
+    let mut c = Client::connect(gw.url(), Compression::None).await;
+    assert_eq!(
+        c.expect().await.op,
+        10,
+        "HELLO comes before IDENTIFY, as text"
+    );
+    c.send_text(&identify).await;
+    let (mut text, mut binary) = (Vec::new(), Vec::new());
+    while binary.is_empty() {
+        let message = tokio::time::timeout(Duration::from_secs(10), c.ws.next())
+            .await
+            .expect("no payload")
+            .expect("the stream ended")
+            .unwrap();
+        match message {
+            Message::Text(t) => text.push(t.to_string()),
+            Message::Binary(b) => {
+                // One complete stream per frame: a one-shot inflate reads it to its end.
+                let mut json = String::new();
+                flate2::read::ZlibDecoder::new(&b[..])
+                    .read_to_string(&mut json)
+                    .unwrap();
+                binary.push(json);
+            }
+            Message::Close(frame) => panic!("closed: {frame:?}; text so far {text:?}"),
+            _ => {}
+        }
+    }
+    let names: Vec<String> = binary
+        .iter()
+        .map(|j| {
+            sonic_rs::from_str::<sonic_rs::Value>(j).unwrap()["t"]
+                .as_str()
+                .unwrap_or("")
+                .to_owned()
+        })
+        .collect();
+    assert!(names.contains(&"GUILD_CREATE".to_owned()), "{names:?}");
+    assert!(
+        binary.iter().all(|j| j.len() >= 1024),
+        "only large payloads are compressed"
+    );
+    assert!(text.iter().all(|t| t.len() < 1024));
+    // Under transport compression, `compress: true` has no effect: the zlib-stream decodes.
+    let mut z = Client::connect(gw.url(), Compression::ZlibStream).await;
+    assert_eq!(z.expect().await.op, 10);
+    z.send_text(&identify).await;
+    z.expect_op(0, Some("READY")).await;
+    z.expect_op(0, Some("GUILD_CREATE")).await;
+}

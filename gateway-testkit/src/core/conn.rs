@@ -52,6 +52,8 @@ pub(super) struct Conn {
     timed: Vec<(Instant, Timed)>,
     /// Everything the client sends is read and ignored ([`Fault::StallHello`]).
     ignoring: bool,
+    /// IDENTIFY asked for payload compression on a connection without transport compression.
+    payload_compression: bool,
 }
 
 impl Conn {
@@ -73,6 +75,7 @@ impl Conn {
             seq_faults: Vec::new(),
             timed: Vec::new(),
             ignoring: false,
+            payload_compression: false,
         }
     }
 
@@ -262,6 +265,11 @@ impl Conn {
         }
         match inbound::read_command(&text, cx.config, cx.world) {
             Ok(command) => {
+                if matches!(command, Command::Identify(_)) && self.session.is_none() {
+                    // Discord turns payload compression off under transport compression.
+                    self.payload_compression = self.compression == Compression::None
+                        && inbound::asks_payload_compression(&text);
+                }
                 self.record(cx, Received::Command(command.clone()));
                 self.command(cx, command)
             }
@@ -636,6 +644,21 @@ impl Conn {
 
     /// Sends one payload, compressed, applying any pending split or corruption.
     fn send(&mut self, cx: &mut Cx<'_>, json: &str) -> Flow {
+        if self.payload_compression && !self.corrupt_next && self.split_next.is_none() {
+            return match crate::outbound::payload_compressed(json) {
+                Ok(frame) => {
+                    cx.out.push_back(Output::Frames {
+                        conn: self.id,
+                        frames: vec![frame],
+                    });
+                    Ok(())
+                }
+                Err(e) => {
+                    tracing::error!(connection = self.id, error = %e, "compression failed");
+                    self.drop_with(cx, DropReason::Compression)
+                }
+            };
+        }
         let corrupt = std::mem::take(&mut self.corrupt_next);
         let split = self.split_next.take().unwrap_or_default();
         match crate::outbound::frames(
