@@ -11,6 +11,8 @@
 //   member_chunks   RequestGuildMembers (op 8, query "", limit 0, nonce) for the largest guild, sent with
 //                   manager.send(0, ...), brings GUILD_MEMBERS_CHUNK 0..chunk_count-1, each once, with the nonce;
 //   resume          after POST /testkit/shards/0/reconnect (op 7) the shard RESUMEs: Resumed, no new READY.
+// With --compression none the IDENTIFY asks for payload compression (compress: true), so every check also reads
+// payloads that came as standalone zlib binary frames.
 // stdout: one `CHECK <name> ok|fail <detail>` line per check; logs go to stderr. Exit 0 iff all pass; 60 s cap.
 import { parseArgs } from 'node:util';
 import { REST } from '@discordjs/rest';
@@ -90,7 +92,11 @@ async function run(args, deadline) {
   }
   const rest = new REST({ api: `${args.rest}/api`, version: '10' }).setToken(args.token);
   const intents = Object.values(GatewayIntentBits).filter(Number.isInteger).reduce((a, b) => a | b, 0);
-  const manager = new WebSocketManager({ token: args.token, intents, rest, compression });
+  // Without transport compression the probe asks for payload compression (`compress: true` in IDENTIFY), as
+  // discord.js bots may: the testkit then sends large payloads as standalone zlib binary frames, which the shard
+  // inflates one by one (node:zlib). With zlib-stream it is off, as Discord turns it off.
+  const useIdentifyCompression = compression === null;
+  const manager = new WebSocketManager({ token: args.token, intents, rest, compression, useIdentifyCompression });
   const s = { ready: 0, expected: null, typed: 0, failed: [], sizes: new Map(), acks: 0,
     chunks: new Map(), chunkCount: null, dup: [], retryAfter: null, resumed: 0 };
 
