@@ -143,13 +143,7 @@ async fn a_slow_consumer_loses_nothing_and_heartbeats_go_on() {
             ShardEvent::Dispatch(d) => {
                 assert!(d.seq > last_seq, "in order");
                 last_seq = d.seq;
-                if let DispatchEvent::Other(raw) = &d.event
-                    && &*raw.name == "TESTKIT_EVENT"
-                {
-                    let text = raw.data.get();
-                    let i: u64 = text["{\"i\":".len()..text.find(',').unwrap()]
-                        .parse()
-                        .unwrap();
+                if let Some(i) = common::numbered(&d, "TESTKIT_EVENT") {
                     assert_eq!(i, next_i, "no gap, no repeat");
                     next_i += 1;
                 }

@@ -8,26 +8,32 @@ use crate::frame::Frame;
 
 /// The websocket messages that carry `json`.
 ///
-/// Without compression it is one text frame (`corrupt` breaks its JSON). With compression the
-/// stream's bytes for it are cut at `split` (points outside the bytes are ignored), and `corrupt`
+/// Without compression it is one text frame (`corrupt` breaks its JSON). With transport
+/// compression, or payload compression (`payload_compression`, a payload of
+/// [`PAYLOAD_COMPRESSION_MIN`] bytes or more: one whole zlib stream), the bytes are cut at `split` (points outside the bytes are ignored), and `corrupt`
 /// flips four of them.
 pub(crate) fn frames(
     compressor: &mut Compressor,
     compression: Compression,
     json: &str,
     corrupt: bool,
+    payload_compression: bool,
     split: &[SplitAt],
 ) -> Result<Vec<Frame>, CompressError> {
-    if compression == Compression::None {
+    let mut bytes = if compression != Compression::None {
+        let mut bytes = Vec::new();
+        compressor.compress(json.as_bytes(), &mut bytes)?;
+        bytes
+    } else if payload_compression && json.len() >= PAYLOAD_COMPRESSION_MIN {
+        zlib_whole(json.as_bytes())?
+    } else {
         let text = if corrupt {
             format!("{{{json}")
         } else {
             json.to_owned()
         };
         return Ok(vec![Frame::Text(text)]);
-    }
-    let mut bytes = Vec::new();
-    compressor.compress(json.as_bytes(), &mut bytes)?;
+    };
     if corrupt && bytes.len() > 6 {
         for b in &mut bytes[2..6] {
             *b ^= 0x5a;
@@ -57,20 +63,20 @@ pub(crate) fn frames(
 /// shorter ones go as text, as Discord compresses only some (large) payloads.
 pub(crate) const PAYLOAD_COMPRESSION_MIN: usize = 1024;
 
-/// One payload as payload compression sends it (`compress: true` in IDENTIFY): a binary frame
-/// holding one complete zlib stream (header, final block, Adler-32), no context shared with the
-/// payloads before it; a short payload stays a text frame.
-pub(crate) fn payload_compressed(json: &str) -> Result<Frame, std::io::Error> {
-    use std::io::Write;
-    if json.len() < PAYLOAD_COMPRESSION_MIN {
-        return Ok(Frame::Text(json.to_owned()));
+/// One complete zlib stream of `json` (header, final block, Adler-32), sharing no context with
+/// anything before it: payload compression, as `compress: true` in IDENTIFY asks.
+fn zlib_whole(json: &[u8]) -> Result<Vec<u8>, flate2::CompressError> {
+    let mut z = flate2::Compress::new(flate2::Compression::default(), true);
+    let mut out = Vec::with_capacity(json.len() / 2 + 64);
+    loop {
+        let read = usize::try_from(z.total_in()).map_or(json.len(), |n| n.min(json.len()));
+        if z.compress_vec(&json[read..], &mut out, flate2::FlushCompress::Finish)?
+            == flate2::Status::StreamEnd
+        {
+            return Ok(out);
+        }
+        out.reserve(out.capacity().max(64));
     }
-    let mut encoder = flate2::write::ZlibEncoder::new(
-        Vec::with_capacity(json.len() / 4),
-        flate2::Compression::default(),
-    );
-    encoder.write_all(json.as_bytes())?;
-    Ok(Frame::Binary(encoder.finish()?))
 }
 
 #[cfg(test)]
@@ -86,6 +92,7 @@ mod tests {
             Compression::ZlibStream,
             json,
             false,
+            false,
             &[],
         )
         .unwrap();
@@ -93,6 +100,7 @@ mod tests {
             &mut compressor,
             Compression::ZlibStream,
             json,
+            false,
             false,
             &[
                 SplitAt::FromStart(2),

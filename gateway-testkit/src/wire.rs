@@ -55,13 +55,17 @@ impl Wire {
         if self.ending {
             return;
         }
-        for frame in frames {
-            let message = match frame {
-                Frame::Text(t) => (t.len(), Message::text(t)),
-                Frame::Binary(b) => (b.len(), Message::binary(b)),
-            };
-            self.outgoing.push_back((message.1, message.0));
-        }
+        self.outgoing
+            .extend(frames.into_iter().map(|frame| match frame {
+                Frame::Text(t) => {
+                    let bytes = t.len();
+                    (Message::text(t), bytes)
+                }
+                Frame::Binary(b) => {
+                    let bytes = b.len();
+                    (Message::binary(b), bytes)
+                }
+            }));
     }
 
     /// Ends the connection after what is queued: with this close frame, or (`None`) by letting

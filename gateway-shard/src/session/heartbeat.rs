@@ -140,7 +140,7 @@ impl Heartbeats {
     /// The driver reads the socket again after leaving it unread: what waits in it was sent
     /// while we did not listen, so the rule counts from now, as if just heard.
     pub(crate) fn reading_resumed(&mut self) {
-        self.heard_since_sent = true;
+        self.heard();
     }
 
     /// An ACK came: it answers the oldest heartbeat not acknowledged (the gateway answers in

@@ -95,3 +95,20 @@ impl Checked {
         self.events
     }
 }
+
+/// The `i` of a raw dispatch named `name` whose `d` starts `{"i":N,`: the number a test gave
+/// each event of a backlog, to check every one arrives once and in order.
+pub(crate) fn numbered(dispatch: &gateway_model::Dispatch, name: &str) -> Option<u64> {
+    let gateway_model::DispatchEvent::Other(raw) = &dispatch.event else {
+        return None;
+    };
+    if &*raw.name != name {
+        return None;
+    }
+    let text = raw.data.get();
+    text.strip_prefix("{\"i\":")?
+        .split(',')
+        .next()?
+        .parse()
+        .ok()
+}

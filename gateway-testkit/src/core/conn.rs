@@ -644,21 +644,6 @@ impl Conn {
 
     /// Sends one payload, compressed, applying any pending split or corruption.
     fn send(&mut self, cx: &mut Cx<'_>, json: &str) -> Flow {
-        if self.payload_compression && !self.corrupt_next && self.split_next.is_none() {
-            return match crate::outbound::payload_compressed(json) {
-                Ok(frame) => {
-                    cx.out.push_back(Output::Frames {
-                        conn: self.id,
-                        frames: vec![frame],
-                    });
-                    Ok(())
-                }
-                Err(e) => {
-                    tracing::error!(connection = self.id, error = %e, "compression failed");
-                    self.drop_with(cx, DropReason::Compression)
-                }
-            };
-        }
         let corrupt = std::mem::take(&mut self.corrupt_next);
         let split = self.split_next.take().unwrap_or_default();
         match crate::outbound::frames(
@@ -666,6 +651,7 @@ impl Conn {
             self.compression,
             json,
             corrupt,
+            self.payload_compression,
             &split,
         ) {
             Ok(frames) => {
