@@ -9,7 +9,7 @@
 use std::time::Duration;
 
 use gateway_codec::Compression;
-use gateway_model::{DispatchEvent, EventTypes, Intents, Token};
+use gateway_model::{EventTypes, Intents, Token};
 use gateway_shard::{Shard, ShardConfig, ShardEvent};
 use gateway_testkit::{ConnectionHandle, FakeGateway, GatewayConfig, WorldConfig};
 
@@ -38,9 +38,9 @@ fn gateway_on_its_own_thread() -> (String, std::sync::mpsc::Sender<()>, FakeGate
             };
             let gw = FakeGateway::start_with(config, 0).await.unwrap();
             ready_tx.send(gw).unwrap();
-            tokio::task::spawn_blocking(move || stop_rx.recv())
-                .await
-                .ok();
+            // Until told to stop, or until the test's end drops the sender: either ends it.
+            let stopped = tokio::task::spawn_blocking(move || stop_rx.recv()).await;
+            assert!(stopped.is_ok(), "the gateway's stop wait panicked");
         });
     });
     let gw = ready_rx.recv().unwrap();
@@ -70,33 +70,33 @@ async fn backlog_of_50_000(pause: Duration, scenario: &str) {
     let mut events = Checked::new(events, scenario);
     events.until(|e| matches!(e, ShardEvent::Ready(_))).await;
     // Queued at once, in steps of 1,000 so that the gateway (compressing in a debug build) starts
-    // writing while the rest is queued, as Discord would.
-    let content = "x".repeat(300);
+    // writing while the rest is queued, as Discord would; on a blocking thread, so that queueing
+    // (the gateway's work) never stalls the shard's runtime.
     let connection = gw.connection();
-    let mut queued = 0;
-    for start in (0..EVENTS).step_by(1_000) {
-        let step = (start..start + 1_000).map(|i| {
-            (
-                "MESSAGE_CREATE",
-                format!(r#"{{"i":{i},"content":"{content}"}}"#),
-            )
-        });
-        queued += connection.dispatch_all(step);
-    }
-    assert_eq!(queued, EVENTS as usize);
+    let queueing = tokio::task::spawn_blocking(move || {
+        let content = "x".repeat(300);
+        let mut queued = 0;
+        for start in (0..EVENTS).step_by(1_000) {
+            let step = (start..start + 1_000).map(|i| {
+                (
+                    "MESSAGE_CREATE",
+                    format!(r#"{{"i":{i},"content":"{content}"}}"#),
+                )
+            });
+            queued += connection.dispatch_all(step);
+            // Lets the gateway's connection task take the core's lock between steps (to read a
+            // heartbeat), rather than wait behind the whole backlog.
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        queued
+    });
     tokio::time::sleep(pause).await;
     let mut next = 0;
     let read = async {
         while next < EVENTS {
             match events.until(|_| true).await {
                 ShardEvent::Dispatch(d) => {
-                    if let DispatchEvent::Other(raw) = &d.event
-                        && &*raw.name == "MESSAGE_CREATE"
-                    {
-                        let text = raw.data.get();
-                        let i: u64 = text["{\"i\":".len()..text.find(',').unwrap()]
-                            .parse()
-                            .unwrap();
+                    if let Some(i) = common::numbered(&d, "MESSAGE_CREATE") {
                         assert_eq!(i, next, "every dispatch once, in order");
                         next += 1;
                     }
@@ -112,6 +112,7 @@ async fn backlog_of_50_000(pause: Duration, scenario: &str) {
     tokio::time::timeout(Duration::from_secs(300), read)
         .await
         .unwrap_or_else(|_| panic!("{scenario}: {next} of {EVENTS} in 300 s"));
+    assert_eq!(queueing.await.unwrap(), EVENTS as usize);
     let stats = gw.0.stats();
     assert_eq!(stats.readies, 1, "one session");
     assert_eq!(stats.connections, 1, "no reconnect");
