@@ -83,9 +83,10 @@ pub struct GatewayConfig {
     /// The world.
     pub world: WorldConfig,
     /// Dispatches (event name, JSON `d`) that `POST /testkit/replay` and
-    /// `POST /testkit/shards/{n}/replay` send to live sessions, all at once: every one is
-    /// compressed before the first is written, so that a client's throughput measures the client,
-    /// not the server. Default: none.
+    /// `POST /testkit/shards/{n}/replay` send to live sessions: in steps of 1,000, between which
+    /// the gateway reads its clients, or with `?at-once` in one step, every one compressed before
+    /// the first is written (so that a client's throughput measures the client, not the server).
+    /// Default: none.
     pub replay: Arc<[(String, String)]>,
 }
 

@@ -9,7 +9,7 @@
 //! | `GET /api/v10/users/@me` | the world's bot user, as READY carries it (needs `Authorization: Bot TOKEN`) |
 //! | `GET /api/v10/oauth2/applications/@me` | the bot's application: its id, flags, owner (no team), bot user (needs `Authorization: Bot TOKEN`) |
 //! | `GET /testkit/stats` | the server's [`Stats`](crate::Stats) |
-//! | `POST /testkit/replay` | sends [`GatewayConfig::replay`](crate::GatewayConfig::replay) to every live session: `{"sessions": S, "dispatched": N}` |
+//! | `POST /testkit/replay` | sends [`GatewayConfig::replay`](crate::GatewayConfig::replay) to every live session, in steps of 1,000 (the gateway keeps reading its clients meanwhile), or all in one step with `?at-once`: `{"sessions": S, "dispatched": N}` |
 //! | `POST /testkit/shards/{n}/replay` | the same to shard `n`'s live session |
 //! | `POST /testkit/shards/{n}/{fault}` | injects a fault on shard `n`'s live connection: `reconnect`, `drop`, `zombie`, `request-heartbeat`, `close/{code}`, `invalid-session/{true,false}` |
 //!
@@ -17,6 +17,7 @@
 //! Every answer closes the connection (`Connection: close`).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use gateway_model::{GatewayBot, SessionStartLimit};
 use serde::Serialize;
@@ -77,18 +78,46 @@ impl Answer {
 }
 
 /// Answers one plain HTTP request whose head was read, then closes.
-pub(crate) async fn serve(shared: &Arc<Shared>, mut tcp: TcpStream, head: &Head, read: usize) {
-    // Read (and drop) the body, bounded, so that closing does not reset the client's write.
+///
+/// The body is read (and dropped) within the handshake timeout: a client that announces a body
+/// and never sends it is let go, like a slow handshake. The route itself runs on tokio's blocking
+/// pool, since a large replay takes the gateway's lock many times over.
+pub(crate) async fn serve(
+    shared: &Arc<Shared>,
+    mut tcp: TcpStream,
+    head: Head,
+    read: usize,
+    connection: u64,
+) {
     let Some(body) = head.content_length() else {
         return answer(
             tcp,
-            head,
+            &head,
             Answer::error(400, "400: Bad Request (Content-Length)"),
         )
         .await;
     };
-    let body = body.min(MAX_BODY);
-    let mut left = body.saturating_sub(read);
+    let drained = tokio::time::timeout(
+        shared.config.handshake_timeout,
+        drain_body(&mut tcp, body.min(MAX_BODY).saturating_sub(read)),
+    );
+    if drained.await.is_err() {
+        tracing::debug!(connection, "http request body timed out");
+        return;
+    }
+    let routed = tokio::task::spawn_blocking({
+        let (shared, head) = (Arc::clone(shared), head.clone());
+        move || route(&shared, &head)
+    });
+    match routed.await {
+        Ok(routed) => answer(tcp, &head, routed).await,
+        Err(e) => tracing::error!(connection, error = %e, "http route failed"),
+    }
+}
+
+/// Reads and drops `left` bytes of body (or until the client stops), so that closing does not
+/// reset the client's write.
+async fn drain_body(tcp: &mut TcpStream, mut left: usize) {
     let mut sink = [0u8; 4096];
     while left > 0 {
         match tcp.read(&mut sink[..left.min(4096)]).await {
@@ -96,7 +125,6 @@ pub(crate) async fn serve(shared: &Arc<Shared>, mut tcp: TcpStream, head: &Head,
             Ok(n) => left -= n,
         }
     }
-    answer(tcp, head, route(shared, head)).await;
 }
 
 /// Writes `answer` and closes.
@@ -158,9 +186,9 @@ fn route(shared: &Arc<Shared>, head: &Head) -> Answer {
             })
         }
         ("GET", ["testkit", "stats"]) => Answer::json(200, &shared.lock().core.view().stats()),
-        ("POST", ["testkit", "replay"]) => replay(shared, None),
+        ("POST", ["testkit", "replay"]) => replay(shared, None, at_once(head)),
         ("POST", ["testkit", "shards", shard, "replay"]) => match shard.parse::<u32>() {
-            Ok(shard) => replay(shared, Some(shard)),
+            Ok(shard) => replay(shared, Some(shard), at_once(head)),
             Err(_) => Answer::error(400, "the shard is not a number"),
         },
         ("POST", ["testkit", "shards", shard, fault @ ..]) => control(shared, shard, fault),
@@ -225,10 +253,28 @@ fn gateway_bot(shared: &Arc<Shared>, head: &Head) -> Answer {
     )
 }
 
-/// Sends the configured replay dispatches to one shard's live session, or to every live session.
-fn replay(shared: &Arc<Shared>, shard: Option<u32>) -> Answer {
+/// Dispatches a replay queues per step: between steps the gateway's lock is free, so its
+/// connections read their clients (heartbeats) and write while a large replay is queued.
+const REPLAY_STEP: usize = 1_000;
+
+/// Whether the request's query asks for `at-once`.
+fn at_once(head: &Head) -> bool {
+    head.target
+        .split_once('?')
+        .is_some_and(|(_, query)| query.split('&').any(|p| p == "at-once"))
+}
+
+/// Sends the configured replay dispatches to one shard's live session, or to every live session:
+/// in steps of [`REPLAY_STEP`], or `at_once` (every dispatch compressed before the first is
+/// written, so the gateway is not what a client's throughput measures; it reads no client
+/// meanwhile).
+fn replay(shared: &Arc<Shared>, shard: Option<u32>, at_once: bool) -> Answer {
     let events = Arc::clone(&shared.config.replay);
-    let pairs = || events.iter().map(|(n, d)| (n.as_str(), d.as_str()));
+    let step = if at_once {
+        events.len().max(1)
+    } else {
+        REPLAY_STEP
+    };
     let sessions = match shard {
         Some(shard) => match shared.shard_connection(shard) {
             Some(connection) => vec![connection],
@@ -236,7 +282,20 @@ fn replay(shared: &Arc<Shared>, shard: Option<u32>) -> Answer {
         },
         None => shared.live_sessions(),
     };
-    let dispatched: usize = sessions.iter().map(|c| c.dispatch_all(pairs())).sum();
+    let mut dispatched = 0;
+    for connection in &sessions {
+        for (k, chunk) in events.chunks(step).enumerate() {
+            if k > 0 {
+                // Lets the connections take the lock (std's mutex is not fair).
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            let sent = connection.dispatch_all(chunk.iter().map(|(n, d)| (n, d)));
+            dispatched += sent;
+            if sent < chunk.len() {
+                break;
+            }
+        }
+    }
     Answer::json(
         200,
         &ReplayJson {

@@ -278,14 +278,7 @@ async fn serve_socket(shared: Arc<Shared>, mut tcp: TcpStream, id: u64) {
         connection::run(shared, Replayed::new(bytes, tcp), id, deadline).await;
     } else {
         let body_read = bytes.len().saturating_sub(head_len(&bytes));
-        // A client that announces a body and never sends it is let go, like a slow handshake.
-        let answer = rest::serve(&shared, tcp, &head, body_read);
-        if tokio::time::timeout(shared.config.handshake_timeout, answer)
-            .await
-            .is_err()
-        {
-            tracing::debug!(connection = id, "http request timed out");
-        }
+        rest::serve(&shared, tcp, head, body_read, id).await;
     }
 }
 

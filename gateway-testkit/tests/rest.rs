@@ -152,9 +152,10 @@ async fn control_routes_inject_faults_on_a_shard() {
     assert_eq!(stats["readies"], 1);
 }
 
+/// In steps of 1,000 (three here) or at once, every dispatch in order.
 #[tokio::test]
 async fn replay_routes_send_the_configured_dispatches_in_order() {
-    let replay: Vec<(String, String)> = (0..300)
+    let replay: Vec<(String, String)> = (0..2_500)
         .map(|i| ("TESTKIT_EVENT".to_owned(), format!(r#"{{"n":{i}}}"#)))
         .collect();
     let gw = gateway(GatewayConfig {
@@ -175,21 +176,22 @@ async fn replay_routes_send_the_configured_dispatches_in_order() {
     let (status, body) = http(addr, "POST", "/testkit/shards/0/replay", None).await;
     assert_eq!(
         (status, body.as_str()),
-        (200, r#"{"sessions":1,"dispatched":300}"#)
+        (200, r#"{"sessions":1,"dispatched":2500}"#)
     );
-    let (status, body) = http(addr, "POST", "/testkit/replay", None).await;
+    // In one step this time.
+    let (status, body) = http(addr, "POST", "/testkit/replay?at-once", None).await;
     assert_eq!(
         (status, body.as_str()),
-        (200, r#"{"sessions":1,"dispatched":300}"#)
+        (200, r#"{"sessions":1,"dispatched":2500}"#)
     );
     let mut seen = Vec::new();
-    while seen.len() < 600 {
+    while seen.len() < 5_000 {
         let got = c.expect().await;
         if got.t.as_deref() == Some("TESTKIT_EVENT") {
             seen.push(sonic_rs::JsonValueTrait::as_u64(&got.d_value()["n"]).unwrap());
         }
     }
-    let expected: Vec<u64> = (0..300).chain(0..300).collect();
+    let expected: Vec<u64> = (0..2_500).chain(0..2_500).collect();
     assert_eq!(seen, expected);
 }
 
