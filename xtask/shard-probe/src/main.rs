@@ -11,6 +11,12 @@
 //!   its G guilds it prints `ready` and counts N dispatches off `ShardEvents`; then it prints the
 //!   process's CPU time over them.
 //!
+//! * `shard-probe backlog --url URL --compression C --events N --pause-ms P --work-us W
+//!   --give-up-ms G`: one `Shard` reading raw dispatches. Once it is READY it prints `ready` (the
+//!   bench then queues N numbered MESSAGE_CREATEs at once), leaves its events unread for P ms,
+//!   then counts the backlog as it arrives, spending W µs of CPU on each (a handler that takes
+//!   time), for at most G ms after `ready`, and prints what it saw.
+//!
 //! xtask builds this package on its own, so gateway-shard has its default features, as a bot
 //! gets it.
 
@@ -31,11 +37,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use gateway_codec::Compression;
-use gateway_model::{DispatchEvent, Intents, Token};
+use gateway_model::{DispatchEvent, EventTypes, Intents, Token};
 use gateway_shard::identify::LocalIdentifyQueue;
 use gateway_shard::{Shard, ShardConfig, ShardEvent, ShardEvents, ShardGroup, ShardGroupConfig};
 
-use figures::{ClientRun, MemoryFigure, flag, number};
+use figures::{BacklogRun, ClientRun, MemoryFigure, backlog_number, flag, number};
 
 #[global_allocator]
 static ALLOCATOR: alloc::Counting = alloc::Counting;
@@ -171,6 +177,51 @@ async fn end_to_end(
     })
 }
 
+async fn backlog(
+    url: &str,
+    compression: Compression,
+    events: u64,
+    pause: Duration,
+    work: Duration,
+    give_up: Duration,
+) -> Result<BacklogRun, String> {
+    let config = ShardConfig::new(Token::new(TOKEN), Intents::GUILDS)
+        .with_gateway_url(url)
+        .with_compression(compression)
+        .with_event_types(EventTypes::all())
+        .with_raw_dispatches(true)
+        .with_seed(1);
+    let (shard, mut stream) = Shard::start(config).await.map_err(|e| e.to_string())?;
+    while !matches!(next(&mut stream).await?, ShardEvent::Ready(_)) {}
+    let started = Instant::now();
+    // The bench now queues the backlog; the user's loop pauses before it reads (the driver
+    // goes on: heartbeats, and reading the socket until its event channel is full).
+    println!("ready");
+    tokio::time::sleep(pause).await;
+    let deadline = tokio::time::Instant::from_std(started + give_up);
+    let mut run = BacklogRun::new(events);
+    while !run.finished {
+        let Ok(event) = tokio::time::timeout_at(deadline, stream.next()).await else {
+            break;
+        };
+        match event {
+            Some(ShardEvent::Dispatch(d)) => {
+                if let DispatchEvent::Other(raw) = &d.event
+                    && let Some(n) = backlog_number(raw.data.get())
+                {
+                    run.see(n);
+                    figures::spin(work);
+                }
+            }
+            Some(_) => {}
+            None => return Err("the shard's events ended".into()),
+        }
+    }
+    run.wall_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    shard.close(false).await;
+    Ok(run)
+}
+
 fn run(args: &[String]) -> Result<String, String> {
     let url = flag(args, "--url")?;
     let compression = match flag(args, "--compression")?.as_str() {
@@ -199,7 +250,19 @@ fn run(args: &[String]) -> Result<String, String> {
             let run = runtime.block_on(end_to_end(&url, compression, guilds, events))?;
             serde_json::to_string(&run).map_err(|e| e.to_string())
         }
-        _ => Err("usage: shard-probe memory|e2e --url URL --compression C …".into()),
+        Some("backlog") => {
+            let events = number(args, "--events")? as u64;
+            let pause = Duration::from_millis(number(args, "--pause-ms")? as u64);
+            let work = Duration::from_micros(number(args, "--work-us")? as u64);
+            let give_up = Duration::from_millis(number(args, "--give-up-ms")? as u64);
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| e.to_string())?;
+            let run = runtime.block_on(backlog(&url, compression, events, pause, work, give_up))?;
+            serde_json::to_string(&run).map_err(|e| e.to_string())
+        }
+        _ => Err("usage: shard-probe memory|e2e|backlog --url URL --compression C …".into()),
     }
 }
 

@@ -95,3 +95,75 @@ pub(crate) fn finish(probe: &str, result: Result<String, String>) -> std::proces
         }
     }
 }
+
+/// One client's run through a numbered backlog (`{"i": N, …}` dispatches queued at once): what
+/// reached the user's loop, counted as it arrived.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub(crate) struct BacklogRun {
+    /// Dispatches queued.
+    pub(crate) queued: u64,
+    /// Backlog dispatches the user's loop saw, repeats included.
+    pub(crate) received: u64,
+    /// The longest prefix of the backlog seen whole and in order.
+    pub(crate) in_order: u64,
+    /// Dispatches seen again.
+    pub(crate) repeats: u64,
+    /// Dispatches skipped (a later one came first, and they never did).
+    pub(crate) missing: u64,
+    /// Whether the last dispatch arrived before the probe gave up.
+    pub(crate) finished: bool,
+    /// From `ready` to the last dispatch, or to giving up.
+    pub(crate) wall_ms: u64,
+    /// The number after the highest seen.
+    #[serde(skip)]
+    next: u64,
+}
+
+impl BacklogRun {
+    /// A run of `queued` dispatches, none seen yet.
+    pub(crate) fn new(queued: u64) -> Self {
+        Self {
+            queued,
+            ..Self::default()
+        }
+    }
+
+    /// Counts the dispatch numbered `n`.
+    pub(crate) fn see(&mut self, n: u64) {
+        self.received += 1;
+        if n < self.next {
+            self.repeats += 1;
+            return;
+        }
+        if n > self.next {
+            self.missing += n - self.next;
+        } else if self.missing == 0 {
+            self.in_order += 1;
+        }
+        self.next = n + 1;
+        self.finished = self.next >= self.queued;
+    }
+
+    /// Whether every dispatch arrived once and in order.
+    pub(crate) fn whole(&self) -> bool {
+        self.finished && self.in_order == self.queued && self.repeats == 0 && self.missing == 0
+    }
+}
+
+/// The number of a backlog dispatch: the `i` that opens its `d` (in a whole payload or in `d`).
+pub(crate) fn backlog_number(text: &str) -> Option<u64> {
+    let at = text.find("{\"i\":")? + 5;
+    let digits = text[at..].split(|c: char| !c.is_ascii_digit()).next()?;
+    digits.parse().ok()
+}
+
+/// Spends `work` of CPU time on this thread (a handler that takes time), without yielding.
+pub(crate) fn spin(work: std::time::Duration) {
+    if work.is_zero() {
+        return;
+    }
+    let start = std::time::Instant::now();
+    while start.elapsed() < work {
+        std::hint::spin_loop();
+    }
+}

@@ -2,6 +2,7 @@
 //! per shard, as ratios against baselines measured in the same run.
 
 mod alloc;
+mod backlog;
 mod chunking;
 mod cluster;
 mod corpus;
@@ -68,6 +69,8 @@ pub(crate) enum Section {
     Memory,
     /// The cluster on a real redis-server: handoff, publish + consume, Redis memory.
     Cluster,
+    /// A backlog of 50,000 dispatches at a 1 s heartbeat, ours beside twilight-gateway.
+    Backlog,
 }
 
 impl Options {
@@ -92,6 +95,7 @@ pub(crate) struct Report {
     pub(crate) memory_versus: Vec<versus::MemoryComparison>,
     pub(crate) client_cpu: Vec<versus::ClientCpuFigure>,
     pub(crate) cluster: Vec<cluster::ClusterFigure>,
+    pub(crate) backlog: Vec<backlog::BacklogFigure>,
     pub(crate) targets: Vec<Target>,
 }
 
@@ -163,7 +167,9 @@ pub(crate) fn run(options: &Options) -> Result<(), String> {
     };
 
     // The clients side by side, each in a process of its own: ours and twilight-gateway's.
-    let side_by_side = options.runs(Section::EndToEnd) || options.runs(Section::Memory);
+    let side_by_side = options.runs(Section::EndToEnd)
+        || options.runs(Section::Memory)
+        || options.runs(Section::Backlog);
     let peers = if side_by_side {
         let root = crate::workspace_root();
         // The patched tungstenite is measured in full memory runs only.
@@ -203,6 +209,14 @@ pub(crate) fn run(options: &Options) -> Result<(), String> {
         _ => (Vec::new(), Vec::new()),
     };
 
+    let backlog = match (&peers, options.runs(Section::Backlog)) {
+        (Some((testkit, probes)), true) => {
+            let give_up_ms = if options.quick { 40_000 } else { 60_000 };
+            backlog::run(testkit, probes, &options.out, &traffic, give_up_ms)?
+        }
+        _ => Vec::new(),
+    };
+
     let cluster = if options.runs(Section::Cluster) {
         cluster::run(options.quick)?
     } else {
@@ -214,7 +228,9 @@ pub(crate) fn run(options: &Options) -> Result<(), String> {
         targets: report::targets(&decode_reports, &chunking)
             .into_iter()
             .chain(versus::targets(&memory_versus, &client_cpu))
+            .chain(backlog::targets(&backlog))
             .collect(),
+        backlog,
         memory_versus,
         client_cpu,
         chunking,

@@ -268,6 +268,16 @@ fn stop(child: &mut Child) {
 
 /// `POST path` on the gateway's port (the testkit answers plain HTTP there).
 fn post(url: &str, path: &str) -> Result<(), String> {
+    request(url, "POST", path).map(drop)
+}
+
+/// `GET path` on the gateway's port; returns the body.
+pub(crate) fn get(url: &str, path: &str) -> Result<String, String> {
+    request(url, "GET", path)
+}
+
+/// One plain HTTP request on the gateway's port; returns the body of a 200.
+fn request(url: &str, method: &str, path: &str) -> Result<String, String> {
     let addr = url
         .trim_start_matches("ws://")
         .split(['/', '?'])
@@ -276,18 +286,19 @@ fn post(url: &str, path: &str) -> Result<(), String> {
     let mut tcp = TcpStream::connect(addr).map_err(|e| format!("{addr}: {e}"))?;
     write!(
         tcp,
-        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
     )
-    .map_err(|e| format!("POST {path}: {e}"))?;
+    .map_err(|e| format!("{method} {path}: {e}"))?;
     let mut answer = String::new();
     tcp.read_to_string(&mut answer)
-        .map_err(|e| format!("POST {path}: {e}"))?;
-    if answer.starts_with("HTTP/1.1 200") {
-        Ok(())
-    } else {
-        Err(format!(
-            "POST {path}: {}",
+        .map_err(|e| format!("{method} {path}: {e}"))?;
+    if !answer.starts_with("HTTP/1.1 200") {
+        return Err(format!(
+            "{method} {path}: {}",
             answer.lines().next().unwrap_or_default()
-        ))
+        ));
     }
+    Ok(answer
+        .split_once("\r\n\r\n")
+        .map_or_else(String::new, |(_, body)| body.to_owned()))
 }

@@ -160,6 +160,7 @@ fn markdown(report: &Report, baseline: Option<&Value>) -> String {
         );
     }
     super::versus::markdown(&mut md, &report.memory_versus, &report.client_cpu);
+    super::backlog::markdown(&mut md, &report.backlog);
     let _ = writeln!(
         md,
         "\n## Memory per connected shard, every figure (each client in its own process; the server in another)\n"

@@ -314,7 +314,7 @@ pub(crate) fn client_cpu(
                     events.len().to_string(),
                 ];
                 let command = probes.command(client, compression, "e2e", &url, &args)?;
-                let line = run_probe(command, &url, Some("/testkit/shards/0/replay"))?;
+                let line = run_probe(command, &url, Some("/testkit/shards/0/replay?at-once"))?;
                 let run: ClientRun =
                     serde_json::from_str(&line).map_err(|e| format!("e2e probe: {e}"))?;
                 let n = run.events.max(1) as f64;

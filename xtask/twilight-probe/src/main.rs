@@ -8,6 +8,12 @@
 //! * `twilight-probe e2e --url URL --guilds G --events N`: one shard on a current-thread runtime.
 //!   Once it is READY with its G guilds it prints `ready`, and counts N dispatches (whoever
 //!   measures asks the gateway to send them); then it prints the process's CPU time over them.
+//! * `twilight-probe backlog --url URL --events N --pause-ms P --work-us W --give-up-ms G`: one
+//!   shard. Once it is READY it prints `ready` (the bench then queues N numbered MESSAGE_CREATEs
+//!   at once), pauses P ms without polling the shard (a twilight shard runs in the user's loop:
+//!   its heartbeats go out only while it is polled), then counts the backlog as it arrives,
+//!   spending W µs of CPU on each (a handler that takes time), for at most G ms after `ready`,
+//!   and prints what it saw.
 //!
 //! The user's loop reads the shard's raw messages (twilight's `Stream`), the lightest way to use
 //! it: twilight has already found `op`, `s` and `t` in each, as our shard has in its raw
@@ -30,7 +36,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use figures::{ClientRun, MemoryFigure, flag, number};
+use figures::{BacklogRun, ClientRun, MemoryFigure, backlog_number, flag, number};
 use futures_core::Stream;
 
 use tokio::sync::{Semaphore, mpsc, oneshot};
@@ -291,6 +297,48 @@ async fn end_to_end(
     })
 }
 
+async fn backlog(
+    url: String,
+    events: u64,
+    pause: Duration,
+    work: Duration,
+    give_up: Duration,
+) -> Result<BacklogRun, String> {
+    let mut shard = shard(&url, ShardId::ONE);
+    loop {
+        let message = tokio::time::timeout(Duration::from_secs(60), next(&mut shard))
+            .await
+            .map_err(|_| "not ready in 60 s")?
+            .ok_or("the shard stopped")?;
+        if seen(&message) == Seen::Ready {
+            break;
+        }
+    }
+    let started = Instant::now();
+    // Whoever measures now queues the backlog; the user's loop pauses before it reads.
+    println!("ready");
+    tokio::time::sleep(pause).await;
+    let deadline = tokio::time::Instant::from_std(started + give_up);
+    let mut run = BacklogRun::new(events);
+    while !run.finished {
+        let Ok(message) = tokio::time::timeout_at(deadline, next(&mut shard)).await else {
+            break;
+        };
+        match message {
+            Some(Message::Text(text)) => {
+                if let Some(n) = backlog_number(&text) {
+                    run.see(n);
+                    figures::spin(work);
+                }
+            }
+            Some(Message::Close(_)) => {}
+            None => return Err("the shard stopped".into()),
+        }
+    }
+    run.wall_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    Ok(run)
+}
+
 fn run(args: &[String]) -> Result<String, String> {
     let url = flag(args, "--url")?;
     match args.first().map(String::as_str) {
@@ -315,7 +363,19 @@ fn run(args: &[String]) -> Result<String, String> {
             let run = runtime.block_on(end_to_end(url, guilds, events, typed))?;
             serde_json::to_string(&run).map_err(|e| e.to_string())
         }
-        _ => Err("usage: twilight-probe memory|e2e --url URL …".into()),
+        Some("backlog") => {
+            let events = number(args, "--events")? as u64;
+            let pause = Duration::from_millis(number(args, "--pause-ms")? as u64);
+            let work = Duration::from_micros(number(args, "--work-us")? as u64);
+            let give_up = Duration::from_millis(number(args, "--give-up-ms")? as u64);
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| e.to_string())?;
+            let run = runtime.block_on(backlog(url, events, pause, work, give_up))?;
+            serde_json::to_string(&run).map_err(|e| e.to_string())
+        }
+        _ => Err("usage: twilight-probe memory|e2e|backlog --url URL …".into()),
     }
 }
 
