@@ -34,6 +34,11 @@ impl From<serde_json::Error> for JsonError {
 
 /// A JSON value kept as its text, for the caller to deserialize on demand.
 ///
+/// [`from_string`](Self::from_string) checks the whole text up front. A dispatch's `d` is kept
+/// as the codec's envelope scan found it ([`from_payload_data`](Self::from_payload_data)): checked
+/// at its two ends, its full syntax checked when it is deserialized, so a `d` that is kept and
+/// never read costs no parse.
+///
 /// Model types that hold a `RawJson` are (de)serialized with sonic-rs, the stack's JSON crate: use
 /// [`crate::json`] (or `sonic_rs` directly), not another JSON crate, to read or write them.
 #[derive(Clone, PartialEq, Eq)]
@@ -45,6 +50,15 @@ impl RawJson {
         let json = json.into();
         sonic_rs::from_str::<serde::de::IgnoredAny>(&json)?;
         Ok(Self(json.into_boxed_str()))
+    }
+
+    /// A payload's `d` (`null` if it has none) as the codec's envelope scan found it: one JSON
+    /// value at its two ends, its full syntax checked when it is deserialized. Every dispatch
+    /// handed over raw takes this rule, whether the shard reads typed or raw dispatches, so that
+    /// a large `d` is never parsed only to be kept.
+    #[must_use]
+    pub fn from_payload_data(payload: &crate::Payload<'_>) -> Self {
+        Self::from_validated(payload.data.unwrap_or("null"))
     }
 
     /// Keeps text that an earlier parse already validated.

@@ -1,23 +1,23 @@
 //! The tokio driver: a thin loop that runs a [`Session`] over a real websocket. Every wait is a
-//! branch of its one `select!`; the session decides everything else.
+//! branch of its one `select!`; the session decides everything else (the decoder's life, the
+//! identify wait, retries): the driver only carries outputs out and inputs in.
 
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Instant;
 
 use futures_util::FutureExt as _;
-use gateway_codec::Decoder;
 use gateway_model::Command;
 use tokio::sync::{mpsc, oneshot, watch};
+use tokio::time::Sleep;
 use tracing::Instrument;
 
 use crate::identify::{BoxFuture, IdentifyError, IdentifyQueue};
-use crate::link::{Dialer, Io, Link, Opening, now, receive, shut};
-use crate::outbox::{Outbox, SMALL_EVENT};
+use crate::link::{Dialer, Io, Link, Opening, Received, now, shut};
+use crate::outbox::Outbox;
 use crate::sink::EventSink;
 use crate::status::{Status, publish};
-use crate::{
-    Action, CommandError, Output, PresenceUpdate, ResumeInfo, Session, SessionState, ShardEvent,
-};
+use crate::{Action, CommandError, Output, PresenceUpdate, ResumeInfo, Session};
 
 /// A request from a [`Shard`](crate::Shard) handle to its driver.
 pub(crate) enum Control {
@@ -36,7 +36,6 @@ pub(crate) struct Settings {
     pub(crate) identify_queue: Arc<dyn IdentifyQueue>,
     pub(crate) max_concurrency: u32,
     pub(crate) dialer: Dialer,
-    pub(crate) decoder: Decoder,
     /// Bytes of undelivered events past which the socket is not read.
     pub(crate) event_budget: usize,
 }
@@ -60,43 +59,38 @@ async fn link_io(link: &mut Option<Link>, reading: bool) -> Io {
 /// Messages handled in a row from the socket's buffer before the driver's select gets a turn.
 const BURST: usize = 32;
 
-/// How long the socket stays without a message before the connection counts as quiet and the
-/// decoder gives back what large payloads needed ([`Decoder::release`]).
-const QUIET: std::time::Duration = std::time::Duration::from_secs(1);
-
-/// When the connection goes quiet: the last message read, and when to look again.
-#[derive(Default)]
-struct Quiet {
-    last_read: Option<Instant>,
-    /// When to check for quiet; `None` once released and nothing read since.
-    check: Option<Instant>,
+/// What woke the driver's select.
+enum Wake {
+    Io(Io),
+    Opening(Opening),
+    Closed,
+    Delivered,
+    Control(Option<Control>),
+    Timer,
+    Turn(Result<(), IdentifyError>),
 }
 
-impl Quiet {
-    /// Notes what the socket did at `t` (a message read, or frames sent).
-    fn saw(&mut self, io: &Io, t: Instant) {
-        if matches!(io, Io::Received(_)) {
-            self.last_read = Some(t);
-            self.check.get_or_insert(t + QUIET);
-        }
-    }
-
-    /// Whether the connection went quiet by `t` (then it is not again until the next read); if
-    /// it is due but a message came meanwhile, the check moves to a second after that message.
-    fn is_quiet(&mut self, t: Instant) -> bool {
-        match (self.check, self.last_read) {
-            (Some(check), Some(last)) if check <= t => {
-                if t.duration_since(last) >= QUIET {
-                    self.check = None;
-                    true
-                } else {
-                    self.check = Some(last + QUIET);
-                    false
-                }
-            }
-            _ => false,
-        }
-    }
+/// One shard's driver: the session, and the IO it asks for.
+struct Driver {
+    session: Session,
+    settings: Settings,
+    events: EventSink,
+    control: mpsc::Receiver<Control>,
+    control_open: bool,
+    status: watch::Sender<Status>,
+    link: Option<Link>,
+    connecting: Option<BoxFuture<'static, Opening>>,
+    connect_to: Option<String>,
+    closing: Option<BoxFuture<'static, ()>>,
+    turn: Option<BoxFuture<'static, Result<(), IdentifyError>>>,
+    outbox: Outbox,
+    close_replies: Vec<oneshot::Sender<Option<ResumeInfo>>>,
+    /// One timer for the driver's life, moved only when the session's deadline moves.
+    timer: Pin<Box<Sleep>>,
+    armed: Option<Instant>,
+    burst: usize,
+    #[cfg(feature = "metrics")]
+    waiting_since: Option<Instant>,
 }
 
 /// Runs the session until it stops and every event it produced reached the user (or the user
@@ -104,240 +98,280 @@ impl Quiet {
 /// closing, the identify turn, timers, handle requests and event delivery, so that heartbeats and
 /// commands go on whatever else is slow.
 pub(crate) async fn run(
-    mut session: Session,
-    mut settings: Settings,
+    session: Session,
+    settings: Settings,
     events: EventSink,
-    mut control: mpsc::Receiver<Control>,
+    control: mpsc::Receiver<Control>,
     status: watch::Sender<Status>,
 ) {
     let shard = session.shard();
     let span = tracing::info_span!("shard", id = shard.number(), count = shard.total());
-    async move {
-        let mut link: Option<Link> = None;
-        let (mut connecting, mut connect_to) = (None, None);
-        let mut closing: Option<BoxFuture<'static, ()>> = None;
-        let mut turn: Option<BoxFuture<'static, Result<(), IdentifyError>>> = None;
-        let mut outbox = Outbox::new(settings.event_budget);
-        let mut close_replies: Vec<oneshot::Sender<Option<ResumeInfo>>> = Vec::new();
-        let (mut control_open, mut size) = (true, SMALL_EVENT);
-        let mut timer = std::pin::pin!(tokio::time::sleep_until(tokio::time::Instant::now()));
-        let (mut armed, mut burst): (Option<Instant>, usize) = (None, 0);
-        let mut quiet = Quiet::default();
+    let mut driver = Driver {
+        outbox: Outbox::new(settings.event_budget),
+        session,
+        settings,
+        events,
+        control,
+        control_open: true,
+        status,
+        link: None,
+        connecting: None,
+        connect_to: None,
+        closing: None,
+        turn: None,
+        close_replies: Vec::new(),
+        timer: Box::pin(tokio::time::sleep_until(tokio::time::Instant::now())),
+        armed: None,
+        burst: 0,
         #[cfg(feature = "metrics")]
-        let mut waiting_since: Option<Instant> = None;
+        waiting_since: None,
+    };
+    async move {
         loop {
             // One reading of the clock for the loop's bookkeeping (inputs read it again).
             let t = now();
-            while let Some(output) = session.poll_output(t) {
-                match output {
-                    Output::Action(Action::Connect { url }) => {
-                        link = None;
-                        turn = None;
-                        if let Err(e) = settings.decoder.reset() {
-                            tracing::error!(error = %e, "decoder reset failed");
-                        }
-                        connect_to = Some(url);
-                        connecting = Some(settings.dialer.slot());
-                    }
-                    Output::Action(Action::Close { code }) => {
-                        if let Some(l) = link.take() {
-                            closing = Some(shut(l.into_socket(), code));
-                        }
-                    }
-                    Output::Action(Action::AwaitIdentify) => {
-                        #[cfg(feature = "metrics")]
-                        {
-                            waiting_since = Some(t);
-                        }
-                        // Wait in the identify queue while the loop keeps heartbeating.
-                        let queue = Arc::clone(&settings.identify_queue);
-                        let (id, buckets) = (shard.number(), settings.max_concurrency);
-                        turn = Some(Box::pin(async move { queue.acquire(id, buckets).await }));
-                    }
-                    Output::Transmit(frame) => match link.as_mut() {
-                        Some(l) => l.send(frame),
-                        None => tracing::debug!("a frame for a connection that is gone"),
-                    },
-                    Output::Event(event) => {
-                        if matches!(event, ShardEvent::Ready(_)) {
-                            // The session drains right after each payload, so its sequence is
-                            // READY's own; seen before the event reaches the user (no wake-up).
-                            let seq = session.sequence();
-                            status.send_if_modified(|st| {
-                                st.ready_seq = seq;
-                                false
-                            });
-                        }
-                        outbox.push(event, std::mem::replace(&mut size, SMALL_EVENT));
-                    }
-                }
+            driver.drain(t);
+            if driver.finished() {
+                break;
             }
-            outbox.deliver_ready(&events);
-            // Past the budget, stop reading (the session decides when that may be): the
-            // gateway's TCP window fills and it waits; heartbeats go on.
-            session.handle_reading_paused(t, outbox.is_full());
-            if session.state() != SessionState::WaitingToIdentify {
-                // The connection that waited is gone: give the place in the queue up.
-                turn = None;
-            }
-            publish(&status, &mut session, &outbox, t);
-            if !session.is_alive() {
-                // Whoever asked to close hears back now, even while events still wait for the user.
-                let resume = session.resume_info();
-                for reply in close_replies.drain(..) {
-                    // A handle that stopped waiting needs no answer.
-                    drop(reply.send(resume.clone()));
-                }
-                if outbox.is_empty() || events.is_closed() {
-                    break;
-                }
-            }
-            let deadline = session.poll_timeout();
-            let reading = !session.is_reading_paused();
-            // A message already in the socket's buffer is handled at once, without the select
-            // (a few in a row, then the select gets its turn): one wake-up per burst, not per
-            // message. Not when a timer is due.
-            if reading && burst < BURST && deadline.is_none_or(|d| d > t)
-                && let Some(l) = link.as_mut()
-                && let Some(io) = l.io(true).now_or_never()
-            {
-                burst += 1;
-                quiet.saw(&io, t);
-                let max = settings.dialer.max_message;
-                if !receive(&mut session, &mut settings.decoder, max, io, &mut size) {
-                    link = None;
-                }
+            if driver.read_buffered(t) {
                 continue;
             }
-            burst = 0;
-            // One timer for the driver's life, moved only when the session's deadline or the
-            // quiet check moves (not per message).
-            let wake = match (deadline, quiet.check) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
-            if wake != armed {
-                armed = wake;
-                if let Some(d) = wake {
-                    timer.as_mut().reset(d.into());
-                }
-            }
-            let busy = link.as_ref().is_some_and(|l| l.busy(reading));
-            tokio::select! {
-                io = link_io(&mut link, reading), if busy => {
-                    quiet.saw(&io, t);
-                    let max = settings.dialer.max_message;
-                    if !receive(&mut session, &mut settings.decoder, max, io, &mut size) {
-                        link = None;
-                    }
-                }
-                step = wait(&mut connecting) => {
-                    connecting = None;
-                    match step {
-                        Opening::Slot(permit) => match connect_to.take() {
-                            Some(url) if session.awaits_connection() => {
-                                // The wait for a slot does not count against the handshake.
-                                session.handle_connect_started(now());
-                                connecting = Some(settings.dialer.open(url, permit));
-                            }
-                            _ => {}
-                        },
-                        // A connection the session gave up on meanwhile is dropped.
-                        Opening::Opened(Ok(s)) if session.awaits_connection() => {
-                            link = Some(Link::new(*s));
-                            session.handle_connected(now());
-                        }
-                        Opening::Opened(Ok(_)) => {}
-                        Opening::Opened(Err(reason)) => session.handle_connect_failed(now(), &reason),
-                    }
-                }
-                () = wait(&mut closing) => closing = None,
-                permit = events.reserve(), if !outbox.is_empty() => {
-                    if let (Ok(permit), Some(event)) = (permit, outbox.pop()) {
-                        permit.send(event);
-                    }
-                }
-                request = control.recv(), if control_open => match request {
-                    // A handle that stopped waiting for the answer needs none.
-                    Some(Control::Command(command, reply)) => drop(reply.send(session.handle_command(now(), *command))),
-                    Some(Control::Presence(update, reply)) => drop(reply.send(session.handle_presence(now(), &update))),
-                    Some(Control::Close(keep_resumable, reply)) => {
-                        session.handle_close(now(), keep_resumable);
-                        close_replies.push(reply);
-                    }
-                    None => {
-                        // Every handle is gone: end the session.
-                        control_open = false;
-                        session.handle_close(now(), false);
-                    }
-                },
-                () = &mut timer, if armed.is_some() => {
-                    // Fired: armed again above from what is due next.
-                    armed = None;
-                    let t = now();
-                    if quiet.is_quiet(t) {
-                        settings.decoder.release();
-                    }
-                    if deadline.is_some_and(|d| d <= t) {
-                        session.handle_timeout(t);
-                    }
-                }
-                granted = wait(&mut turn) => {
-                    turn = None;
-                    match granted {
-                        Ok(()) => {
-                            #[cfg(feature = "metrics")]
-                            if let Some(since) = waiting_since.take() {
-                                metrics::histogram!("gateway_identify_wait_seconds").record((now() - since).as_secs_f64());
-                            }
-                            session.handle_identify_permitted(now());
-                        }
-                        Err(IdentifyError::BudgetExhausted(wait)) => session.handle_identify_refused(now(), wait, "the session start budget is down to its reserve"),
-                        Err(e) => {
-                            // The queue is unreachable: close, say why, and try again shortly.
-                            tracing::error!(error = %e, "cannot identify");
-                            let reason = format!("the identify queue failed: {e}");
-                            session.handle_identify_refused(now(), std::time::Duration::from_secs(5), &reason);
-                        }
-                    }
-                }
-            }
+            driver.step().await;
         }
-        if let Some(closing) = closing {
+        if let Some(closing) = driver.closing.take() {
             closing.await;
         }
-        tracing::info!(outcome = ?session.outcome(), "shard stopped");
+        tracing::info!(outcome = ?driver.session.outcome(), "shard stopped");
     }
     .instrument(span)
     .await;
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::time::Duration;
+impl Driver {
+    /// Acts on every output of the session, then hands events over and publishes the status.
+    fn drain(&mut self, t: Instant) {
+        while let Some(output) = self.session.poll_output(t) {
+            match output {
+                Output::Action(action) => self.act(action, t),
+                Output::Transmit(frame) => match self.link.as_mut() {
+                    Some(l) => l.send(frame),
+                    None => tracing::debug!("a frame for a connection that is gone"),
+                },
+                Output::Event { event, cost } => {
+                    #[cfg(feature = "metrics")]
+                    metrics::counter!("gateway_data_bytes_decoded_total")
+                        .increment(cost.saturating_sub(crate::session::EVENT_OVERHEAD) as u64);
+                    self.outbox.push(event, cost);
+                }
+            }
+        }
+        // Published before the events go, so that a handle sees what an event it reads implies.
+        publish(&self.status, &mut self.session, &self.outbox, t);
+        self.outbox.deliver_ready(&self.events);
+        // Past the budget, stop reading (the session decides when that may be): the gateway's
+        // TCP window fills and it waits; heartbeats go on.
+        self.session.handle_reading_paused(t, self.outbox.is_full());
+    }
 
-    #[test]
-    fn quiet_comes_a_second_after_the_last_message_read_and_once() {
-        let t0 = Instant::now();
-        let at = |ms: u64| t0 + Duration::from_millis(ms);
-        let mut quiet = Quiet::default();
-        assert!(!quiet.is_quiet(at(5_000)), "nothing read yet");
-        quiet.saw(&Io::Sent, at(0));
-        assert_eq!(quiet.check, None, "a send is not a read");
-        quiet.saw(&Io::Received(None), at(0));
-        quiet.saw(&Io::Received(None), at(800));
-        assert_eq!(
-            quiet.check,
-            Some(at(1_000)),
-            "the first read sets the check"
-        );
-        assert!(!quiet.is_quiet(at(500)));
-        assert!(!quiet.is_quiet(at(1_000)), "a message came 200 ms before");
-        assert_eq!(quiet.check, Some(at(1_800)));
-        assert!(quiet.is_quiet(at(1_800)));
-        assert!(!quiet.is_quiet(at(9_000)), "once per quiet spell");
-        quiet.saw(&Io::Received(None), at(10_000));
-        assert!(quiet.is_quiet(at(11_000)));
+    #[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
+    fn act(&mut self, action: Action, t: Instant) {
+        match action {
+            Action::Connect { url } => {
+                self.link = None;
+                self.turn = None;
+                self.connect_to = Some(url);
+                self.connecting = Some(self.settings.dialer.slot());
+            }
+            Action::Close { code } => {
+                if let Some(l) = self.link.take() {
+                    self.closing = Some(shut(l.into_socket(), code));
+                }
+            }
+            Action::AwaitIdentify => {
+                #[cfg(feature = "metrics")]
+                {
+                    self.waiting_since = Some(t);
+                }
+                // Wait in the identify queue while the loop keeps heartbeating.
+                let queue = Arc::clone(&self.settings.identify_queue);
+                let (id, buckets) = (self.session.shard().number(), self.settings.max_concurrency);
+                self.turn = Some(Box::pin(async move { queue.acquire(id, buckets).await }));
+            }
+            Action::CancelIdentify => self.turn = None,
+        }
+    }
+
+    /// Whether the driver is done: the session stopped and its events reached the user (or the
+    /// user went away). Whoever asked to close hears back as soon as the session stops.
+    fn finished(&mut self) -> bool {
+        if self.session.is_alive() {
+            return false;
+        }
+        let resume = self.session.resume_info();
+        for reply in self.close_replies.drain(..) {
+            // A handle that stopped waiting needs no answer.
+            drop(reply.send(resume.clone()));
+        }
+        self.outbox.is_empty() || self.events.is_closed()
+    }
+
+    /// Handles a message already in the socket's buffer without the select (a few in a row, then
+    /// the select gets its turn): one wake-up per burst, not per message. Not when a timer is
+    /// due. Says whether it did.
+    fn read_buffered(&mut self, t: Instant) -> bool {
+        let due = self.session.poll_timeout().is_some_and(|d| d <= t);
+        if self.session.is_reading_paused() || self.burst >= BURST || due {
+            self.burst = 0;
+            return false;
+        }
+        let Some(io) = self.link.as_mut().and_then(|l| l.io(true).now_or_never()) else {
+            self.burst = 0;
+            return false;
+        };
+        self.burst += 1;
+        self.feed(io);
+        true
+    }
+
+    /// Moves the timer to the session's deadline, if that moved.
+    fn arm_timer(&mut self) {
+        let deadline = self.session.poll_timeout();
+        if deadline != self.armed {
+            self.armed = deadline;
+            if let Some(d) = deadline {
+                self.timer.as_mut().reset(d.into());
+            }
+        }
+    }
+
+    /// Waits for the next input, whichever comes first, and hands it to the session.
+    async fn step(&mut self) {
+        self.arm_timer();
+        let reading = !self.session.is_reading_paused();
+        let busy = self.link.as_ref().is_some_and(|l| l.busy(reading));
+        let woke = tokio::select! {
+            io = link_io(&mut self.link, reading), if busy => Wake::Io(io),
+            step = wait(&mut self.connecting) => Wake::Opening(step),
+            () = wait(&mut self.closing) => Wake::Closed,
+            permit = self.events.reserve(), if !self.outbox.is_empty() => {
+                if let (Ok(permit), Some(event)) = (permit, self.outbox.pop()) {
+                    permit.send(event);
+                }
+                Wake::Delivered
+            }
+            request = self.control.recv(), if self.control_open => Wake::Control(request),
+            () = &mut self.timer, if self.armed.is_some() => Wake::Timer,
+            granted = wait(&mut self.turn) => Wake::Turn(granted),
+        };
+        match woke {
+            Wake::Io(io) => self.feed(io),
+            Wake::Opening(step) => self.opened(step),
+            Wake::Closed => self.closing = None,
+            Wake::Delivered => {}
+            Wake::Control(request) => self.request(request),
+            Wake::Timer => {
+                // Fired: armed again from what is due next.
+                self.armed = None;
+                self.session.handle_timeout(now());
+            }
+            Wake::Turn(granted) => self.granted(granted),
+        }
+    }
+
+    /// Hands what the socket did to the session; the link goes once the transport ended.
+    fn feed(&mut self, io: Io) {
+        let received = match io {
+            Io::Sent => return,
+            Io::SendFailed(e) => {
+                tracing::debug!(error = %e, "send failed");
+                Received::Closed(None)
+            }
+            Io::Received(message) => Received::from(message),
+        };
+        match received {
+            Received::Message(bytes) => {
+                #[cfg(feature = "metrics")]
+                let started = Instant::now();
+                self.session.handle_message(now(), &bytes);
+                #[cfg(feature = "metrics")]
+                {
+                    metrics::counter!("gateway_bytes_received_total").increment(bytes.len() as u64);
+                    metrics::histogram!("gateway_decode_seconds")
+                        .record(started.elapsed().as_secs_f64());
+                }
+            }
+            Received::Nothing => {}
+            Received::TooLarge => {
+                self.session.handle_message_too_large(now());
+                self.link = None;
+            }
+            Received::Closed(code) => {
+                self.session.handle_closed(now(), code);
+                self.link = None;
+            }
+        }
+    }
+
+    fn opened(&mut self, step: Opening) {
+        self.connecting = None;
+        match step {
+            Opening::Slot(permit) => match self.connect_to.take() {
+                Some(url) if self.session.awaits_connection() => {
+                    // The wait for a slot does not count against the handshake.
+                    self.session.handle_connect_started(now());
+                    self.connecting = Some(self.settings.dialer.open(url, permit));
+                }
+                _ => {}
+            },
+            // A connection the session gave up on meanwhile is dropped.
+            Opening::Opened(Ok(s)) if self.session.awaits_connection() => {
+                self.link = Some(Link::new(*s));
+                self.session.handle_connected(now());
+            }
+            Opening::Opened(Ok(_)) => {}
+            Opening::Opened(Err(reason)) => self.session.handle_connect_failed(now(), &reason),
+        }
+    }
+
+    fn request(&mut self, request: Option<Control>) {
+        match request {
+            // A handle that stopped waiting for the answer needs none.
+            Some(Control::Command(command, reply)) => {
+                drop(reply.send(self.session.handle_command(now(), *command)));
+            }
+            Some(Control::Presence(update, reply)) => {
+                drop(reply.send(self.session.handle_presence(now(), &update)));
+            }
+            Some(Control::Close(keep_resumable, reply)) => {
+                self.session.handle_close(now(), keep_resumable);
+                self.close_replies.push(reply);
+            }
+            None => {
+                // Every handle is gone: end the session.
+                self.control_open = false;
+                self.session.handle_close(now(), false);
+            }
+        }
+    }
+
+    fn granted(&mut self, granted: Result<(), IdentifyError>) {
+        self.turn = None;
+        match granted {
+            Ok(()) => {
+                #[cfg(feature = "metrics")]
+                if let Some(since) = self.waiting_since.take() {
+                    metrics::histogram!("gateway_identify_wait_seconds")
+                        .record((now() - since).as_secs_f64());
+                }
+                self.session.handle_identify_permitted(now());
+            }
+            Err(IdentifyError::BudgetExhausted(wait)) => self.session.handle_identify_refused(
+                now(),
+                wait,
+                "the session start budget is down to its reserve",
+            ),
+            Err(e) => self.session.handle_identify_failed(now(), &e.to_string()),
+        }
     }
 }

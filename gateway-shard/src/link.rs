@@ -6,18 +6,15 @@ use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
 
+use async_tungstenite::tungstenite::Bytes;
 use async_tungstenite::tungstenite::Error as WsError;
 use async_tungstenite::tungstenite::Message;
 use async_tungstenite::tungstenite::protocol::CloseFrame;
 use futures_util::{SinkExt, StreamExt};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use gateway_codec::{DecodeError, Decoder};
-
-use crate::Session;
 use crate::connect::{Socket, connect};
 use crate::identify::BoxFuture;
-use crate::outbox::SMALL_EVENT;
 
 /// `Instant::now()` as tokio sees it, so that tests can pause the clock.
 pub(crate) fn now() -> std::time::Instant {
@@ -174,78 +171,34 @@ impl Link {
     }
 }
 
-/// Feeds what the socket did to the session; says whether the connection is still there.
-pub(crate) fn receive(
-    session: &mut Session,
-    decoder: &mut Decoder,
-    max_message: usize,
-    io: Io,
-    size: &mut usize,
-) -> bool {
-    let message = match io {
-        Io::Sent => return true,
-        Io::SendFailed(e) => {
-            tracing::debug!(error = %e, "send failed");
-            session.handle_closed(now(), None);
-            return false;
-        }
-        Io::Received(message) => message,
-    };
-    match message {
-        Some(Ok(Message::Text(text))) => *size = decode(session, decoder, text.as_bytes()),
-        Some(Ok(Message::Binary(bytes))) => *size = decode(session, decoder, &bytes),
-        Some(Ok(Message::Close(frame))) => {
-            session.handle_closed(now(), frame.map(|f| u16::from(f.code)));
-            return false;
-        }
-        Some(Ok(_)) => {}
-        Some(Err(WsError::Capacity(e))) => {
-            // The websocket refused a message over the limit before the decoder saw it: the same
-            // as an oversize payload, which a resume would replay.
-            tracing::debug!(error = %e, "message over the limit");
-            let limit = max_message;
-            session.handle_decode_error(now(), &DecodeError::MessageTooLarge { limit });
-            return false;
-        }
-        Some(Err(e)) => {
-            tracing::debug!(error = %e, "connection lost");
-            session.handle_closed(now(), None);
-            return false;
-        }
-        None => {
-            session.handle_closed(now(), None);
-            return false;
-        }
-    }
-    true
+/// A message read off the websocket, as the session takes it.
+pub(crate) enum Received {
+    /// A text or binary message's bytes (the websocket's own buffer, not a copy).
+    Message(Bytes),
+    /// A ping or pong (the websocket answers pings itself).
+    Nothing,
+    /// The websocket refused a message over its limit.
+    TooLarge,
+    /// The connection closed: with the gateway's close code, or without a close frame.
+    Closed(Option<u16>),
 }
 
-/// Feeds one websocket message to the session; returns what the event it yields, if any, is
-/// counted as in the outbox (the payload's `d`).
-fn decode(session: &mut Session, decoder: &mut Decoder, bytes: &[u8]) -> usize {
-    #[cfg(feature = "metrics")]
-    let started = std::time::Instant::now();
-    #[cfg(feature = "metrics")]
-    metrics::counter!("gateway_bytes_received_total").increment(bytes.len() as u64);
-    let size = match decoder.push(bytes) {
-        Ok(Some(payload)) => {
-            #[cfg(feature = "metrics")]
-            {
-                metrics::histogram!("gateway_decode_seconds")
-                    .record(started.elapsed().as_secs_f64());
-                let data = payload.data.map_or(0, str::len) as u64;
-                metrics::counter!("gateway_data_bytes_decoded_total").increment(data);
+impl From<Option<Result<Message, WsError>>> for Received {
+    fn from(message: Option<Result<Message, WsError>>) -> Self {
+        match message {
+            Some(Ok(Message::Text(text))) => Self::Message(text.into()),
+            Some(Ok(Message::Binary(bytes))) => Self::Message(bytes),
+            Some(Ok(Message::Close(frame))) => Self::Closed(frame.map(|f| u16::from(f.code))),
+            Some(Ok(_)) => Self::Nothing,
+            Some(Err(WsError::Capacity(e))) => {
+                tracing::debug!(error = %e, "message over the limit");
+                Self::TooLarge
             }
-            let size = payload.data.map_or(0, str::len) + SMALL_EVENT;
-            session.handle_payload(now(), &payload);
-            size
+            Some(Err(e)) => {
+                tracing::debug!(error = %e, "connection lost");
+                Self::Closed(None)
+            }
+            None => Self::Closed(None),
         }
-        Ok(None) => SMALL_EVENT,
-        Err(e) => {
-            session.handle_decode_error(now(), &e);
-            SMALL_EVENT
-        }
-    };
-    decoder.trim();
-    size
+    }
 }

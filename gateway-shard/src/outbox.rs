@@ -8,9 +8,6 @@ use tokio::sync::mpsc;
 use crate::ShardEvent;
 use crate::sink::EventSink;
 
-/// What an event without a payload of its own is counted as.
-pub(crate) const SMALL_EVENT: usize = 64;
-
 /// Queue slots kept once the queue is empty.
 const RETAIN: usize = 16;
 

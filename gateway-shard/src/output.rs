@@ -30,8 +30,13 @@ pub enum Action {
         /// The close code (never 1000 or 1001 unless the session is meant to end).
         code: u16,
     },
-    /// Wait for this shard's turn to identify, then call [`Session::handle_identify_permitted`].
+    /// Wait for this shard's turn to identify, then call [`Session::handle_identify_permitted`]
+    /// (or, if the queue refuses or fails, [`Session::handle_identify_refused`] or
+    /// [`Session::handle_identify_failed`]).
     AwaitIdentify,
+    /// The wait for the identify turn is over without it (the connection that waited is gone):
+    /// give the place in the queue up.
+    CancelIdentify,
 }
 
 /// One thing the session asks of its driver, from [`Session::poll_output`](crate::Session::poll_output).
@@ -44,7 +49,13 @@ pub enum Output {
     /// connection is lost is lost with it.
     Transmit(String),
     /// Give this event to the user.
-    Event(ShardEvent),
+    Event {
+        /// The event.
+        event: ShardEvent,
+        /// The bytes it is counted as while it waits for the user: its payload's `d`, plus a
+        /// small fixed amount. A driver that bounds what waits counts this.
+        cost: usize,
+    },
 }
 
 impl std::fmt::Debug for Output {
@@ -53,7 +64,11 @@ impl std::fmt::Debug for Output {
             Self::Action(action) => f.debug_tuple("Action").field(action).finish(),
             // An IDENTIFY or RESUME frame holds the token: only its size is shown.
             Self::Transmit(frame) => write!(f, "Transmit({} bytes)", frame.len()),
-            Self::Event(event) => f.debug_tuple("Event").field(event).finish(),
+            Self::Event { event, cost } => f
+                .debug_struct("Event")
+                .field("event", event)
+                .field("cost", cost)
+                .finish(),
         }
     }
 }

@@ -4,7 +4,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use gateway_codec::{Decoder, connect_url};
+use gateway_codec::connect_url;
 use gateway_model::{
     ChannelInfoField, Command, Intents, RequestChannelInfo, RequestGuildMembers,
     RequestSoundboardSounds, ShardId, Snowflake, UpdateVoiceState,
@@ -88,9 +88,11 @@ impl Shard {
     pub(crate) fn spawn_into(config: ShardConfig, sink: EventSink) -> Result<Self, ShardError> {
         connect_url(&config.gateway_url, config.compression)
             .map_err(|e| ShardError::Config(e.to_string()))?;
-        let decoder = Decoder::with_limits(config.compression, config.limits)
-            .map_err(|e| ShardError::Config(e.to_string()))?;
         let session = Session::new(&config, tokio::time::Instant::now().into_std());
+        if let Some(Err(e)) = session.outcome() {
+            // The session could not start (its decoder could not be built).
+            return Err(e.clone());
+        }
         let (control_tx, control_rx) = mpsc::channel(64);
         let (status_tx, status_rx) = watch::channel(Status {
             alive: true,
@@ -107,7 +109,6 @@ impl Shard {
                 tls: crate::connect::tls_connector(&config.tls_roots)
                     .map_err(|e| ShardError::Config(format!("TLS root: {e}")))?,
             },
-            decoder,
             event_budget: config.event_buffer_bytes,
         };
         tokio::spawn(driver::run(session, settings, sink, control_rx, status_tx));

@@ -85,6 +85,7 @@ pub(crate) fn publish(
         }
         // Seen through `borrow()` without waking anyone.
         st.latency = session.heartbeat_latency();
+        st.ready_seq = session.ready_sequence();
         #[cfg(feature = "metrics")]
         if st.queue_depth != session.queue_depth() {
             // Only on a change: the label is built, and the gauge set, rarely.

@@ -71,10 +71,8 @@ async fn the_token_shows_nowhere() {
     session.handle_timeout(now);
     session.handle_connected(now);
     let hello = r#"{"t":null,"s":null,"op":10,"d":{"heartbeat_interval":41250}}"#;
-    session.handle_payload(
-        now,
-        &gateway_codec::scan_envelope(hello.as_bytes()).unwrap(),
-    );
+    let mut compressor = gateway_codec::Compressor::new(Compression::ZlibStream).unwrap();
+    session.handle_message(now, &compressor.compress_to_vec(hello.as_bytes()).unwrap());
     session.handle_identify_permitted(now);
     // The IDENTIFY, token inside, now waits in the session.
     assert_clean(

@@ -1,9 +1,9 @@
-//! One simulated shard: its session, its decoder, and its side of the network.
+//! One simulated shard: its session and its side of the network.
 
 use std::collections::VecDeque;
 use std::time::Instant;
 
-use gateway_codec::{Decoder, Limits};
+use gateway_codec::Limits;
 use gateway_model::{Intents, ShardId, Token};
 use gateway_shard::identify::Ticket;
 use gateway_shard::{Output, Session, ShardConfig};
@@ -15,10 +15,10 @@ use crate::faults::MAX_MESSAGE;
 /// The token every simulated shard and the simulated gateway share.
 pub(crate) const TOKEN: &str = "MTIzNDU2Nzg5MDEyMzQ1Njc4.sim.gateway-sim";
 
-/// One simulated shard: its session, its decoder, and its side of the network.
+/// One simulated shard: its session (which decodes its messages itself, as the driver's does) and
+/// its side of the network.
 pub(crate) struct Client {
     pub(crate) session: Session,
-    pub(crate) decoder: Decoder,
     /// The open connection.
     pub(crate) conn: Option<u64>,
     /// The connection being opened.
@@ -54,9 +54,6 @@ impl Client {
         }
         Self {
             session: Session::new(&shard, start),
-            // A decoder for a valid compression and limits cannot fail to build.
-            decoder: Decoder::with_limits(compression, limits)
-                .unwrap_or_else(|_| unreachable!("valid decoder settings")),
             conn: None,
             opening: None,
             closing: None,

@@ -279,12 +279,7 @@ impl Sim {
                 Frame::Text(t) => t.as_bytes(),
                 Frame::Binary(b) => b,
             };
-            match client.decoder.push(bytes) {
-                Ok(Some(payload)) => client.session.handle_payload(now, &payload),
-                Ok(None) => {}
-                Err(e) => client.session.handle_decode_error(now, &e),
-            }
-            client.decoder.trim();
+            client.session.handle_message(now, bytes);
             // A session that closed (a decode error, an oversize message) reads no more of it.
             while let Some(output) = client.session.poll_output(now) {
                 if let Output::Action(Action::Close { .. } | Action::Connect { .. }) = &output {
@@ -429,18 +424,18 @@ impl Sim {
                         self.agenda.send(conn, true, latency, event);
                     }
                 }
-                Output::Event(event) => self.deliver(shard, &event)?,
+                Output::Action(Action::CancelIdentify) => {
+                    let client = &mut self.clients[shard as usize];
+                    if let Some(ticket) = client.ticket.take() {
+                        self.tickets.remove(&ticket);
+                        self.schedule.handle_cancel(now, ticket);
+                        self.schedule_dirty = true;
+                    }
+                }
+                Output::Event { event, .. } => self.deliver(shard, &event)?,
             }
         }
         let client = &mut self.clients[shard as usize];
-        if let Some(ticket) = client.ticket
-            && client.session.state() != SessionState::WaitingToIdentify
-        {
-            client.ticket = None;
-            self.tickets.remove(&ticket);
-            self.schedule.handle_cancel(now, ticket);
-            self.schedule_dirty = true;
-        }
         let at = client.session.poll_timeout();
         if client.timer != at {
             client.timer = at;
@@ -466,9 +461,6 @@ impl Sim {
         let old = client.conn.take().or(client.closing.take());
         client.opening = Some(conn);
         client.session.handle_connect_started(now);
-        if let Err(e) = client.decoder.reset() {
-            tracing::error!(error = %e, "decoder reset");
-        }
         if let Some(old) = old {
             let l = self.latency(old);
             self.agenda

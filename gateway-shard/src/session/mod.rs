@@ -3,19 +3,21 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use gateway_codec::{DecodeError, connect_url, encode};
+use gateway_codec::{Decoder, connect_url, encode};
 use gateway_model::{
-    CloseAction, CloseCode, Command, DispatchEvent, EventTypes, GatewayEvent, Heartbeat, Identify,
-    Payload, Resume, ShardId, Snowflake,
+    CloseAction, CloseCode, Command, DispatchEvent, EventTypes, Heartbeat, Identify, Resume,
+    ShardId, Snowflake,
 };
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use self::heartbeat::{Heartbeats, Tick};
+use self::inbound::Inbound;
 use crate::backoff::BackoffState;
 use crate::presence::PresenceState;
 use crate::ratelimit::{CommandQueue, RateLimiter};
 mod heartbeat;
+mod inbound;
 mod recovery;
 mod user;
 mod view;
@@ -23,6 +25,12 @@ mod view;
 pub use crate::resume::ResumeInfo;
 use crate::resume::secure_resume_url;
 use crate::{Action, Output, Reconnect, ShardConfig, ShardError, ShardEvent, Timeouts};
+
+/// What an event is counted as beyond its payload's `d` (all of it, for an event without one).
+pub(crate) const EVENT_OVERHEAD: usize = 64;
+
+/// How long after an identify queue that could not be asked the shard tries again.
+pub const IDENTIFY_QUEUE_RETRY: Duration = Duration::from_secs(5);
 
 /// Where a session stands, for status displays.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -75,10 +83,14 @@ enum Phase {
 /// * Inputs, each with `now` first: from the connection,
 ///   [`handle_connect_started`](Self::handle_connect_started),
 ///   [`handle_connected`](Self::handle_connected),
-///   [`handle_connect_failed`](Self::handle_connect_failed), [`handle_payload`](Self::handle_payload),
-///   [`handle_decode_error`](Self::handle_decode_error), [`handle_closed`](Self::handle_closed);
-///   from the identify queue, [`handle_identify_permitted`](Self::handle_identify_permitted) and
-///   [`handle_identify_refused`](Self::handle_identify_refused); from the user,
+///   [`handle_connect_failed`](Self::handle_connect_failed),
+///   [`handle_message`](Self::handle_message) (each websocket message, as it came: the session
+///   decodes it with its own `Decoder`),
+///   [`handle_message_too_large`](Self::handle_message_too_large),
+///   [`handle_closed`](Self::handle_closed); from the identify queue,
+///   [`handle_identify_permitted`](Self::handle_identify_permitted),
+///   [`handle_identify_refused`](Self::handle_identify_refused) and
+///   [`handle_identify_failed`](Self::handle_identify_failed); from the user,
 ///   [`handle_command`](Self::handle_command), [`handle_presence`](Self::handle_presence) and
 ///   [`handle_close`](Self::handle_close); from the driver's event buffer,
 ///   [`handle_reading_paused`](Self::handle_reading_paused); and
@@ -123,9 +135,16 @@ pub struct Session {
 
     connection_open: bool,
     reading_paused: bool,
+    /// The websocket messages' decoder and its lifecycle.
+    inbound: Inbound,
+    /// An [`Action::AwaitIdentify`] is out, and its wait has not ended.
+    awaiting_turn: bool,
+    /// The sequence number the latest READY came with.
+    ready_seq: Option<u64>,
     last_failure: Option<String>,
     announced: bool,
-    events: VecDeque<ShardEvent>,
+    /// Events for the user, each with the bytes it is counted as.
+    events: VecDeque<(ShardEvent, usize)>,
     actions: VecDeque<Action>,
     outcome: Option<Result<(), ShardError>>,
 }
@@ -156,6 +175,14 @@ impl Session {
             identify = identify.with_shard(config.shard);
         }
         let resume = config.resume.clone();
+        let (decoder, outcome) = match Decoder::with_limits(config.compression, config.limits) {
+            Ok(decoder) => (Some(decoder), None),
+            Err(e) => (None, Some(Err(ShardError::Config(e.to_string())))),
+        };
+        let phase = match outcome {
+            None => Phase::Idle { connect_at: now },
+            Some(_) => Phase::Stopped,
+        };
         Self {
             token: config.token.clone(),
             intents: config.intents,
@@ -167,7 +194,7 @@ impl Session {
             event_types: config.event_types,
             raw_dispatches: config.raw_dispatches,
             rng: ChaCha8Rng::seed_from_u64(config.seed ^ u64::from(config.shard.number())),
-            phase: Phase::Idle { connect_at: now },
+            phase,
             session_id: resume.as_ref().map(|r| r.session_id.clone()),
             resume_url: resume
                 .as_ref()
@@ -184,12 +211,21 @@ impl Session {
             backoff: BackoffState::new(config.backoff),
             connection_open: false,
             reading_paused: false,
+            inbound: Inbound::new(decoder, config.limits.max_message_size),
+            awaiting_turn: false,
+            ready_seq: None,
             last_failure: None,
             announced: false,
             events: VecDeque::new(),
             actions: VecDeque::new(),
-            outcome: None,
+            outcome,
         }
+    }
+
+    /// Queues an event for the user, counted as a small one (an event of a payload is counted
+    /// as its `d`: see [`handle_message`](Self::handle_message)).
+    fn emit(&mut self, event: ShardEvent) {
+        self.events.push_back((event, EVENT_OVERHEAD));
     }
 
     // ---- getters ----
@@ -201,13 +237,23 @@ impl Session {
     /// Call it until `None` after every input (see [the drain rule](crate::Output)).
     #[must_use = "the driver must act on every output"]
     pub fn poll_output(&mut self, now: Instant) -> Option<Output> {
+        if self.awaiting_turn && self.phase != Phase::AwaitingIdentify {
+            // The connection that waited is gone: its place in the queue is given up.
+            self.awaiting_turn = false;
+            return Some(Output::Action(Action::CancelIdentify));
+        }
         if let Some(action) = self.actions.pop_front() {
+            if action == Action::AwaitIdentify {
+                self.awaiting_turn = true;
+            }
             return Some(Output::Action(action));
         }
         if let Some(frame) = self.next_frame(now) {
             return Some(Output::Transmit(frame));
         }
-        self.events.pop_front().map(Output::Event)
+        self.events
+            .pop_front()
+            .map(|(event, cost)| Output::Event { event, cost })
     }
 
     /// The next text frame to send now, within the rate limit.
@@ -259,16 +305,23 @@ impl Session {
         } else {
             None
         };
-        [phase, self.heartbeats.deadline(), limiter]
-            .into_iter()
-            .flatten()
-            .min()
+        [
+            phase,
+            self.heartbeats.deadline(),
+            limiter,
+            self.inbound.deadline(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     // ---- inputs ----
 
-    /// Time passed: connect, give up on a slow step, heartbeat, or detect a zombie.
+    /// Time passed: connect, give up on a slow step, heartbeat, detect a zombie, or let the
+    /// decoder give back what large payloads needed once the connection is quiet.
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.inbound.handle_timeout(now);
         match self.phase {
             Phase::Idle { connect_at } if now >= connect_at => self.connect(now),
             Phase::Connecting { deadline, .. } if now >= deadline => {
@@ -319,6 +372,12 @@ impl Session {
     /// The websocket is open.
     pub fn handle_connected(&mut self, now: Instant) {
         if let Phase::Connecting { resume_url, .. } = self.phase {
+            if let Err(e) = self.inbound.new_stream() {
+                tracing::error!(shard = self.shard.number(), error = %e, "decoder reset failed");
+                self.outcome = Some(Err(ShardError::Config(format!("decoder: {e}"))));
+                self.phase = Phase::Stopped;
+                return;
+            }
             self.connection_open = true;
             self.limiter.reset(None);
             self.phase = Phase::AwaitingHello {
@@ -339,7 +398,7 @@ impl Session {
             let delay = self.backoff.next_unreachable(&mut self.rng);
             tracing::debug!(shard = self.shard.number(), ?delay, "reconnecting after");
             self.last_failure = Some(format!("connect failed: {reason}"));
-            self.events.push_back(ShardEvent::ConnectFailed {
+            self.emit(ShardEvent::ConnectFailed {
                 reason: reason.to_owned(),
                 retry_in: delay,
             });
@@ -392,246 +451,9 @@ impl Session {
         }
     }
 
-    /// Whether a dispatch numbered `seq` comes next in the session. A gap
-    /// means a dispatch was lost (an unreadable payload, a frame the transport lost): the shard
-    /// resumes from the last one it delivered, and the gateway replays the rest. If the same gap
-    /// comes back after that resume, the lost dispatch cannot be read even when replayed, and a
-    /// new session starts (as after an oversize message), marked by READY.
-    ///
-    /// A dispatch other than READY before any READY means READY itself was lost: the session
-    /// is unknown, so a new one starts.
-    ///
-    /// READY and RESUMED are not checked: they start and end a session's handshake, and some
-    /// gateways number RESUMED loosely.
-    fn in_sequence(&mut self, now: Instant, seq: u64, name: Option<&str>) -> bool {
-        if matches!(name, Some("READY" | "RESUMED")) {
-            return true;
-        }
-        if self.session_id.is_none() {
-            tracing::warn!(
-                shard = self.shard.number(),
-                seq,
-                "a dispatch before READY: READY was lost; identifying again"
-            );
-            self.lost(now, Some(4000), "READY was lost", Reconnect::Reidentify);
-            return false;
-        }
-        let Some(last) = self.seq else {
-            return true;
-        };
-        if seq <= last.saturating_add(1) {
-            // A number at or below the last is not Discord's way, but is taken as it comes.
-            if self.gap_after.is_some_and(|g| seq > g.saturating_add(1)) {
-                self.gap_after = None;
-            }
-            return true;
-        }
-        tracing::warn!(shard = self.shard.number(), seq, last, "a sequence gap");
-        self.lost_after_dispatch(now, last);
-        false
-    }
-
-    /// A dispatch after `last` was lost (a gap, or a payload that could not be read): resume
-    /// from `last`, so that the gateway replays it; if that already happened at `last`, the
-    /// dispatch cannot be read even when replayed, and a new session starts.
-    fn lost_after_dispatch(&mut self, now: Instant, last: u64) {
-        if self.gap_after == Some(last) {
-            tracing::error!(
-                shard = self.shard.number(),
-                last,
-                "a dispatch is lost even when replayed; starting a new session"
-            );
-            self.gap_after = None;
-            self.forget_session();
-            self.lost(
-                now,
-                Some(4000),
-                "a dispatch could not be read",
-                Reconnect::Reidentify,
-            );
-        } else {
-            tracing::warn!(
-                shard = self.shard.number(),
-                last,
-                "resuming from the last dispatch delivered"
-            );
-            self.gap_after = Some(last);
-            self.lost(now, Some(4000), "a dispatch was lost", Reconnect::Resume);
-        }
-    }
-
-    /// Delivers a dispatch raw, `d` as the codec found it (READY and RESUMED are typed, for the
-    /// session's own use). False if it is not one to deliver raw.
-    fn deliver_raw(&mut self, payload: &Payload<'_>) -> bool {
-        let (Some(seq), Some(name)) = (payload.seq, payload.event_name.as_deref()) else {
-            return false;
-        };
-        if payload.op != gateway_model::OpCode::Dispatch || matches!(name, "READY" | "RESUMED") {
-            return false;
-        }
-        let kind = EventTypes::from_event_name(name);
-        if !self.event_types.intersects(kind) {
-            return true;
-        }
-        let Ok(data) = gateway_model::RawJson::from_string(payload.data.unwrap_or("null")) else {
-            // Not JSON: the typed path says why, and drops it.
-            return false;
-        };
-        let event = DispatchEvent::Other(gateway_model::RawDispatch::with_kind(name, kind, data));
-        self.events
-            .push_back(ShardEvent::Dispatch(gateway_model::Dispatch { seq, event }));
-        true
-    }
-
-    /// A payload arrived.
-    pub fn handle_payload(&mut self, now: Instant, payload: &Payload<'_>) {
-        if !self.connection_open {
-            return;
-        }
-        // Whatever it is, the connection is alive (see the zombie rule in `heartbeat`).
-        self.heartbeats.heard();
-        if payload.op == gateway_model::OpCode::Dispatch {
-            if let Some(seq) = payload.seq {
-                if !self.in_sequence(now, seq, payload.event_name.as_deref()) {
-                    return;
-                }
-                self.seq = Some(seq);
-            }
-            if let Phase::Handshaking {
-                replayed,
-                resuming: true,
-                deadline,
-            } = self.phase
-                && payload.event_name.as_deref() != Some("RESUMED")
-            {
-                self.phase = Phase::Handshaking {
-                    replayed: replayed + 1,
-                    resuming: true,
-                    deadline,
-                };
-            }
-        }
-        if self.raw_dispatches && self.deliver_raw(payload) {
-            return;
-        }
-        let wanted = self.event_types | EventTypes::READY | EventTypes::RESUMED;
-        let event = match GatewayEvent::from_payload(payload, wanted) {
-            Ok(Some(event)) => event,
-            Ok(None) => return,
-            Err(gateway_model::EventError::UnexpectedOpcode(op)) => {
-                tracing::debug!(
-                    shard = self.shard.number(),
-                    op = op.value(),
-                    "ignoring unknown opcode"
-                );
-                return;
-            }
-            Err(e) => {
-                if matches!(payload.event_name.as_deref(), Some("READY")) {
-                    tracing::warn!(shard = self.shard.number(), error = %e, "invalid READY");
-                    self.lost(now, Some(4000), "invalid READY", Reconnect::Reidentify);
-                } else if let Some(event) = crate::event::untyped(self.shard, payload, &e) {
-                    self.events.push_back(event);
-                }
-                return;
-            }
-        };
-        match event {
-            GatewayEvent::Hello(hello) => {
-                self.hello(now, Duration::from_millis(hello.heartbeat_interval))
-            }
-            GatewayEvent::HeartbeatAck => {
-                if let Some(latency) = self.heartbeats.acked(now) {
-                    self.events.push_back(ShardEvent::HeartbeatAck { latency });
-                }
-            }
-            GatewayEvent::HeartbeatRequest => self.heartbeats.request(),
-            GatewayEvent::Reconnect => self.lost(
-                now,
-                Some(4000),
-                "the gateway asked to reconnect",
-                Reconnect::Resume,
-            ),
-            GatewayEvent::InvalidSession { resumable } => {
-                // Wait 1–5 s, as Discord used to document, so identifies do not stampede.
-                let wait = Duration::from_millis(self.rng.random_range(1000..=5000));
-                if resumable {
-                    self.lost_after(
-                        now,
-                        Some(4000),
-                        "invalid session (resumable)",
-                        Reconnect::Resume,
-                        wait,
-                    );
-                } else {
-                    self.forget_session();
-                    self.lost_after(
-                        now,
-                        Some(4000),
-                        "invalid session",
-                        Reconnect::Reidentify,
-                        wait,
-                    );
-                }
-            }
-            GatewayEvent::Dispatch(dispatch) => self.dispatch(now, dispatch),
-            _ => {}
-        }
-    }
-
-    /// A message could not be decoded. A payload over the decoder's limits cannot be received at
-    /// all, and a resume would replay it, so the session starts anew; any other loss of the stream
-    /// (corrupt compression) reconnects and resumes; a bad payload on an intact stream is skipped.
-    pub fn handle_decode_error(&mut self, now: Instant, error: &DecodeError) {
-        match error {
-            DecodeError::MessageTooLarge { .. } | DecodeError::CompressedTooLarge { .. } => {
-                tracing::error!(shard = self.shard.number(), %error, "payload over the limit; starting a new session");
-                self.forget_session();
-                self.lost(
-                    now,
-                    Some(4000),
-                    "payload over the size limit",
-                    Reconnect::Reidentify,
-                );
-            }
-            e if e.is_fatal() => {
-                tracing::warn!(shard = self.shard.number(), error = %e, "inbound stream lost; reconnecting");
-                self.lost(
-                    now,
-                    Some(4000),
-                    "undecodable inbound stream",
-                    Reconnect::Resume,
-                );
-            }
-            e => {
-                // It may have been a dispatch: a resume replays it, as after a gap.
-                tracing::warn!(shard = self.shard.number(), error = %e, "unreadable payload");
-                match self.seq.filter(|_| self.session_id.is_some()) {
-                    Some(last) => self.lost_after_dispatch(now, last),
-                    None if matches!(
-                        self.phase,
-                        Phase::Handshaking {
-                            resuming: false,
-                            ..
-                        }
-                    ) =>
-                    {
-                        // READY itself may be what could not be read.
-                        self.lost(
-                            now,
-                            Some(4000),
-                            "READY was unreadable",
-                            Reconnect::Reidentify,
-                        );
-                    }
-                    None => {}
-                }
-            }
-        }
-    }
-
     /// This shard's turn to identify came.
     pub fn handle_identify_permitted(&mut self, now: Instant) {
+        self.awaiting_turn = false;
         if self.phase != Phase::AwaitingIdentify || !self.connection_open {
             return;
         }
@@ -672,6 +494,7 @@ impl Session {
     /// reserve): the user is told, the connection closes, and the shard tries again after
     /// `retry_in`, when the budget resets.
     pub fn handle_identify_refused(&mut self, now: Instant, retry_in: Duration, reason: &str) {
+        self.awaiting_turn = false;
         if self.phase != Phase::AwaitingIdentify {
             return;
         }
@@ -681,7 +504,7 @@ impl Session {
             reason,
             "identify paused"
         );
-        self.events.push_back(ShardEvent::IdentifyPaused {
+        self.emit(ShardEvent::IdentifyPaused {
             reason: reason.to_owned(),
             retry_in,
         });
@@ -692,6 +515,14 @@ impl Session {
             Reconnect::Reidentify,
             retry_in.max(Duration::from_millis(1)),
         );
+    }
+
+    /// The identify queue could not be asked (Redis unreachable, for one): the user is told, the
+    /// connection closes, and the shard tries again after [`IDENTIFY_QUEUE_RETRY`].
+    pub fn handle_identify_failed(&mut self, now: Instant, reason: &str) {
+        tracing::error!(shard = self.shard.number(), reason, "cannot identify");
+        let reason = format!("the identify queue failed: {reason}");
+        self.handle_identify_refused(now, IDENTIFY_QUEUE_RETRY, &reason);
     }
 
     // ---- internals ----
@@ -739,7 +570,7 @@ impl Session {
         self.limiter.reset(Some(interval));
         let resuming = self.session_id.is_some();
         self.announced = true;
-        self.events.push_back(ShardEvent::Connected { resuming });
+        self.emit(ShardEvent::Connected { resuming });
         let resume = self
             .session_id
             .clone()
@@ -780,6 +611,7 @@ impl Session {
                 self.resume_url = secure_resume_url(&self.gateway_url, &ready.resume_gateway_url);
                 self.resume_url_failed = false;
                 self.user_id = Some(ready.user.id);
+                self.ready_seq = Some(dispatch.seq);
                 self.phase = Phase::Connected { since: now };
                 self.last_failure = None;
                 tracing::info!(
@@ -787,7 +619,7 @@ impl Session {
                     guilds = ready.guilds.len(),
                     "ready"
                 );
-                self.events.push_back(ShardEvent::Ready(ready));
+                self.emit(ShardEvent::Ready(ready));
             }
             DispatchEvent::Resumed => {
                 let replayed = match self.phase {
@@ -798,15 +630,13 @@ impl Session {
                 self.last_failure = None;
                 tracing::info!(shard = self.shard.number(), replayed, "resumed");
                 let seq = self.seq.unwrap_or(0);
-                self.events.push_back(ShardEvent::Resumed { replayed, seq });
+                self.emit(ShardEvent::Resumed { replayed, seq });
             }
             // `handle_payload` typed only what the filter lets through (and READY, RESUMED).
-            event => self
-                .events
-                .push_back(ShardEvent::Dispatch(gateway_model::Dispatch {
-                    seq: dispatch.seq,
-                    event,
-                })),
+            event => self.emit(ShardEvent::Dispatch(gateway_model::Dispatch {
+                seq: dispatch.seq,
+                event,
+            })),
         }
     }
 }

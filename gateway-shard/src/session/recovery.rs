@@ -21,8 +21,7 @@ impl Session {
                 count,
                 "member requests of the ended session dropped"
             );
-            self.events
-                .push_back(ShardEvent::MemberRequestsDropped { count });
+            self.emit(ShardEvent::MemberRequestsDropped { count });
         }
     }
 
@@ -75,7 +74,7 @@ impl Session {
             }
         }
         if announced {
-            self.events.push_back(ShardEvent::Disconnected {
+            self.emit(ShardEvent::Disconnected {
                 code,
                 reason: reason.clone(),
                 next,
@@ -110,7 +109,7 @@ impl Session {
             && had_connection
             && let Phase::Idle { connect_at } = self.phase
         {
-            self.events.push_back(ShardEvent::ConnectFailed {
+            self.emit(ShardEvent::ConnectFailed {
                 reason: match code {
                     Some(code) => format!("closed with {code} before HELLO: {reason}"),
                     None => format!("{reason} (before HELLO)"),

@@ -58,6 +58,11 @@ impl Session {
         self.seq
     }
 
+    /// The sequence number the latest READY came with (Discord's is 1; other servers differ).
+    pub fn ready_sequence(&self) -> Option<u64> {
+        self.ready_seq
+    }
+
     /// What a new shard needs to resume this session.
     pub fn resume_info(&self) -> Option<ResumeInfo> {
         Some(ResumeInfo {

@@ -183,7 +183,7 @@ fn an_oversize_payload_starts_a_new_session_instead_of_replaying_it() {
 }
 
 fn serde_json_error() -> DecodeError {
-    let mut d = gateway_codec::Decoder::new(gateway_codec::Compression::None).unwrap();
+    let mut d = Decoder::new(Compression::None).unwrap();
     d.push(b"{oops").unwrap_err()
 }
 

@@ -1,6 +1,6 @@
 use std::time::{Duration, Instant};
 
-use gateway_codec::scan_envelope;
+use gateway_codec::{Compression, DecodeError, scan_envelope};
 use gateway_model::{Activity, Intents, RequestGuildMembers, ShardId, Snowflake, Status, Token};
 
 use super::*;
@@ -47,7 +47,7 @@ impl Harness {
             match output {
                 Output::Action(a) => self.actions.push(a),
                 Output::Transmit(f) => self.sent.push(f),
-                Output::Event(e) => self.events.push(e),
+                Output::Event { event, .. } => self.events.push(event),
             }
         }
     }
@@ -527,4 +527,5 @@ fn backoff_grows_on_repeated_failures_and_resets_after_a_stable_connection() {
 }
 
 mod commands;
+mod inbound;
 mod recovery;
