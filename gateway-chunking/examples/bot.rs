@@ -121,7 +121,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // budget that GET /gateway/bot gives, as ShardGroupConfig::recommended would.
     let recommended = match args.shards {
         None if on_discord => Some(
-            gateway_shard::fetch_gateway_bot(gateway_shard::DISCORD_API, &config.token, &[])
+            gateway_shard::fetch_gateway_bot(gateway_shard::DISCORD_API, &config.token, &[], None)
                 .await?,
         ),
         _ => None,

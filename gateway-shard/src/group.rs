@@ -324,8 +324,13 @@ impl ShardGroup {
         #[cfg(feature = "rest")]
         if let ShardCount::Recommended { api_base } = &config.count {
             let shard = &config.shard;
-            let info =
-                crate::rest::fetch_gateway_bot(api_base, &shard.token, &shard.tls_roots).await?;
+            let info = crate::rest::fetch_gateway_bot(
+                api_base,
+                &shard.token,
+                &shard.tls_roots,
+                shard.proxy.as_deref(),
+            )
+            .await?;
             tracing::info!(
                 shards = info.shards,
                 max_concurrency = info.session_start_limit.max_concurrency,

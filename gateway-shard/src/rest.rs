@@ -39,17 +39,25 @@ pub enum GatewayBotError {
 }
 
 /// Asks `api_base` (e.g. [`DISCORD_API`], or a fake gateway's `http://127.0.0.1:PORT/api/v10`)
-/// for the gateway URL, the recommended shard count and the session start budget.
+/// for the gateway URL, the recommended shard count and the session start budget, through
+/// `proxy` (`http://host:port`, as [`ShardConfig::proxy`](crate::ShardConfig::proxy)) if given.
 pub async fn fetch_gateway_bot(
     api_base: &str,
     token: &Token,
     tls_roots: &[CertificateDer<'static>],
+    proxy: Option<&str>,
 ) -> Result<GatewayBot, GatewayBotError> {
     let tls = tls_config(tls_roots).map_err(|e| GatewayBotError::Transport(e.to_string()))?;
-    let client = reqwest::Client::builder()
+    let mut client = reqwest::Client::builder()
         .tls_backend_preconfigured(tls)
         .user_agent(USER_AGENT_VALUE)
-        .timeout(Duration::from_secs(15))
+        .timeout(Duration::from_secs(15));
+    if let Some(proxy) = proxy {
+        let proxy = reqwest::Proxy::all(proxy)
+            .map_err(|e| GatewayBotError::Transport(format!("proxy: {}", e.without_url())))?;
+        client = client.proxy(proxy);
+    }
+    let client = client
         .build()
         .map_err(|e| GatewayBotError::Transport(e.to_string()))?;
     let url = format!("{}/gateway/bot", api_base.trim_end_matches('/'));

@@ -432,3 +432,23 @@ mod redis {
         assert_eq!(known.remaining, 3);
     }
 }
+
+/// On 0234392 `ShardConfig::proxy` reached the websocket but not `GET /gateway/bot`, which went
+/// straight out.
+#[tokio::test]
+async fn the_proxy_carries_get_gateway_bot_as_well_as_the_websocket() {
+    let gw = gateway(1, 1).await;
+    let (proxy, seen) = common::http_proxy().await;
+    let api = format!("http://{}/api/v10", gw.local_addr());
+    let config =
+        ShardGroupConfig::recommended(shard_config(&gw).with_proxy(proxy)).with_api_base(api);
+    let (group, _events) = ShardGroup::start(config, |_| {}).await.unwrap();
+    let seen = seen.lock().unwrap().clone();
+    assert!(
+        seen.iter()
+            .any(|l| l.starts_with("GET http://") && l.contains("/api/v10/gateway/bot")),
+        "{seen:?}"
+    );
+    assert!(seen.iter().any(|l| l.starts_with("CONNECT ")), "{seen:?}");
+    group.close(false).await;
+}

@@ -689,44 +689,11 @@ async fn chunks_flow_through_the_shard() {
 
 #[tokio::test]
 async fn connects_through_an_http_connect_proxy() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let gw = gateway(WorldConfig::uniform(1, 1, 5)).await;
-    let proxy = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let proxy_url = format!("http://{}", proxy.local_addr().unwrap());
-    tokio::spawn(async move {
-        loop {
-            let Ok((mut client, _)) = proxy.accept().await else {
-                return;
-            };
-            tokio::spawn(async move {
-                let mut head = Vec::new();
-                let mut byte = [0u8; 1];
-                while !head.ends_with(b"\r\n\r\n") {
-                    if client.read(&mut byte).await.unwrap_or(0) == 0 {
-                        return;
-                    }
-                    head.push(byte[0]);
-                }
-                let head = String::from_utf8_lossy(&head).to_string();
-                let target = head
-                    .split_whitespace()
-                    .nth(1)
-                    .unwrap_or_default()
-                    .to_owned();
-                assert!(head.starts_with("CONNECT "), "{head}");
-                let Ok(mut upstream) = tokio::net::TcpStream::connect(target).await else {
-                    return;
-                };
-                client
-                    .write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
-                    .await
-                    .unwrap();
-                let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
-            });
-        }
-    });
+    let (proxy_url, seen) = common::http_proxy().await;
     let (shard, _events) = Shard::start(config(&gw, Compression::ZlibStream).with_proxy(proxy_url))
         .await
         .unwrap();
     assert!(shard.is_connected());
+    assert!(seen.lock().unwrap()[0].starts_with("CONNECT 127.0.0.1:"));
 }

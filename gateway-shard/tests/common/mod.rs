@@ -112,3 +112,56 @@ pub(crate) fn numbered(dispatch: &gateway_model::Dispatch, name: &str) -> Option
         .parse()
         .ok()
 }
+
+/// An HTTP proxy on loopback, as bots run behind: `CONNECT host:port` tunnels (the websocket),
+/// and a plain request in absolute form (`GET http://host:port/path`, REST over `http://`) is
+/// passed on in origin form. Returns its URL and the request lines it saw.
+pub(crate) async fn http_proxy() -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let proxy = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", proxy.local_addr().unwrap());
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = std::sync::Arc::clone(&seen);
+    tokio::spawn(async move {
+        while let Ok((mut client, _)) = proxy.accept().await {
+            let log = std::sync::Arc::clone(&log);
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") {
+                    if client.read(&mut byte).await.unwrap_or(0) == 0 {
+                        return;
+                    }
+                    head.push(byte[0]);
+                }
+                let head = String::from_utf8_lossy(&head).to_string();
+                let line = head.lines().next().unwrap_or_default().to_owned();
+                log.lock().unwrap().push(line.clone());
+                let mut parts = line.split_whitespace();
+                let (method, target) = (parts.next().unwrap_or_default(), parts.next());
+                let target = target.unwrap_or_default();
+                let (authority, forward) = if method == "CONNECT" {
+                    (target.to_owned(), None)
+                } else {
+                    let rest = target.strip_prefix("http://").expect("absolute form");
+                    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+                    let origin = head.replacen(target, path, 1);
+                    (authority.to_owned(), Some(origin))
+                };
+                let Ok(mut upstream) = tokio::net::TcpStream::connect(authority).await else {
+                    return;
+                };
+                match forward {
+                    None => client
+                        .write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
+                        .await
+                        .unwrap(),
+                    Some(origin) => upstream.write_all(origin.as_bytes()).await.unwrap(),
+                }
+                // Either side may end the tunnel first; the test asserts what went through.
+                drop(tokio::io::copy_bidirectional(&mut client, &mut upstream).await);
+            });
+        }
+    });
+    (url, seen)
+}
