@@ -53,7 +53,9 @@ pub struct TrackerConfig {
     pub rerequest_missed: bool,
     /// The most tries of one guild's automatic request (rate limits and re-requests).
     pub max_tries: u32,
-    /// Seed of the nonces.
+    /// Seed of the nonces. Default: drawn for each config from std's `RandomState` (OS
+    /// randomness), so that a restarted process does not use its predecessor's nonces, which
+    /// chunks still in flight for them would answer; set it for a run that replays exactly.
     pub seed: u64,
     /// READY guilds with neither GUILD_CREATE nor GUILD_DELETE this long after the shard's last
     /// startup progress count as missed. Default 30 s.
@@ -73,7 +75,7 @@ impl TrackerConfig {
             chunk_all_without_presences: false,
             rerequest_missed: false,
             max_tries: 3,
-            seed: 0,
+            seed: std::hash::BuildHasher::hash_one(&std::hash::RandomState::new(), 0u8),
             guild_create_timeout: Duration::from_secs(30),
         }
     }

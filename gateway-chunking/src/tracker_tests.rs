@@ -74,6 +74,8 @@ impl H {
     fn new(shards: u32, auto: bool) -> Self {
         let mut c = TrackerConfig::new(shards, 0..shards, Intents::GUILDS | Intents::GUILD_MEMBERS);
         c.auto_chunk = auto;
+        // Replayable nonces.
+        c.seed = 0;
         Self {
             t: Tracker::new(c),
             now: Instant::now(),
@@ -423,6 +425,14 @@ fn requests_need_a_local_shard_and_the_intents() {
     assert!(
         !std::iter::from_fn(|| t.poll_output(now)).any(|o| matches!(o, TrackerOutput::Send { .. }))
     );
+}
+
+/// On 0234392 every config's seed was 0, so a restarted process sent its predecessor's nonces,
+/// and chunks still in flight for those were taken for its own.
+#[test]
+fn each_config_draws_its_own_nonce_seed() {
+    let config = || TrackerConfig::new(1, [0], Intents::GUILD_MEMBERS);
+    assert_ne!(config().seed, config().seed);
 }
 
 proptest::proptest! {
