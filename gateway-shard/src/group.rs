@@ -246,6 +246,18 @@ pub enum GroupError {
     /// The shard refused the command.
     #[error(transparent)]
     Command(#[from] CommandError),
+    /// Some shards refused a presence update that the others took: the group's shards now show
+    /// different presences until the next update.
+    #[error("{} of the group's shards refused the presence update (first: shard {}: {})",
+        .failed.len(),
+        .failed.first().map_or(0, |f| f.0),
+        .failed.first().map_or_else(String::new, |f| f.1.to_string()))]
+    Presence {
+        /// Each shard that refused it, and why.
+        failed: Vec<(u32, CommandError)>,
+        /// The shards that took it.
+        updated: Vec<u32>,
+    },
 }
 
 impl ShardGroup {
@@ -503,12 +515,25 @@ impl ShardGroup {
         }
     }
 
-    /// Updates the presence on every shard.
+    /// Updates the presence on every shard, all at once: a shard that refuses it does not stop
+    /// the others ([`GroupError::Presence`] says which took it and which did not).
     pub async fn update_presence(&self, update: PresenceUpdate) -> Result<(), GroupError> {
-        for shard in self.shards.values() {
-            shard.update_presence(update.clone()).await?;
+        let updates = self.shards.iter().map(|(id, shard)| {
+            let update = update.clone();
+            async move { (*id, shard.update_presence(update).await) }
+        });
+        let (mut failed, mut updated) = (Vec::new(), Vec::new());
+        for (id, result) in futures_util::future::join_all(updates).await {
+            match result {
+                Ok(()) => updated.push(id),
+                Err(e) => failed.push((id, e)),
+            }
         }
-        Ok(())
+        if failed.is_empty() {
+            Ok(())
+        } else {
+            Err(GroupError::Presence { failed, updated })
+        }
     }
 
     /// Each shard's status.

@@ -60,6 +60,17 @@ impl PresenceState {
         p.clone()
     }
 
+    /// The whole presence after a partial update, leaving this one as it is.
+    pub(crate) fn merged(&self, update: &PresenceUpdate) -> UpdatePresence {
+        let mut next = self.clone();
+        next.merge(update)
+    }
+
+    /// Takes `presence` as the one shown from now on.
+    pub(crate) fn set(&mut self, presence: UpdatePresence) {
+        self.presence = Some(presence);
+    }
+
     /// The presence to send at IDENTIFY, if any was ever set.
     pub(crate) fn for_identify(&self) -> Option<UpdatePresence> {
         self.presence.clone()

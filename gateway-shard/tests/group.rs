@@ -452,3 +452,32 @@ async fn the_proxy_carries_get_gateway_bot_as_well_as_the_websocket() {
     assert!(seen.iter().any(|l| l.starts_with("CONNECT ")), "{seen:?}");
     group.close(false).await;
 }
+
+/// On 0234392 `update_presence` stopped at the first shard that refused, with the shards before
+/// it already updated and nothing saying so. Shard 10 of 11 has a one byte larger IDENTIFY than
+/// shard 9, so a presence at shard 9's limit is refused by shard 10 alone.
+#[tokio::test]
+async fn a_presence_update_reaches_every_shard_and_says_which_refused_it() {
+    use gateway_model::Activity;
+    use gateway_shard::{GroupError, PresenceUpdate};
+    let gw = gateway(1, 1).await;
+    let config = ShardGroupConfig::new(shard_config(&gw), 11, 1).with_range(9..11);
+    let (group, _events) = ShardGroup::spawn(config).unwrap();
+    let presence = |n: usize| PresenceUpdate {
+        activity: Some(Some(Activity::playing("x".repeat(n)))),
+        ..PresenceUpdate::default()
+    };
+    let mut last = None;
+    for n in (3_000..4_096).rev() {
+        match group.update_presence(presence(n)).await {
+            Ok(()) => break,
+            Err(e) => last = Some(e),
+        }
+    }
+    let Some(GroupError::Presence { failed, updated }) = last else {
+        panic!("{last:?}")
+    };
+    assert_eq!(updated, [9]);
+    assert_eq!(failed.iter().map(|f| f.0).collect::<Vec<_>>(), [10]);
+    group.close(false).await;
+}

@@ -109,6 +109,8 @@ pub struct Session {
     intents: gateway_model::Intents,
     shard: ShardId,
     identify_template: Identify,
+    /// The IDENTIFY's size without a presence, for the check of each presence update.
+    identify_bytes: usize,
     gateway_url: String,
     compression: gateway_codec::Compression,
     timeouts: Timeouts,
@@ -174,6 +176,8 @@ impl Session {
         if config.shard != ShardId::ONE {
             identify = identify.with_shard(config.shard);
         }
+        // An IDENTIFY that cannot be encoded fails when it is sent, with the reason.
+        let identify_bytes = encode(&Command::from(identify.clone())).map_or(0, |f| f.len());
         let resume = config.resume.clone();
         let (decoder, outcome) = match Decoder::with_limits(config.compression, config.limits) {
             Ok(decoder) => (Some(decoder), None),
@@ -188,6 +192,7 @@ impl Session {
             intents: config.intents,
             shard: config.shard,
             identify_template: identify,
+            identify_bytes,
             gateway_url: config.gateway_url.clone(),
             compression: config.compression,
             timeouts: config.timeouts,

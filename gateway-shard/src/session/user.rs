@@ -2,12 +2,15 @@
 
 use std::time::Instant;
 
-use gateway_codec::encode;
+use gateway_codec::{EncodeError, MAX_OUTBOUND_PAYLOAD, encode};
 use gateway_model::Command;
 
 use super::{Phase, Session};
 use crate::ratelimit::Priority;
 use crate::{CommandError, PresenceUpdate, Reconnect};
+
+/// What a presence adds to an IDENTIFY besides its own JSON.
+const PRESENCE_KEY: &str = ",\"presence\":";
 
 impl Session {
     /// Queues a command (presence and voice updates first, then requests).
@@ -29,8 +32,13 @@ impl Session {
             Command::UpdatePresence(_) | Command::UpdateVoiceState(_) => Priority::State,
             _ => Priority::Request,
         };
+        self.queue_command(priority, &command)
+    }
+
+    /// Encodes a command and queues it.
+    fn queue_command(&mut self, priority: Priority, command: &Command) -> Result<(), CommandError> {
         let member_request = matches!(command, Command::RequestGuildMembers(_));
-        let frame = encode(&command)?;
+        let frame = encode(command)?;
         self.queue
             .push(priority, frame, member_request)
             .map_err(|_| CommandError::QueueFull(self.queue.len()))
@@ -43,16 +51,30 @@ impl Session {
     /// refused here, with [`CommandError::Encode`], and the remembered presence is unchanged.
     pub fn handle_presence(
         &mut self,
-        now: Instant,
+        _now: Instant,
         update: &PresenceUpdate,
     ) -> Result<(), CommandError> {
-        let mut merged = self.presence.clone();
-        let presence = merged.merge(update);
-        let mut identify = self.identify_template.clone();
-        identify.presence = Some(presence.clone());
-        encode(&Command::from(identify))?;
-        self.handle_command(now, Command::UpdatePresence(presence))?;
-        self.presence = merged;
+        if self.phase == Phase::Stopped {
+            return Err(CommandError::NotRunning);
+        }
+        let presence = self.presence.merged(update);
+        // The next IDENTIFY carries it as `,"presence":…` beside what it already holds.
+        let size = self.identify_bytes
+            + PRESENCE_KEY.len()
+            + gateway_model::json::to_string(&presence)
+                .map_err(EncodeError::from)?
+                .len();
+        if size > MAX_OUTBOUND_PAYLOAD {
+            return Err(CommandError::Encode(EncodeError::TooLarge {
+                size,
+                limit: MAX_OUTBOUND_PAYLOAD,
+            }));
+        }
+        let command = Command::UpdatePresence(presence);
+        self.queue_command(Priority::State, &command)?;
+        if let Command::UpdatePresence(presence) = command {
+            self.presence.set(presence);
+        }
         Ok(())
     }
 

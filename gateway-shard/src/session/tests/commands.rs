@@ -341,3 +341,34 @@ fn raw_dispatches_keep_d_as_it_came() {
         ("GUILD_CREATE", d, 2)
     );
 }
+
+/// The presence check counts the IDENTIFY's size without encoding one: at the boundary it agrees
+/// with encoding the whole IDENTIFY (as 0234392 did, at the cost of an IDENTIFY and three
+/// presence clones per update).
+#[test]
+fn a_presence_is_refused_exactly_when_the_identify_would_not_fit() {
+    let mut h = Harness::new(config());
+    let presence = |n: usize| PresenceUpdate {
+        activity: Some(Some(Activity::playing("x".repeat(n)))),
+        ..PresenceUpdate::default()
+    };
+    let fits = |h: &Harness, n: usize| {
+        let mut identify = h.s.identify_template.clone();
+        identify.presence = Some(h.s.presence.merged(&presence(n)));
+        encode(&Command::from(identify)).is_ok()
+    };
+    let largest = (3_000..4_096).rev().find(|&n| fits(&h, n)).unwrap();
+    assert!(h.s.handle_presence(h.now, &presence(largest)).is_ok());
+    let refused = h.s.handle_presence(h.now, &presence(largest + 1));
+    assert!(
+        matches!(refused, Err(CommandError::Encode(_))),
+        "{refused:?}"
+    );
+    assert_eq!(
+        h.s.presence
+            .for_identify()
+            .map(|p| p.activities[0].name.len()),
+        Some(largest),
+        "the refused update left the presence as it was"
+    );
+}
