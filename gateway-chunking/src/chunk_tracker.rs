@@ -1,10 +1,11 @@
 //! The async `ChunkTracker`: the core beside a shard group.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use dashmap::DashMap;
+use futures_util::StreamExt as _;
+use futures_util::stream::FuturesUnordered;
 use gateway_model::{RequestGuildMembers, RequestGuildMembersBuilder};
 use gateway_shard::identify::BoxFuture;
 use gateway_shard::{GroupEvents, ShardEvent, ShardGroup};
@@ -64,16 +65,23 @@ impl ChunkRequestHandle {
     }
 }
 
+/// The core and the handles waiting on it, under one lock: a request's waiter is registered in
+/// the same step that opens the request, so it cannot finish first.
+#[derive(Debug)]
+struct Locked {
+    core: Tracker,
+    waiters: HashMap<String, oneshot::Sender<ChunkRequestFinished>>,
+}
+
 #[derive(Debug)]
 struct Inner {
-    core: Mutex<Tracker>,
-    waiters: DashMap<String, oneshot::Sender<ChunkRequestFinished>>,
+    locked: Mutex<Locked>,
     wake: Notify,
 }
 
 impl Inner {
-    fn lock(&self) -> std::sync::MutexGuard<'_, Tracker> {
-        self.core
+    fn lock(&self) -> std::sync::MutexGuard<'_, Locked> {
+        self.locked
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
@@ -98,8 +106,10 @@ impl ChunkTracker {
         config: TrackerConfig,
     ) -> (Self, TrackedEvents) {
         let inner = Arc::new(Inner {
-            core: Mutex::new(Tracker::new(config)),
-            waiters: DashMap::new(),
+            locked: Mutex::new(Locked {
+                core: Tracker::new(config),
+                waiters: HashMap::new(),
+            }),
             wake: Notify::new(),
         });
         let (tx, rx) = mpsc::channel(1024);
@@ -116,10 +126,9 @@ impl ChunkTracker {
     ) -> Result<ChunkRequestHandle, TrackError> {
         let (tx, rx) = oneshot::channel();
         let nonce = {
-            // Registered under the core's lock, so the request cannot finish before its waiter exists.
-            let mut core = self.inner.lock();
-            let nonce = core.handle_request(now(), request, guild)?;
-            self.inner.waiters.insert(nonce.clone(), tx);
+            let mut locked = self.inner.lock();
+            let nonce = locked.core.handle_request(now(), request, guild)?;
+            locked.waiters.insert(nonce.clone(), tx);
             nonce
         };
         self.inner.wake.notify_one();
@@ -130,67 +139,48 @@ impl ChunkTracker {
     pub fn set_auto_chunk_members(&self, on: bool, chunk_presences: bool) {
         self.inner
             .lock()
+            .core
             .set_auto_chunk_members(on, chunk_presences);
     }
 
     /// Requests open now.
     pub fn open_requests(&self) -> usize {
-        self.inner.lock().open_requests()
+        self.inner.lock().core.open_requests()
     }
 }
 
 /// Shard events read ahead of the user, at most.
 const AHEAD: usize = 1024;
 
-async fn wait<T>(slot: &mut Option<BoxFuture<'static, T>>) -> T {
-    match slot {
-        Some(f) => f.await,
-        None => std::future::pending().await,
-    }
+/// A member request on its way into its shard.
+type Sending = BoxFuture<'static, (u32, Result<(), String>)>;
+
+/// Member requests waiting to go, each shard's in order, at most one in flight per shard: a
+/// shard slow to take one does not hold the others back.
+#[derive(Default)]
+struct Outgoing {
+    queued: BTreeMap<u32, VecDeque<RequestGuildMembers>>,
+    in_flight: BTreeSet<u32>,
+    sending: FuturesUnordered<Sending>,
 }
 
-/// The tracker's driver: every wait (shard events, sending a request, handing an event to the
-/// user, the core's timer, a new request) is a branch of one `select!`, so a slow user or a
-/// busy shard never stalls the rest.
-async fn run(
-    inner: Arc<Inner>,
-    group: Arc<ShardGroup>,
-    mut events: GroupEvents,
-    tx: mpsc::Sender<TrackedEvent>,
-) {
-    let mut outgoing: VecDeque<(u32, RequestGuildMembers)> = VecDeque::new();
-    let mut sending: Option<BoxFuture<'static, (u32, Result<(), String>)>> = None;
-    let mut delivering: VecDeque<TrackedEvent> = VecDeque::new();
-    let mut reading = true;
-    loop {
-        {
-            let mut core = inner.lock();
-            while let Some(output) = core.poll_output(now()) {
-                match output {
-                    TrackerOutput::Send { shard, request } => outgoing.push_back((shard, request)),
-                    TrackerOutput::Event(event) => {
-                        #[cfg(feature = "metrics")]
-                        if let ChunkEvent::RequestFinished(f) = &event {
-                            let outcome = format!("{:?}", f.outcome).to_lowercase();
-                            metrics::counter!("gateway_chunk_requests_total", "outcome" => outcome)
-                                .increment(1);
-                        }
-                        if let ChunkEvent::RequestFinished(f) = &event
-                            && let Some((_, waiter)) = inner.waiters.remove(&f.nonce)
-                        {
-                            // A handle that stopped waiting needs no answer.
-                            drop(waiter.send(f.clone()));
-                        }
-                        delivering.push_back(TrackedEvent::Chunk(event));
-                    }
-                }
+impl Outgoing {
+    fn push(&mut self, shard: u32, request: RequestGuildMembers) {
+        self.queued.entry(shard).or_default().push_back(request);
+    }
+
+    /// Starts the next request of every shard that has none in flight.
+    fn start(&mut self, group: &Arc<ShardGroup>) {
+        for (shard, queue) in &mut self.queued {
+            if self.in_flight.contains(shard) {
+                continue;
             }
-        }
-        if sending.is_none()
-            && let Some((shard, request)) = outgoing.pop_front()
-        {
-            let group = Arc::clone(&group);
-            sending = Some(Box::pin(async move {
+            let Some(request) = queue.pop_front() else {
+                continue;
+            };
+            self.in_flight.insert(*shard);
+            let (group, shard) = (Arc::clone(group), *shard);
+            self.sending.push(Box::pin(async move {
                 let sent = match group.shard(shard) {
                     Some(s) => s
                         .request_guild_members(request)
@@ -201,14 +191,77 @@ async fn run(
                 (shard, sent)
             }));
         }
-        if !reading && delivering.is_empty() && sending.is_none() {
+        self.queued.retain(|_, queue| !queue.is_empty());
+    }
+
+    /// One shard's request went (or failed): its next may go.
+    fn sent(&mut self, shard: u32) {
+        self.in_flight.remove(&shard);
+    }
+
+    fn is_idle(&self) -> bool {
+        self.queued.is_empty() && self.sending.is_empty()
+    }
+}
+
+/// Drains the core: requests to send, events for the user (and the handles waiting on them).
+fn drain(inner: &Inner, outgoing: &mut Outgoing, delivering: &mut VecDeque<TrackedEvent>) {
+    let mut locked = inner.lock();
+    let Locked { core, waiters } = &mut *locked;
+    while let Some(output) = core.poll_output(now()) {
+        match output {
+            TrackerOutput::Send { shard, request } => outgoing.push(shard, request),
+            TrackerOutput::Event(event) => {
+                #[cfg(feature = "metrics")]
+                if let ChunkEvent::RequestFinished(f) = &event {
+                    let outcome = format!("{:?}", f.outcome).to_lowercase();
+                    metrics::counter!("gateway_chunk_requests_total", "outcome" => outcome)
+                        .increment(1);
+                }
+                if let ChunkEvent::RequestFinished(f) = &event
+                    && let Some(waiter) = waiters.remove(&f.nonce)
+                {
+                    // A handle that stopped waiting needs no answer.
+                    drop(waiter.send(f.clone()));
+                }
+                delivering.push_back(TrackedEvent::Chunk(event));
+            }
+        }
+    }
+}
+
+/// The tracker's driver: every wait (shard events, sending requests, handing an event to the
+/// user, the core's timer, a new request) is a branch of one `select!`, so a slow user or a
+/// busy shard never stalls the rest.
+async fn run(
+    inner: Arc<Inner>,
+    group: Arc<ShardGroup>,
+    mut events: GroupEvents,
+    tx: mpsc::Sender<TrackedEvent>,
+) {
+    let mut outgoing = Outgoing::default();
+    let mut delivering: VecDeque<TrackedEvent> = VecDeque::new();
+    let mut reading = true;
+    // One timer for the driver's life, moved only when the core's deadline moves.
+    let mut timer = std::pin::pin!(tokio::time::sleep_until(tokio::time::Instant::now()));
+    let mut armed: Option<Instant> = None;
+    loop {
+        drain(&inner, &mut outgoing, &mut delivering);
+        outgoing.start(&group);
+        if !reading && delivering.is_empty() && outgoing.is_idle() {
             break;
         }
-        let deadline = inner.lock().poll_timeout();
+        let deadline = inner.lock().core.poll_timeout();
+        if deadline != armed {
+            armed = deadline;
+            if let Some(d) = deadline {
+                timer.as_mut().reset(d.into());
+            }
+        }
         tokio::select! {
             event = events.next(), if reading && delivering.len() < AHEAD => match event {
                 Some((shard, event)) => {
-                    inner.lock().handle_shard_event(now(), shard, &event);
+                    inner.lock().core.handle_shard_event(now(), shard, &event);
                     delivering.push_back(TrackedEvent::Shard(shard, event));
                 }
                 None => reading = false,
@@ -222,19 +275,17 @@ async fn run(
                 // The user dropped the events: nobody is left to track for.
                 Err(_) => return,
             },
-            (shard, sent) = wait(&mut sending) => {
-                sending = None;
+            Some((shard, sent)) = outgoing.sending.next(), if !outgoing.sending.is_empty() => {
+                outgoing.sent(shard);
                 if let Err(e) = sent {
                     // The request stays tracked and times out.
                     tracing::warn!(shard, error = %e, "member request not sent");
                 }
             }
-            () = async {
-                match deadline {
-                    Some(d) => tokio::time::sleep_until(d.into()).await,
-                    None => std::future::pending().await,
-                }
-            } => inner.lock().handle_timeout(now()),
+            () = &mut timer, if armed.is_some() => {
+                armed = None;
+                inner.lock().core.handle_timeout(now());
+            }
             () = inner.wake.notified() => {}
         }
     }
