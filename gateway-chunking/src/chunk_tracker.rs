@@ -2,11 +2,11 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
 
 use futures_util::StreamExt as _;
 use futures_util::stream::FuturesUnordered;
 use gateway_model::{RequestGuildMembers, RequestGuildMembersBuilder};
+use gateway_shard::drive::{Timer, now};
 use gateway_shard::identify::BoxFuture;
 use gateway_shard::{GroupEvents, ShardEvent, ShardGroup};
 use tokio::sync::{Notify, mpsc, oneshot};
@@ -91,10 +91,6 @@ impl Inner {
 #[derive(Debug, Clone)]
 pub struct ChunkTracker {
     inner: Arc<Inner>,
-}
-
-fn now() -> Instant {
-    tokio::time::Instant::now().into_std()
 }
 
 impl ChunkTracker {
@@ -242,22 +238,14 @@ async fn run(
     let mut outgoing = Outgoing::default();
     let mut delivering: VecDeque<TrackedEvent> = VecDeque::new();
     let mut reading = true;
-    // One timer for the driver's life, moved only when the core's deadline moves.
-    let mut timer = std::pin::pin!(tokio::time::sleep_until(tokio::time::Instant::now()));
-    let mut armed: Option<Instant> = None;
+    let mut timer = Timer::new();
     loop {
         drain(&inner, &mut outgoing, &mut delivering);
         outgoing.start(&group);
         if !reading && delivering.is_empty() && outgoing.is_idle() {
             break;
         }
-        let deadline = inner.lock().core.poll_timeout();
-        if deadline != armed {
-            armed = deadline;
-            if let Some(d) = deadline {
-                timer.as_mut().reset(d.into());
-            }
-        }
+        timer.set(inner.lock().core.poll_timeout());
         tokio::select! {
             event = events.next(), if reading && delivering.len() < AHEAD => match event {
                 Some((shard, event)) => {
@@ -282,10 +270,7 @@ async fn run(
                     tracing::warn!(shard, error = %e, "member request not sent");
                 }
             }
-            () = &mut timer, if armed.is_some() => {
-                armed = None;
-                inner.lock().core.handle_timeout(now());
-            }
+            () = timer.fired(), if timer.is_set() => inner.lock().core.handle_timeout(now()),
             () = inner.wake.notified() => {}
         }
     }

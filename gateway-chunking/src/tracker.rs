@@ -75,10 +75,17 @@ impl TrackerConfig {
             chunk_all_without_presences: false,
             rerequest_missed: false,
             max_tries: 3,
-            seed: std::hash::BuildHasher::hash_one(&std::hash::RandomState::new(), 0u8),
+            seed: random_seed(),
             guild_create_timeout: Duration::from_secs(30),
         }
     }
+}
+
+/// A config's default nonce seed, drawn from OS randomness (std's `RandomState`): the one place
+/// where randomness enters the tracker.
+#[allow(clippy::disallowed_methods)]
+fn random_seed() -> u64 {
+    std::hash::BuildHasher::hash_one(&std::hash::RandomState::new(), 0u8)
 }
 
 /// How a request ended.

@@ -1,5 +1,7 @@
 //! The chunk tracker beside a real shard group, against the testkit over loopback.
 
+// Tests and examples are drivers: they read the clock (see clippy.toml).
+#![allow(clippy::disallowed_methods)]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeSet;

@@ -123,7 +123,7 @@ impl Leases {
     /// Takes shard `shard`'s lease if it is free.
     pub async fn acquire(&self, shard: u32) -> Result<Option<Lease>, ClusterError> {
         let mut con = self.connection.clone();
-        let sent = Instant::now();
+        let sent = gateway_shard::drive::now();
         let mut call = self.acquire.key(self.keys.lease(shard));
         call.key(self.keys.fence(shard))
             .arg(&self.node)
@@ -140,7 +140,7 @@ impl Leases {
     /// Extends `lease`; false if it is no longer this node's (taken over, or expired).
     pub async fn renew(&self, lease: &mut Lease) -> Result<bool, ClusterError> {
         let mut con = self.connection.clone();
-        let sent = Instant::now();
+        let sent = gateway_shard::drive::now();
         let mut call = self.renew.key(self.keys.lease(lease.shard));
         call.arg(&lease.value).arg(self.ttl_ms());
         let renewed: i64 = timed(self.call_limit, call.invoke_async(&mut con)).await?;

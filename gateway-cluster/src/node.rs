@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use gateway_model::{DispatchEvent, ShardId};
+use gateway_shard::drive::{now, sleep_until, wait};
 use gateway_shard::identify::{BoxFuture, RedisIdentifyQueue};
 use gateway_shard::{ResumeInfo, Shard, ShardConfig, ShardEvent};
 use redis::aio::ConnectionManager;
@@ -219,7 +220,7 @@ async fn run(
         tokio::select! {
             _ = &mut stopped => break,
             () = sleep_until(deadline) => {
-                let now = Instant::now();
+                let now = now();
                 let late: Vec<u32> = held
                     .iter()
                     .filter(|(_, h)| h.lease.stop_by(config.lease_ttl, config.lease_margin) <= now)
@@ -264,20 +265,6 @@ async fn run(
     Ok(())
 }
 
-async fn wait<T>(slot: &mut Option<BoxFuture<'static, T>>) -> T {
-    match slot {
-        Some(f) => f.await,
-        None => std::future::pending().await,
-    }
-}
-
-async fn sleep_until(deadline: Option<Instant>) {
-    match deadline {
-        Some(at) => tokio::time::sleep_until(at.into()).await,
-        None => std::future::pending().await,
-    }
-}
-
 /// Stops a shard whose lease is (or may be) another node's: at once, still resumable by that
 /// node. The close goes to the shard's driver now; nothing here waits for it.
 fn stop(
@@ -314,7 +301,7 @@ fn forward(
                 session,
                 seq: 1,
                 data: "".into(),
-                queued: Instant::now(),
+                queued: now(),
             })
         }
         ShardEvent::Resumed { seq, .. } => {
@@ -325,7 +312,7 @@ fn forward(
                 session: Arc::clone(session),
                 seq,
                 data: "".into(),
-                queued: Instant::now(),
+                queued: now(),
             })
         }
         ShardEvent::Dispatch(d) => {
@@ -341,7 +328,7 @@ fn forward(
                 session: Arc::clone(session),
                 seq: d.seq,
                 data,
-                queued: Instant::now(),
+                queued: now(),
             })
         }
         ShardEvent::HeartbeatAck { .. } => None,
@@ -387,7 +374,7 @@ fn plan_upkeep(
         let renewals = renew.into_iter().map(|mut lease| {
             let leases = leases.clone();
             async move {
-                let sent = Instant::now();
+                let sent = now();
                 let result = leases.renew(&mut lease).await;
                 (lease.shard, lease.token, sent, result)
             }

@@ -1,5 +1,7 @@
 //! The decoder against the compressor, over every way a stream can be cut into messages.
 
+// Tests and examples are drivers: they read the clock (see clippy.toml).
+#![allow(clippy::disallowed_methods)]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use gateway_codec::{Compression, Compressor, DecodeError, Decoder, Limits};

@@ -2,6 +2,8 @@
 //! as `d`, and on JSON in each typed event's shape with values of any kind and size, gives an
 //! event or a typed error.
 
+// Tests and examples are drivers: they read the clock (see clippy.toml).
+#![allow(clippy::disallowed_methods)]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use gateway_model::{EventTypes, GatewayEvent, OpCode, Payload};

@@ -112,7 +112,6 @@ pub struct ShardConfig {
 impl ShardConfig {
     /// A configuration for an unsharded bot with the defaults.
     pub fn new(token: Token, intents: Intents) -> Self {
-        use std::hash::{BuildHasher, RandomState};
         Self {
             token,
             intents,
@@ -127,7 +126,7 @@ impl ShardConfig {
             limits: Limits::default(),
             event_types: EventTypes::all(),
             raw_dispatches: false,
-            seed: RandomState::new().hash_one(0u8),
+            seed: random_seed(),
             queue_capacity: 1024,
             #[cfg(feature = "tokio")]
             event_buffer: 1024,
@@ -270,4 +269,11 @@ impl ShardConfig {
         self.limits = limits;
         self
     }
+}
+
+/// A config's default seed, drawn from OS randomness (std's `RandomState`): the one place where
+/// randomness enters the shard; set [`ShardConfig::seed`] for a run that replays exactly.
+#[allow(clippy::disallowed_methods)]
+fn random_seed() -> u64 {
+    std::hash::BuildHasher::hash_one(&std::hash::RandomState::new(), 0u8)
 }

@@ -2,18 +2,17 @@
 //! branch of its one `select!`; the session decides everything else (the decoder's life, the
 //! identify wait, retries): the driver only carries outputs out and inputs in.
 
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Instant;
 
 use futures_util::FutureExt as _;
 use gateway_model::Command;
 use tokio::sync::{mpsc, oneshot, watch};
-use tokio::time::Sleep;
 use tracing::Instrument;
 
+use crate::drive::{Timer, now, wait};
 use crate::identify::{BoxFuture, IdentifyError, IdentifyQueue};
-use crate::link::{Dialer, Io, Link, Opening, Received, now, shut};
+use crate::link::{Dialer, Io, Link, Opening, Received, shut};
 use crate::outbox::Outbox;
 use crate::sink::EventSink;
 use crate::status::{Status, publish};
@@ -38,14 +37,6 @@ pub(crate) struct Settings {
     pub(crate) dialer: Dialer,
     /// Bytes of undelivered events past which the socket is not read.
     pub(crate) event_budget: usize,
-}
-
-/// Waits for an optional future; never completes while there is none.
-async fn wait<T>(slot: &mut Option<BoxFuture<'static, T>>) -> T {
-    match slot {
-        Some(f) => f.await,
-        None => std::future::pending().await,
-    }
 }
 
 /// The link's reading and sending; never completes while there is no link.
@@ -85,9 +76,8 @@ struct Driver {
     turn: Option<BoxFuture<'static, Result<(), IdentifyError>>>,
     outbox: Outbox,
     close_replies: Vec<oneshot::Sender<Option<ResumeInfo>>>,
-    /// One timer for the driver's life, moved only when the session's deadline moves.
-    timer: Pin<Box<Sleep>>,
-    armed: Option<Instant>,
+    /// The session's timer, moved only when its deadline moves.
+    timer: Timer,
     burst: usize,
     #[cfg(feature = "metrics")]
     waiting_since: Option<Instant>,
@@ -120,8 +110,7 @@ pub(crate) async fn run(
         closing: None,
         turn: None,
         close_replies: Vec::new(),
-        timer: Box::pin(tokio::time::sleep_until(tokio::time::Instant::now())),
-        armed: None,
+        timer: Timer::new(),
         burst: 0,
         #[cfg(feature = "metrics")]
         waiting_since: None,
@@ -234,20 +223,9 @@ impl Driver {
         true
     }
 
-    /// Moves the timer to the session's deadline, if that moved.
-    fn arm_timer(&mut self) {
-        let deadline = self.session.poll_timeout();
-        if deadline != self.armed {
-            self.armed = deadline;
-            if let Some(d) = deadline {
-                self.timer.as_mut().reset(d.into());
-            }
-        }
-    }
-
     /// Waits for the next input, whichever comes first, and hands it to the session.
     async fn step(&mut self) {
-        self.arm_timer();
+        self.timer.set(self.session.poll_timeout());
         let reading = !self.session.is_reading_paused();
         let busy = self.link.as_ref().is_some_and(|l| l.busy(reading));
         let woke = tokio::select! {
@@ -261,7 +239,7 @@ impl Driver {
                 Wake::Delivered
             }
             request = self.control.recv(), if self.control_open => Wake::Control(request),
-            () = &mut self.timer, if self.armed.is_some() => Wake::Timer,
+            () = self.timer.fired(), if self.timer.is_set() => Wake::Timer,
             granted = wait(&mut self.turn) => Wake::Turn(granted),
         };
         match woke {
@@ -270,11 +248,7 @@ impl Driver {
             Wake::Closed => self.closing = None,
             Wake::Delivered => {}
             Wake::Control(request) => self.request(request),
-            Wake::Timer => {
-                // Fired: armed again from what is due next.
-                self.armed = None;
-                self.session.handle_timeout(now());
-            }
+            Wake::Timer => self.session.handle_timeout(now()),
             Wake::Turn(granted) => self.granted(granted),
         }
     }
@@ -291,7 +265,9 @@ impl Driver {
         };
         match received {
             Received::Message(bytes) => {
+                // The decode histogram measures real time, not tokio's (which tests pause).
                 #[cfg(feature = "metrics")]
+                #[allow(clippy::disallowed_methods)]
                 let started = Instant::now();
                 self.session.handle_message(now(), &bytes);
                 #[cfg(feature = "metrics")]

@@ -8,6 +8,7 @@
 //! | [`ShardConfig`], [`Timeouts`], [`Backoff`] | configuration, mirroring hikari's shard constructor |
 //! | [`ShardEvent`], [`Reconnect`] | what the shard tells its user, in a documented order |
 //! | [`ShardError`], [`CommandError`] | what can go wrong, typed |
+//! | [`drive`] | what every tokio driver of a sans-IO core needs: the clock, optional waits, a timer (feature `tokio`) |
 //!
 //! Against the testkit's fake gateway (any v10 gateway works the same way):
 //!
@@ -37,10 +38,14 @@
 //! The driver installs rustls's ring crypto provider if the process has none; `wss://`
 //! certificates are verified against the webpki roots.
 
+// Tests read the clock to build inputs; the library itself does not (see clippy.toml).
+#![cfg_attr(test, allow(clippy::disallowed_methods))]
 mod backoff;
 mod config;
 #[cfg(feature = "tokio")]
 mod connect;
+#[cfg(feature = "tokio")]
+pub mod drive;
 #[cfg(feature = "tokio")]
 mod driver;
 mod error;

@@ -16,11 +16,6 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use crate::connect::{Socket, connect};
 use crate::identify::BoxFuture;
 
-/// `Instant::now()` as tokio sees it, so that tests can pause the clock.
-pub(crate) fn now() -> std::time::Instant {
-    tokio::time::Instant::now().into_std()
-}
-
 /// The steps of opening a websocket.
 pub(crate) enum Opening {
     /// A handshake slot is ours (or none is needed): the attempt's clock starts now.

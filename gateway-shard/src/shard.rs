@@ -88,7 +88,7 @@ impl Shard {
     pub(crate) fn spawn_into(config: ShardConfig, sink: EventSink) -> Result<Self, ShardError> {
         connect_url(&config.gateway_url, config.compression)
             .map_err(|e| ShardError::Config(e.to_string()))?;
-        let session = Session::new(&config, tokio::time::Instant::now().into_std());
+        let session = Session::new(&config, crate::drive::now());
         if let Some(Err(e)) = session.outcome() {
             // The session could not start (its decoder could not be built).
             return Err(e.clone());

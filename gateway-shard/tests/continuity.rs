@@ -2,6 +2,8 @@
 //! arrive with no gap and no repeat, and a new session is marked by READY (whose own sequence
 //! number is 1). Each scenario runs against a fresh fake gateway over loopback.
 
+// Tests and examples are drivers: they read the clock (see clippy.toml).
+#![allow(clippy::disallowed_methods)]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::Duration;

@@ -2,6 +2,8 @@
 //! recommended shard count and `max_concurrency`, the session start budget checked before any
 //! IDENTIFY, and a refused token as a typed error.
 
+// Tests and examples are drivers: they read the clock (see clippy.toml).
+#![allow(clippy::disallowed_methods)]
 #![cfg(feature = "rest")]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 

@@ -1,6 +1,8 @@
 //! The real shard over a real websocket against the testkit's fake gateway on 127.0.0.1, with
 //! real compression. No mocks.
 
+// Tests and examples are drivers: they read the clock (see clippy.toml).
+#![allow(clippy::disallowed_methods)]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::Duration;

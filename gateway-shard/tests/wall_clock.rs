@@ -4,6 +4,8 @@
 //! assert outcomes, not durations: every dispatch once and in order, in one session, with no
 //! disconnect. Their time bounds are generous.
 
+// Tests and examples are drivers: they read the clock (see clippy.toml).
+#![allow(clippy::disallowed_methods)]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::Duration;

@@ -108,7 +108,7 @@ async fn serve(
                     None => return,
                 }
                 if wire.is_ending() {
-                    grace.as_mut().reset(Instant::now() + END_GRACE);
+                    grace.as_mut().reset(Instant::from_std(now()) + END_GRACE);
                 }
             }
             io = wire.io() => match io {
@@ -125,7 +125,7 @@ async fn serve(
                         // The client closed: its close frame is answered (the websocket queued
                         // the answer, with the client's code) before the socket goes.
                         wire.end(None);
-                        grace.as_mut().reset(Instant::now() + END_GRACE);
+                        grace.as_mut().reset(Instant::from_std(now()) + END_GRACE);
                     }
                 }
             },

@@ -261,7 +261,7 @@ async fn sleep_until(deadline: Option<std::time::Instant>) {
 /// One accepted socket: reads its request head within the handshake timeout, then serves it as a
 /// websocket or as plain HTTP.
 async fn serve_socket(shared: Arc<Shared>, mut tcp: TcpStream, id: u64) {
-    let deadline = Instant::now() + shared.config.handshake_timeout;
+    let deadline = Instant::from_std(now()) + shared.config.handshake_timeout;
     let head = match tokio::time::timeout_at(deadline, handshake::read_head(&mut tcp)).await {
         Ok(Ok(head)) => head,
         Ok(Err(e)) => {

@@ -33,7 +33,10 @@ pub(crate) fn output_bytes(output: &Output) -> usize {
     }
 }
 
-/// `Instant::now()` as tokio sees it, so that tests can pause the clock.
+/// `Instant::now()` as tokio sees it, so that tests can pause the clock: the one clock of the
+/// testkit's server (which sits below the shard, so it keeps its own copy of
+/// `gateway_shard::drive::now`).
+#[allow(clippy::disallowed_methods)]
 pub(crate) fn now() -> Instant {
     tokio::time::Instant::now().into_std()
 }

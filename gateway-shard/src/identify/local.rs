@@ -7,6 +7,8 @@ use std::time::{Duration, Instant};
 use gateway_model::SessionStartLimit;
 use tokio::sync::oneshot;
 
+use crate::drive::{now, sleep_until};
+
 use super::{
     BoxFuture, Grant, IDENTIFY_WINDOW, IdentifyError, IdentifyQueue, IdentifySchedule, Ticket,
     spacing,
@@ -92,17 +94,6 @@ impl Drop for Place<'_> {
         inner.waiters.remove(&self.ticket);
         inner.schedule.handle_cancel(now(), self.ticket);
         inner.drain(now());
-    }
-}
-
-fn now() -> Instant {
-    tokio::time::Instant::now().into_std()
-}
-
-async fn sleep_until(deadline: Option<Instant>) {
-    match deadline {
-        Some(at) => tokio::time::sleep_until(at.into()).await,
-        None => std::future::pending().await,
     }
 }
 

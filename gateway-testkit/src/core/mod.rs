@@ -24,6 +24,7 @@ use self::conn::Conn;
 pub use crate::frame::Frame;
 use crate::inbound::Rejection;
 use crate::query::parse_query;
+#[cfg(feature = "server")]
 use crate::session_start::Budget;
 use crate::state::{State, StateCounts, View};
 use crate::{ConnectionInfo, DropReason, Fault, GatewayConfig, Trigger, World};
@@ -177,10 +178,12 @@ impl GatewayCore {
     }
 
     /// The session start budget at `now`, as `GET /gateway/bot` reports it.
+    #[cfg(feature = "server")]
     pub(crate) fn budget(&mut self, now: Instant) -> Budget {
         self.state.session_starts.budget_at(now, &self.config)
     }
 
+    #[cfg(feature = "server")]
     pub(crate) fn state_mut(&mut self) -> &mut State {
         &mut self.state
     }
