@@ -85,115 +85,38 @@ impl Summary {
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
-    let compression = match args.compression.as_str() {
-        "zlib" | "zlib-stream" => Compression::ZlibStream,
-        "zstd" | "zstd-stream" => Compression::ZstdStream,
-        "none" => Compression::None,
-        other => return Err(format!("unknown compression {other:?}: zlib, zstd or none").into()),
-    };
-    let token = std::env::var("DISCORD_TOKEN").ok();
-    let url = std::env::var("GATEWAY_URL").ok();
-    // Without a token and a URL: an embedded fake gateway with a seeded world and live traffic.
-    let on_discord = token.is_some() && url.is_none();
-    let fake = match (&token, &url) {
-        (None, None) => Some(Arc::new(
-            start_fake_gateway(
-                args.shards.unwrap_or(1).max(1),
-                args.max_concurrency.unwrap_or(4),
-            )
-            .await?,
-        )),
-        _ => None,
-    };
-    let (gateway_url, token) = match (&fake, url, token) {
-        (Some(f), _, _) => (f.url().to_owned(), f.config().token.clone()),
-        (None, Some(url), token) => (url, token.unwrap_or_else(|| "testkit-token".to_owned())),
-        (None, None, Some(token)) => (gateway_shard::DISCORD_GATEWAY.to_owned(), token),
-        (None, None, None) => unreachable!(),
-    };
-    let chunk = args.chunk || fake.is_some();
+    let compression = compression(&args.compression)?;
+    let target = Target::choose(&args).await?;
+    let chunk = args.chunk || target.fake.is_some();
     let mut intents = Intents::GUILDS | Intents::GUILD_MESSAGES | Intents::GUILD_MESSAGE_TYPING;
     if chunk {
         intents |= Intents::GUILD_MEMBERS;
     }
-    let mut config = ShardConfig::new(Token::new(token), intents)
-        .with_gateway_url(gateway_url)
+    let config = ShardConfig::new(Token::new(target.token.clone()), intents)
+        .with_gateway_url(target.url.clone())
         .with_compression(compression);
-    // On Discord with no --shards: the shard count, max_concurrency, URL and session start
-    // budget that GET /gateway/bot gives, as ShardGroupConfig::recommended would.
-    let recommended = match args.shards {
-        None if on_discord => Some(
-            gateway_shard::fetch_gateway_bot(gateway_shard::DISCORD_API, &config.token, &[], None)
-                .await?,
-        ),
-        _ => None,
-    };
-    let (shards, max_concurrency) = match &recommended {
-        Some(info) => (
-            info.shards.max(1),
-            info.session_start_limit.max_concurrency.max(1),
-        ),
-        None => (
-            args.shards.unwrap_or(1).max(1),
-            args.max_concurrency
-                .unwrap_or(if fake.is_some() { 4 } else { 1 }),
-        ),
-    };
-    if let Some(info) = &recommended {
-        config.gateway_url.clone_from(&info.url);
-        let limit = info.session_start_limit;
-        println!(
-            "GET /gateway/bot: {shards} shard(s), {} of {} session starts left",
-            limit.remaining, limit.total
-        );
-    }
-    let gateway_url = config.gateway_url.clone();
-    println!(
-        "connecting {shards} shard(s) to {gateway_url} ({compression}, max_concurrency {max_concurrency}){}",
-        if fake.is_some() {
-            ", the embedded fake gateway"
-        } else {
-            ""
-        }
-    );
+    let plan = Plan::make(&args, &target, config).await?;
     let started = Instant::now();
-    let mut tracker_config = TrackerConfig::new(shards, 0..shards, intents);
+    let mut tracker_config = TrackerConfig::new(plan.shards, 0..plan.shards, intents);
     tracker_config.auto_chunk = chunk;
     // `--for` counts from here: it holds while the shards start, too.
     let deadline = args
         .run_for
         .map(|s| tokio::time::Instant::now() + Duration::from_secs(s));
-    let group_config = match &recommended {
-        Some(info) => ShardGroupConfig::from_gateway_bot(config, info),
-        None => ShardGroupConfig::new(config, shards, max_concurrency),
-    };
-    let (group, events) = ShardGroup::launch(group_config)
+    let (group, events) = ShardGroup::launch(plan.group)
         .await
         .unwrap_or_else(|e| fail(&e));
     let group = Arc::new(group);
     let (_tracker, mut events) = ChunkTracker::spawn(Arc::clone(&group), events, tracker_config);
-    let mut summary = Summary::new(started, shards);
-    // Events are printed as they come, while the shards start too (each attempt that fails).
-    let mut starting = std::pin::pin!(group.wait_ready(progress_printer(started)));
-    let mut ready = false;
-    let stop = loop {
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => break "Ctrl-C",
-            () = until(deadline) => break "--for",
-            result = &mut starting, if !ready => {
-                result.unwrap_or_else(|e| fail(&e));
-                ready = true;
-                println!("all {shards} shard(s) ready in {:.1?}", started.elapsed());
-                if let Some(f) = &fake {
-                    tokio::spawn(traffic(Arc::clone(f)));
-                }
-            }
-            event = events.next() => match event {
-                Some(event) => record(&mut summary, &group, event, args.quiet),
-                None => break "the events ended",
-            },
-        }
+    let mut summary = Summary::new(started, plan.shards);
+    let run = Run {
+        group: &group,
+        fake: target.fake.as_ref(),
+        quiet: args.quiet,
+        started,
+        deadline,
     };
+    let (stop, ready) = run.until_stopped(&mut events, &mut summary).await;
     if !ready {
         println!(
             "stopped after {:.1?} while starting ({stop})",
@@ -210,19 +133,191 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     if let Err(e) = group.join().await {
         println!("a shard stopped with an error: {e}");
     }
-    let identify_order = fake.as_ref().map(|f| {
-        f.recorded()
-            .iter()
-            .filter_map(|r| match r.command() {
-                Some(gateway_model::Command::Identify(i)) => {
-                    Some((i.shard.map_or(0, |s| s.number()), r.at))
-                }
-                _ => None,
-            })
-            .collect::<Vec<_>>()
-    });
-    print_summary(&summary, identify_order, max_concurrency);
+    let order = target.fake.as_deref().map(identify_order);
+    print_summary(&summary, order, plan.max_concurrency);
     Ok(())
+}
+
+/// `--compression`'s value.
+fn compression(name: &str) -> Result<Compression, String> {
+    match name {
+        "zlib" | "zlib-stream" => Ok(Compression::ZlibStream),
+        "zstd" | "zstd-stream" => Ok(Compression::ZstdStream),
+        "none" => Ok(Compression::None),
+        other => Err(format!("unknown compression {other:?}: zlib, zstd or none")),
+    }
+}
+
+/// Where the shards connect, and with which token.
+struct Target {
+    /// The embedded fake gateway, when there is neither a token nor a URL.
+    fake: Option<Arc<FakeGateway>>,
+    url: String,
+    token: String,
+    /// Discord itself: a token and no URL.
+    on_discord: bool,
+}
+
+impl Target {
+    /// From the environment: `DISCORD_TOKEN` and `GATEWAY_URL`, or neither (the fake gateway,
+    /// with a seeded world and live traffic).
+    async fn choose(args: &Args) -> std::io::Result<Self> {
+        let token = std::env::var("DISCORD_TOKEN").ok();
+        let url = std::env::var("GATEWAY_URL").ok();
+        let on_discord = token.is_some() && url.is_none();
+        Ok(match (url, token) {
+            (None, None) => {
+                let shards = args.shards.unwrap_or(1).max(1);
+                let fake = start_fake_gateway(shards, args.max_concurrency.unwrap_or(4)).await?;
+                let (url, token) = (fake.url().to_owned(), fake.config().token.clone());
+                Self {
+                    fake: Some(Arc::new(fake)),
+                    url,
+                    token,
+                    on_discord,
+                }
+            }
+            (Some(url), token) => Self {
+                fake: None,
+                url,
+                token: token.unwrap_or_else(|| "testkit-token".to_owned()),
+                on_discord,
+            },
+            (None, Some(token)) => Self {
+                fake: None,
+                url: gateway_shard::DISCORD_GATEWAY.to_owned(),
+                token,
+                on_discord,
+            },
+        })
+    }
+}
+
+/// How many shards, in which buckets, configured how.
+struct Plan {
+    group: ShardGroupConfig,
+    shards: u32,
+    max_concurrency: u32,
+}
+
+impl Plan {
+    /// On Discord with no `--shards`: what `GET /gateway/bot` gives (the shard count,
+    /// max_concurrency, URL and session start budget), as `ShardGroupConfig::recommended` would;
+    /// otherwise the arguments.
+    async fn make(
+        args: &Args,
+        target: &Target,
+        mut config: ShardConfig,
+    ) -> Result<Self, Box<dyn std::error::Error>> {
+        let recommended = match args.shards {
+            None if target.on_discord => Some(
+                gateway_shard::fetch_gateway_bot(
+                    gateway_shard::DISCORD_API,
+                    &config.token,
+                    &[],
+                    None,
+                )
+                .await?,
+            ),
+            _ => None,
+        };
+        let fake = target.fake.is_some();
+        let plan = match &recommended {
+            Some(info) => {
+                config.gateway_url.clone_from(&info.url);
+                let limit = info.session_start_limit;
+                let (shards, buckets) = (info.shards.max(1), limit.max_concurrency.max(1));
+                println!(
+                    "GET /gateway/bot: {shards} shard(s), {} of {} session starts left",
+                    limit.remaining, limit.total
+                );
+                let group = ShardGroupConfig::from_gateway_bot(config, info);
+                Self {
+                    group,
+                    shards,
+                    max_concurrency: buckets,
+                }
+            }
+            None => {
+                let shards = args.shards.unwrap_or(1).max(1);
+                let buckets = args.max_concurrency.unwrap_or(if fake { 4 } else { 1 });
+                let group = ShardGroupConfig::new(config, shards, buckets);
+                Self {
+                    group,
+                    shards,
+                    max_concurrency: buckets,
+                }
+            }
+        };
+        println!(
+            "connecting {} shard(s) to {} ({}, max_concurrency {}){}",
+            plan.shards,
+            plan.group.shard.gateway_url,
+            plan.group.shard.compression,
+            plan.max_concurrency,
+            if fake {
+                ", the embedded fake gateway"
+            } else {
+                ""
+            }
+        );
+        Ok(plan)
+    }
+}
+
+/// The running bot: events printed as they come, while the shards start too (each attempt
+/// that fails).
+struct Run<'a> {
+    group: &'a ShardGroup,
+    fake: Option<&'a Arc<FakeGateway>>,
+    quiet: bool,
+    started: Instant,
+    deadline: Option<tokio::time::Instant>,
+}
+
+impl Run<'_> {
+    /// Until Ctrl-C, `--for`, or the end of the events; says why, and whether every shard was
+    /// ready by then.
+    async fn until_stopped(
+        &self,
+        events: &mut gateway_chunking::TrackedEvents,
+        summary: &mut Summary,
+    ) -> (&'static str, bool) {
+        let mut starting = std::pin::pin!(self.group.wait_ready(progress_printer(self.started)));
+        let mut ready = false;
+        let stop = loop {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => break "Ctrl-C",
+                () = until(self.deadline) => break "--for",
+                result = &mut starting, if !ready => {
+                    result.unwrap_or_else(|e| fail(&e));
+                    ready = true;
+                    println!("all {} shard(s) ready in {:.1?}", summary.shards, self.started.elapsed());
+                    if let Some(f) = self.fake {
+                        tokio::spawn(traffic(Arc::clone(f)));
+                    }
+                }
+                event = events.next() => match event {
+                    Some(event) => record(summary, self.group, event, self.quiet),
+                    None => break "the events ended",
+                },
+            }
+        };
+        (stop, ready)
+    }
+}
+
+/// Each IDENTIFY the fake gateway received: its shard, and when.
+fn identify_order(fake: &FakeGateway) -> Vec<(u32, Duration)> {
+    fake.recorded()
+        .iter()
+        .filter_map(|r| match r.command() {
+            Some(gateway_model::Command::Identify(i)) => {
+                Some((i.shard.map_or(0, |s| s.number()), r.at))
+            }
+            _ => None,
+        })
+        .collect()
 }
 
 async fn start_fake_gateway(shards: u32, max_concurrency: u32) -> std::io::Result<FakeGateway> {
