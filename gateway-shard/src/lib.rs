@@ -86,6 +86,6 @@ pub use presence::PresenceUpdate;
 pub use ratelimit::{COMMANDS_PER_WINDOW, WINDOW};
 #[cfg(feature = "rest")]
 pub use rest::{DISCORD_API, GatewayBotError, fetch_gateway_bot};
-pub use session::{IDENTIFY_QUEUE_RETRY, ResumeInfo, Session, SessionState};
+pub use session::{IDENTIFY_QUEUE_RETRY, ResumeInfo, Session, SessionState, Timer};
 #[cfg(feature = "tokio")]
 pub use shard::{Shard, ShardEvents};

@@ -11,7 +11,7 @@ use gateway_model::{
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use self::heartbeat::{Heartbeats, Tick};
+use self::heartbeat::Heartbeats;
 use self::inbound::Inbound;
 use crate::backoff::BackoffState;
 use crate::presence::PresenceState;
@@ -19,9 +19,11 @@ use crate::ratelimit::{CommandQueue, RateLimiter};
 mod heartbeat;
 mod inbound;
 mod recovery;
+mod timers;
 mod user;
 mod view;
 
+pub use self::timers::Timer;
 pub use crate::resume::ResumeInfo;
 use crate::resume::secure_resume_url;
 use crate::{Action, Output, Reconnect, ShardConfig, ShardError, ShardEvent, Timeouts};
@@ -143,6 +145,8 @@ pub struct Session {
     awaiting_turn: bool,
     /// The sequence number the latest READY came with.
     ready_seq: Option<u64>,
+    /// The timer the latest [`handle_timeout`](Self::handle_timeout) fired.
+    last_timeout: Option<Timer>,
     last_failure: Option<String>,
     announced: bool,
     /// Events for the user, each with the bytes it is counted as.
@@ -219,6 +223,7 @@ impl Session {
             inbound: Inbound::new(decoder, config.limits.max_message_size),
             awaiting_turn: false,
             ready_seq: None,
+            last_timeout: None,
             last_failure: None,
             announced: false,
             events: VecDeque::new(),
@@ -292,76 +297,7 @@ impl Session {
         None
     }
 
-    /// When [`handle_timeout`](Self::handle_timeout) must be called next.
-    #[must_use]
-    pub fn poll_timeout(&self) -> Option<Instant> {
-        let phase = match self.phase {
-            Phase::Idle { connect_at } => Some(connect_at),
-            Phase::Connecting { deadline, .. }
-            | Phase::AwaitingHello { deadline, .. }
-            | Phase::Handshaking { deadline, .. } => Some(deadline),
-            Phase::AwaitingIdentify | Phase::Connected { .. } | Phase::Stopped => None,
-        };
-        let waiting = self.heartbeats.is_due()
-            || self.handshake_frame.is_some()
-            || (self.is_connected() && !self.queue.is_empty());
-        let limiter = if waiting && self.connection_open {
-            self.limiter.next_free()
-        } else {
-            None
-        };
-        [
-            phase,
-            self.heartbeats.deadline(),
-            limiter,
-            self.inbound.deadline(),
-        ]
-        .into_iter()
-        .flatten()
-        .min()
-    }
-
     // ---- inputs ----
-
-    /// Time passed: connect, give up on a slow step, heartbeat, detect a zombie, or let the
-    /// decoder give back what large payloads needed once the connection is quiet.
-    pub fn handle_timeout(&mut self, now: Instant) {
-        self.inbound.handle_timeout(now);
-        match self.phase {
-            Phase::Idle { connect_at } if now >= connect_at => self.connect(now),
-            Phase::Connecting { deadline, .. } if now >= deadline => {
-                self.handle_connect_failed(now, "websocket handshake timed out");
-            }
-            Phase::AwaitingHello { deadline, .. } if now >= deadline => {
-                self.lost(now, Some(4000), "no HELLO in time", Reconnect::Resume);
-            }
-            Phase::Handshaking { deadline, .. } if now >= deadline => {
-                self.lost(
-                    now,
-                    Some(4000),
-                    "no READY or RESUMED in time",
-                    Reconnect::Resume,
-                );
-            }
-            _ => {}
-        }
-        if !self.connection_open {
-            return;
-        }
-        let reading = !self.is_reading_paused();
-        if self.heartbeats.tick(now, reading) == Tick::Zombie {
-            tracing::warn!(
-                shard = self.shard.number(),
-                "no heartbeat ACK and nothing received since the last heartbeat: zombied connection"
-            );
-            self.lost(
-                now,
-                Some(4000),
-                "zombied connection (no heartbeat ACK, nothing received)",
-                Reconnect::Resume,
-            );
-        }
-    }
 
     /// The attempt to open the websocket really began (after any wait for a handshake slot):
     /// the handshake timeout counts from now.

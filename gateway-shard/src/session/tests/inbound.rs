@@ -202,3 +202,33 @@ fn raw_and_typed_dispatches_keep_d_by_one_rule() {
         assert_eq!((raw.data.get(), dispatch.seq), (d, 2), "{name}");
     }
 }
+
+#[test]
+fn each_timeout_names_its_timer() {
+    let mut h = Harness::new(config());
+    assert_eq!(
+        h.s.last_timeout(),
+        Some(Timer::Connect),
+        "the first connect"
+    );
+    assert!(matches!(h.s.next_timer(), Some((Timer::Handshake, _))));
+    h.s.handle_connected(h.now);
+    h.drain();
+    assert!(matches!(h.s.next_timer(), Some((Timer::Hello, _))));
+    h.advance(Duration::from_secs(60));
+    assert_eq!(
+        h.s.last_timeout(),
+        Some(Timer::Connect),
+        "no HELLO, so a reconnect"
+    );
+    let mut h = Harness::new(config());
+    h.ready();
+    // No ACK for a heartbeat, and nothing heard: the heartbeat timer finds a zombie.
+    h.advance(Duration::from_secs(90));
+    assert!(
+        h.take_events()
+            .iter()
+            .any(|e| matches!(e, ShardEvent::Disconnected { .. }))
+    );
+    assert!(h.take_actions().contains(&Action::Close { code: 4000 }));
+}
