@@ -232,6 +232,17 @@ fn drain(inner: &Inner, outgoing: &mut Outgoing, delivering: &mut VecDeque<Track
 async fn run(
     inner: Arc<Inner>,
     group: Arc<ShardGroup>,
+    events: GroupEvents,
+    tx: mpsc::Sender<TrackedEvent>,
+) {
+    drive(&inner, group, events, tx).await;
+    // Nothing will finish the requests still open: their handles hear `None` now.
+    inner.lock().waiters.clear();
+}
+
+async fn drive(
+    inner: &Arc<Inner>,
+    group: Arc<ShardGroup>,
     mut events: GroupEvents,
     tx: mpsc::Sender<TrackedEvent>,
 ) {
@@ -240,7 +251,7 @@ async fn run(
     let mut reading = true;
     let mut timer = Timer::new();
     loop {
-        drain(&inner, &mut outgoing, &mut delivering);
+        drain(inner, &mut outgoing, &mut delivering);
         outgoing.start(&group);
         if !reading && delivering.is_empty() && outgoing.is_idle() {
             break;

@@ -17,7 +17,7 @@
 //! With gateway-shard's `metrics` feature (on here), each shard also reports
 //! `gateway_bytes_received_total` (websocket bytes, compressed as they came),
 //! `gateway_data_bytes_decoded_total` (the `d` of each payload, decompressed),
-//! `gateway_decode_seconds` (histogram), `gateway_identify_wait_seconds` (histogram, time in the
+//! `gateway_decode_seconds` (histogram: one websocket message decoded and handled by the session), `gateway_identify_wait_seconds` (histogram, time in the
 //! identify queue) and `gateway_command_queue_depth` (gauge, by `shard`); with
 //! gateway-chunking's, `gateway_chunk_requests_total` by `outcome`.
 

@@ -147,12 +147,7 @@ impl Driver {
                     Some(l) => l.send(frame),
                     None => tracing::debug!("a frame for a connection that is gone"),
                 },
-                Output::Event { event, cost } => {
-                    #[cfg(feature = "metrics")]
-                    metrics::counter!("gateway_data_bytes_decoded_total")
-                        .increment(cost.saturating_sub(crate::session::EVENT_OVERHEAD) as u64);
-                    self.outbox.push(event, cost);
-                }
+                Output::Event { event, cost } => self.outbox.push(event, cost),
             }
         }
         // Published before the events go, so that a handle sees what an event it reads implies.
@@ -186,6 +181,10 @@ impl Driver {
                 let queue = Arc::clone(&self.settings.identify_queue);
                 let (id, buckets) = (self.session.shard().number(), self.settings.max_concurrency);
                 self.turn = Some(Box::pin(async move { queue.acquire(id, buckets).await }));
+            }
+            Action::CancelConnect => {
+                self.connecting = None;
+                self.connect_to = None;
             }
             Action::CancelIdentify => self.turn = None,
         }
@@ -264,24 +263,10 @@ impl Driver {
             Io::Received(message) => Received::from(message),
         };
         match received {
-            Received::Message(bytes) => {
-                // The decode histogram measures real time, not tokio's (which tests pause).
-                #[cfg(feature = "metrics")]
-                #[allow(clippy::disallowed_methods)]
-                let started = Instant::now();
-                self.session.handle_message(now(), &bytes);
-                #[cfg(feature = "metrics")]
-                {
-                    metrics::counter!("gateway_bytes_received_total").increment(bytes.len() as u64);
-                    metrics::histogram!("gateway_decode_seconds")
-                        .record(started.elapsed().as_secs_f64());
-                }
-            }
+            Received::Message(bytes) => self.message(&bytes),
             Received::Nothing => {}
-            Received::TooLarge => {
-                self.session.handle_message_too_large(now());
-                self.link = None;
-            }
+            // The session closes it (`Action::Close`), with a close frame.
+            Received::TooLarge => self.session.handle_message_too_large(now()),
             Received::Closed(code) => {
                 self.session.handle_closed(now(), code);
                 self.link = None;
@@ -289,23 +274,39 @@ impl Driver {
         }
     }
 
+    /// One message to the session, measured when metrics are on.
+    fn message(&mut self, bytes: &[u8]) {
+        #[cfg(not(feature = "metrics"))]
+        self.session.handle_message(now(), bytes);
+        #[cfg(feature = "metrics")]
+        {
+            let decoded = self.session.data_bytes_decoded();
+            // The decode histogram measures real time, not tokio's (which tests pause).
+            #[allow(clippy::disallowed_methods)]
+            let started = Instant::now();
+            self.session.handle_message(now(), bytes);
+            metrics::histogram!("gateway_decode_seconds").record(started.elapsed().as_secs_f64());
+            metrics::counter!("gateway_bytes_received_total").increment(bytes.len() as u64);
+            metrics::counter!("gateway_data_bytes_decoded_total")
+                .increment(self.session.data_bytes_decoded() - decoded);
+        }
+    }
+
     fn opened(&mut self, step: Opening) {
         self.connecting = None;
         match step {
-            Opening::Slot(permit) => match self.connect_to.take() {
-                Some(url) if self.session.awaits_connection() => {
+            // (An attempt the session gave up on was cancelled: its steps never come here.)
+            Opening::Slot(permit) => {
+                if let Some(url) = self.connect_to.take() {
                     // The wait for a slot does not count against the handshake.
                     self.session.handle_connect_started(now());
                     self.connecting = Some(self.settings.dialer.open(url, permit));
                 }
-                _ => {}
-            },
-            // A connection the session gave up on meanwhile is dropped.
-            Opening::Opened(Ok(s)) if self.session.awaits_connection() => {
+            }
+            Opening::Opened(Ok(s)) => {
                 self.link = Some(Link::new(*s));
                 self.session.handle_connected(now());
             }
-            Opening::Opened(Ok(_)) => {}
             Opening::Opened(Err(reason)) => self.session.handle_connect_failed(now(), &reason),
         }
     }

@@ -104,7 +104,7 @@ pub(crate) fn untyped(
             }))
         }
         Err(json) => {
-            tracing::error!(shard, seq, event = name, error = %json, "dispatch is not JSON: dropped");
+            tracing::error!(shard, seq, event = name, error = %json, "dispatch is not JSON: resuming, so that the gateway replays it");
             None
         }
     }

@@ -34,6 +34,9 @@ pub enum Action {
     /// (or, if the queue refuses or fails, [`Session::handle_identify_refused`] or
     /// [`Session::handle_identify_failed`]).
     AwaitIdentify,
+    /// The connection asked for with [`Action::Connect`] is given up on (its handshake took too
+    /// long, or the session closed meanwhile): stop opening it, and drop it if it opens.
+    CancelConnect,
     /// The wait for the identify turn is over without it (the connection that waited is gone):
     /// give the place in the queue up.
     CancelIdentify,

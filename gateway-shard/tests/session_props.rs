@@ -88,7 +88,7 @@ impl Run {
                         self.identifies = 0;
                     }
                     Action::Close { .. } => self.open = false,
-                    Action::AwaitIdentify | Action::CancelIdentify => {}
+                    Action::AwaitIdentify | Action::CancelIdentify | Action::CancelConnect => {}
                 },
                 Output::Transmit(frame) => {
                     assert!(self.open, "sent on a closed connection");

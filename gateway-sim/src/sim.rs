@@ -15,6 +15,7 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::check::{Chunking, Identifies};
 use crate::client::{Client, TOKEN};
+use crate::faults::MAX_MESSAGE;
 use crate::faults::{self, Planned};
 use crate::net::{Agenda, Event};
 use crate::{Failure, Report, SimConfig};
@@ -281,7 +282,13 @@ impl Sim {
                 Frame::Text(t) => t.as_bytes(),
                 Frame::Binary(b) => b,
             };
-            client.session.handle_message(now, bytes);
+            // The websocket refuses a message over its limit before anyone reads it, as
+            // tungstenite's `max_message_size` does under the shard's driver.
+            if bytes.len() > MAX_MESSAGE {
+                client.session.handle_message_too_large(now);
+            } else {
+                client.session.handle_message(now, bytes);
+            }
             // A session that closed (a decode error, an oversize message) reads no more of it.
             while let Some(output) = client.session.poll_output(now) {
                 if let Output::Action(Action::Close { .. } | Action::Connect { .. }) = &output {
@@ -425,6 +432,10 @@ impl Sim {
                         };
                         self.agenda.send(conn, true, latency, event);
                     }
+                }
+                Output::Action(Action::CancelConnect) => {
+                    // A connection that opens now is dropped when it does (`opened`).
+                    self.clients[shard as usize].opening = None;
                 }
                 Output::Action(Action::CancelIdentify) => {
                     let client = &mut self.clients[shard as usize];

@@ -61,6 +61,8 @@ pub(super) struct Inbound {
     quiet: Quiet,
     /// The websocket's limit on one message, as the decoder's.
     max_message: usize,
+    /// The `d` bytes of every payload decoded so far.
+    data_bytes: u64,
 }
 
 impl Inbound {
@@ -69,14 +71,20 @@ impl Inbound {
             decoder,
             quiet: Quiet::default(),
             max_message,
+            data_bytes: 0,
         }
     }
 
-    /// A new connection: a fresh decompression context, nothing pending.
+    /// A new connection: a fresh decompression context, nothing pending, and the room the last
+    /// connection's large payloads needed given back (its quiet check may not have come).
     pub(super) fn new_stream(&mut self) -> Result<(), DecodeError> {
         self.quiet = Quiet::default();
         match &mut self.decoder {
-            Some(decoder) => decoder.reset(),
+            Some(decoder) => {
+                decoder.reset()?;
+                decoder.release();
+                Ok(())
+            }
             None => Ok(()),
         }
     }
@@ -113,7 +121,9 @@ impl Session {
         let mut cost = EVENT_OVERHEAD;
         match decoder.push(message) {
             Ok(Some(payload)) => {
-                cost += payload.data.map_or(0, str::len);
+                let data = payload.data.map_or(0, str::len);
+                cost += data;
+                self.inbound.data_bytes += data as u64;
                 self.handle_payload(now, &payload);
             }
             Ok(None) => {}
@@ -125,6 +135,13 @@ impl Session {
         if let Some((_, c)) = self.events.get_mut(before) {
             *c = cost;
         }
+    }
+
+    /// The `d` bytes of every payload decoded so far (each payload's, whether or not it became
+    /// an event), for a driver's metrics.
+    #[must_use]
+    pub fn data_bytes_decoded(&self) -> u64 {
+        self.inbound.data_bytes
     }
 
     /// The websocket refused a message over its limit before the session saw it: the same as a

@@ -31,6 +31,9 @@ use crate::{Action, Output, Reconnect, ShardConfig, ShardError, ShardEvent, Time
 /// What an event is counted as beyond its payload's `d` (all of it, for an event without one).
 pub(crate) const EVENT_OVERHEAD: usize = 64;
 
+/// The longest an identify queue's refusal holds the shard back.
+const MAX_IDENTIFY_WAIT: Duration = Duration::from_secs(24 * 3600);
+
 /// How long after an identify queue that could not be asked the shard tries again.
 pub const IDENTIFY_QUEUE_RETRY: Duration = Duration::from_secs(5);
 
@@ -143,6 +146,8 @@ pub struct Session {
     inbound: Inbound,
     /// An [`Action::AwaitIdentify`] is out, and its wait has not ended.
     awaiting_turn: bool,
+    /// An [`Action::Connect`] is out, and the driver has not said how it went.
+    dialing: bool,
     /// The sequence number the latest READY came with.
     ready_seq: Option<u64>,
     /// The timer the latest [`handle_timeout`](Self::handle_timeout) fired.
@@ -222,6 +227,7 @@ impl Session {
             reading_paused: false,
             inbound: Inbound::new(decoder, config.limits.max_message_size),
             awaiting_turn: false,
+            dialing: false,
             ready_seq: None,
             last_timeout: None,
             last_failure: None,
@@ -312,24 +318,36 @@ impl Session {
 
     /// The websocket is open.
     pub fn handle_connected(&mut self, now: Instant) {
+        self.dialing = false;
         if let Phase::Connecting { resume_url, .. } = self.phase {
-            if let Err(e) = self.inbound.new_stream() {
-                tracing::error!(shard = self.shard.number(), error = %e, "decoder reset failed");
-                self.outcome = Some(Err(ShardError::Config(format!("decoder: {e}"))));
-                self.phase = Phase::Stopped;
-                return;
-            }
             self.connection_open = true;
             self.limiter.reset(None);
             self.phase = Phase::AwaitingHello {
                 deadline: now + self.timeouts.hello,
                 resume_url,
             };
+            if let Err(e) = self.inbound.new_stream() {
+                // Its stream cannot be read: close it, and try again with a new one.
+                tracing::error!(shard = self.shard.number(), error = %e, "decoder reset failed");
+                self.lost(
+                    now,
+                    Some(4000),
+                    "the decoder could not be reset",
+                    Reconnect::Resume,
+                );
+            }
         }
     }
 
     /// The websocket could not be opened.
     pub fn handle_connect_failed(&mut self, now: Instant, reason: &str) {
+        self.dialing = false;
+        self.connect_failed(now, reason);
+    }
+
+    /// The attempt failed (the driver said so, or its handshake timed out): back off, then try
+    /// again.
+    pub(super) fn connect_failed(&mut self, now: Instant, reason: &str) {
         if let Phase::Connecting { resume_url, .. } = self.phase {
             tracing::warn!(shard = self.shard.number(), reason, "connect failed");
             if resume_url {
@@ -436,6 +454,8 @@ impl Session {
     /// `retry_in`, when the budget resets.
     pub fn handle_identify_refused(&mut self, now: Instant, retry_in: Duration, reason: &str) {
         self.awaiting_turn = false;
+        // Bounded: a queue's answer (a Redis TTL, say) cannot push the reconnect past a day.
+        let retry_in = retry_in.min(MAX_IDENTIFY_WAIT);
         if self.phase != Phase::AwaitingIdentify {
             return;
         }
@@ -490,11 +510,21 @@ impl Session {
             }
         };
         tracing::debug!(shard = self.shard.number(), %url, "connecting");
+        self.give_up_dialing();
+        self.dialing = true;
         self.actions.push_back(Action::Connect { url });
         self.phase = Phase::Connecting {
             deadline: now + self.timeouts.handshake,
             resume_url,
         };
+    }
+
+    /// The attempt that an [`Action::Connect`] started, if the driver has not said how it went,
+    /// is given up on: the driver is told to stop it.
+    pub(super) fn give_up_dialing(&mut self) {
+        if std::mem::take(&mut self.dialing) {
+            self.actions.push_back(Action::CancelConnect);
+        }
     }
 
     fn hello(&mut self, now: Instant, interval: Duration) {

@@ -5,6 +5,9 @@ use std::time::{Duration, Instant};
 use super::{Phase, Session};
 use crate::{Action, Reconnect, ShardEvent};
 
+/// The longest reconnect delay, should a delay overflow `Instant`.
+const MAX_DELAY: Duration = Duration::from_secs(24 * 3600);
+
 impl Session {
     /// The session is over. Member requests still queued for it are dropped, and the user is
     /// told: sent in the next session they would ask for the same guild twice (with its own
@@ -38,6 +41,8 @@ impl Session {
         next: Reconnect,
         wait: Duration,
     ) {
+        // An attempt still opening (the user closed meanwhile) goes too.
+        self.give_up_dialing();
         if self.connection_open {
             self.connection_open = false;
             if let Some(code) = code {
@@ -130,8 +135,8 @@ impl Session {
             wait
         };
         tracing::debug!(shard = self.shard.number(), ?delay, "reconnecting after");
-        self.phase = Phase::Idle {
-            connect_at: now + delay,
-        };
+        // A delay past what `Instant` holds waits as long as it can.
+        let connect_at = now.checked_add(delay).unwrap_or(now + MAX_DELAY);
+        self.phase = Phase::Idle { connect_at };
     }
 }

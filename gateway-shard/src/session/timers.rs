@@ -97,7 +97,10 @@ impl Session {
         match timer {
             Timer::Quiet => self.inbound.handle_timeout(now),
             Timer::Connect => self.connect(now),
-            Timer::Handshake => self.handle_connect_failed(now, "websocket handshake timed out"),
+            Timer::Handshake => {
+                self.give_up_dialing();
+                self.connect_failed(now, "websocket handshake timed out");
+            }
             Timer::Hello => self.lost(now, Some(4000), "no HELLO in time", Reconnect::Resume),
             Timer::Ready => self.lost(
                 now,

@@ -232,3 +232,20 @@ fn each_timeout_names_its_timer() {
     );
     assert!(h.take_actions().contains(&Action::Close { code: 4000 }));
 }
+
+/// Before, the driver and the simulator each decided by themselves (from the session's state, or
+/// from their own bookkeeping) that an attempt had been given up on; the session says so now.
+#[test]
+fn an_attempt_whose_handshake_times_out_is_cancelled() {
+    let mut h = Harness::new(config());
+    assert!(matches!(h.take_actions()[..], [Action::Connect { .. }]));
+    h.advance(Duration::from_secs(30));
+    let actions = h.take_actions();
+    assert_eq!(actions.first(), Some(&Action::CancelConnect), "{actions:?}");
+    // One that the driver reports failed itself needs no cancelling.
+    let mut h = Harness::new(config());
+    h.take_actions();
+    h.s.handle_connect_failed(h.now, "refused");
+    h.drain();
+    assert!(!h.take_actions().contains(&Action::CancelConnect));
+}

@@ -465,8 +465,12 @@ fn handshake_hello_and_ready_timeouts() {
     let mut h = Harness::new(config().with_timeouts(timeouts));
     h.take_actions();
     h.advance(Duration::from_secs(5));
-    // The handshake timed out: a reconnect is scheduled (the first after a failure is immediate).
-    assert!(matches!(&h.take_actions()[..], [Action::Connect { .. }]));
+    // The handshake timed out: the attempt is cancelled, and a reconnect is scheduled (the first
+    // after a failure is immediate).
+    assert!(matches!(
+        &h.take_actions()[..],
+        [Action::CancelConnect, Action::Connect { .. }]
+    ));
     h.s.handle_connected(h.now);
     h.advance(Duration::from_secs(6));
     assert_eq!(h.take_actions()[0], Action::Close { code: 4000 });
