@@ -148,8 +148,8 @@ impl ChunkTracker {
 /// Shard events read ahead of the user, at most.
 const AHEAD: usize = 1024;
 
-/// A member request on its way into its shard.
-type Sending = BoxFuture<'static, (u32, Result<(), String>)>;
+/// A member request on its way into its shard: the shard, the request's nonce, and how it went.
+type Sending = BoxFuture<'static, (u32, Option<String>, Result<(), String>)>;
 
 /// Member requests waiting to go, each shard's in order, at most one in flight per shard: a
 /// shard slow to take one does not hold the others back.
@@ -176,6 +176,7 @@ impl Outgoing {
             };
             self.in_flight.insert(*shard);
             let (group, shard) = (Arc::clone(group), *shard);
+            let nonce = request.nonce().map(str::to_owned);
             self.sending.push(Box::pin(async move {
                 let sent = match group.shard(shard) {
                     Some(s) => s
@@ -184,7 +185,7 @@ impl Outgoing {
                         .map_err(|e| e.to_string()),
                     None => Err(format!("no shard {shard} in the group")),
                 };
-                (shard, sent)
+                (shard, nonce, sent)
             }));
         }
         self.queued.retain(|_, queue| !queue.is_empty());
@@ -274,11 +275,13 @@ async fn drive(
                 // The user dropped the events: nobody is left to track for.
                 Err(_) => return,
             },
-            Some((shard, sent)) = outgoing.sending.next(), if !outgoing.sending.is_empty() => {
+            Some((shard, nonce, sent)) = outgoing.sending.next(), if !outgoing.sending.is_empty() => {
                 outgoing.sent(shard);
                 if let Err(e) = sent {
-                    // The request stays tracked and times out.
                     tracing::warn!(shard, error = %e, "member request not sent");
+                    if let Some(nonce) = nonce {
+                        inner.lock().core.handle_send_failed(now(), &nonce);
+                    }
                 }
             }
             () = timer.fired(), if timer.is_set() => inner.lock().core.handle_timeout(now()),

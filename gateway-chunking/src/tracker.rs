@@ -105,6 +105,8 @@ pub enum Outcome {
     },
     /// The shard disconnected before the request finished.
     Interrupted,
+    /// The request never reached its shard (the shard had stopped, say).
+    NotSent,
 }
 
 /// A finished request (`ChunkRequestFinished`).
@@ -554,6 +556,12 @@ impl Tracker {
             Reconnect::Reidentify => self.delayed.retain(|d| d.shard != shard),
             Reconnect::Resume => {}
         }
+    }
+
+    /// The request with `nonce` could not be handed to its shard: it ends as
+    /// [`Outcome::NotSent`] now, rather than at its timeout.
+    pub fn handle_send_failed(&mut self, now: Instant, nonce: &str) {
+        self.finish(nonce, Outcome::NotSent, now);
     }
 
     /// RESUMED: the shard's session goes on; requests held while it was down may go out.

@@ -227,6 +227,25 @@ fn a_shard_with_only_small_guilds_or_none_still_finishes() {
     assert_eq!(h.all_finished(), 1);
 }
 
+/// Before, a request its shard never took waited out its whole timeout as `NoReply`.
+#[test]
+fn a_request_that_could_not_be_sent_ends_at_once() {
+    let mut h = H::new(1, false);
+    let g = guild_on(0, 1, 1);
+    let nonce =
+        h.t.handle_request(h.now, RequestGuildMembers::builder(g).query("a", 10), g)
+            .unwrap();
+    h.drain();
+    h.t.handle_send_failed(h.now, &nonce);
+    h.drain();
+    let f = h.finished();
+    assert_eq!(
+        f.iter().map(|f| f.outcome.clone()).collect::<Vec<_>>(),
+        [Outcome::NotSent]
+    );
+    assert_eq!(h.t.open_requests(), 0);
+}
+
 #[test]
 fn single_chunk_duplicates_and_out_of_range() {
     let mut h = H::new(1, false);
