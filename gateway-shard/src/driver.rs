@@ -123,10 +123,12 @@ pub(crate) async fn run(
             if driver.finished() {
                 break;
             }
-            if driver.read_buffered(t) {
+            // Read once per turn: nothing reaches the session between here and the select.
+            let deadline = driver.session.poll_timeout();
+            if driver.read_buffered(t, deadline) {
                 continue;
             }
-            driver.step().await;
+            driver.step(deadline).await;
         }
         if let Some(closing) = driver.closing.take() {
             closing.await;
@@ -207,8 +209,8 @@ impl Driver {
     /// Handles a message already in the socket's buffer without the select (a few in a row, then
     /// the select gets its turn): one wake-up per burst, not per message. Not when a timer is
     /// due. Says whether it did.
-    fn read_buffered(&mut self, t: Instant) -> bool {
-        let due = self.session.poll_timeout().is_some_and(|d| d <= t);
+    fn read_buffered(&mut self, t: Instant, deadline: Option<Instant>) -> bool {
+        let due = deadline.is_some_and(|d| d <= t);
         if self.session.is_reading_paused() || self.burst >= BURST || due {
             self.burst = 0;
             return false;
@@ -223,8 +225,8 @@ impl Driver {
     }
 
     /// Waits for the next input, whichever comes first, and hands it to the session.
-    async fn step(&mut self) {
-        self.timer.set(self.session.poll_timeout());
+    async fn step(&mut self, deadline: Option<Instant>) {
+        self.timer.set(deadline);
         let reading = !self.session.is_reading_paused();
         let busy = self.link.as_ref().is_some_and(|l| l.busy(reading));
         let woke = tokio::select! {

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use gateway_codec::Compression;
 use gateway_model::{Intents, Token};
 use gateway_shard::{
-    CommandError, PresenceUpdate, Session, Shard, ShardConfig, ShardError, ShardEvent,
+    CommandError, PresenceUpdate, Session, Shard, ShardConfig, ShardError, ShardEvent, ShardEvents,
 };
 use gateway_testkit::{FakeGateway, Fault, GatewayConfig, WorldConfig};
 
@@ -39,6 +39,20 @@ fn assert_clean(what: &str, text: &str) {
         !text.contains(TELLTALE),
         "the token shows in {what}: {text}"
     );
+}
+
+/// Reads events, each checked for the token, until one matches `until`.
+async fn clean_until(events: &mut ShardEvents, until: impl Fn(&ShardEvent) -> bool) {
+    loop {
+        let e = tokio::time::timeout(Duration::from_secs(60), events.next())
+            .await
+            .expect("no event in time")
+            .expect("events ended");
+        assert_clean("an event", &format!("{e:?}"));
+        if until(&e) {
+            return;
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -99,16 +113,7 @@ async fn the_token_shows_nowhere() {
     assert_clean("Shard's Debug", &format!("{shard:?}"));
     // The first READY is still in the stream: read up to it, so that each fault below waits for
     // the READY or RESUMED that follows it, not for this one.
-    loop {
-        let e = tokio::time::timeout(Duration::from_secs(60), events.next())
-            .await
-            .expect("no event in time")
-            .expect("events ended");
-        assert_clean("an event", &format!("{e:?}"));
-        if matches!(e, ShardEvent::Ready(_)) {
-            break;
-        }
-    }
+    clean_until(&mut events, |e| matches!(e, ShardEvent::Ready(_))).await;
     // A resume, a re-identify, and a zombie's resume.
     for fault in [
         Fault::Reconnect,
@@ -116,16 +121,10 @@ async fn the_token_shows_nowhere() {
         Fault::Close(4000),
     ] {
         gw.shard_connection(0).unwrap().inject(fault);
-        loop {
-            let e = tokio::time::timeout(Duration::from_secs(60), events.next())
-                .await
-                .expect("no event in time")
-                .expect("events ended");
-            assert_clean("an event", &format!("{e:?}"));
-            if matches!(e, ShardEvent::Ready(_) | ShardEvent::Resumed { .. }) {
-                break;
-            }
-        }
+        clean_until(&mut events, |e| {
+            matches!(e, ShardEvent::Ready(_) | ShardEvent::Resumed { .. })
+        })
+        .await;
     }
     // Refusals: a command the shard refuses, and a wrong token the gateway refuses.
     let too_big = PresenceUpdate {

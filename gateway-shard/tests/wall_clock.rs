@@ -77,20 +77,13 @@ async fn backlog_of_50_000(pause: Duration, scenario: &str) {
     let connection = gw.connection();
     let queueing = tokio::task::spawn_blocking(move || {
         let content = "x".repeat(300);
-        let mut queued = 0;
-        for start in (0..EVENTS).step_by(1_000) {
-            let step = (start..start + 1_000).map(|i| {
-                (
-                    "MESSAGE_CREATE",
-                    format!(r#"{{"i":{i},"content":"{content}"}}"#),
-                )
-            });
-            queued += connection.dispatch_all(step);
-            // Lets the gateway's connection task take the core's lock between steps (to read a
-            // heartbeat), rather than wait behind the whole backlog.
-            std::thread::sleep(Duration::from_millis(1));
-        }
-        queued
+        let backlog = (0..EVENTS).map(|i| {
+            (
+                "MESSAGE_CREATE",
+                format!(r#"{{"i":{i},"content":"{content}"}}"#),
+            )
+        });
+        connection.dispatch_in_steps(backlog, 1_000)
     });
     tokio::time::sleep(pause).await;
     let mut next = 0;

@@ -17,7 +17,6 @@
 //! Every answer closes the connection (`Connection: close`).
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use gateway_model::{GatewayBot, SessionStartLimit};
 use serde::Serialize;
@@ -282,20 +281,10 @@ fn replay(shared: &Arc<Shared>, shard: Option<u32>, at_once: bool) -> Answer {
         },
         None => shared.live_sessions(),
     };
-    let mut dispatched = 0;
-    for connection in &sessions {
-        for (k, chunk) in events.chunks(step).enumerate() {
-            if k > 0 {
-                // Lets the connections take the lock (std's mutex is not fair).
-                std::thread::sleep(Duration::from_millis(1));
-            }
-            let sent = connection.dispatch_all(chunk.iter().map(|(n, d)| (n, d)));
-            dispatched += sent;
-            if sent < chunk.len() {
-                break;
-            }
-        }
-    }
+    let dispatched = sessions
+        .iter()
+        .map(|c| c.dispatch_in_steps(events.iter().map(|(n, d)| (n, d)), step))
+        .sum();
     Answer::json(
         200,
         &ReplayJson {

@@ -232,4 +232,35 @@ impl ConnectionHandle {
             sent
         })
     }
+
+    /// Sends every dispatch of `events` in order, `step` at a time: between steps the gateway's
+    /// lock is free, so its connections read their clients (heartbeats) and write while a large
+    /// backlog is queued, as Discord goes on reading while it sends. Blocks the calling thread
+    /// (run it off the runtime). Returns how many were sent.
+    pub fn dispatch_in_steps<N, D>(
+        &self,
+        events: impl IntoIterator<Item = (N, D)>,
+        step: usize,
+    ) -> usize
+    where
+        N: AsRef<str>,
+        D: AsRef<str>,
+    {
+        let mut events = events.into_iter().peekable();
+        let mut sent = 0;
+        while events.peek().is_some() {
+            if sent > 0 {
+                // Lets the connections take the lock (std's mutex is not fair).
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+            let chunk: Vec<(N, D)> = events.by_ref().take(step.max(1)).collect();
+            let taken = chunk.len();
+            let queued = self.dispatch_all(chunk);
+            sent += queued;
+            if queued < taken {
+                break;
+            }
+        }
+        sent
+    }
 }

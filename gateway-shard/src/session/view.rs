@@ -75,12 +75,6 @@ impl Session {
         })
     }
 
-    /// Whether the session waits for the websocket it asked for with [`Action::Connect`]: a
-    /// connection that opens when this is false was given up on, and must be dropped.
-    pub fn awaits_connection(&self) -> bool {
-        matches!(self.phase, Phase::Connecting { .. })
-    }
-
     /// The user is behind (`true`) or caught up. Reading pauses only on a connected session
     /// (see [`is_reading_paused`](Self::is_reading_paused)): a handshake (HELLO, READY, RESUMED
     /// and its replay) is always read through, so that none times out behind the user.

@@ -41,7 +41,7 @@ use gateway_model::{DispatchEvent, EventTypes, Intents, Token};
 use gateway_shard::identify::LocalIdentifyQueue;
 use gateway_shard::{Shard, ShardConfig, ShardEvent, ShardEvents, ShardGroup, ShardGroupConfig};
 
-use figures::{BacklogRun, ClientRun, MemoryFigure, backlog_number, flag, number};
+use figures::{BacklogArgs, BacklogRun, ClientRun, MemoryFigure, backlog_number, flag, number};
 
 #[global_allocator]
 static ALLOCATOR: alloc::Counting = alloc::Counting;
@@ -180,10 +180,12 @@ async fn end_to_end(
 async fn backlog(
     url: &str,
     compression: Compression,
-    events: u64,
-    pause: Duration,
-    work: Duration,
-    give_up: Duration,
+    BacklogArgs {
+        events,
+        pause,
+        work,
+        give_up,
+    }: BacklogArgs,
 ) -> Result<BacklogRun, String> {
     let config = ShardConfig::new(Token::new(TOKEN), Intents::GUILDS)
         .with_gateway_url(url)
@@ -251,15 +253,12 @@ fn run(args: &[String]) -> Result<String, String> {
             serde_json::to_string(&run).map_err(|e| e.to_string())
         }
         Some("backlog") => {
-            let events = number(args, "--events")? as u64;
-            let pause = Duration::from_millis(number(args, "--pause-ms")? as u64);
-            let work = Duration::from_micros(number(args, "--work-us")? as u64);
-            let give_up = Duration::from_millis(number(args, "--give-up-ms")? as u64);
+            let backlog_args = BacklogArgs::parse(args)?;
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
                 .map_err(|e| e.to_string())?;
-            let run = runtime.block_on(backlog(&url, compression, events, pause, work, give_up))?;
+            let run = runtime.block_on(backlog(&url, compression, backlog_args))?;
             serde_json::to_string(&run).map_err(|e| e.to_string())
         }
         _ => Err("usage: shard-probe memory|e2e|backlog --url URL --compression C …".into()),

@@ -150,6 +150,31 @@ impl BacklogRun {
     }
 }
 
+/// A backlog probe's arguments: `--events N --pause-ms P --work-us W --give-up-ms G`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct BacklogArgs {
+    /// Dispatches queued.
+    pub(crate) events: u64,
+    /// How long the user's loop leaves its events unread after `ready`.
+    pub(crate) pause: std::time::Duration,
+    /// CPU time the user's loop spends on each backlog dispatch.
+    pub(crate) work: std::time::Duration,
+    /// How long after `ready` the probe gives up.
+    pub(crate) give_up: std::time::Duration,
+}
+
+impl BacklogArgs {
+    pub(crate) fn parse(args: &[String]) -> Result<Self, String> {
+        let ms = |name| number(args, name).map(|n| std::time::Duration::from_millis(n as u64));
+        Ok(Self {
+            events: number(args, "--events")? as u64,
+            pause: ms("--pause-ms")?,
+            work: std::time::Duration::from_micros(number(args, "--work-us")? as u64),
+            give_up: ms("--give-up-ms")?,
+        })
+    }
+}
+
 /// The number of a backlog dispatch: the `i` that opens its `d` (in a whole payload or in `d`).
 pub(crate) fn backlog_number(text: &str) -> Option<u64> {
     let at = text.find("{\"i\":")? + 5;

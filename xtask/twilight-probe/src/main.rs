@@ -36,7 +36,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use figures::{BacklogRun, ClientRun, MemoryFigure, backlog_number, flag, number};
+use figures::{BacklogArgs, BacklogRun, ClientRun, MemoryFigure, backlog_number, flag, number};
 use futures_core::Stream;
 
 use tokio::sync::{Semaphore, mpsc, oneshot};
@@ -235,16 +235,11 @@ fn is_dispatch(event: &Event) -> bool {
     )
 }
 
-async fn end_to_end(
-    url: String,
-    guilds: usize,
-    events: usize,
-    typed: bool,
-) -> Result<ClientRun, String> {
-    let mut shard = shard(&url, ShardId::ONE);
+/// Reads the shard's messages until READY and `guilds` GUILD_CREATEs came (60 s at most each).
+async fn until_ready(shard: &mut Shard<Immediate>, guilds: usize) -> Result<(), String> {
     let (mut ready, mut created) = (false, 0);
     while !ready || created < guilds {
-        let message = tokio::time::timeout(Duration::from_secs(60), next(&mut shard))
+        let message = tokio::time::timeout(Duration::from_secs(60), next(shard))
             .await
             .map_err(|_| "not ready in 60 s")?
             .ok_or("the shard stopped")?;
@@ -254,6 +249,17 @@ async fn end_to_end(
             _ => {}
         }
     }
+    Ok(())
+}
+
+async fn end_to_end(
+    url: String,
+    guilds: usize,
+    events: usize,
+    typed: bool,
+) -> Result<ClientRun, String> {
+    let mut shard = shard(&url, ShardId::ONE);
+    until_ready(&mut shard, guilds).await?;
     let cpu0 = sys::process_cpu().ok_or("no process CPU time on this system")?;
     let (wall0, allocs0) = (Instant::now(), alloc::allocations());
     // Whoever measures now asks the gateway for the dispatches.
@@ -299,21 +305,15 @@ async fn end_to_end(
 
 async fn backlog(
     url: String,
-    events: u64,
-    pause: Duration,
-    work: Duration,
-    give_up: Duration,
+    BacklogArgs {
+        events,
+        pause,
+        work,
+        give_up,
+    }: BacklogArgs,
 ) -> Result<BacklogRun, String> {
     let mut shard = shard(&url, ShardId::ONE);
-    loop {
-        let message = tokio::time::timeout(Duration::from_secs(60), next(&mut shard))
-            .await
-            .map_err(|_| "not ready in 60 s")?
-            .ok_or("the shard stopped")?;
-        if seen(&message) == Seen::Ready {
-            break;
-        }
-    }
+    until_ready(&mut shard, 0).await?;
     let started = Instant::now();
     // Whoever measures now queues the backlog; the user's loop pauses before it reads.
     println!("ready");
@@ -364,15 +364,12 @@ fn run(args: &[String]) -> Result<String, String> {
             serde_json::to_string(&run).map_err(|e| e.to_string())
         }
         Some("backlog") => {
-            let events = number(args, "--events")? as u64;
-            let pause = Duration::from_millis(number(args, "--pause-ms")? as u64);
-            let work = Duration::from_micros(number(args, "--work-us")? as u64);
-            let give_up = Duration::from_millis(number(args, "--give-up-ms")? as u64);
+            let backlog_args = BacklogArgs::parse(args)?;
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
                 .map_err(|e| e.to_string())?;
-            let run = runtime.block_on(backlog(url, events, pause, work, give_up))?;
+            let run = runtime.block_on(backlog(url, backlog_args))?;
             serde_json::to_string(&run).map_err(|e| e.to_string())
         }
         _ => Err("usage: twilight-probe memory|e2e|backlog --url URL …".into()),

@@ -89,8 +89,8 @@ impl Harness {
         std::mem::take(&mut self.events)
     }
 
-    /// Steps time until the session asks to connect, then connects and passes HELLO.
-    fn reconnect(&mut self) {
+    /// Steps time until the session asks to connect, then reports the websocket open.
+    fn connect_when_asked(&mut self) {
         for _ in 0..10_000 {
             if self
                 .take_actions()
@@ -98,16 +98,21 @@ impl Harness {
                 .any(|a| matches!(a, Action::Connect { .. }))
             {
                 self.s.handle_connected(self.now);
-                self.recv(r#"{"op":10,"d":{"heartbeat_interval":41250}}"#);
-                if self.take_actions().contains(&Action::AwaitIdentify) {
-                    self.s.handle_identify_permitted(self.now);
-                    self.drain();
-                }
                 return;
             }
             self.advance(Duration::from_millis(100));
         }
-        panic!("never reconnected");
+        panic!("never asked to connect");
+    }
+
+    /// Steps time until the session asks to connect, then connects and passes HELLO.
+    fn reconnect(&mut self) {
+        self.connect_when_asked();
+        self.recv(r#"{"op":10,"d":{"heartbeat_interval":41250}}"#);
+        if self.take_actions().contains(&Action::AwaitIdentify) {
+            self.s.handle_identify_permitted(self.now);
+            self.drain();
+        }
     }
 
     /// Connect, HELLO, identify, READY; returns what was sent.
