@@ -5,6 +5,9 @@
 //! cargo run -p gateway-cluster --example consumer
 //! ```
 
+// Examples and tests read the clock; the core does not (see clippy.toml).
+#![allow(clippy::disallowed_methods)]
+
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 

@@ -6,6 +6,9 @@
 //! cargo run -p gateway-cluster --example node -- --gateway ws://127.0.0.1:PORT --name a
 //! ```
 
+// Examples and tests read the clock; the core does not (see clippy.toml).
+#![allow(clippy::disallowed_methods)]
+
 use std::time::{Duration, Instant};
 
 use clap::Parser;

@@ -1,7 +1,7 @@
-//! Shard leases: who runs which shard. A lease is a key set with `NX PX ttl` holding
-//! `{node}/{token}`, where the token comes from the shard's fencing counter; it is renewed by
-//! compare-and-extend and released by compare-and-delete, so a node only ever touches a lease it
-//! still holds.
+//! A shard lease as a node holds it: who runs which shard. In Redis a lease is a key set with
+//! `NX PX ttl` holding `{node}/{token}`, where the token comes from the shard's fencing counter;
+//! it is renewed by compare-and-extend and released by compare-and-delete (`Leases`, with the
+//! `redis` feature), so a node only ever touches a lease it still holds.
 //!
 //! A node that cannot renew in time must stop the shard before anyone else may start it. Redis
 //! expires the key `ttl` after the last renewal *arrived*; the node measures from when it *sent*
@@ -9,38 +9,6 @@
 //! not expired, so no other node has taken it.
 
 use std::time::{Duration, Instant};
-
-use redis::aio::ConnectionManager;
-
-use crate::error::{ClusterError, timed};
-use crate::keys::Keys;
-
-/// Takes a free lease: sets it, then writes the next fencing token into it. Returns the token,
-/// or nil if the lease is held. KEYS: lease, fence. ARGV: node, ttl ms.
-const ACQUIRE: &str = r"
-if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
-  local token = redis.call('INCR', KEYS[2])
-  redis.call('SET', KEYS[1], ARGV[1] .. '/' .. token, 'PX', ARGV[2])
-  return token
-end
-return false
-";
-
-/// Extends a lease that still holds this value. KEYS: lease. ARGV: value, ttl ms.
-const RENEW: &str = r"
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
-end
-return 0
-";
-
-/// Deletes a lease that still holds this value. KEYS: lease. ARGV: value.
-const RELEASE: &str = r"
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('DEL', KEYS[1])
-end
-return 0
-";
 
 /// A lease this node holds.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,13 +23,24 @@ pub struct Lease {
 }
 
 impl Lease {
+    /// Node `node`'s lease of `shard` with fencing token `token`, taken by a request sent at
+    /// `sent`.
+    pub fn new(node: &str, shard: u32, token: u64, sent: Instant) -> Self {
+        Self {
+            shard,
+            token,
+            value: format!("{node}/{token}"),
+            confirmed_from: sent,
+        }
+    }
+
     /// The value stored in the lease key: `{node}/{token}`.
     pub fn value(&self) -> &str {
         &self.value
     }
 
     /// A renewal sent at `sent` succeeded.
-    pub(crate) fn confirm(&mut self, sent: Instant) {
+    pub fn confirm(&mut self, sent: Instant) {
         self.confirmed_from = self.confirmed_from.max(sent);
     }
 
@@ -71,91 +50,20 @@ impl Lease {
     }
 }
 
-/// The lease operations of one node.
-#[derive(Clone)]
-pub struct Leases {
-    connection: ConnectionManager,
-    keys: Keys,
-    node: String,
-    ttl: Duration,
-    call_limit: Duration,
-    acquire: redis::Script,
-    renew: redis::Script,
-    release: redis::Script,
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-impl std::fmt::Debug for Leases {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Leases")
-            .field("app", &self.keys.app())
-            .field("node", &self.node)
-            .field("ttl", &self.ttl)
-            .finish_non_exhaustive()
-    }
-}
-
-impl Leases {
-    /// Leases of `keys`' application for node `node`, each `ttl` long.
-    pub fn new(
-        connection: ConnectionManager,
-        keys: Keys,
-        node: impl Into<String>,
-        ttl: Duration,
-    ) -> Self {
-        Self {
-            connection,
-            keys,
-            node: node.into(),
-            ttl,
-            call_limit: (ttl / 4).max(Duration::from_millis(50)),
-            acquire: redis::Script::new(ACQUIRE),
-            renew: redis::Script::new(RENEW),
-            release: redis::Script::new(RELEASE),
-        }
-    }
-
-    fn ttl_ms(&self) -> u64 {
-        u64::try_from(self.ttl.as_millis())
-            .unwrap_or(u64::MAX)
-            .max(1)
-    }
-
-    /// Takes shard `shard`'s lease if it is free.
-    pub async fn acquire(&self, shard: u32) -> Result<Option<Lease>, ClusterError> {
-        let mut con = self.connection.clone();
-        let sent = gateway_shard::drive::now();
-        let mut call = self.acquire.key(self.keys.lease(shard));
-        call.key(self.keys.fence(shard))
-            .arg(&self.node)
-            .arg(self.ttl_ms());
-        let token: Option<u64> = timed(self.call_limit, call.invoke_async(&mut con)).await?;
-        Ok(token.map(|token| Lease {
-            shard,
-            token,
-            value: format!("{}/{token}", self.node),
-            confirmed_from: sent,
-        }))
-    }
-
-    /// Extends `lease`; false if it is no longer this node's (taken over, or expired).
-    pub async fn renew(&self, lease: &mut Lease) -> Result<bool, ClusterError> {
-        let mut con = self.connection.clone();
-        let sent = gateway_shard::drive::now();
-        let mut call = self.renew.key(self.keys.lease(lease.shard));
-        call.arg(&lease.value).arg(self.ttl_ms());
-        let renewed: i64 = timed(self.call_limit, call.invoke_async(&mut con)).await?;
-        if renewed == 1 {
-            lease.confirmed_from = sent;
-        }
-        Ok(renewed == 1)
-    }
-
-    /// Gives `lease` up, if it is still this node's.
-    pub async fn release(&self, lease: &Lease) -> Result<(), ClusterError> {
-        let mut con = self.connection.clone();
-        let mut call = self.release.key(self.keys.lease(lease.shard));
-        call.arg(&lease.value);
-        let _deleted: i64 = timed(self.call_limit, call.invoke_async(&mut con)).await?;
-        Ok(())
+    #[test]
+    fn a_lease_is_kept_from_its_latest_confirmed_renewal_less_the_margin() {
+        let t0 = Instant::now();
+        let (ttl, margin) = (Duration::from_secs(10), Duration::from_secs(2));
+        let mut lease = Lease::new("a", 3, 7, t0);
+        assert_eq!(lease.value(), "a/7");
+        assert_eq!(lease.stop_by(ttl, margin), t0 + Duration::from_secs(8));
+        lease.confirm(t0 + Duration::from_secs(3));
+        // A late answer to an older renewal never moves the deadline back.
+        lease.confirm(t0 + Duration::from_secs(1));
+        assert_eq!(lease.stop_by(ttl, margin), t0 + Duration::from_secs(11));
     }
 }

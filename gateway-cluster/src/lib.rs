@@ -3,12 +3,15 @@
 //!
 //! | module | holds |
 //! |---|---|
+//! | [`core`] | the node's sans-IO core: leases, renewals, stop-by deadlines, saves, publish and handoff decisions |
 //! | [`Keys`] | every key of an application, under one hash tag (Redis Cluster friendly) |
-//! | [`Leases`], [`Lease`] | shard leases: `SET NX PX`, compare-and-extend, fencing tokens |
+//! | [`Lease`] | a held lease: fencing token, stop-by deadline |
+//! | [`Entry`] | one event as it goes to a stream |
+//! | [`Leases`] | shard leases in Redis: `SET NX PX`, compare-and-extend, fencing tokens |
 //! | [`SessionStore`] | each shard's session, written only by the lease holder |
 //! | [`Publisher`] | dispatches to Redis Streams, raw `d`, bounded and pipelined |
 //! | [`Consumer`] | consumer groups: acks, reclaim of a dead consumer's entries, repeats dropped |
-//! | [`ClusterNode`] | one process's share of the bot, tying the above together |
+//! | [`ClusterNode`] | one process's share of the bot: the core's driver over Redis and tokio |
 //! | `metrics` | what a node reports through the `metrics` facade |
 //!
 //! # Guarantees
@@ -23,7 +26,11 @@
 //!   what came after, some of which was already published. Delivery is then at least once, and
 //!   every entry carries `(session, seq)`, by which [`Consumer`] drops repeats.
 //!
+//! Everything but [`core`], [`Keys`], [`Lease`] and [`Entry`] needs the `redis` feature (on by
+//! default).
+//!
 //! ```
+//! # #[cfg(feature = "redis")] {
 //! use std::time::Duration;
 //! use gateway_cluster::{ConsumerConfig, Keys, NodeConfig};
 //! use gateway_model::{Intents, Token};
@@ -43,21 +50,44 @@
 //! // A consumer of all 16 streams, in group "workers".
 //! let consumer = ConsumerConfig::new("my-bot", "workers", "worker-1", 0..16);
 //! assert_eq!(consumer.shards.len(), 16);
+//! # }
 //! ```
 
+// Tests read the clock to build inputs; the core does not (see clippy.toml).
+#![cfg_attr(test, allow(clippy::disallowed_methods))]
+
+#[cfg(feature = "redis")]
 mod consume;
+pub mod core;
+mod entry;
+#[cfg(feature = "redis")]
 mod error;
 mod keys;
 mod lease;
+#[cfg(feature = "redis")]
+mod leases;
+#[cfg(feature = "redis")]
 mod metrics;
+#[cfg(feature = "redis")]
 mod node;
+#[cfg(feature = "redis")]
 mod publish;
+#[cfg(feature = "redis")]
 mod sessions;
 
+#[cfg(feature = "redis")]
 pub use consume::{Consumer, ConsumerConfig, Delivery};
+pub use core::NodeEvent;
+pub use entry::Entry;
+#[cfg(feature = "redis")]
 pub use error::ClusterError;
 pub use keys::Keys;
-pub use lease::{Lease, Leases};
-pub use node::{ClusterNode, NodeConfig, NodeEvent, NodeEvents};
-pub use publish::{Entry, PublishConfig, Publisher, Written};
+pub use lease::Lease;
+#[cfg(feature = "redis")]
+pub use leases::Leases;
+#[cfg(feature = "redis")]
+pub use node::{ClusterNode, NodeConfig, NodeEvents};
+#[cfg(feature = "redis")]
+pub use publish::{PublishConfig, Publisher, Written};
+#[cfg(feature = "redis")]
 pub use sessions::SessionStore;

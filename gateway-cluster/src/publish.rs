@@ -9,15 +9,15 @@
 //! their sockets: TCP pushes back on Discord, heartbeats go on, and nothing is dropped. A batch
 //! that Redis refuses is retried until it is written.
 
-use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use redis::aio::ConnectionManager;
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinHandle;
 
+use crate::entry::Entry;
 use crate::keys::Keys;
 
 /// How events are published.
@@ -41,31 +41,22 @@ impl Default for PublishConfig {
     }
 }
 
-/// One event to publish.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Entry {
-    /// The event name (`t`).
-    pub name: Cow<'static, str>,
-    /// The shard.
-    pub shard: u32,
-    /// The session it belongs to.
-    pub session: Arc<str>,
-    /// Its sequence number in the session.
-    pub seq: u64,
-    /// The raw `d` (empty for READY).
-    pub data: Box<str>,
-    /// When it was handed to the publisher.
-    pub queued: Instant,
-}
+/// The last entry written per shard since the last look: `(session, seq)`.
+pub type Written = BTreeMap<u32, (Arc<str>, u64)>;
 
-/// The last entry written per shard: `(session, seq)`.
-pub type Written = Arc<Mutex<BTreeMap<u32, (Arc<str>, u64)>>>;
+/// What the write loop shares with the handle: what it wrote since the handle last took it, and
+/// a wake-up for the taker.
+#[derive(Debug, Default)]
+struct Progress {
+    written: Mutex<Written>,
+    notify: Notify,
+}
 
 /// A running publisher.
 #[derive(Debug)]
 pub struct Publisher {
     tx: mpsc::Sender<Entry>,
-    written: Written,
+    progress: Arc<Progress>,
     task: JoinHandle<()>,
 }
 
@@ -73,15 +64,15 @@ impl Publisher {
     /// Starts publishing to `keys`' streams.
     pub fn spawn(connection: ConnectionManager, keys: Keys, config: PublishConfig) -> Self {
         let (tx, rx) = mpsc::channel(config.buffer.max(1));
-        let written = Written::default();
+        let progress = Arc::new(Progress::default());
         let task = tokio::spawn(write_loop(
             connection,
             keys,
             config,
             rx,
-            Arc::clone(&written),
+            Arc::clone(&progress),
         ));
-        Self { tx, written, task }
+        Self { tx, progress, task }
     }
 
     /// Queues `entry`, or gives it back when the buffer is full.
@@ -102,17 +93,24 @@ impl Publisher {
         }
     }
 
-    /// The last `(session, seq)` written for `shard`.
-    pub fn written(&self, shard: u32) -> Option<(Arc<str>, u64)> {
-        lock(&self.written).get(&shard).cloned()
+    /// Waits until something more was written (cancel-safe).
+    pub async fn wrote(&self) {
+        self.progress.notify.notified().await;
     }
 
-    /// Writes everything queued, then stops.
-    pub async fn flush(self) {
+    /// The last `(session, seq)` written per shard since the last call.
+    pub fn take_written(&self) -> Written {
+        std::mem::take(&mut *lock(&self.progress.written))
+    }
+
+    /// Writes everything queued, then stops; what it wrote since the last
+    /// [`take_written`](Self::take_written).
+    pub async fn flush(self) -> Written {
         drop(self.tx);
         if let Err(e) = self.task.await {
             tracing::error!(error = %e, "the publisher task failed");
         }
+        std::mem::take(&mut *lock(&self.progress.written))
     }
 }
 
@@ -125,7 +123,7 @@ async fn write_loop(
     keys: Keys,
     config: PublishConfig,
     mut rx: mpsc::Receiver<Entry>,
-    written: Written,
+    progress: Arc<Progress>,
 ) {
     let mut batch = Vec::with_capacity(config.batch.max(1));
     while let Some(first) = rx.recv().await {
@@ -169,11 +167,13 @@ async fn write_loop(
         }
         metrics::counter!("gateway_published_total")
             .increment(u64::try_from(batch.len()).unwrap_or(u64::MAX));
-        let mut last = lock(&written);
+        let mut last = lock(&progress.written);
         for e in batch.drain(..) {
             metrics::histogram!("gateway_publish_lag_seconds")
                 .record(e.queued.elapsed().as_secs_f64());
             last.insert(e.shard, (e.session, e.seq));
         }
+        drop(last);
+        progress.notify.notify_one();
     }
 }

@@ -3,6 +3,8 @@
 //! its shards resumed, the consumer dropping the few repeats; two nodes are never connected for
 //! one shard at once; and a consumer that dies is replaced with nothing lost.
 
+// Examples and tests read the clock; the core does not (see clippy.toml).
+#![allow(clippy::disallowed_methods)]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;

@@ -84,6 +84,17 @@ impl Shard {
         Ok((shard, ShardEvents { rx: events_rx }))
     }
 
+    /// Starts the shard without waiting for READY, its events going into `events` tagged with the
+    /// shard's number, as a group's shards do: one channel for many shards, with no channel and
+    /// no forwarding task per shard. Reading `events` slowly holds every shard on it back.
+    pub fn spawn_tagged(
+        config: ShardConfig,
+        events: mpsc::Sender<(u32, ShardEvent)>,
+    ) -> Result<Self, ShardError> {
+        let shard = config.shard.number();
+        Self::spawn_into(config, EventSink::Group { shard, tx: events })
+    }
+
     /// Starts the shard, its events going to `sink` (a group's channel, for one).
     pub(crate) fn spawn_into(config: ShardConfig, sink: EventSink) -> Result<Self, ShardError> {
         connect_url(&config.gateway_url, config.compression)

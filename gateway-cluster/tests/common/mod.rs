@@ -1,6 +1,8 @@
 //! What the cluster tests share: a redis-server of their own, a fake gateway, nodes, consumers,
 //! and the continuity check a consumer's stream must pass.
 
+// Examples and tests read the clock; the core does not (see clippy.toml).
+#![allow(clippy::disallowed_methods)]
 #![allow(dead_code, unreachable_pub, clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeMap;

@@ -1,0 +1,22 @@
+//! One event as it goes to a shard's stream: the fields `t`, `shard`, `session`, `seq` and `d`.
+
+use std::borrow::Cow;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// One event to publish.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// The event name (`t`).
+    pub name: Cow<'static, str>,
+    /// The shard.
+    pub shard: u32,
+    /// The session it belongs to.
+    pub session: Arc<str>,
+    /// Its sequence number in the session.
+    pub seq: u64,
+    /// The raw `d` (empty for READY).
+    pub data: Box<str>,
+    /// When it was handed to the publisher.
+    pub queued: Instant,
+}
