@@ -11,6 +11,7 @@
 //! | `faults` | faults and traffic, drawn from the seed |
 //! | `check` | the invariants |
 //! | [`Report`], [`Failure`] | what a run found |
+//! | [`run_cluster`], [`ClusterConfig`] | the cluster nodes' core against an in-memory Redis, under node faults |
 //!
 //! Every run checks, as it goes and at the end:
 //! - each shard's user gets every dispatch of its session exactly once and in order across
@@ -38,12 +39,14 @@
 #![cfg_attr(test, allow(clippy::disallowed_methods))]
 mod check;
 mod client;
+mod cluster;
 mod config;
 mod faults;
 mod net;
 mod report;
 mod sim;
 
+pub use cluster::{ClusterConfig, ClusterReport, run_cluster};
 pub use config::SimConfig;
 pub use report::{Failure, Report};
 

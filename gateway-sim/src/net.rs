@@ -54,19 +54,19 @@ pub(crate) enum Event {
 /// The agenda: the next event is the earliest, and events at the same time go in the order
 /// they were scheduled.
 #[derive(Debug)]
-pub(crate) struct Agenda {
+pub(crate) struct Agenda<E = Event> {
     start: Instant,
     now: Instant,
     next: u64,
     heap: BinaryHeap<Reverse<(Instant, u64)>>,
-    events: BTreeMap<u64, Event>,
+    events: BTreeMap<u64, E>,
     /// The latest arrival scheduled per link direction, so that nothing overtakes.
     links: BTreeMap<(u64, bool), Instant>,
     /// The most events that waited at once.
     pub(crate) peak: usize,
 }
 
-impl Agenda {
+impl<E> Agenda<E> {
     pub(crate) fn new(start: Instant) -> Self {
         Self {
             start,
@@ -90,7 +90,7 @@ impl Agenda {
     }
 
     /// Schedules `event` at `at` (never before now).
-    pub(crate) fn at(&mut self, at: Instant, event: Event) {
+    pub(crate) fn at(&mut self, at: Instant, event: E) {
         let at = at.max(self.now);
         self.next += 1;
         self.heap.push(Reverse((at, self.next)));
@@ -99,13 +99,13 @@ impl Agenda {
     }
 
     /// Schedules `event` after `delay`.
-    pub(crate) fn after(&mut self, delay: Duration, event: Event) {
+    pub(crate) fn after(&mut self, delay: Duration, event: E) {
         self.at(self.now + delay, event);
     }
 
     /// Schedules `event` on connection `conn` in one direction (`to_server`), `latency` from
     /// now but never before what was sent on it earlier.
-    pub(crate) fn send(&mut self, conn: u64, to_server: bool, latency: Duration, event: Event) {
+    pub(crate) fn send(&mut self, conn: u64, to_server: bool, latency: Duration, event: E) {
         let last = self.links.entry((conn, to_server)).or_insert(self.now);
         let at = (self.now + latency).max(*last);
         *last = at;
@@ -119,7 +119,7 @@ impl Agenda {
     }
 
     /// The next event, advancing virtual time to it; `None` past `until`.
-    pub(crate) fn pop(&mut self, until: Instant) -> Option<Event> {
+    pub(crate) fn pop(&mut self, until: Instant) -> Option<E> {
         let Reverse((at, id)) = *self.heap.peek()?;
         if at > until {
             return None;

@@ -5,7 +5,7 @@
 #![allow(clippy::disallowed_methods)]
 use std::time::Duration;
 
-use gateway_sim::{SimConfig, run};
+use gateway_sim::{ClusterConfig, ClusterReport, SimConfig, run, run_cluster};
 
 /// Seeds that found bugs: seed, shards, virtual seconds, and what they found (kept so that the
 /// bugs stay fixed).
@@ -57,4 +57,57 @@ fn a_seed_replays_exactly() {
     let first = run(config.clone());
     let second = run(config);
     assert_eq!(first, second);
+}
+
+/// Cluster seeds that found bugs: `(seed, nodes, shards, seconds, what it found)`.
+const CLUSTER_FOUND: &[(u64, usize, u32, u64, &str)] = &[];
+
+fn check_cluster(config: ClusterConfig) -> ClusterReport {
+    match run_cluster(config) {
+        Ok(report) => report,
+        Err(failure) => panic!("{failure}"),
+    }
+}
+
+#[test]
+fn cluster_seeds_that_found_bugs_stay_fixed() {
+    for &(seed, nodes, shards, seconds, _) in CLUSTER_FOUND {
+        check_cluster(ClusterConfig::new(
+            seed,
+            nodes,
+            shards,
+            Duration::from_secs(seconds),
+        ));
+    }
+}
+
+#[test]
+fn a_quick_set_of_cluster_seeds_holds_every_invariant_under_node_faults() {
+    let mut faults = std::collections::BTreeMap::new();
+    for seed in 0..40 {
+        let report = check_cluster(ClusterConfig::new(seed, 3, 6, Duration::from_secs(600)));
+        assert!(report.dispatches > 0 && report.entries >= report.dispatches);
+        for (kind, n) in report.faults {
+            *faults.entry(kind).or_insert(0) += n;
+        }
+    }
+    // Every kind of node fault was met.
+    for kind in [
+        "kill",
+        "pause past the lease",
+        "partition",
+        "rolling restart",
+        "redis slow",
+    ] {
+        assert!(
+            faults.get(kind).is_some_and(|n| *n > 0),
+            "{kind}: {faults:?}"
+        );
+    }
+}
+
+#[test]
+fn a_cluster_seed_replays_exactly() {
+    let config = ClusterConfig::new(42, 3, 4, Duration::from_secs(300));
+    assert_eq!(run_cluster(config.clone()), run_cluster(config));
 }

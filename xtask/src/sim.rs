@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use gateway_sim::{Report, SimConfig, run};
+use gateway_sim::{ClusterConfig, ClusterReport, Report, SimConfig, run, run_cluster};
 
 /// Options of `cargo xtask sim`.
 #[derive(Debug, clap::Args)]
@@ -24,9 +24,17 @@ pub(crate) struct Options {
     /// Replay one seed (with the settings it failed with) and print its report or failure.
     #[arg(long)]
     seed: Option<u64>,
-    /// Faults per shard per virtual hour.
+    /// Faults per shard per virtual hour (with --cluster: node faults per node per hour).
     #[arg(long)]
     faults: Option<f64>,
+    /// Run the cluster simulation instead: nodes sharing the shards through an in-memory Redis,
+    /// under node faults (kill, pause past the lease, partition from Redis, Redis latency,
+    /// rolling restart).
+    #[arg(long)]
+    cluster: bool,
+    /// Nodes per cluster run.
+    #[arg(long, default_value_t = 3)]
+    nodes: usize,
 }
 
 impl Options {
@@ -41,6 +49,9 @@ impl Options {
 
 /// Runs the seeds; false if one broke an invariant.
 pub(crate) fn run_seeds(options: &Options) -> bool {
+    if options.cluster {
+        return run_cluster_seeds(options);
+    }
     if let Some(seed) = options.seed {
         let mut config = options.config(seed);
         config.trace = 200;
@@ -124,4 +135,89 @@ fn summarize(reports: &[(Report, Duration)], wall: Duration) {
         peak(|r| r.peak_server_sessions),
         peak(|r| r.peak_open_requests)
     );
+}
+
+impl Options {
+    fn cluster_config(&self, seed: u64) -> ClusterConfig {
+        let duration = Duration::from_secs(self.minutes * 60);
+        let mut config = ClusterConfig::new(seed, self.nodes, self.shards, duration);
+        if let Some(faults) = self.faults {
+            config.faults_per_node_hour = faults;
+        }
+        config
+    }
+}
+
+/// Runs the cluster seeds; false if one broke an invariant.
+fn run_cluster_seeds(options: &Options) -> bool {
+    let seeds = match options.seed {
+        Some(seed) => seed..seed + 1,
+        None => options.first_seed..options.first_seed + options.seeds,
+    };
+    println!(
+        "[sim --cluster] {} seeds from {} × {} nodes × {} shards × {} virtual minutes (+ settling)",
+        seeds.end - seeds.start,
+        seeds.start,
+        options.nodes,
+        options.shards,
+        options.minutes
+    );
+    let started = Instant::now();
+    let mut reports: Vec<ClusterReport> = Vec::new();
+    for seed in seeds {
+        let mut config = options.cluster_config(seed);
+        if options.seed.is_some() {
+            config.trace = 200;
+        }
+        match run_cluster(config) {
+            Ok(report) => reports.push(report),
+            Err(failure) => {
+                println!("\nFAILED {failure}\n");
+                println!(
+                    "replay: cargo xtask sim --cluster --seed {seed} --nodes {} --shards {} --minutes {}",
+                    options.nodes, options.shards, options.minutes
+                );
+                return false;
+            }
+        }
+    }
+    let wall = started.elapsed();
+    let sum = |f: fn(&ClusterReport) -> u64| reports.iter().map(f).sum::<u64>();
+    let simulated: Duration = reports.iter().map(|r| r.simulated).sum();
+    let mut faults: BTreeMap<&str, u64> = BTreeMap::new();
+    let mut changes: BTreeMap<&str, u64> = BTreeMap::new();
+    for r in &reports {
+        for (k, v) in &r.faults {
+            *faults.entry(k).or_default() += v;
+        }
+        for (k, v) in &r.lease_changes {
+            *changes.entry(k).or_default() += v;
+        }
+    }
+    println!(
+        "{} seeds passed every invariant in {wall:.1?}",
+        reports.len()
+    );
+    println!(
+        "virtual time: {:.0} s simulated = {:.0}× real time",
+        simulated.as_secs_f64(),
+        simulated.as_secs_f64() / wall.as_secs_f64().max(1e-9)
+    );
+    println!(
+        "dispatches sent {}; stream entries {} ({} repeats dropped by the consumer); IDENTIFYs {}; RESUMEs {}",
+        sum(|r| r.dispatches),
+        sum(|r| r.entries),
+        sum(|r| r.repeats),
+        sum(|r| r.identifies),
+        sum(|r| r.resumes),
+    );
+    let join = |m: &BTreeMap<&str, u64>| {
+        m.iter()
+            .map(|(k, v)| format!("{k} {v}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    println!("node faults: {}", join(&faults));
+    println!("leases: {}", join(&changes));
+    true
 }
