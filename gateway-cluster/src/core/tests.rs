@@ -73,6 +73,19 @@ fn upkeep(outputs: &[NodeOutput]) -> Option<&UpkeepRequest> {
     })
 }
 
+/// A round that renewed shard 0's lease (token 1), sent at `sent`, with this outcome.
+fn renewal(sent: Instant, outcome: Renewed) -> UpkeepDone {
+    UpkeepDone {
+        renewed: vec![Renewal {
+            shard: 0,
+            token: 1,
+            sent,
+            outcome,
+        }],
+        acquired: vec![],
+    }
+}
+
 fn ready(session: &str) -> ShardEvent {
     ShardEvent::Ready(Box::new(Ready {
         v: Some(10),
@@ -142,15 +155,6 @@ fn a_lease_that_cannot_be_renewed_stops_its_shard_by_the_ttl_less_the_margin() {
     let mut h = Harness::new(1);
     h.tick(0.0);
     h.take(0, None);
-    let renewal = |sent, outcome| UpkeepDone {
-        renewed: vec![Renewal {
-            shard: 0,
-            token: 1,
-            sent,
-            outcome,
-        }],
-        acquired: vec![],
-    };
     // A failed renewal leaves the deadline where it was: 8 s from the take.
     h.tick(4.0);
     h.core
@@ -179,16 +183,7 @@ fn a_renewal_that_answers_after_the_deadline_does_not_save_the_lease() {
     // (8.5 s) has passed.
     h.at(9.0);
     let sent = h.t0 + S / 2;
-    let done = UpkeepDone {
-        renewed: vec![Renewal {
-            shard: 0,
-            token: 1,
-            sent,
-            outcome: Renewed::Held,
-        }],
-        acquired: vec![],
-    };
-    h.core.handle_upkeep(h.now, done);
+    h.core.handle_upkeep(h.now, renewal(sent, Renewed::Held));
     assert!(h.outputs().contains(&NodeOutput::Stop { shard: 0 }));
 }
 
@@ -199,16 +194,7 @@ fn a_lease_another_node_holds_stops_the_shard_at_once_and_its_events_are_not_pub
     h.take(0, None);
     h.event(0, ready("s1"));
     h.tick(3.4);
-    let done = UpkeepDone {
-        renewed: vec![Renewal {
-            shard: 0,
-            token: 1,
-            sent: h.now,
-            outcome: Renewed::Lost,
-        }],
-        acquired: vec![],
-    };
-    h.core.handle_upkeep(h.now, done);
+    h.core.handle_upkeep(h.now, renewal(h.now, Renewed::Lost));
     assert!(h.outputs().contains(&NodeOutput::Stop { shard: 0 }));
     assert!(h.event(0, dispatch(2)).is_empty());
 }

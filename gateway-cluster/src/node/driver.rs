@@ -54,6 +54,8 @@ struct Driver {
     /// The shards' one event channel; the driver's sender goes once every event must be read.
     events_tx: Option<mpsc::Sender<(u32, ShardEvent)>>,
     events: mpsc::Receiver<(u32, ShardEvent)>,
+    /// Until every sender is gone (after a flush was asked): a closed channel is read once.
+    events_open: bool,
     /// An entry the full publisher gave back; no event is read until it is taken.
     pending: Option<Entry>,
     /// The core asked for a flush: it starts once every shard's events are read.
@@ -96,6 +98,7 @@ pub(super) async fn run(
         shards: BTreeMap::new(),
         events_tx: Some(events_tx),
         events,
+        events_open: true,
         pending: None,
         draining: false,
         timer: Timer::new(),
@@ -121,7 +124,7 @@ impl Driver {
     /// paused process) stops its overdue shards before it reads anything else.
     async fn wake(&mut self, stopped: &mut oneshot::Receiver<()>, stopping: bool) -> Wake {
         let publisher = self.publisher.as_ref();
-        let has_pending = self.pending.is_some();
+        let reading = self.pending.is_none() && self.events_open;
         tokio::select! {
             biased;
             () = self.timer.fired() => Wake::Timer,
@@ -135,8 +138,8 @@ impl Driver {
             written = wait(&mut self.flushing) => Wake::Flushed(written),
             () = wait(&mut self.handing_off) => Wake::HandedOff,
             () = wrote(publisher) => Wake::Wrote,
-            () = ready(publisher), if has_pending => Wake::PublisherReady,
-            event = self.events.recv(), if !has_pending => Wake::Event(event),
+            () = ready(publisher), if self.pending.is_some() => Wake::PublisherReady,
+            event = self.events.recv(), if reading => Wake::Event(event),
         }
     }
 
@@ -178,6 +181,7 @@ impl Driver {
             }
             // Every shard ended and dropped its sender, and so did the driver: all is read.
             Wake::Event(None) => {
+                self.events_open = false;
                 if self.draining && self.flushing.is_none() {
                     self.draining = false;
                     self.flushing = (self.publisher.take())

@@ -104,7 +104,6 @@ impl Ev {
 #[derive(Debug)]
 struct Slot {
     conn: u64,
-    open: bool,
     session: Option<String>,
     seq: u64,
 }
@@ -644,7 +643,6 @@ impl World {
         let conn = self.next_conn;
         let slot = Slot {
             conn,
-            open: false,
             session: resuming.as_ref().map(|r| r.session_id.clone()),
             seq: resuming.map_or(0, |r| r.sequence),
         };
@@ -735,9 +733,6 @@ impl World {
             g.session = Some(session.clone());
             g.log = 1;
             self.send(node, life, shard, conn, ready(&session));
-        }
-        if let Some(slot) = self.nodes[node].slots.get_mut(&shard) {
-            slot.open = true;
         }
         Ok(())
     }
