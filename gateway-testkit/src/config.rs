@@ -142,4 +142,15 @@ impl GatewayConfig {
             None => Some(self.heartbeat_interval + self.heartbeat_interval / 2),
         }
     }
+
+    /// The rules each connection keeps, for the server side.
+    pub(crate) fn connection_config(&self) -> gateway_server::ConnectionConfig {
+        let mut config = gateway_server::ConnectionConfig::default();
+        config.heartbeat_interval = self.heartbeat_interval;
+        config.heartbeat_timeout = self.heartbeat_deadline();
+        config.commands_per_minute = self.commands_per_minute;
+        config.max_payload = self.max_client_payload;
+        config.name = "gateway-testkit";
+        config
+    }
 }

@@ -3,59 +3,33 @@
 
 use std::sync::Arc;
 
-use async_tungstenite::tungstenite::handshake::server::{Request, Response};
+use async_tungstenite::tungstenite::protocol::CloseFrame;
 use async_tungstenite::tungstenite::protocol::frame::coding::CloseCode as WsCloseCode;
-use async_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use async_tungstenite::tungstenite::{Error as WsError, Message};
 use std::time::Duration;
 
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+use gateway_server::{Io, Replayed, Wire, Ws};
+
 use crate::core::{Frame, Output};
-use crate::handshake::Replayed;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::shared::{Route, Shared, now};
-use crate::wire::{Io, Wire, Ws};
 
 /// Serves one websocket connection, from its handshake (due by `deadline`) until it ends.
 pub(crate) async fn run(shared: Arc<Shared>, stream: Replayed, id: u64, deadline: Instant) {
-    let mut uri = None;
-    let mut user_agent = None;
-    #[allow(clippy::result_large_err)] // the error type is tungstenite's callback signature
-    let callback = |req: &Request, resp: Response| {
-        uri = Some(req.uri().clone());
-        user_agent = req
-            .headers()
-            .get("user-agent")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
-        Ok(resp)
-    };
     // Frames are refused from their header when over the limit, before they are buffered.
-    let limit = shared.config.max_client_frame.max(1);
-    let ws_config = WebSocketConfig::default()
-        .max_frame_size(Some(limit))
-        .max_message_size(Some(limit));
-    let handshake =
-        async_tungstenite::tokio::accept_hdr_async_with_config(stream, callback, Some(ws_config));
-    let ws = match tokio::time::timeout_at(deadline, handshake).await {
-        Ok(Ok(ws)) => ws,
-        Ok(Err(e)) => {
-            tracing::debug!(connection = id, error = %e, "websocket handshake failed");
-            return;
-        }
-        Err(_) => {
-            tracing::debug!(connection = id, "websocket handshake timed out");
-            return;
-        }
-    };
-    let query = uri
-        .as_ref()
-        .and_then(|u| u.query())
-        .unwrap_or("")
-        .to_owned();
+    let accepted =
+        match gateway_server::accept(stream, shared.config.max_client_frame, deadline).await {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                tracing::debug!(connection = id, error = %e, "websocket handshake failed");
+                return;
+            }
+        };
+    let (ws, query, user_agent) = (accepted.ws, accepted.query, accepted.user_agent);
     let (tx, rx) = mpsc::unbounded_channel();
     let pending = Arc::new(AtomicUsize::new(0));
     let route = Route {

@@ -49,20 +49,15 @@
 
 // Tests read the clock to build inputs; the library itself does not (see clippy.toml).
 #![cfg_attr(test, allow(clippy::disallowed_methods))]
+mod admission;
+mod answers;
 mod config;
 #[cfg(feature = "server")]
 mod connection;
 pub mod core;
-mod envelope;
 mod fault;
-mod frame;
-#[cfg(feature = "server")]
-mod handshake;
-mod inbound;
 mod members;
-mod outbound;
 mod payloads;
-mod query;
 mod record;
 #[cfg(feature = "server")]
 mod redis_server;
@@ -71,12 +66,11 @@ mod rest;
 #[cfg(feature = "server")]
 mod server;
 mod session_start;
+mod shape;
 #[cfg(feature = "server")]
 mod shared;
 mod state;
 mod voice;
-#[cfg(feature = "server")]
-mod wire;
 mod world;
 
 pub use config::{GatewayConfig, MissingMembersIntent};

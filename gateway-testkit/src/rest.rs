@@ -24,8 +24,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::Fault;
-use crate::handshake::Head;
 use crate::shared::{Shared, now};
+use gateway_server::Head;
 
 /// The largest request body read (and ignored).
 const MAX_BODY: usize = 64 * 1024;

@@ -9,11 +9,11 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::Instant;
 
-use crate::handshake::{self, Replayed};
 use crate::shared::{ConnectionHandle, Shared, now};
 use crate::state::{StateCounts, View};
 use crate::{ConnectionInfo, Fault, GatewayConfig, Recorded, Stats, World};
 use crate::{connection, rest};
+use gateway_server::Replayed;
 
 /// A fake Discord gateway on `127.0.0.1`.
 ///
@@ -262,7 +262,7 @@ async fn sleep_until(deadline: Option<std::time::Instant>) {
 /// websocket or as plain HTTP.
 async fn serve_socket(shared: Arc<Shared>, mut tcp: TcpStream, id: u64) {
     let deadline = Instant::from_std(now()) + shared.config.handshake_timeout;
-    let head = match tokio::time::timeout_at(deadline, handshake::read_head(&mut tcp)).await {
+    let head = match tokio::time::timeout_at(deadline, gateway_server::read_head(&mut tcp)).await {
         Ok(Ok(head)) => head,
         Ok(Err(e)) => {
             tracing::debug!(connection = id, error = %e, "no request head");

@@ -3,21 +3,19 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use gateway_codec::{Compression, Compressor};
 use gateway_model::{
-    CloseAction, CloseCode, Command, Intents, RequestGuildMembers, ShardId, Snowflake,
-    UpdateVoiceState,
+    CloseCode, Command, Intents, RequestGuildMembers, ShardId, Snowflake, UpdateVoiceState,
 };
+use gateway_server::{Connection, Frame, Inbound, Rejection, Transmit, ends_session, envelope};
 
 use super::{Cx, Output};
 use crate::config::MissingMembersIntent;
-use crate::frame::Frame;
-use crate::inbound::{self, Rejection};
 use crate::state::Session;
 use crate::{
-    ChunkFault, DropReason, Fault, Guild, Received, Recorded, SplitAt, Trigger, envelope, members,
+    ChunkFault, DropReason, Fault, Guild, Received, Recorded, SplitAt, Trigger, admission, answers,
+    members, shape,
 };
 
 /// The connection is over; its close (or drop) is already in the outputs.
@@ -31,16 +29,12 @@ enum Timed {
     Chunk(String),
 }
 
-/// One connection's protocol state.
+/// One connection's protocol state: the server side every gateway speaks ([`Connection`]), and
+/// the fake's session, faults and timers.
 pub(super) struct Conn {
     pub(super) id: u64,
-    compressor: Compressor,
-    compression: Compression,
+    server: Connection,
     pub(super) session: Option<String>,
-    received: VecDeque<Instant>,
-    /// The last heartbeat (or HELLO); `None` before HELLO, when no heartbeat is due.
-    last_heartbeat: Option<Instant>,
-    zombie: bool,
     stall_ready: bool,
     stall_resumed: bool,
     corrupt_next: bool,
@@ -52,20 +46,14 @@ pub(super) struct Conn {
     timed: Vec<(Instant, Timed)>,
     /// Everything the client sends is read and ignored ([`Fault::StallHello`]).
     ignoring: bool,
-    /// IDENTIFY asked for payload compression on a connection without transport compression.
-    payload_compression: bool,
 }
 
 impl Conn {
-    pub(super) fn new(id: u64, compressor: Compressor, compression: Compression) -> Self {
+    pub(super) fn new(id: u64, server: Connection) -> Self {
         Self {
             id,
-            compressor,
-            compression,
+            server,
             session: None,
-            received: VecDeque::new(),
-            last_heartbeat: None,
-            zombie: false,
             stall_ready: false,
             stall_resumed: false,
             corrupt_next: false,
@@ -75,13 +63,12 @@ impl Conn {
             seq_faults: Vec::new(),
             timed: Vec::new(),
             ignoring: false,
-            payload_compression: false,
         }
     }
 
     /// When this connection needs [`timeout`](Self::timeout) next.
-    pub(super) fn deadline(&self, heartbeat_deadline: Option<Duration>) -> Option<Instant> {
-        let heartbeat = heartbeat_deadline.and_then(|t| Some(self.last_heartbeat? + t));
+    pub(super) fn deadline(&self) -> Option<Instant> {
+        let heartbeat = self.server.poll_timeout();
         let timed = self.timed.iter().map(|(at, _)| *at).min();
         [heartbeat, timed].into_iter().flatten().min()
     }
@@ -96,9 +83,8 @@ impl Conn {
             Some(Fault::ReconnectBeforeHello) => self.send(cx, &envelope::reconnect())?,
             _ => {}
         }
-        let interval = u64::try_from(cx.config.heartbeat_interval.as_millis()).unwrap_or(u64::MAX);
-        self.send(cx, &envelope::hello(interval))?;
-        self.last_heartbeat = Some(cx.now);
+        self.server.hello(cx.now);
+        self.emit(cx)?;
         match pre {
             Some(Fault::ReconnectBeforeHello) | None => Ok(()),
             Some(fault) => self.fault(cx, fault),
@@ -124,14 +110,8 @@ impl Conn {
                 Timed::Chunk(d) => self.dispatch(cx, "GUILD_MEMBERS_CHUNK", &d)?,
             }
         }
-        let deadline = cx.config.heartbeat_deadline();
-        if let (Some(timeout), Some(last)) = (deadline, self.last_heartbeat)
-            && last + timeout <= now
-        {
-            tracing::debug!(connection = self.id, "no heartbeat in time");
-            return self.close(cx, CloseCode::SessionTimedOut.as_u16());
-        }
-        Ok(())
+        self.server.handle_timeout(now);
+        self.emit(cx)
     }
 
     /// A fault injected by a test, now or on a trigger.
@@ -177,7 +157,7 @@ impl Conn {
             Fault::Close(code) => self.close(cx, code),
             Fault::Drop => self.drop_with(cx, DropReason::Fault),
             Fault::Zombie => {
-                self.zombie = true;
+                self.server.set_answer_heartbeats(false);
                 Ok(())
             }
             Fault::InvalidSession { resumable } => {
@@ -202,7 +182,7 @@ impl Conn {
                 Ok(())
             }
             Fault::Oversize(size) => {
-                let d = envelope::padding(size);
+                let d = answers::padding(size);
                 match self.session {
                     Some(_) => self.dispatch(cx, "TESTKIT_OVERSIZE", &d),
                     None => self.send(cx, &envelope::dispatch("TESTKIT_OVERSIZE", 0, &d)),
@@ -224,56 +204,27 @@ impl Conn {
         }
     }
 
-    /// A frame from the client: text, or JSON in a binary frame (Discord reads both).
+    /// A frame from the client, read by the server side ([`Connection::handle_frame`]), and
+    /// IDENTIFY and RESUME judged by this application's rules.
     pub(super) fn frame(&mut self, cx: &mut Cx<'_>, frame: Frame) -> Flow {
         if self.ignoring {
             return Ok(());
         }
-        let text = match frame {
-            Frame::Text(t) => t,
-            Frame::Binary(b) => match String::from_utf8(b) {
-                Ok(t) => t,
-                Err(e) => {
-                    let raw = format!("<{} binary bytes, not UTF-8>", e.as_bytes().len());
-                    let rule = "a JSON payload must be UTF-8".to_owned();
-                    let rejection = Rejection {
-                        code: CloseCode::DecodeError,
-                        field: "payload",
-                        rule,
-                    };
-                    return self.reject(cx, rejection, raw);
-                }
-            },
-        };
-        let now = cx.now;
-        self.received.push_back(now);
-        while self
-            .received
-            .front()
-            .is_some_and(|t| now.duration_since(*t) >= Duration::from_secs(60))
-        {
-            self.received.pop_front();
-        }
-        if self.received.len() > cx.config.commands_per_minute {
-            let rule = format!("over {} payloads in 60 s", cx.config.commands_per_minute);
-            let rejection = Rejection {
-                code: CloseCode::RateLimited,
-                field: "payload",
-                rule,
-            };
-            return self.reject(cx, rejection, inbound::redacted(&text));
-        }
-        match inbound::read_command(&text, cx.config, cx.world) {
-            Ok(command) => {
-                if matches!(command, Command::Identify(_)) && self.session.is_none() {
-                    // Discord turns payload compression off under transport compression.
-                    self.payload_compression = self.compression == Compression::None
-                        && inbound::asks_payload_compression(&text);
-                }
+        let (config, world) = (cx.config, cx.world);
+        let inbound = self
+            .server
+            .handle_frame(cx.now, frame, |c| admission::admit(c, config, world));
+        match inbound {
+            Inbound::Command { command, .. } => {
                 self.record(cx, Received::Command(command.clone()));
+                self.emit(cx)?;
                 self.command(cx, command)
             }
-            Err(rejection) => self.reject(cx, rejection, inbound::redacted(&text)),
+            Inbound::Refused {
+                rejection,
+                redacted,
+            } => self.rejected(cx, &rejection, redacted),
+            _ => self.emit(cx),
         }
     }
 
@@ -284,7 +235,7 @@ impl Conn {
             connection = self.id,
             "session resumed on another connection: closing this one"
         );
-        self.session = None;
+        self.set_session(None);
         self.close(cx, CloseCode::UnknownError.as_u16())
     }
 
@@ -293,8 +244,20 @@ impl Conn {
         if let Some(c) = cx.state.connection_mut(self.id) {
             c.dropped = Some(reason);
         }
-        cx.out.push_back(Output::Drop { conn: self.id });
-        Err(Closed)
+        self.server.drop_now();
+        self.emit(cx)
+    }
+
+    /// Closes over a well-formed command Discord refuses here, saying which field and rule.
+    fn refuse(
+        &mut self,
+        cx: &mut Cx<'_>,
+        code: CloseCode,
+        field: &'static str,
+        rule: &str,
+    ) -> Flow {
+        self.server.refuse(&Rejection::new(code, field, rule));
+        self.emit(cx)
     }
 
     /// The client closed; 1000 and 1001 end its session.
@@ -307,84 +270,54 @@ impl Conn {
         }
     }
 
-    /// Closes over a payload Discord would refuse: a warning naming the field and the rule, the
-    /// payload recorded without its token (and cut to the client payload limit), and Discord's
-    /// code and words in the close frame.
-    pub(super) fn reject(
-        &mut self,
-        cx: &mut Cx<'_>,
-        rejection: Rejection,
-        mut raw: String,
-    ) -> Flow {
-        let limit = cx.config.max_client_payload;
-        if raw.len() > limit {
-            let mut cut = limit;
-            while !raw.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            raw.truncate(cut);
-            raw.push('…');
+    /// Closes over a payload the server refuses (the websocket refused its frame, or the
+    /// server side refused the payload): recorded without its token.
+    pub(super) fn reject(&mut self, cx: &mut Cx<'_>, rule: String) -> Flow {
+        match self.server.handle_frame_refused(rule) {
+            Inbound::Refused {
+                rejection,
+                redacted,
+            } => self.rejected(cx, &rejection, redacted),
+            _ => self.emit(cx),
         }
-        tracing::warn!(
-            connection = self.id,
-            code = rejection.code.as_u16(),
-            field = rejection.field,
-            rule = %rejection.rule,
-            "client payload refused"
-        );
-        self.record(
-            cx,
-            Received::Invalid {
-                raw,
-                reason: format!("{}: {}", rejection.field, rejection.rule),
-            },
-        );
-        self.close(cx, rejection.code.as_u16())
+    }
+
+    /// Records a refused payload (its close is already queued) and emits the close.
+    fn rejected(&mut self, cx: &mut Cx<'_>, rejection: &Rejection, raw: String) -> Flow {
+        let reason = format!("{}: {}", rejection.field, rejection.rule);
+        self.record(cx, Received::Invalid { raw, reason });
+        self.emit(cx)
     }
 
     fn command(&mut self, cx: &mut Cx<'_>, command: Command) -> Flow {
-        match (command, self.session.is_some()) {
-            (Command::Heartbeat(_), _) => {
+        // The server side let through IDENTIFY and RESUME only before a session, and the
+        // others only after.
+        match command {
+            Command::Heartbeat(_) => {
                 cx.state.stats.heartbeats += 1;
-                self.last_heartbeat = Some(cx.now);
-                if self.zombie {
-                    return Ok(());
-                }
-                self.send(cx, &envelope::heartbeat_ack())
+                Ok(())
             }
-            (Command::Identify(_) | Command::Resume(_), true) => self.refuse(
-                cx,
-                CloseCode::AlreadyAuthenticated,
-                "op",
-                "IDENTIFY or RESUME on an authenticated connection",
-            ),
-            (Command::Identify(identify), false) => {
+            Command::Identify(identify) => {
                 let shard = identify.shard.unwrap_or(ShardId::ONE);
                 let threshold = identify.large_threshold.get().into();
                 self.identify(cx, shard, identify.intents, threshold)
             }
-            (Command::Resume(resume), false) => self.resume(cx, &resume.session_id, resume.seq),
-            (_, false) => self.refuse(
-                cx,
-                CloseCode::NotAuthenticated,
-                "op",
-                "a command before IDENTIFY or RESUME",
-            ),
-            (Command::RequestGuildMembers(request), true) => self.request_members(cx, request),
-            (Command::RequestSoundboardSounds(r), true) => {
+            Command::Resume(resume) => self.resume(cx, &resume.session_id, resume.seq),
+            Command::RequestGuildMembers(request) => self.request_members(cx, request),
+            Command::RequestSoundboardSounds(r) => {
                 for guild_id in r.guild_ids {
-                    let d = envelope::soundboard_sounds(guild_id);
+                    let d = answers::soundboard_sounds(guild_id);
                     self.dispatch(cx, "SOUNDBOARD_SOUNDS", &d)?;
                 }
                 Ok(())
             }
-            (Command::RequestChannelInfo(r), true) => {
-                let d = envelope::channel_info(r.guild_id);
+            Command::RequestChannelInfo(r) => {
+                let d = answers::channel_info(r.guild_id);
                 self.dispatch(cx, "CHANNEL_INFO", &d)
             }
-            (Command::UpdateVoiceState(update), true) => self.voice_state(cx, &update),
+            Command::UpdateVoiceState(update) => self.voice_state(cx, &update),
             // Presence updates are recorded; Discord answers them to others, not to the sender.
-            (_, true) => Ok(()),
+            _ => Ok(()),
         }
     }
 
@@ -413,16 +346,10 @@ impl Conn {
                 "the session start limit ({} per {:?}) is spent",
                 config.session_start_limit, config.session_start_reset
             );
-            let rejection = Rejection {
-                code: CloseCode::AuthenticationFailed,
-                field: "d.token",
-                rule,
-            };
-            return self.reject(
-                cx,
-                rejection,
-                "<IDENTIFY over the session start limit>".into(),
-            );
+            let rejection = Rejection::new(CloseCode::AuthenticationFailed, "d.token", rule);
+            self.server.refuse(&rejection);
+            let raw = "<IDENTIFY over the session start limit>".to_owned();
+            return self.rejected(cx, &rejection, raw);
         };
         if !allowed {
             tracing::debug!(
@@ -453,7 +380,7 @@ impl Conn {
             c.shard = Some(shard);
             c.session_id = Some(session_id.clone());
         }
-        self.session = Some(session_id.clone());
+        self.set_session(Some(session_id.clone()));
         let allowed_intents = cx.config.allowed_intents;
         let ready = cx.world.ready_json(
             &session_id,
@@ -520,7 +447,7 @@ impl Conn {
         let Some(replay) = replay else {
             return self.send(cx, &envelope::invalid_session(false));
         };
-        self.session = Some(session_id.to_owned());
+        self.set_session(Some(session_id.to_owned()));
         for payload in replay {
             self.send(cx, &payload)?;
             cx.state.stats.dispatches += 1;
@@ -644,58 +571,71 @@ impl Conn {
 
     /// Sends one payload, compressed, applying any pending split or corruption.
     fn send(&mut self, cx: &mut Cx<'_>, json: &str) -> Flow {
-        let corrupt = std::mem::take(&mut self.corrupt_next);
-        let split = self.split_next.take().unwrap_or_default();
-        match crate::outbound::frames(
-            &mut self.compressor,
-            self.compression,
-            json,
-            corrupt,
-            self.payload_compression,
-            &split,
-        ) {
-            Ok(frames) => {
-                cx.out.push_back(Output::Frames {
-                    conn: self.id,
-                    frames,
-                });
-                Ok(())
-            }
-            Err(e) => {
-                tracing::error!(connection = self.id, error = %e, "compression failed");
-                self.drop_with(cx, DropReason::Compression)
-            }
-        }
+        self.server.send(json);
+        self.emit(cx)
     }
 
-    /// Closes over a well-formed command Discord refuses here, saying which field and rule.
-    fn refuse(&mut self, cx: &mut Cx<'_>, code: CloseCode, field: &str, rule: &str) -> Flow {
-        let id = self.id;
-        tracing::warn!(
-            connection = id,
-            code = code.as_u16(),
-            field,
-            rule,
-            "closing"
-        );
-        self.close(cx, code.as_u16())
+    /// Moves what the server side asked for into the outputs, with a pending split or
+    /// corruption applied to the next payload; a close forgets the session the code ends.
+    pub(super) fn emit(&mut self, cx: &mut Cx<'_>) -> Flow {
+        while let Some(transmit) = self.server.poll_transmit() {
+            let output = match transmit {
+                Transmit::Frames(frames) => {
+                    let corrupt = std::mem::take(&mut self.corrupt_next);
+                    let split = self.split_next.take().unwrap_or_default();
+                    let frames = frames
+                        .into_iter()
+                        .flat_map(|f| shape::shape(f, corrupt, &split))
+                        .collect();
+                    Output::Frames {
+                        conn: self.id,
+                        frames,
+                    }
+                }
+                Transmit::Close { code, reason } => {
+                    if ends_session(code) {
+                        self.drop_session(cx);
+                    }
+                    if let Some(c) = cx.state.connection_mut(self.id) {
+                        c.closed_with = Some(code);
+                    }
+                    Output::Close {
+                        conn: self.id,
+                        code,
+                        reason,
+                    }
+                }
+                Transmit::Drop => {
+                    if let Some(c) = cx.state.connection_mut(self.id) {
+                        c.dropped.get_or_insert(DropReason::Compression);
+                    }
+                    Output::Drop { conn: self.id }
+                }
+            };
+            cx.out.push_back(output);
+        }
+        if self.server.is_closed() {
+            Err(Closed)
+        } else {
+            Ok(())
+        }
     }
 
     /// Closes with `code`; sessions the code ends are forgotten.
     pub(super) fn close(&mut self, cx: &mut Cx<'_>, code: u16) -> Flow {
-        tracing::debug!(connection = self.id, code, "closing");
-        if CloseCode::from_u16(code).action() != CloseAction::Resume {
-            self.drop_session(cx);
-        }
-        if let Some(c) = cx.state.connection_mut(self.id) {
-            c.closed_with = Some(code);
-        }
-        cx.out.push_back(Output::Close {
-            conn: self.id,
-            code,
-            reason: inbound::close_reason(code),
-        });
-        Err(Closed)
+        self.server.close(code);
+        self.emit(cx)
+    }
+
+    /// Whether this connection's server side is over.
+    pub(super) fn is_closed(&self) -> bool {
+        self.server.is_closed()
+    }
+
+    /// The connection's session, mirrored in the server side's authentication.
+    fn set_session(&mut self, session: Option<String>) {
+        self.server.set_authenticated(session.is_some());
+        self.session = session;
     }
 
     /// Forgets this connection's session: it can no longer be resumed.
@@ -703,6 +643,7 @@ impl Conn {
         if let Some(id) = self.session.take() {
             cx.state.sessions.remove(&id);
         }
+        self.server.set_authenticated(false);
     }
 
     fn record(&self, cx: &mut Cx<'_>, received: Received) {

@@ -17,13 +17,11 @@ mod conn;
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
-use gateway_codec::Compressor;
 use gateway_model::Snowflake;
+use gateway_server::Connection;
+pub use gateway_server::Frame;
 
 use self::conn::Conn;
-pub use crate::frame::Frame;
-use crate::inbound::Rejection;
-use crate::query::parse_query;
 #[cfg(feature = "server")]
 use crate::session_start::Budget;
 use crate::state::{State, StateCounts, View};
@@ -226,12 +224,12 @@ impl GatewayCore {
         query: &str,
         user_agent: Option<String>,
     ) {
-        let (compression, reject) = parse_query(query);
+        let (server, refused) = Connection::new(self.config.connection_config(), query);
         self.state.stats.connections += 1;
         self.state.stats.open_connections += 1;
         let info = ConnectionInfo {
             id: conn,
-            compression,
+            compression: server.compression(),
             shard: None,
             session_id: None,
             open: true,
@@ -244,28 +242,17 @@ impl GatewayCore {
         };
         self.state.add_connection(info, self.config.history_limit);
         let pre = self.state.next_connection_faults.pop_front();
-        let compressor = match Compressor::new(compression) {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::error!(connection = conn, error = %e, "compressor");
-                self.out.push_back(Output::Drop { conn });
-                self.state.stats.open_connections -= 1;
-                if let Some(c) = self.state.connection_mut(conn) {
-                    c.open = false;
-                    c.dropped = Some(DropReason::Compression);
-                }
-                return;
+        self.conns.insert(conn, Conn::new(conn, server));
+        if let Some(rejection) = &refused {
+            tracing::warn!(connection = conn, code = rejection.code.as_u16(), query = %query, "connection refused");
+        }
+        self.on_conn(now, conn, |c, cx| {
+            if c.is_closed() {
+                // Refused, or its compressor could not start: the close or drop is queued.
+                c.emit(cx)
+            } else {
+                c.open(cx, pre)
             }
-        };
-        self.conns
-            .insert(conn, Conn::new(conn, compressor, compression));
-        let query = query.to_owned();
-        self.on_conn(now, conn, |c, cx| match reject {
-            Some((code, rule)) => {
-                tracing::warn!(connection = conn, code, field = "query", rule = %rule, query = %query, "connection refused");
-                c.close(cx, code)
-            }
-            None => c.open(cx, pre),
         });
     }
 
@@ -286,14 +273,7 @@ impl GatewayCore {
     /// The websocket refused a frame from the client (over `max_client_frame`) before it was
     /// read: closed with 4002, as Discord does.
     pub fn handle_frame_refused(&mut self, now: Instant, conn: u64, rule: String) {
-        self.on_conn(now, conn, |c, cx| {
-            let rejection = Rejection {
-                code: gateway_model::CloseCode::DecodeError,
-                field: "frame",
-                rule,
-            };
-            c.reject(cx, rejection, "<refused frame>".into())
-        });
+        self.on_conn(now, conn, |c, cx| c.reject(cx, rule));
     }
 
     /// The client sent a close frame (with this code, if any): 1000 and 1001 end its session.
@@ -374,11 +354,10 @@ impl GatewayCore {
     /// Time passed: heartbeat deadlines, timed faults and chunks, and sessions detached past
     /// their TTL.
     pub fn handle_timeout(&mut self, now: Instant) {
-        let heartbeat = self.config.heartbeat_deadline();
         let due: Vec<u64> = self
             .conns
             .iter()
-            .filter(|(_, c)| c.deadline(heartbeat).is_some_and(|at| at <= now))
+            .filter(|(_, c)| c.deadline().is_some_and(|at| at <= now))
             .map(|(id, _)| *id)
             .collect();
         for conn in due {
@@ -401,12 +380,7 @@ impl GatewayCore {
     /// When [`handle_timeout`](Self::handle_timeout) is due next.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let heartbeat = self.config.heartbeat_deadline();
-        let conns = self
-            .conns
-            .values()
-            .filter_map(|c| c.deadline(heartbeat))
-            .min();
+        let conns = self.conns.values().filter_map(Conn::deadline).min();
         let ttl = self.config.session_ttl;
         let sessions = self
             .state

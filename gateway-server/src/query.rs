@@ -4,8 +4,11 @@
 use gateway_codec::Compression;
 use gateway_model::CloseCode;
 
-/// Reads the query string: the compression asked for, or the close code that rejects it and why.
-pub(crate) fn parse_query(query: &str) -> (Compression, Option<(u16, String)>) {
+use crate::inbound::Rejection;
+
+/// Reads the query string: the compression asked for, and the rejection that refuses the
+/// connection, if any (the compression is read even then, for the connection's record).
+pub fn parse_query(query: &str) -> (Compression, Option<Rejection>) {
     let mut version = None;
     let mut encoding = None;
     let mut compression = Compression::None;
@@ -18,8 +21,9 @@ pub(crate) fn parse_query(query: &str) -> (Compression, Option<(u16, String)>) {
             "compress" => match Compression::from_query_value(value) {
                 Some(c) => compression = c,
                 None => {
-                    reject = Some((
-                        CloseCode::DecodeError.as_u16(),
+                    reject = Some(Rejection::new(
+                        CloseCode::DecodeError,
+                        "query",
                         format!("compress={value} is not zlib-stream or zstd-stream"),
                     ));
                 }
@@ -28,13 +32,15 @@ pub(crate) fn parse_query(query: &str) -> (Compression, Option<(u16, String)>) {
         }
     }
     if version.as_deref() != Some("10") {
-        reject = Some((
-            CloseCode::InvalidApiVersion.as_u16(),
+        reject = Some(Rejection::new(
+            CloseCode::InvalidApiVersion,
+            "query",
             format!("v={} is not 10", version.as_deref().unwrap_or("(none)")),
         ));
     } else if let Some(e) = encoding.as_deref().filter(|e| *e != "json") {
-        reject = Some((
-            CloseCode::DecodeError.as_u16(),
+        reject = Some(Rejection::new(
+            CloseCode::DecodeError,
+            "query",
             format!("encoding={e} is not json"),
         ));
     }

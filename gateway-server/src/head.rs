@@ -15,24 +15,24 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
 /// The largest request head read; a longer one is refused (Discord's edge allows about as much).
-pub(crate) const MAX_HEAD: usize = 16 * 1024;
+pub const MAX_HEAD: usize = 16 * 1024;
 /// The most headers parsed.
 const MAX_HEADERS: usize = 64;
 
 /// A request head, parsed.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Head {
+pub struct Head {
     /// `GET`, `POST`, ….
-    pub(crate) method: String,
+    pub method: String,
     /// The request target, with a `/` restored before a bare `?`.
-    pub(crate) target: String,
+    pub target: String,
     /// Headers, names in lower case.
-    pub(crate) headers: Vec<(String, String)>,
+    pub headers: Vec<(String, String)>,
 }
 
 impl Head {
     /// A header's value by lower-case name.
-    pub(crate) fn header(&self, name: &str) -> Option<&str> {
+    pub fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
             .find(|(n, _)| n == name)
@@ -40,13 +40,13 @@ impl Head {
     }
 
     /// Whether this asks for a websocket.
-    pub(crate) fn is_websocket(&self) -> bool {
+    pub fn is_websocket(&self) -> bool {
         self.header("upgrade")
             .is_some_and(|v| v.eq_ignore_ascii_case("websocket"))
     }
 
     /// The body length announced (0 when none is), or `None` when the header is not a number.
-    pub(crate) fn content_length(&self) -> Option<usize> {
+    pub fn content_length(&self) -> Option<usize> {
         match self.header("content-length") {
             None => Some(0),
             Some(v) => v.trim().parse().ok(),
@@ -56,7 +56,7 @@ impl Head {
 
 /// Why a request head could not be read.
 #[derive(Debug, thiserror::Error)]
-pub(crate) enum HeadError {
+pub enum HeadError {
     /// The socket failed or closed first.
     #[error("socket: {0}")]
     Io(#[from] io::Error),
@@ -70,7 +70,7 @@ pub(crate) enum HeadError {
 
 /// Reads a request head. Returns it and every byte read, the head's included, with the request
 /// line's target fixed.
-pub(crate) async fn read_head(tcp: &mut TcpStream) -> Result<(Head, Vec<u8>), HeadError> {
+pub async fn read_head(tcp: &mut TcpStream) -> Result<(Head, Vec<u8>), HeadError> {
     let mut buf = Vec::with_capacity(1024);
     let mut chunk = [0u8; 2048];
     loop {
@@ -119,7 +119,7 @@ fn fix_bare_query(buf: &mut Vec<u8>) {
 
 /// A TCP stream that first serves bytes already read from it.
 #[derive(Debug)]
-pub(crate) struct Replayed {
+pub struct Replayed {
     prefix: Vec<u8>,
     pos: usize,
     inner: TcpStream,
@@ -127,7 +127,7 @@ pub(crate) struct Replayed {
 
 impl Replayed {
     /// Serves `prefix`, then `inner`.
-    pub(crate) fn new(prefix: Vec<u8>, inner: TcpStream) -> Self {
+    pub fn new(prefix: Vec<u8>, inner: TcpStream) -> Self {
         Self {
             prefix,
             pos: 0,

@@ -18,43 +18,50 @@ struct HelloData<'a> {
     _trace: [&'a str; 1],
 }
 
+#[derive(Serialize)]
+struct Micros {
+    micros: u64,
+}
+
 fn to_json<D: Serialize + ?Sized>(t: Option<&str>, s: Option<u64>, op: OpCode, d: &D) -> String {
     // Serializing these plain structs cannot fail.
     serde_json::to_string(&Envelope { t, s, op, d }).unwrap_or_default()
 }
 
-/// HELLO (op 10) with the heartbeat interval in milliseconds.
-pub(crate) fn hello(interval_ms: u64) -> String {
+/// HELLO (op 10) with the heartbeat interval in milliseconds, and `_trace` naming the server
+/// (`server`, as Discord names its gateway node).
+pub fn hello(interval_ms: u64, server: &str) -> String {
+    let trace = serde_json::to_string(&(server, Micros { micros: 0 })).unwrap_or_default();
     let d = HelloData {
         heartbeat_interval: interval_ms,
-        _trace: [r#"["gateway-testkit",{"micros":0}]"#],
+        _trace: [&trace],
     };
     to_json(None, None, OpCode::Hello, &d)
 }
 
 /// HEARTBEAT ACK (op 11).
-pub(crate) fn heartbeat_ack() -> String {
+pub fn heartbeat_ack() -> String {
     to_json(None, None, OpCode::HeartbeatAck, &())
 }
 
 /// A HEARTBEAT request from the server (op 1).
-pub(crate) fn heartbeat_request() -> String {
+pub fn heartbeat_request() -> String {
     to_json(None, None, OpCode::Heartbeat, &())
 }
 
 /// RECONNECT (op 7).
-pub(crate) fn reconnect() -> String {
+pub fn reconnect() -> String {
     to_json(None, None, OpCode::Reconnect, &())
 }
 
 /// INVALID_SESSION (op 9) with whether the session may be resumed.
-pub(crate) fn invalid_session(resumable: bool) -> String {
+pub fn invalid_session(resumable: bool) -> String {
     to_json(None, None, OpCode::InvalidSession, &resumable)
 }
 
 /// A dispatch (op 0) named `name` with sequence number `seq`; `data` is its `d`, as the world (or
 /// a test) wrote it: sent as given, unparsed, so a test can also send a `d` that is not JSON.
-pub(crate) fn dispatch(name: &str, seq: u64, data: &str) -> String {
+pub fn dispatch(name: &str, seq: u64, data: &str) -> String {
     let head = Head {
         t: name,
         s: seq,
@@ -77,49 +84,6 @@ struct Head<'a> {
     op: OpCode,
 }
 
-#[derive(Serialize)]
-struct SoundboardSounds {
-    guild_id: gateway_model::Snowflake,
-    soundboard_sounds: [(); 0],
-}
-
-/// SOUNDBOARD_SOUNDS' `d` for a guild without sounds.
-pub(crate) fn soundboard_sounds(guild_id: gateway_model::Snowflake) -> String {
-    let d = SoundboardSounds {
-        guild_id,
-        soundboard_sounds: [],
-    };
-    serde_json::to_string(&d).unwrap_or_default()
-}
-
-#[derive(Serialize)]
-struct ChannelInfo {
-    guild_id: gateway_model::Snowflake,
-    channels: [(); 0],
-}
-
-/// CHANNEL_INFO's `d` for a guild with no channel info.
-pub(crate) fn channel_info(guild_id: gateway_model::Snowflake) -> String {
-    let d = ChannelInfo {
-        guild_id,
-        channels: [],
-    };
-    serde_json::to_string(&d).unwrap_or_default()
-}
-
-#[derive(Serialize)]
-struct Padding {
-    padding: String,
-}
-
-/// A `d` of about `size` bytes (the oversize fault's).
-pub(crate) fn padding(size: usize) -> String {
-    serde_json::to_string(&Padding {
-        padding: "x".repeat(size),
-    })
-    .unwrap_or_default()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -127,7 +91,7 @@ mod tests {
     #[test]
     fn payloads_have_discords_shape() {
         assert_eq!(
-            hello(41250),
+            hello(41250, "gateway-testkit"),
             r#"{"t":null,"s":null,"op":10,"d":{"heartbeat_interval":41250,"_trace":["[\"gateway-testkit\",{\"micros\":0}]"]}}"#
         );
         assert_eq!(heartbeat_ack(), r#"{"t":null,"s":null,"op":11,"d":null}"#);

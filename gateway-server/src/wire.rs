@@ -11,14 +11,14 @@ use async_tungstenite::tungstenite::protocol::CloseFrame;
 use async_tungstenite::tungstenite::{Error as WsError, Message};
 use futures_util::{SinkExt, StreamExt};
 
-use crate::core::Frame;
-use crate::handshake::Replayed;
+use crate::Frame;
+use crate::head::Replayed;
 
 /// The websocket as the server holds it.
-pub(crate) type Ws = WebSocketStream<TokioAdapter<Replayed>>;
+pub type Ws = WebSocketStream<TokioAdapter<Replayed>>;
 
 /// What the socket did.
-pub(crate) enum Io {
+pub enum Io {
     /// A message came, or the stream ended (`None`).
     Received(Option<Result<Message, WsError>>),
     /// The socket took frames of this many bytes (not flushed yet, perhaps).
@@ -30,7 +30,7 @@ pub(crate) enum Io {
 }
 
 /// An open websocket and the frames waiting to go into it.
-pub(crate) struct Wire {
+pub struct Wire {
     ws: Ws,
     /// Messages the socket has not taken yet, with their payload bytes.
     outgoing: VecDeque<(Message, usize)>,
@@ -41,7 +41,8 @@ pub(crate) struct Wire {
 }
 
 impl Wire {
-    pub(crate) fn new(ws: Ws) -> Self {
+    /// Holds `ws`, with nothing queued.
+    pub fn new(ws: Ws) -> Self {
         Self {
             ws,
             outgoing: VecDeque::new(),
@@ -51,7 +52,7 @@ impl Wire {
     }
 
     /// Queues frames after those before them.
-    pub(crate) fn send(&mut self, frames: Vec<Frame>) {
+    pub fn send(&mut self, frames: Vec<Frame>) {
         if self.ending {
             return;
         }
@@ -71,7 +72,7 @@ impl Wire {
     /// Ends the connection after what is queued: with this close frame, or (`None`) by letting
     /// the socket go once it is flushed. An answer to the client's close frame, which the
     /// websocket queued itself, is flushed the same way.
-    pub(crate) fn end(&mut self, close: Option<CloseFrame>) {
+    pub fn end(&mut self, close: Option<CloseFrame>) {
         if self.ending {
             return;
         }
@@ -84,14 +85,14 @@ impl Wire {
     }
 
     /// Whether the connection is ending (no more reading, only flushing).
-    pub(crate) fn is_ending(&self) -> bool {
+    pub fn is_ending(&self) -> bool {
         self.ending
     }
 
     /// Moves queued frames into the socket and flushes them, and reads while not ending.
     /// Cancel-safe: a frame stays queued until the socket took it, and `flushing` says a flush
     /// is owed.
-    pub(crate) async fn io(&mut self) -> Io {
+    pub async fn io(&mut self) -> Io {
         std::future::poll_fn(|cx| {
             let mut taken = 0;
             while !self.outgoing.is_empty() {

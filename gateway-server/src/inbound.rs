@@ -8,24 +8,25 @@
 //! strict types. Only what Discord rejects is rejected, with Discord's close code and its words as
 //! the close reason, and a [`Rejection`] that names the field and the rule.
 
-use gateway_model::{CloseCode, Command, Identify, Intents};
+use gateway_model::{CloseCode, Command};
 use serde_json::{Map, Value};
 
-use crate::{GatewayConfig, World};
-
 /// Why a client's payload closes its connection.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Rejection {
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {rule} (close {code})", code = code.as_u16())]
+#[non_exhaustive]
+pub struct Rejection {
     /// The close code Discord answers with.
-    pub(crate) code: CloseCode,
+    pub code: CloseCode,
     /// The field at fault, as a JSON path (`d.token`, `d.presence.status`).
-    pub(crate) field: &'static str,
+    pub field: &'static str,
     /// The rule it broke, for the log and the recording (never the token).
-    pub(crate) rule: String,
+    pub rule: String,
 }
 
 impl Rejection {
-    fn new(code: CloseCode, field: &'static str, rule: impl Into<String>) -> Self {
+    /// A rejection with `code`, naming the field and the rule.
+    pub fn new(code: CloseCode, field: &'static str, rule: impl Into<String>) -> Self {
         Self {
             code,
             field,
@@ -33,13 +34,14 @@ impl Rejection {
         }
     }
 
-    fn decode(field: &'static str, rule: impl Into<String>) -> Self {
+    /// A rejection with 4002 (`DecodeError`), Discord's code for a payload it cannot read.
+    pub fn decode(field: &'static str, rule: impl Into<String>) -> Self {
         Self::new(CloseCode::DecodeError, field, rule)
     }
 }
 
 /// The close frame's reason for `code`, in Discord's words.
-pub(crate) fn close_reason(code: u16) -> &'static str {
+pub fn close_reason(code: u16) -> &'static str {
     match code {
         4000 => "Unknown error.",
         4001 => "Unknown opcode.",
@@ -59,19 +61,17 @@ pub(crate) fn close_reason(code: u16) -> &'static str {
     }
 }
 
-/// Reads one client payload: the command it is, or why Discord would close the connection.
-pub(crate) fn read_command(
-    text: &str,
-    config: &GatewayConfig,
-    world: &World,
-) -> Result<Command, Rejection> {
-    if text.len() > config.max_client_payload {
+/// Reads one client payload of at most `max_payload` bytes (Discord's is 4096): the command it
+/// is, or why Discord would close the connection. Who may identify, with which shard and
+/// intents, is the server's to judge after this (see [`Rejection::new`]).
+pub fn read_command(text: &str, max_payload: usize) -> Result<Command, Rejection> {
+    if text.len() > max_payload {
         return Err(Rejection::decode(
             "payload",
             format!(
                 "{} bytes, over the {} a client may send",
                 text.len(),
-                config.max_client_payload
+                max_payload
             ),
         ));
     }
@@ -86,17 +86,21 @@ pub(crate) fn read_command(
         let message = e.to_string();
         Rejection::decode("d", message.lines().next().unwrap_or_default())
     })?;
-    match &command {
-        Command::Identify(identify) => check_identify(identify, config, world)?,
-        Command::Resume(resume) => check_token(&resume.token, config)?,
-        _ => {}
+    if let Command::Identify(identify) = &command
+        && identify.intents.unknown_bits() != 0
+    {
+        return Err(Rejection::new(
+            CloseCode::InvalidIntents,
+            "d.intents",
+            format!("unknown intent bits {:#x}", identify.intents.unknown_bits()),
+        ));
     }
     Ok(command)
 }
 
 /// A payload with a secret blanked, for recordings of payloads that were rejected: the token of
 /// an IDENTIFY or RESUME is replaced by `<redacted>`, and text that is not JSON is not kept.
-pub(crate) fn redacted(text: &str) -> String {
+pub fn redacted(text: &str) -> String {
     let Ok(mut value) = serde_json::from_str::<Value>(text) else {
         return format!("<{} bytes that are not JSON>", text.len());
     };
@@ -270,7 +274,7 @@ fn identify(d: Value) -> Result<Value, Rejection> {
 
 /// Whether an IDENTIFY's text asks for payload compression (`"compress": true`). Read apart
 /// from the strict parse, whose type always writes `false`.
-pub(crate) fn asks_payload_compression(text: &str) -> bool {
+pub fn asks_payload_compression(text: &str) -> bool {
     #[derive(serde::Deserialize)]
     struct D {
         #[serde(default)]
@@ -414,70 +418,13 @@ fn request_members(d: Value) -> Result<Value, Rejection> {
     Ok(Value::Object(d))
 }
 
-/// The token of an IDENTIFY or RESUME, with or without `Bot `, must be this application's.
-fn check_token(token: &gateway_model::Token, config: &GatewayConfig) -> Result<(), Rejection> {
-    let expected = gateway_model::Token::new(config.token.as_str());
-    if token.expose_secret() == expected.expose_secret() {
-        Ok(())
-    } else {
-        Err(Rejection::new(
-            CloseCode::AuthenticationFailed,
-            "d.token",
-            "not this application's token",
-        ))
-    }
-}
-
-/// The rules IDENTIFY's own close codes stand for.
-fn check_identify(
-    identify: &Identify,
-    config: &GatewayConfig,
-    world: &World,
-) -> Result<(), Rejection> {
-    check_token(&identify.token, config)?;
-    let intents = identify.intents;
-    if intents.unknown_bits() != 0 {
-        return Err(Rejection::new(
-            CloseCode::InvalidIntents,
-            "d.intents",
-            format!("unknown intent bits {:#x}", intents.unknown_bits()),
-        ));
-    }
-    let disallowed = intents & Intents::PRIVILEGED & !config.allowed_intents;
-    if !disallowed.is_empty() {
-        return Err(Rejection::new(
-            CloseCode::DisallowedIntents,
-            "d.intents",
-            format!("{disallowed:?} not enabled for this application"),
-        ));
-    }
-    let guilds = match identify.shard {
-        Some(shard) => world.guilds_of_shard(shard.number(), shard.total()).count(),
-        None => world.guilds().len(),
-    };
-    if guilds > config.max_guilds_per_shard {
-        return Err(Rejection::new(
-            CloseCode::ShardingRequired,
-            "d.shard",
-            format!(
-                "{guilds} guilds on one shard, over {}",
-                config.max_guilds_per_shard
-            ),
-        ));
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::WorldConfig;
     use gateway_model::{ActivityType, Status};
 
     fn read(text: &str) -> Result<Command, Rejection> {
-        let config = GatewayConfig::default();
-        let world = World::new(WorldConfig::uniform(1, 2, 10));
-        read_command(text, &config, &world)
+        read_command(text, 4096)
     }
 
     fn code(text: &str) -> u16 {
@@ -540,12 +487,6 @@ mod tests {
         let identify = |d: &str| format!(r#"{{"op":2,"d":{d}}}"#);
         let props = r#""properties":{"os":"l","browser":"b","device":"d"}"#;
         assert_eq!(
-            code(&identify(&format!(
-                r#"{{"token":"nope",{props},"intents":1}}"#
-            ))),
-            4004
-        );
-        assert_eq!(
             code(&identify(&format!(r#"{{{props},"intents":1}}"#))),
             4004
         );
@@ -580,9 +521,7 @@ mod tests {
     }
 
     #[test]
-    fn resume_checks_the_token_and_errors_never_quote_it() {
-        let wrong = r#"{"op":6,"d":{"token":"other-secret-token","session_id":"s","seq":1}}"#;
-        assert_eq!(code(wrong), 4004);
+    fn resume_errors_never_quote_the_token() {
         // No session_id: the parser fails right after the token; its message must not quote it.
         let rejection = read(r#"{"op":6,"d":{"token":"testkit-token-secret","seq":1}}"#)
             .expect_err("no session_id");
