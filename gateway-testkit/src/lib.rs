@@ -18,13 +18,16 @@
 //! | [`RedisServer`] | a `redis-server` of a test's own, for what a bot keeps in Redis |
 //!
 //! Inside, the sans-IO protocol: [`core`] (the gateway as a state machine: every connection's
-//! protocol and the state they share), `inbound` (client payloads read as Discord reads them),
-//! `query` (the URL's query string), `outbound` and `frame` (frames, compression and injected
-//! corruption), `envelope`, `payloads` and `members` (what is sent, built from typed values),
-//! `state` (sessions, recordings, counters), `session_start` (the budget). Around it, the tokio
-//! server that drives it: `server` (accepting sockets, the core's timer), `handshake` (the
-//! request head: websocket or REST), `connection` (one websocket's task), `shared` (the core
-//! behind one mutex, and the channels to each connection), `rest` (the HTTP routes).
+//! protocol and the state they share), on `gateway_server`'s `Connection` (the server side of
+//! the protocol every gateway here speaks: payloads read as Discord reads them, HELLO,
+//! heartbeats, the command budget, compression, close codes); `admission` (who may identify:
+//! the token, the intents, guilds per shard), `shape` (injected corruption and splits),
+//! `answers`, `payloads` and `members` (what is sent, built from typed values), `state`
+//! (sessions, recordings, counters), `session_start` (the budget). Around it, the tokio server
+//! that drives it, on `gateway_server`'s tokio front (request head, websocket accept, wire):
+//! `server` (accepting sockets, the core's timer), `connection` (one websocket's task),
+//! `shared` (the core behind one mutex, and the channels to each connection), `rest` (the HTTP
+//! routes).
 //!
 //! ```
 //! use gateway_testkit::{FakeGateway, Fault, Trigger};
