@@ -110,7 +110,7 @@ pub struct Connection {
 impl Connection {
     /// A connection opened with this URL query string. A query Discord refuses (a `v` other
     /// than 10, an encoding other than JSON, an unknown compression) makes a connection whose
-    /// only output is its close; [`refused`](Self::refused) says why.
+    /// only output is its close, and the rejection comes back beside it.
     pub fn new(config: ConnectionConfig, query: &str) -> (Self, Option<Rejection>) {
         let (compression, refused) = parse_query(query);
         let mut conn = Self {

@@ -11,10 +11,10 @@
 //! | [`envelope`] | the server's payloads: HELLO, ACK, INVALID_SESSION, RECONNECT, dispatches |
 //! | [`Frame`] | a websocket frame, either way |
 //!
-//! With the `tokio` feature, the front every server here runs on one port: [`read_head`] (the
-//! request head, bounded, telling a websocket upgrade from plain HTTP), [`Replayed`] (the stream
-//! that serves the head again), [`accept`] (the websocket handshake, frames bounded from their
-//! header) and [`Wire`] (frames both ways, the socket read while a slow client's writes wait).
+//! With the `tokio` feature, the front every server here runs on one port: `read_head` (the
+//! request head, bounded, telling a websocket upgrade from plain HTTP), `Replayed` (the stream
+//! that serves the head again), `accept` (the websocket handshake, frames bounded from their
+//! header) and `Wire` (frames both ways, the socket read while a slow client's writes wait).
 //!
 //! What a session is, who may identify, and what a server answers are the server's own: the
 //! testkit's world and the proxy's shards.
