@@ -1,0 +1,198 @@
+//! A shard's replay log: every dispatch the upstream sent, in order, under the proxy's own
+//! positions, bounded in bytes and in age. Each client reads it through a cursor, so a client
+//! that falls behind costs no memory of its own, and a RESUME replays from it.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use gateway_model::Intents;
+
+/// One dispatch in the log.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    /// The position: one more than the entry before it, across upstream sessions.
+    pub pos: u64,
+    /// When it entered the log.
+    pub at: Instant,
+    /// The event name.
+    pub name: Arc<str>,
+    /// Its `d`, as the upstream sent it.
+    pub data: Arc<str>,
+    /// The intents of which a client needs one to get it (empty: every client).
+    pub required: Intents,
+    /// The one client session it is for (a member chunk, a voice server), or every session.
+    pub to: Option<Arc<str>>,
+}
+
+impl Entry {
+    /// Bytes the entry holds, as the log counts them.
+    pub fn size(&self) -> usize {
+        self.name.len() + self.data.len() + size_of::<Self>()
+    }
+
+    /// Whether the client session `session`, identified with `intents`, gets it.
+    pub fn is_for(&self, session: &str, intents: Intents) -> bool {
+        match &self.to {
+            Some(to) => &**to == session,
+            None => crate::intents::delivers(intents, self.required),
+        }
+    }
+}
+
+/// The log's bounds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogLimits {
+    /// Bytes of entries kept.
+    pub max_bytes: usize,
+    /// Age of the oldest entry kept.
+    pub max_age: Duration,
+}
+
+/// A shard's replay log.
+#[derive(Debug)]
+pub struct ReplayLog {
+    limits: LogLimits,
+    entries: VecDeque<Entry>,
+    /// The position the next entry takes.
+    next: u64,
+    bytes: usize,
+}
+
+impl ReplayLog {
+    /// An empty log whose first entry takes position 1.
+    pub fn new(limits: LogLimits) -> Self {
+        Self {
+            limits,
+            entries: VecDeque::new(),
+            next: 1,
+            bytes: 0,
+        }
+    }
+
+    /// Appends a dispatch at `now`, dropping what falls out of the bounds; its position.
+    pub fn push(
+        &mut self,
+        now: Instant,
+        name: Arc<str>,
+        data: Arc<str>,
+        required: Intents,
+        to: Option<Arc<str>>,
+    ) -> u64 {
+        let pos = self.next;
+        self.next += 1;
+        let entry = Entry {
+            pos,
+            at: now,
+            name,
+            data,
+            required,
+            to,
+        };
+        self.bytes += entry.size();
+        self.entries.push_back(entry);
+        self.trim(now);
+        pos
+    }
+
+    /// Drops entries past the bounds (the newest always stays).
+    pub fn trim(&mut self, now: Instant) {
+        while self.entries.len() > 1
+            && let Some(first) = self.entries.front()
+            && (self.bytes > self.limits.max_bytes
+                || now.saturating_duration_since(first.at) > self.limits.max_age)
+        {
+            self.bytes -= first.size();
+            self.entries.pop_front();
+        }
+    }
+
+    /// The position the next entry will take (one past the newest).
+    pub fn next_pos(&self) -> u64 {
+        self.next
+    }
+
+    /// The oldest position still held (`next_pos` when empty).
+    pub fn first_pos(&self) -> u64 {
+        self.entries.front().map_or(self.next, |e| e.pos)
+    }
+
+    /// Whether `pos` (an entry, or `next_pos`) can still be read from.
+    pub fn holds(&self, pos: u64) -> bool {
+        pos >= self.first_pos() && pos <= self.next
+    }
+
+    /// The entry at `pos`, if held.
+    pub fn get(&self, pos: u64) -> Option<&Entry> {
+        let index = pos.checked_sub(self.first_pos())?;
+        self.entries.get(usize::try_from(index).ok()?)
+    }
+
+    /// Bytes held.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// Entries held.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether nothing is held.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// When the oldest entry ages out, if any does.
+    pub fn expiry(&self) -> Option<Instant> {
+        (self.entries.len() > 1)
+            .then(|| self.entries.front().map(|e| e.at + self.limits.max_age))
+            .flatten()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn log(max_bytes: usize) -> ReplayLog {
+        ReplayLog::new(LogLimits {
+            max_bytes,
+            max_age: Duration::from_secs(60),
+        })
+    }
+
+    #[test]
+    fn positions_are_contiguous_and_bounded_in_bytes_and_age() {
+        let now = Instant::now();
+        let mut l = log(10 * (size_of::<Entry>() + 10));
+        for i in 0..100 {
+            let pos = l.push(now, "EVENT".into(), "{}".into(), Intents::empty(), None);
+            assert_eq!(pos, i + 1);
+        }
+        assert!(l.len() <= 11 && l.len() >= 9, "{}", l.len());
+        assert_eq!(l.next_pos(), 101);
+        assert_eq!(l.get(100).map(|e| e.pos), Some(100));
+        assert!(l.get(1).is_none());
+        assert!(l.holds(101) && !l.holds(1));
+        l.trim(now + Duration::from_secs(61));
+        assert_eq!(l.len(), 1, "the newest stays");
+        assert_eq!(l.first_pos(), 100);
+    }
+
+    #[test]
+    fn addressed_entries_reach_their_session_alone() {
+        let now = Instant::now();
+        let mut l = log(1 << 20);
+        l.push(
+            now,
+            "GUILD_MEMBERS_CHUNK".into(),
+            "{}".into(),
+            Intents::empty(),
+            Some("a".into()),
+        );
+        let e = l.get(1).unwrap();
+        assert!(e.is_for("a", Intents::empty()));
+        assert!(!e.is_for("b", Intents::all()));
+    }
+}
