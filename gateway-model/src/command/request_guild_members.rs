@@ -110,6 +110,20 @@ impl RequestGuildMembers {
         self.nonce.as_deref()
     }
 
+    /// The same request under another nonce (at most 32 bytes), as a proxy sends it on: the
+    /// old nonce comes back beside it.
+    pub fn with_nonce(
+        mut self,
+        nonce: impl Into<String>,
+    ) -> Result<(Self, Option<String>), RequestGuildMembersError> {
+        let nonce = nonce.into();
+        if nonce.len() > MAX_NONCE_LEN {
+            return Err(RequestGuildMembersError::NonceTooLong(nonce.len()));
+        }
+        let old = self.nonce.replace(nonce);
+        Ok((self, old))
+    }
+
     /// Whether this asks for every member (`query: ""`, `limit: 0`), the form limited to once per
     /// guild per 30 s and gated by [`Intents::GUILD_MEMBERS`].
     pub fn is_full_list(&self) -> bool {
@@ -317,6 +331,22 @@ mod tests {
         assert_eq!(b().user_ids([]).build(), Err(E::NoQueryOrUserIds));
         assert!(b().query("a", 100).nonce("x".repeat(32)).build().is_ok());
         assert!(b().user_ids(ids(100)).build().is_ok());
+    }
+
+    #[test]
+    fn a_new_nonce_keeps_the_rules_and_gives_the_old_one_back() {
+        let request = RequestGuildMembers::builder(GUILD)
+            .query("", 0)
+            .nonce("theirs")
+            .build()
+            .unwrap();
+        let (ours, old) = request.clone().with_nonce("gp1").unwrap();
+        assert_eq!(
+            (ours.nonce(), old.as_deref()),
+            (Some("gp1"), Some("theirs"))
+        );
+        assert_eq!(ours.selection(), request.selection());
+        assert_eq!(request.with_nonce("x".repeat(33)), Err(E::NonceTooLong(33)));
     }
 
     #[test]

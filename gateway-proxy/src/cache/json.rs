@@ -64,6 +64,21 @@ pub(crate) fn without(json: &str, drop: &[&str]) -> Option<String> {
     ))
 }
 
+/// `json` with field `key` set to the raw value `value` (in its place, or at the end), or taken
+/// out (`None`).
+pub(crate) fn with_field(json: &str, key: &str, value: Option<&str>) -> Option<String> {
+    let mut fields = fields(json)?;
+    match (fields.iter().position(|(k, _)| k == key), value) {
+        (Some(i), Some(v)) => fields[i].1 = v,
+        (Some(i), None) => {
+            fields.remove(i);
+        }
+        (None, Some(v)) => fields.push((key.to_owned(), v)),
+        (None, None) => {}
+    }
+    Some(object(fields.iter().map(|(k, v)| (k.as_str(), *v))))
+}
+
 /// `base` with `overlay`'s fields over it: a field of both takes the overlay's value in the
 /// base's place, a field of the overlay alone follows; fields in `skip` of the overlay are not
 /// taken.
@@ -108,5 +123,13 @@ mod tests {
             Some("7")
         );
         assert_eq!(merge("[1]", "{}", &[]), None);
+        assert_eq!(
+            with_field(r#"{"a":1,"nonce":"x","b":2}"#, "nonce", Some(r#""y""#)).as_deref(),
+            Some(r#"{"a":1,"nonce":"y","b":2}"#)
+        );
+        assert_eq!(
+            with_field(r#"{"nonce":"x"}"#, "nonce", None).as_deref(),
+            Some("{}")
+        );
     }
 }

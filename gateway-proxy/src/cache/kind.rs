@@ -60,7 +60,7 @@ pub(super) const KINDS: &[Kind] = &[
 ];
 
 impl Kind {
-    fn row(self) -> &'static (Kind, &'static str, &'static [&'static str]) {
+    fn row(self) -> &'static (Self, &'static str, &'static [&'static str]) {
         // Every kind has its row (a test checks it).
         TABLE
             .iter()

@@ -58,11 +58,11 @@ enum Update {
     /// The whole collection replaced by `d[field]`.
     Replace(Kind, &'static str),
     /// GUILD_MEMBER_ADD: a member, and `member_count` up.
-    MemberAdd,
+    AddMember,
     /// GUILD_MEMBER_UPDATE: merged over the member.
-    MemberUpdate,
+    MergeMember,
     /// GUILD_MEMBER_REMOVE: the member and its presence gone, `member_count` down.
-    MemberRemove,
+    RemoveMember,
     /// GUILD_MEMBERS_CHUNK: members and presences added.
     Chunk,
     /// PRESENCE_UPDATE: merged over the presence (offline removes it); the user's fields merged
@@ -98,9 +98,9 @@ const UPDATES: &[(&str, Update)] = &[
         "GUILD_ROLE_DELETE",
         Update::Remove(Kind::Roles, &["role_id"]),
     ),
-    ("GUILD_MEMBER_ADD", Update::MemberAdd),
-    ("GUILD_MEMBER_UPDATE", Update::MemberUpdate),
-    ("GUILD_MEMBER_REMOVE", Update::MemberRemove),
+    ("GUILD_MEMBER_ADD", Update::AddMember),
+    ("GUILD_MEMBER_UPDATE", Update::MergeMember),
+    ("GUILD_MEMBER_REMOVE", Update::RemoveMember),
     ("GUILD_MEMBERS_CHUNK", Update::Chunk),
     ("PRESENCE_UPDATE", Update::Presence),
     ("VOICE_STATE_UPDATE", Update::Voice),
@@ -342,15 +342,15 @@ fn apply_to(
             let items = json::field(data, field).ok_or_else(|| not_object(kind.key()))?;
             guild.replace_items(kind, items)
         }
-        Update::MemberAdd => {
+        Update::AddMember => {
             count_members(guild, 1);
             if keeps(Kind::Members) {
                 upsert(guild, Kind::Members, data)?;
             }
             Ok(())
         }
-        Update::MemberUpdate if keeps(Kind::Members) => merge_into(guild, Kind::Members, data),
-        Update::MemberRemove => {
+        Update::MergeMember if keeps(Kind::Members) => merge_into(guild, Kind::Members, data),
+        Update::RemoveMember => {
             count_members(guild, -1);
             let id = id_at(data, &["user", "id"]).ok_or(CacheError::NoId { kind: "members" })?;
             guild.items_mut(Kind::Members).shift_remove(&id);

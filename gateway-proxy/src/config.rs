@@ -1,0 +1,87 @@
+//! The proxy core's configuration: what it serves, who may connect, and its bounds.
+
+use std::ops::Range;
+use std::time::Duration;
+
+use gateway_model::{Intents, Token};
+use gateway_server::ConnectionConfig;
+
+use crate::cache::CacheConfig;
+use crate::log::LogLimits;
+
+/// What the proxy's core keeps and allows. `Debug` leaves the tokens out.
+#[derive(Clone)]
+#[non_exhaustive]
+pub struct ProxyConfig {
+    /// The bot's token: a client may identify with it (with or without `Bot `).
+    pub token: Token,
+    /// Other tokens clients may identify with instead of the bot's.
+    pub client_secrets: Vec<Token>,
+    /// The bot's shard count; a client's `[shard_id, num_shards]` must use it.
+    pub shards: u32,
+    /// The shards this proxy serves (the others close 4010).
+    pub range: Range<u32>,
+    /// The upstream's intents: a client's must be within them (else 4014).
+    pub intents: Intents,
+    /// The proxy's websocket URL, READY's `resume_gateway_url` for clients.
+    pub url: String,
+    /// Each client connection's rules (HELLO's interval, the heartbeat deadline, the payload
+    /// budget, the payload size).
+    pub connection: ConnectionConfig,
+    /// Each shard's replay log.
+    pub log: LogLimits,
+    /// How long a client session stays resumable after its connection went.
+    pub session_ttl: Duration,
+    /// Commands one client may have forwarded upstream per 60 s (its share of the shard's
+    /// 120); over it the client is closed with 4008.
+    pub forwarded_per_minute: usize,
+    /// Bytes that may wait unsent for one client before it is closed to resume (it is too slow
+    /// for what its shard sends).
+    pub max_unsent_bytes: usize,
+    /// What the guild cache keeps.
+    pub cache: CacheConfig,
+    /// Seeds the client session ids.
+    pub seed: u64,
+}
+
+impl ProxyConfig {
+    /// A proxy for all `shards` of the bot with `token`, upstream on `intents`, known to
+    /// clients as `url`. Discord's limits elsewhere: a replay log of 64 MiB or 10 minutes per
+    /// shard, sessions resumable for 3 minutes, 60 forwarded commands per client per minute,
+    /// 16 MiB unsent per client.
+    pub fn new(token: Token, shards: u32, intents: Intents, url: impl Into<String>) -> Self {
+        Self {
+            token,
+            client_secrets: Vec::new(),
+            shards,
+            range: 0..shards,
+            intents,
+            url: url.into(),
+            connection: ConnectionConfig::default(),
+            log: LogLimits {
+                max_bytes: 64 << 20,
+                max_age: Duration::from_secs(600),
+            },
+            session_ttl: Duration::from_secs(180),
+            forwarded_per_minute: 60,
+            max_unsent_bytes: 16 << 20,
+            cache: CacheConfig::default(),
+            seed: 0,
+        }
+    }
+}
+
+impl std::fmt::Debug for ProxyConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProxyConfig")
+            .field("token", &"<redacted>")
+            .field("client_secrets", &self.client_secrets.len())
+            .field("shards", &self.shards)
+            .field("range", &self.range)
+            .field("intents", &self.intents)
+            .field("url", &self.url)
+            .field("log", &self.log)
+            .field("session_ttl", &self.session_ttl)
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,368 @@
+//! The proxy core on a hand-moved clock: upstream dispatches in, clients' frames in, and what
+//! each client was sent read back as JSON.
+
+use std::time::{Duration, Instant};
+
+use gateway_model::{Command, Intents, Token};
+use gateway_server::{Frame, Transmit};
+use serde_json::{Value, json};
+
+use super::*;
+
+const TOKEN: &str = "bot-token";
+/// Two guilds on shard 0 of 2 (ids with (id >> 22) % 2 == 0).
+const G1: u64 = 4 << 22;
+const G2: u64 = 6 << 22;
+
+struct Harness {
+    core: ProxyCore,
+    now: Instant,
+    outputs: Vec<ProxyOutput>,
+}
+
+impl Harness {
+    fn new() -> Self {
+        let mut config = ProxyConfig::new(
+            Token::new(TOKEN),
+            2,
+            Intents::GUILDS | Intents::GUILD_MEMBERS | Intents::GUILD_MESSAGES,
+            "ws://127.0.0.1:7878",
+        );
+        config.range = 0..1;
+        config.forwarded_per_minute = 5;
+        let now = Instant::now();
+        let mut h = Self {
+            core: ProxyCore::new(config),
+            now,
+            outputs: Vec::new(),
+        };
+        let ready = json!({
+            "v": 10, "user": {"id": "1", "username": "bot", "flags": 0},
+            "guilds": [{"id": G1.to_string(), "unavailable": true}, {"id": G2.to_string(), "unavailable": true}],
+            "session_id": "upstream", "resume_gateway_url": "wss://discord", "shard": [0, 2],
+            "application": {"id": "1", "flags": 0}
+        });
+        h.core.handle_upstream_ready(
+            now,
+            0,
+            UpstreamReady {
+                data: ready.to_string(),
+            },
+        );
+        h.upstream("GUILD_CREATE", &guild(G1));
+        h
+    }
+
+    fn upstream(&mut self, name: &str, d: &Value) {
+        self.core
+            .handle_upstream_dispatch(self.now, 0, name, &d.to_string());
+        self.drain();
+    }
+
+    fn drain(&mut self) {
+        while let Some(o) = self.core.poll_output(self.now) {
+            self.outputs.push(o);
+        }
+    }
+
+    fn open(&mut self, client: ClientId) {
+        self.core
+            .handle_open(self.now, client, "v=10&encoding=json");
+        self.drain();
+    }
+
+    fn send(&mut self, client: ClientId, payload: Value) {
+        let frame = Frame::Text(payload.to_string());
+        self.core.handle_frame(self.now, client, frame);
+        self.drain();
+    }
+
+    fn identify(&mut self, client: ClientId, intents: Intents) {
+        self.open(client);
+        self.send(client, identify(intents));
+    }
+
+    /// Everything sent to `client` so far (and forgotten), as JSON; a close as `{"close": code}`.
+    fn sent(&mut self, client: ClientId) -> Vec<Value> {
+        let mut out = Vec::new();
+        self.outputs.retain(|o| match o {
+            ProxyOutput::Client {
+                client: c,
+                transmit,
+            } if *c == client => {
+                match transmit {
+                    Transmit::Frames(frames) => out.extend(frames.iter().map(|f| match f {
+                        Frame::Text(t) => serde_json::from_str(t).unwrap(),
+                        Frame::Binary(_) => panic!("binary"),
+                    })),
+                    Transmit::Close { code, .. } => out.push(json!({ "close": code })),
+                    Transmit::Drop => out.push(json!("drop")),
+                }
+                false
+            }
+            ProxyOutput::Abort { client: c, code } if *c == client => {
+                out.push(json!({ "abort": code }));
+                false
+            }
+            _ => true,
+        });
+        out
+    }
+
+    fn upstream_commands(&mut self) -> Vec<(u32, Command)> {
+        let mut out = Vec::new();
+        self.outputs.retain(|o| match o {
+            ProxyOutput::Upstream { shard, command } => {
+                out.push((*shard, command.clone()));
+                false
+            }
+            _ => true,
+        });
+        out
+    }
+
+    fn dispatches(&mut self, client: ClientId) -> Vec<(u64, String, Value)> {
+        self.sent(client)
+            .into_iter()
+            .filter(|p| p["op"] == 0)
+            .map(|p| {
+                (
+                    p["s"].as_u64().unwrap(),
+                    p["t"].as_str().unwrap().to_owned(),
+                    p["d"].clone(),
+                )
+            })
+            .collect()
+    }
+}
+
+fn guild(id: u64) -> Value {
+    json!({"id": id.to_string(), "name": "g", "member_count": 1, "channels": [{"id": "10", "type": 0}],
+           "members": [{"user": {"id": "1"}, "roles": []}], "roles": [], "extra": {"kept": true}})
+}
+
+fn identify(intents: Intents) -> Value {
+    json!({"op": 2, "d": {"token": format!("Bot {TOKEN}"), "properties": {}, "intents": intents.bits(), "shard": [0, 2]}})
+}
+
+fn message(n: u64) -> Value {
+    json!({"id": n.to_string(), "channel_id": "10", "guild_id": G1.to_string(), "content": "x"})
+}
+
+#[test]
+fn a_client_gets_ready_with_every_guild_then_the_cache_then_live_in_one_sequence() {
+    let mut h = Harness::new();
+    h.identify(1, Intents::GUILDS | Intents::GUILD_MESSAGES);
+    let sent = h.sent(1);
+    assert_eq!(sent[0]["op"], 10, "HELLO first");
+    let d: Vec<_> = sent.iter().filter(|p| p["op"] == 0).collect();
+    assert_eq!(d[0]["t"], "READY");
+    let ready = &d[0]["d"];
+    assert_eq!(
+        ready["guilds"].as_array().unwrap().len(),
+        2,
+        "every guild of the shard"
+    );
+    assert_eq!(ready["resume_gateway_url"], "ws://127.0.0.1:7878");
+    assert_eq!(ready["user"]["flags"], 0, "the upstream's user, whole");
+    assert_ne!(ready["session_id"], "upstream");
+    assert_eq!(d[1]["t"], "GUILD_CREATE");
+    assert_eq!(
+        d[1]["d"],
+        guild(G1),
+        "the cached guild, as the upstream sent it"
+    );
+    assert_eq!(d.len(), 2, "the unavailable guild is only listed");
+    h.upstream("GUILD_CREATE", &guild(G2));
+    h.upstream("MESSAGE_CREATE", &message(1));
+    let live = h.dispatches(1);
+    assert_eq!(
+        live.iter()
+            .map(|(s, t, _)| (*s, t.as_str()))
+            .collect::<Vec<_>>(),
+        [(3, "GUILD_CREATE"), (4, "MESSAGE_CREATE")]
+    );
+}
+
+#[test]
+fn each_client_gets_what_its_intents_ask_for_in_its_own_sequence() {
+    let mut h = Harness::new();
+    h.identify(1, Intents::GUILDS);
+    h.identify(2, Intents::GUILDS | Intents::GUILD_MESSAGES);
+    h.sent(1);
+    h.sent(2);
+    for n in 1..=3 {
+        h.upstream("MESSAGE_CREATE", &message(n));
+        h.upstream(
+            "CHANNEL_UPDATE",
+            &json!({"id": "10", "guild_id": G1.to_string(), "type": 0, "name": format!("c{n}")}),
+        );
+    }
+    let one: Vec<_> = h
+        .dispatches(1)
+        .into_iter()
+        .map(|(s, t, _)| (s, t))
+        .collect();
+    let two: Vec<_> = h.dispatches(2).into_iter().map(|(s, _, _)| s).collect();
+    assert_eq!(
+        one,
+        (3..=5)
+            .map(|s| (s, "CHANNEL_UPDATE".to_owned()))
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(two, (3..=8).collect::<Vec<_>>());
+}
+
+#[test]
+fn a_resume_replays_what_was_missed_then_resumed() {
+    let mut h = Harness::new();
+    h.identify(1, Intents::GUILDS | Intents::GUILD_MESSAGES);
+    let ready = h.dispatches(1);
+    let session = ready[0].2["session_id"].as_str().unwrap().to_owned();
+    h.upstream("MESSAGE_CREATE", &message(1));
+    // The client read up to #3 and then its connection went.
+    h.core.handle_disconnected(h.now, 1);
+    h.sent(1);
+    for n in 2..=4 {
+        h.upstream("MESSAGE_CREATE", &message(n));
+    }
+    h.open(2);
+    h.send(
+        2,
+        json!({"op": 6, "d": {"token": TOKEN, "session_id": session, "seq": 2}}),
+    );
+    let got: Vec<_> = h
+        .dispatches(2)
+        .into_iter()
+        .map(|(s, t, d)| (s, t, d["id"].clone()))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            (3, "MESSAGE_CREATE".into(), json!("1")),
+            (4, "MESSAGE_CREATE".into(), json!("2")),
+            (5, "MESSAGE_CREATE".into(), json!("3")),
+            (6, "MESSAGE_CREATE".into(), json!("4")),
+            (7, "RESUMED".into(), Value::Null),
+        ]
+    );
+    h.upstream("MESSAGE_CREATE", &message(5));
+    assert_eq!(h.dispatches(2)[0].0, 8, "live again, in sequence");
+}
+
+#[test]
+fn a_resume_outside_the_log_gets_op_9_then_4007_and_a_new_identify_works() {
+    let mut h = Harness::new();
+    h.open(1);
+    h.send(
+        1,
+        json!({"op": 6, "d": {"token": TOKEN, "session_id": "nope", "seq": 1}}),
+    );
+    let sent = h.sent(1);
+    assert_eq!(sent[1], json!({"t": null, "s": null, "op": 9, "d": false}));
+    assert_eq!(sent[2], json!({"close": 4007}));
+    h.identify(2, Intents::GUILDS);
+    assert_eq!(h.dispatches(2)[0].1, "READY");
+    assert!(h.upstream_commands().is_empty(), "nothing goes upstream");
+}
+
+#[test]
+fn a_session_ends_after_its_ttl_and_heartbeats_are_answered_here() {
+    let mut h = Harness::new();
+    h.identify(1, Intents::GUILDS);
+    h.send(1, json!({"op": 1, "d": 2}));
+    assert_eq!(h.sent(1).last().unwrap()["op"], 11);
+    let session = h.core.sessions.keys().next().cloned().unwrap();
+    h.core.handle_disconnected(h.now, 1);
+    h.now += h.core.config.session_ttl + Duration::from_secs(1);
+    assert!(h.core.poll_timeout().is_some_and(|t| t <= h.now));
+    h.core.handle_timeout(h.now);
+    assert!(!h.core.sessions.contains_key(&session));
+}
+
+#[test]
+fn who_may_identify() {
+    let mut h = Harness::new();
+    let cases = [
+        (
+            json!({"op": 2, "d": {"token": "other", "properties": {}, "intents": 1, "shard": [0, 2]}}),
+            4004,
+        ),
+        (
+            json!({"op": 2, "d": {"token": TOKEN, "properties": {}, "intents": 1, "shard": [0, 1]}}),
+            4011,
+        ),
+        (
+            json!({"op": 2, "d": {"token": TOKEN, "properties": {}, "intents": 1, "shard": [1, 2]}}),
+            4010,
+        ),
+        (
+            json!({"op": 2, "d": {"token": TOKEN, "properties": {}, "intents": 1, "shard": [0, 4]}}),
+            4010,
+        ),
+        (identify(Intents::GUILD_PRESENCES), 4014),
+    ];
+    for (i, (payload, code)) in cases.into_iter().enumerate() {
+        let client = 10 + i as u64;
+        h.open(client);
+        h.send(client, payload.clone());
+        assert_eq!(
+            h.sent(client).last().unwrap(),
+            &json!({ "close": code }),
+            "{payload}"
+        );
+    }
+}
+
+#[test]
+fn member_requests_go_up_once_and_come_back_to_each_asker_under_its_nonce() {
+    let mut h = Harness::new();
+    h.identify(1, Intents::GUILDS | Intents::GUILD_MEMBERS);
+    h.identify(2, Intents::GUILDS | Intents::GUILD_MEMBERS);
+    h.sent(1);
+    h.sent(2);
+    let request = |nonce: &str| json!({"op": 8, "d": {"guild_id": G1.to_string(), "query": "", "limit": 0, "nonce": nonce}});
+    h.send(1, request("one"));
+    h.send(2, request("two"));
+    let up = h.upstream_commands();
+    assert_eq!(up.len(), 1, "{up:?}");
+    let Command::RequestGuildMembers(r) = &up[0].1 else {
+        panic!()
+    };
+    let ours = r.nonce().unwrap().to_owned();
+    h.upstream("GUILD_MEMBERS_CHUNK", &json!({"guild_id": G1.to_string(), "members": [{"user": {"id": "9"}, "roles": []}], "chunk_index": 0, "chunk_count": 1, "nonce": ours}));
+    let one = h.dispatches(1);
+    let two = h.dispatches(2);
+    assert_eq!((one.len(), two.len()), (1, 1));
+    assert_eq!(
+        (one[0].2["nonce"].clone(), two[0].2["nonce"].clone()),
+        (json!("one"), json!("two"))
+    );
+    h.send(1, request("again"));
+    let limited = h.dispatches(1);
+    assert_eq!(limited[0].1, "RATE_LIMITED");
+    assert_eq!(limited[0].2["meta"]["nonce"], "again");
+    assert!(h.upstream_commands().is_empty());
+    assert!(
+        h.dispatches(2).is_empty(),
+        "the other client hears nothing of it"
+    );
+}
+
+#[test]
+fn over_its_share_a_client_is_closed_alone_and_a_slow_one_is_aborted_to_resume() {
+    let mut h = Harness::new();
+    h.identify(1, Intents::GUILDS);
+    h.identify(2, Intents::GUILDS);
+    let presence =
+        json!({"op": 3, "d": {"since": null, "activities": [], "status": "idle", "afk": false}});
+    for _ in 0..6 {
+        h.send(1, presence.clone());
+    }
+    assert_eq!(h.sent(1).last().unwrap(), &json!({"close": 4008}));
+    assert_eq!(h.upstream_commands().len(), 5);
+    h.core.handle_unsent(h.now, 2, usize::MAX);
+    h.drain();
+    assert_eq!(h.sent(2).last().unwrap(), &json!({"abort": 4000}));
+    assert_eq!(h.core.counts().sessions, 2, "both sessions resumable");
+}
