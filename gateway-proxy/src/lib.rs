@@ -17,8 +17,12 @@
 pub mod cache;
 mod config;
 mod core;
+#[cfg(feature = "driver")]
+mod driver;
 pub mod intents;
 pub mod log;
 
 pub use config::ProxyConfig;
 pub use core::{ClientId, CoreCounts, ProxyCore, ProxyOutput, UpstreamReady};
+#[cfg(feature = "driver")]
+pub use driver::{Proxy, ProxyError, ServeOptions};

@@ -84,6 +84,12 @@ impl Wire {
         self.ending = true;
     }
 
+    /// Forgets the frames the socket has not taken yet (a client too slow for them is closed
+    /// without them); the bytes forgotten.
+    pub fn discard(&mut self) -> usize {
+        self.outgoing.drain(..).map(|(_, bytes)| bytes).sum()
+    }
+
     /// Whether the connection is ending (no more reading, only flushing).
     pub fn is_ending(&self) -> bool {
         self.ending

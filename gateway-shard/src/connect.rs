@@ -68,8 +68,9 @@ pub const USER_AGENT_VALUE: &str = concat!(
     ")"
 );
 
-/// A TLS client configuration that trusts the webpki roots and `extra`, with ring.
-pub(crate) fn tls_config(
+/// A TLS client configuration that trusts the webpki roots and `extra`, with ring (installed as
+/// the process default if none is): the shard's own, for a REST client beside it.
+pub fn tls_config(
     extra: &[rustls::pki_types::CertificateDer<'static>],
 ) -> Result<rustls::ClientConfig, rustls::Error> {
     install_crypto_provider();

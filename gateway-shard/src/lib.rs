@@ -74,7 +74,7 @@ mod status;
 pub use backoff::Backoff;
 pub use config::{DISCORD_GATEWAY, ShardConfig, Timeouts};
 #[cfg(feature = "tokio")]
-pub use connect::USER_AGENT_VALUE;
+pub use connect::{USER_AGENT_VALUE, tls_config};
 pub use error::{CommandError, ShardError};
 pub use event::{Reconnect, ShardEvent};
 #[cfg(feature = "tokio")]

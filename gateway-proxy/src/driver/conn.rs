@@ -1,0 +1,154 @@
+//! One client's websocket task: frames from the client to the proxy's loop, and the loop's
+//! transmits onto the socket, reading and writing through one cancel-safe future (`Wire`), so a
+//! client that reads slowly is still read.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use async_tungstenite::tungstenite::protocol::CloseFrame;
+use async_tungstenite::tungstenite::protocol::frame::coding::CloseCode as WsCloseCode;
+use async_tungstenite::tungstenite::{Error as WsError, Message};
+use gateway_server::{Frame, Io, Transmit, Wire, Ws};
+use tokio::sync::mpsc;
+
+use crate::ClientId;
+
+/// What a connection task tells the loop.
+#[derive(Debug)]
+pub(crate) enum FromClient {
+    /// A websocket opened with this query; transmits for it go to `tx`.
+    Open {
+        client: ClientId,
+        query: String,
+        tx: mpsc::UnboundedSender<ToClient>,
+        unsent: Arc<AtomicUsize>,
+    },
+    /// A frame.
+    Frame(ClientId, Frame),
+    /// The websocket refused a frame over its size limit.
+    Refused(ClientId, String),
+    /// The socket is gone, after the client's close frame (with its code) if it sent one.
+    Gone(ClientId, Option<Option<u16>>),
+}
+
+/// What the loop asks of a connection task.
+#[derive(Debug)]
+pub(crate) enum ToClient {
+    /// Do this.
+    Transmit(Transmit),
+    /// Drop what waits and close with this code.
+    Abort(u16),
+}
+
+/// Time the connection has to deliver its end once the loop is done with it.
+const END_GRACE: Duration = Duration::from_secs(2);
+
+/// Serves an accepted websocket until it ends.
+pub(crate) async fn serve(
+    ws: Ws,
+    client: ClientId,
+    query: String,
+    to_loop: mpsc::Sender<FromClient>,
+) {
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let unsent = Arc::new(AtomicUsize::new(0));
+    let open = FromClient::Open {
+        client,
+        query,
+        tx,
+        unsent: Arc::clone(&unsent),
+    };
+    if to_loop.send(open).await.is_err() {
+        return;
+    }
+    let mut wire = Wire::new(ws);
+    let mut closed_with = None;
+    let grace = tokio::time::sleep(Duration::MAX);
+    tokio::pin!(grace);
+    loop {
+        tokio::select! {
+            biased;
+            order = rx.recv(), if !wire.is_ending() => {
+                match order {
+                    Some(ToClient::Transmit(Transmit::Frames(frames))) => wire.send(frames),
+                    Some(ToClient::Transmit(Transmit::Close { code, reason })) => wire.end(Some(close(code, reason))),
+                    Some(ToClient::Transmit(Transmit::Drop)) => wire.end(None),
+                    Some(ToClient::Abort(code)) => {
+                        wire.discard();
+                        wire.end(Some(close(code, "")));
+                    }
+                    None => break,
+                }
+                if wire.is_ending() {
+                    grace.as_mut().reset(super::clock() + END_GRACE);
+                }
+            }
+            io = wire.io() => match io {
+                Io::Taken(bytes) => {
+                    unsent.fetch_sub(bytes, Ordering::Relaxed);
+                }
+                Io::Ended => break,
+                Io::Failed(e) => {
+                    tracing::debug!(client, error = %e, "send failed");
+                    break;
+                }
+                Io::Received(message) => {
+                    if let Some(Ok(Message::Close(frame))) = &message {
+                        closed_with = Some(frame.as_ref().map(|f| u16::from(f.code)));
+                    }
+                    if !receive(&to_loop, client, message) {
+                        wire.end(None);
+                        grace.as_mut().reset(super::clock() + END_GRACE);
+                    }
+                }
+            },
+            () = &mut grace => break,
+        }
+    }
+    // The task's end: the loop hears of it even when the client's queue was full. A loop that
+    // is gone (shutting down) has nobody to tell.
+    if to_loop
+        .send(FromClient::Gone(client, closed_with))
+        .await
+        .is_err()
+    {
+        tracing::debug!(client, "the proxy's loop is gone");
+    }
+}
+
+fn close(code: u16, reason: &str) -> CloseFrame {
+    CloseFrame {
+        code: WsCloseCode::from(code),
+        reason: reason.to_owned().into(),
+    }
+}
+
+/// Hands one message to the loop; false once the client closed, the stream ended, or the
+/// client sends faster than the loop reads (its queue of 256 is full: no client within its
+/// budget gets there).
+fn receive(
+    to_loop: &mpsc::Sender<FromClient>,
+    client: ClientId,
+    message: Option<Result<Message, WsError>>,
+) -> bool {
+    let event = match message {
+        Some(Ok(Message::Text(t))) => FromClient::Frame(client, Frame::Text(t.to_string())),
+        Some(Ok(Message::Binary(b))) => FromClient::Frame(client, Frame::Binary(b.to_vec())),
+        Some(Ok(Message::Close(_))) => return false,
+        Some(Ok(_)) => return true,
+        Some(Err(WsError::Capacity(e))) => FromClient::Refused(client, e.to_string()),
+        Some(Err(e)) => {
+            tracing::debug!(client, error = %e, "connection lost");
+            return false;
+        }
+        None => return false,
+    };
+    match to_loop.try_send(event) {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::warn!(client, error = %e, "client floods the proxy: dropped");
+            false
+        }
+    }
+}

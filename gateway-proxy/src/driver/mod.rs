@@ -1,0 +1,392 @@
+//! The proxy on tokio: a shard group upstream, a listener downstream, and one loop that owns
+//! the [`ProxyCore`] and carries its inputs in and its outputs out. It holds no protocol rule.
+//!
+//! Every wait of the loop is a branch of its one `select!`: the core's timer, shutdown, the
+//! shards' events, the client connections' frames, new sockets, and the health tick. Each
+//! socket runs in its own task (its request head, then a websocket in `conn` or HTTP in
+//! `http`); each upstream shard has one task that sends the core's commands in order.
+
+mod conn;
+mod http;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use gateway_model::{Command, DispatchEvent};
+use gateway_server::{Replayed, Transmit};
+use gateway_shard::{GroupEvents, ShardEvent, ShardGroup};
+use metrics_exporter_prometheus::PrometheusHandle;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use self::conn::{FromClient, ToClient};
+use self::http::{Health, Http, ShardHealth};
+use crate::{ClientId, ProxyConfig, ProxyCore, ProxyOutput, UpstreamReady};
+
+/// How the proxy's sockets are served.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct ServeOptions {
+    /// Where `/api/*` requests go, unchanged. Default `https://discord.com`.
+    pub rest: String,
+    /// Time a socket has to send its request head and finish a websocket handshake.
+    pub handshake_timeout: Duration,
+    /// The largest websocket frame a client may send (refused from its header, close 4002).
+    pub max_frame: usize,
+    /// Serves `/metrics` from this recorder.
+    pub metrics: Option<PrometheusHandle>,
+}
+
+impl Default for ServeOptions {
+    fn default() -> Self {
+        Self {
+            rest: "https://discord.com".to_owned(),
+            handshake_timeout: Duration::from_secs(10),
+            max_frame: 64 * 1024,
+            metrics: None,
+        }
+    }
+}
+
+/// Why the proxy could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ProxyError {
+    /// The HTTP client for the REST upstream.
+    #[error("REST client: {0}")]
+    Rest(String),
+}
+
+/// A running proxy: its loop and its listener.
+#[derive(Debug)]
+pub struct Proxy {
+    addr: SocketAddr,
+    shutdown: CancellationToken,
+    task: JoinHandle<()>,
+}
+
+impl Proxy {
+    /// Serves `group`'s shards (its events in `events`) on `listener`, as `config` says.
+    /// `config.url` should be the listener's websocket URL as clients reach it.
+    pub fn start(
+        config: ProxyConfig,
+        group: ShardGroup,
+        events: GroupEvents,
+        listener: TcpListener,
+        options: ServeOptions,
+    ) -> Result<Self, ProxyError> {
+        let addr = listener
+            .local_addr()
+            .map_err(|e| ProxyError::Rest(e.to_string()))?;
+        let tls = gateway_shard::tls_config(&[]).map_err(|e| ProxyError::Rest(e.to_string()))?;
+        let client = reqwest::Client::builder()
+            .tls_backend_preconfigured(tls)
+            .timeout(Duration::from_secs(60))
+            .build()
+            .map_err(|e| ProxyError::Rest(e.to_string()))?;
+        let (health_tx, health) = watch::channel(Health::default());
+        let http = Arc::new(Http {
+            url: config.url.clone(),
+            shards: config.shards,
+            rest: options.rest.clone(),
+            client,
+            health,
+            metrics: options.metrics.clone(),
+        });
+        let shutdown = CancellationToken::new();
+        let group = Arc::new(group);
+        let pumps = config
+            .range
+            .clone()
+            .map(|id| (id, spawn_pump(Arc::clone(&group), id)))
+            .collect();
+        let (to_loop, from_clients) = mpsc::channel(4096);
+        let driver = Driver {
+            core: ProxyCore::new(config),
+            group,
+            routes: BTreeMap::new(),
+            pumps,
+            health: health_tx,
+            next_client: 0,
+            options,
+            http,
+            to_loop,
+        };
+        let task = tokio::spawn(driver.run(events, from_clients, listener, shutdown.clone()));
+        Ok(Self {
+            addr,
+            shutdown,
+            task,
+        })
+    }
+
+    /// The address it listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Stops: every client is closed with 4000 (resumable), then the loop ends.
+    pub async fn shutdown(self) {
+        self.shutdown.cancel();
+        if let Err(e) = self.task.await {
+            tracing::error!(error = %e, "the proxy's loop failed");
+        }
+    }
+
+    /// Waits until the loop ends (on shutdown, or when the shards are gone).
+    pub async fn join(&mut self) {
+        if let Err(e) = (&mut self.task).await {
+            tracing::error!(error = %e, "the proxy's loop failed");
+        }
+    }
+}
+
+/// Where one client's transmits go.
+struct Route {
+    tx: mpsc::UnboundedSender<ToClient>,
+    unsent: Arc<AtomicUsize>,
+}
+
+struct Driver {
+    core: ProxyCore,
+    group: Arc<ShardGroup>,
+    routes: BTreeMap<ClientId, Route>,
+    pumps: BTreeMap<u32, mpsc::UnboundedSender<Command>>,
+    health: watch::Sender<Health>,
+    next_client: ClientId,
+    options: ServeOptions,
+    http: Arc<Http>,
+    to_loop: mpsc::Sender<FromClient>,
+}
+
+impl Driver {
+    async fn run(
+        mut self,
+        mut events: GroupEvents,
+        mut from_clients: mpsc::Receiver<FromClient>,
+        listener: TcpListener,
+        shutdown: CancellationToken,
+    ) {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            let deadline = self.core.poll_timeout();
+            tokio::select! {
+                biased;
+                () = sleep_until(deadline) => self.core.handle_timeout(now()),
+                () = shutdown.cancelled() => break,
+                event = events.next() => match event {
+                    Some((shard, event)) => self.upstream(shard, event),
+                    None => break,
+                },
+                Some(message) = from_clients.recv() => self.client(message),
+                accepted = listener.accept() => match accepted {
+                    Ok((tcp, _)) => self.accept(tcp),
+                    Err(e) => tracing::warn!(error = %e, "accept"),
+                },
+                _ = tick.tick() => self.publish_health(),
+            }
+            self.drain();
+        }
+        for route in self.routes.values() {
+            // A connection already gone has nothing to close.
+            let _closed = route.tx.send(ToClient::Abort(
+                gateway_model::CloseCode::UnknownError.as_u16(),
+            ));
+        }
+    }
+
+    fn upstream(&mut self, shard: u32, event: ShardEvent) {
+        let now = now();
+        match event {
+            ShardEvent::Ready(ready) => match sonic_rs::to_string(&*ready) {
+                Ok(data) => self
+                    .core
+                    .handle_upstream_ready(now, shard, UpstreamReady { data }),
+                Err(e) => tracing::error!(shard, error = %e, "READY could not be written"),
+            },
+            ShardEvent::Dispatch(dispatch) => match &dispatch.event {
+                DispatchEvent::Other(raw) => {
+                    self.core
+                        .handle_upstream_dispatch(now, shard, &raw.name, raw.data.get());
+                }
+                typed => tracing::warn!(
+                    shard,
+                    event = typed.name(),
+                    "typed dispatch: the group must run on raw dispatches"
+                ),
+            },
+            ShardEvent::HeartbeatAck { latency } => {
+                metrics::gauge!("gateway_proxy_upstream_latency_seconds", "shard" => shard.to_string())
+                    .set(latency.as_secs_f64());
+            }
+            _ => {}
+        }
+    }
+
+    fn client(&mut self, message: FromClient) {
+        let now = now();
+        match message {
+            FromClient::Open {
+                client,
+                query,
+                tx,
+                unsent,
+            } => {
+                self.routes.insert(client, Route { tx, unsent });
+                self.core.handle_open(now, client, &query);
+            }
+            FromClient::Frame(client, frame) => self.core.handle_frame(now, client, frame),
+            FromClient::Refused(client, rule) => self.core.handle_frame_refused(now, client, rule),
+            FromClient::Gone(client, closed_with) => {
+                self.routes.remove(&client);
+                match closed_with {
+                    Some(code) => self.core.handle_client_close(now, client, code),
+                    None => self.core.handle_disconnected(now, client),
+                }
+            }
+        }
+    }
+
+    /// Carries the core's outputs out.
+    fn drain(&mut self) {
+        let now = now();
+        while let Some(output) = self.core.poll_output(now) {
+            match output {
+                ProxyOutput::Client { client, transmit } => self.transmit(client, transmit),
+                ProxyOutput::Abort { client, code } => {
+                    if let Some(route) = self.routes.remove(&client)
+                        && route.tx.send(ToClient::Abort(code)).is_err()
+                    {
+                        tracing::debug!(client, "aborted client already gone");
+                    }
+                }
+                ProxyOutput::Upstream { shard, command } => {
+                    let sent = self.pumps.get(&shard).map(|p| p.send(command));
+                    if !matches!(sent, Some(Ok(()))) {
+                        tracing::warn!(shard, "no command task for the shard: command dropped");
+                    }
+                }
+            }
+        }
+    }
+
+    fn transmit(&mut self, client: ClientId, transmit: Transmit) {
+        let Some(route) = self.routes.get(&client) else {
+            return;
+        };
+        let bytes: usize = match &transmit {
+            Transmit::Frames(frames) => frames.iter().map(gateway_server::Frame::len).sum(),
+            _ => 0,
+        };
+        let unsent = route.unsent.fetch_add(bytes, Ordering::Relaxed) + bytes;
+        if route.tx.send(ToClient::Transmit(transmit)).is_err() {
+            // Its task ended; its `Gone` is on the way.
+            return;
+        }
+        if unsent > self.core.config().max_unsent_bytes {
+            self.core.handle_unsent(now(), client, unsent);
+        }
+    }
+
+    fn accept(&mut self, tcp: TcpStream) {
+        self.next_client += 1;
+        let client = self.next_client;
+        let options = self.options.clone();
+        let http = Arc::clone(&self.http);
+        let to_loop = self.to_loop.clone();
+        tokio::spawn(serve_socket(tcp, client, options, http, to_loop));
+    }
+
+    fn publish_health(&mut self) {
+        let shards: Vec<ShardHealth> = self
+            .core
+            .config()
+            .range
+            .clone()
+            .map(|id| {
+                let shard = self.group.shard(id);
+                ShardHealth {
+                    id,
+                    ready: self.core.is_shard_ready(id),
+                    connected: shard.is_some_and(gateway_shard::Shard::is_connected),
+                    latency_ms: shard
+                        .and_then(gateway_shard::Shard::heartbeat_latency)
+                        .map(|l| l.as_secs_f64() * 1000.0),
+                }
+            })
+            .collect();
+        let ready = shards.iter().all(|s| s.ready);
+        self.health.send_replace(Health { ready, shards });
+        let counts = self.core.counts();
+        metrics::gauge!("gateway_proxy_clients").set(counts.clients as f64);
+        metrics::gauge!("gateway_proxy_sessions").set(counts.sessions as f64);
+        metrics::gauge!("gateway_proxy_replay_log_bytes").set(counts.log_bytes as f64);
+        metrics::gauge!("gateway_proxy_replay_log_entries").set(counts.log_entries as f64);
+        metrics::gauge!("gateway_proxy_cache_bytes").set(counts.cache_bytes as f64);
+        metrics::gauge!("gateway_proxy_cache_guilds").set(counts.guilds as f64);
+    }
+}
+
+/// One shard's commands, sent in the order the core gave them.
+fn spawn_pump(group: Arc<ShardGroup>, id: u32) -> mpsc::UnboundedSender<Command> {
+    let (tx, mut rx) = mpsc::unbounded_channel::<Command>();
+    tokio::spawn(async move {
+        while let Some(command) = rx.recv().await {
+            let Some(shard) = group.shard(id) else {
+                break;
+            };
+            if let Err(e) = shard.send(command).await {
+                tracing::warn!(shard = id, error = %e, "command not sent upstream");
+            }
+        }
+    });
+    tx
+}
+
+/// One socket: its request head within the handshake timeout, then a websocket or HTTP.
+async fn serve_socket(
+    mut tcp: TcpStream,
+    client: ClientId,
+    options: ServeOptions,
+    http: Arc<Http>,
+    to_loop: mpsc::Sender<FromClient>,
+) {
+    let deadline = clock() + options.handshake_timeout;
+    let head = tokio::time::timeout_at(deadline, gateway_server::read_head(&mut tcp)).await;
+    let (head, bytes) = match head {
+        Ok(Ok(head)) => head,
+        Ok(Err(e)) => return tracing::debug!(client, error = %e, "no request head"),
+        Err(_) => return tracing::debug!(client, "request head timed out"),
+    };
+    let stream = Replayed::new(bytes, tcp);
+    if !head.is_websocket() {
+        return http::serve(http, stream).await;
+    }
+    match gateway_server::accept(stream, options.max_frame, deadline).await {
+        Ok(accepted) => conn::serve(accepted.ws, client, accepted.query, to_loop).await,
+        Err(e) => tracing::debug!(client, error = %e, "websocket handshake failed"),
+    }
+}
+
+/// The clock, read here (the core takes time as an input): tokio's, so tests may pause it.
+#[allow(clippy::disallowed_methods)] // the driver reads the clock for the core
+fn clock() -> Instant {
+    Instant::now()
+}
+
+fn now() -> std::time::Instant {
+    clock().into_std()
+}
+
+async fn sleep_until(deadline: Option<std::time::Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
+    }
+}

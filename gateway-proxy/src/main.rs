@@ -1,0 +1,251 @@
+//! `gateway-proxy`: holds a bot's shards and serves them to bot processes in any language.
+//!
+//! With `DISCORD_TOKEN` it connects to Discord; with neither a token nor `GATEWAY_URL` it runs
+//! the embedded fake gateway (`gateway-testkit`) upstream, with a seeded world and live
+//! traffic, so a bot can be tried against it with no token at all.
+
+use std::time::Duration;
+
+use clap::Parser;
+use gateway_model::{Intents, Token};
+use gateway_proxy::cache::{CacheConfig, Kind};
+use gateway_proxy::{Proxy, ProxyConfig, ServeOptions};
+use gateway_shard::{ShardConfig, ShardGroup, ShardGroupConfig};
+use gateway_testkit::{FakeGateway, GatewayConfig, WorldConfig};
+use tokio::net::TcpListener;
+
+/// A Discord gateway proxy: the bot's shards upstream, bots in any language downstream, with a
+/// RESUME that replays.
+///
+/// A bot connects as it would to Discord, with its REST base URL set to this proxy's
+/// (`http://LISTEN/api`), or its gateway URL set to `ws://LISTEN`. Its token must be the bot's
+/// (or a `--client-secret`), its `[shard_id, num_shards]` one of the proxy's.
+#[derive(Debug, Parser)]
+#[command(version)]
+struct Args {
+    /// Where to listen, websockets and HTTP on one port. Only loopback unless told otherwise.
+    #[arg(long, default_value = "127.0.0.1:7878")]
+    listen: String,
+    /// The websocket URL clients reach the proxy at (READY's `resume_gateway_url`, and
+    /// `/gateway/bot`'s `url`). Default: `ws://` and the listening address.
+    #[arg(long)]
+    url: Option<String>,
+    /// Upstream shard count. Default: Discord's recommendation with a token, 2 with the
+    /// embedded fake gateway.
+    #[arg(long)]
+    shards: Option<u32>,
+    /// Upstream intents (bits). Clients may ask for these or fewer. Default: every
+    /// non-privileged intent on Discord, all of them with the fake gateway.
+    #[arg(long)]
+    intents: Option<u64>,
+    /// Upstream max_concurrency (identify buckets). Default: Discord's, or 1.
+    #[arg(long)]
+    max_concurrency: Option<u32>,
+    /// Another token clients may identify with instead of the bot's (repeatable).
+    #[arg(
+        long = "client-secret",
+        env = "GATEWAY_PROXY_CLIENT_SECRETS",
+        value_delimiter = ','
+    )]
+    client_secrets: Vec<String>,
+    /// Where every other `/api/*` request goes, unchanged. Default: https://discord.com (the
+    /// fake gateway's own REST routes when it runs).
+    #[arg(long)]
+    rest: Option<String>,
+    /// Bytes of dispatches each shard keeps for RESUME.
+    #[arg(long, default_value_t = 64 << 20)]
+    log_bytes: usize,
+    /// Seconds each shard keeps dispatches for RESUME.
+    #[arg(long, default_value_t = 600)]
+    log_seconds: u64,
+    /// Seconds a client session stays resumable after its connection went.
+    #[arg(long, default_value_t = 180)]
+    session_ttl: u64,
+    /// Commands one client may send upstream per 60 s (its share of the shard's 120).
+    #[arg(long, default_value_t = 60)]
+    forwarded_per_minute: usize,
+    /// Bytes that may wait unsent for one client before it is closed to resume.
+    #[arg(long, default_value_t = 16 << 20)]
+    max_unsent_bytes: usize,
+    /// A collection not to cache (repeatable): channels, threads, roles, members, presences,
+    /// voice_states, emojis, stickers, stage_instances, guild_scheduled_events,
+    /// soundboard_sounds. Clients get it as an empty list.
+    #[arg(long = "no-cache", value_parser = kind)]
+    no_cache: Vec<Kind>,
+    /// HELLO's heartbeat interval for clients, in milliseconds.
+    #[arg(long, default_value_t = 41_250)]
+    heartbeat_interval_ms: u64,
+    /// Serve `/metrics` (Prometheus).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    metrics: bool,
+}
+
+fn kind(name: &str) -> Result<Kind, String> {
+    gateway_proxy::cache::kinds()
+        .iter()
+        .copied()
+        .find(|k| k.name() == name)
+        .ok_or_else(|| format!("{name} is not a cached collection"))
+}
+
+/// Where the shards connect, with which token.
+struct Upstream {
+    fake: Option<FakeGateway>,
+    url: String,
+    token: String,
+    rest: String,
+    on_discord: bool,
+}
+
+impl Upstream {
+    async fn choose(args: &Args) -> std::io::Result<Self> {
+        let token = std::env::var("DISCORD_TOKEN").ok();
+        let url = std::env::var("GATEWAY_URL").ok();
+        Ok(match (url, token) {
+            (None, None) => {
+                let fake = start_fake_gateway(args.shards.unwrap_or(2)).await?;
+                let rest = fake.url().replacen("ws://", "http://", 1);
+                Self {
+                    url: fake.url().to_owned(),
+                    token: fake.config().token.clone(),
+                    rest,
+                    fake: Some(fake),
+                    on_discord: false,
+                }
+            }
+            (Some(url), token) => Self {
+                rest: url
+                    .replacen("ws://", "http://", 1)
+                    .replacen("wss://", "https://", 1),
+                url,
+                token: token.unwrap_or_else(|| "testkit-token".to_owned()),
+                fake: None,
+                on_discord: false,
+            },
+            (None, Some(token)) => Self {
+                url: gateway_shard::DISCORD_GATEWAY.to_owned(),
+                token,
+                rest: "https://discord.com".to_owned(),
+                fake: None,
+                on_discord: true,
+            },
+        })
+    }
+}
+
+async fn start_fake_gateway(shards: u32) -> std::io::Result<FakeGateway> {
+    let config = GatewayConfig {
+        heartbeat_interval: Duration::from_secs(5),
+        max_concurrency: 16,
+        recommended_shards: shards.max(1),
+        world: WorldConfig::mixed(7, (10 * shards as usize).max(20), 300),
+        ..GatewayConfig::default()
+    };
+    FakeGateway::start_with(config, 0).await
+}
+
+/// Live traffic on the fake gateway: a message on some guild of each shard every second.
+async fn traffic(gateway: &FakeGateway) {
+    let world = gateway.world();
+    let guilds = world.guilds();
+    let mut n = 0u64;
+    loop {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let g = &guilds[n as usize % guilds.len()];
+        let total = gateway.config().recommended_shards;
+        if let Some(conn) = gateway.shard_connection(g.id.shard_index(total)) {
+            conn.dispatch("MESSAGE_CREATE", world.message_create_json(g, n, 60));
+        }
+        n += 1;
+    }
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,gateway_testkit=warn".into()),
+        )
+        .init();
+    let args = Args::parse();
+    let upstream = Upstream::choose(&args).await?;
+    let token = Token::new(upstream.token.clone());
+    let (shards, max_concurrency) = match (args.shards, upstream.on_discord) {
+        (None, true) => {
+            let info =
+                gateway_shard::fetch_gateway_bot(gateway_shard::DISCORD_API, &token, &[], None)
+                    .await?;
+            (
+                info.shards.max(1),
+                info.session_start_limit.max_concurrency.max(1),
+            )
+        }
+        (shards, _) => (
+            shards.unwrap_or(2).max(1),
+            args.max_concurrency.unwrap_or(16),
+        ),
+    };
+    let intents = match (args.intents, upstream.on_discord) {
+        (Some(bits), _) => Intents::from_bits_truncate(bits),
+        (None, true) => Intents::all() & !Intents::PRIVILEGED,
+        (None, false) => Intents::all(),
+    };
+    let listener = TcpListener::bind(&args.listen).await?;
+    let addr = listener.local_addr()?;
+    let url = args.url.clone().unwrap_or_else(|| format!("ws://{addr}"));
+
+    let mut config = ProxyConfig::new(token.clone(), shards, intents, url.clone());
+    config.client_secrets = args.client_secrets.iter().map(Token::new).collect();
+    config.log.max_bytes = args.log_bytes;
+    config.log.max_age = Duration::from_secs(args.log_seconds);
+    config.session_ttl = Duration::from_secs(args.session_ttl);
+    config.forwarded_per_minute = args.forwarded_per_minute;
+    config.max_unsent_bytes = args.max_unsent_bytes;
+    config.cache = CacheConfig::without(args.no_cache.iter().copied());
+    config.connection.heartbeat_interval = Duration::from_millis(args.heartbeat_interval_ms);
+    config.connection.heartbeat_timeout =
+        Some(Duration::from_millis(args.heartbeat_interval_ms * 3 / 2));
+    config.connection.name = "gateway-proxy";
+
+    let shard = ShardConfig::new(token, intents)
+        .with_gateway_url(upstream.url.clone())
+        .with_raw_dispatches(true);
+    let (group, events) = ShardGroup::spawn(ShardGroupConfig::new(shard, shards, max_concurrency))?;
+    let mut options = ServeOptions::default();
+    options.rest = args.rest.clone().unwrap_or_else(|| upstream.rest.clone());
+    if args.metrics {
+        let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+        options.metrics = Some(recorder.handle());
+        metrics::set_global_recorder(recorder)?;
+    }
+    let mut proxy = Proxy::start(config, group, events, listener, options)?;
+    match &upstream.fake {
+        Some(_) => println!(
+            "no DISCORD_TOKEN: serving the embedded fake gateway's {shards} shard(s).\n\
+             Bots connect to {url} (REST base http://{addr}/api) with the token `{}`.",
+            upstream.token
+        ),
+        None => println!(
+            "serving {shards} shard(s) of {} on {url} (REST base http://{addr}/api)",
+            upstream.url
+        ),
+    }
+    let traffic = async {
+        match &upstream.fake {
+            Some(fake) => traffic(fake).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        () = proxy.join() => {}
+        () = traffic => {}
+        signal = tokio::signal::ctrl_c() => {
+            if let Err(e) = signal {
+                tracing::error!(error = %e, "signal handler");
+            }
+            proxy.shutdown().await;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,197 @@
+//! The proxy between the fake gateway and clients, all over real sockets on 127.0.0.1 with
+//! real compression: discovery, a synthetic READY with every guild, live dispatches, and a
+//! RESUME that replays what the client missed.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[path = "../../gateway-testkit/tests/common/mod.rs"]
+mod common;
+
+use std::time::Duration;
+
+use common::{Client, End};
+use gateway_codec::Compression;
+use gateway_model::{Intents, ShardId, Token};
+use gateway_proxy::{Proxy, ProxyConfig, ServeOptions};
+use gateway_shard::{ShardConfig, ShardGroup, ShardGroupConfig};
+use gateway_testkit::{FakeGateway, GatewayConfig, WorldConfig};
+use tokio::net::TcpListener;
+
+const SHARDS: u32 = 2;
+
+struct Setup {
+    gateway: FakeGateway,
+    proxy: Proxy,
+    url: String,
+}
+
+async fn setup() -> Setup {
+    let gateway = FakeGateway::start_with(
+        GatewayConfig {
+            max_concurrency: 16,
+            world: WorldConfig::uniform(3, 8, 20),
+            ..GatewayConfig::default()
+        },
+        0,
+    )
+    .await
+    .unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("ws://{}", listener.local_addr().unwrap());
+    let token = Token::new(common::TOKEN);
+    let config = ProxyConfig::new(token.clone(), SHARDS, Intents::all(), url.clone());
+    let shard = ShardConfig::new(token, Intents::all())
+        .with_gateway_url(gateway.url())
+        .with_raw_dispatches(true);
+    let (group, events) = ShardGroup::spawn(ShardGroupConfig::new(shard, SHARDS, 16)).unwrap();
+    let mut options = ServeOptions::default();
+    options.rest = gateway.url().replacen("ws://", "http://", 1);
+    let proxy = Proxy::start(config, group, events, listener, options).unwrap();
+    gateway.wait_for_readies(u64::from(SHARDS)).await;
+    Setup {
+        gateway,
+        proxy,
+        url,
+    }
+}
+
+fn guilds_of(gateway: &FakeGateway, shard: u32) -> Vec<gateway_testkit::Guild> {
+    gateway
+        .world()
+        .guilds_of_shard(shard, SHARDS)
+        .cloned()
+        .collect()
+}
+
+/// HELLO, IDENTIFY for shard 0, READY and a GUILD_CREATE per guild: the last sequence number
+/// and the session id.
+async fn start(client: &mut Client, guilds: usize) -> (u64, String) {
+    let ready = client
+        .start(Intents::all(), ShardId::new(0, SHARDS).unwrap())
+        .await;
+    let d: serde_json::Value = serde_json::from_str(ready.d.as_deref().unwrap()).unwrap();
+    let session = d["session_id"].as_str().unwrap().to_owned();
+    let listed = d["guilds"].as_array().unwrap().len();
+    assert_eq!(listed, guilds, "READY lists every guild of the shard");
+    let mut seq = ready.s.unwrap();
+    // The cache may still be filling from the upstream: what is not in it comes live.
+    for _ in 0..guilds {
+        let g = client.expect_op(0, Some("GUILD_CREATE")).await;
+        assert_eq!(g.s, Some(seq + 1));
+        seq += 1;
+    }
+    (seq, session)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn discovery_answers_with_the_proxy_and_rest_passes_through() {
+    let s = setup().await;
+    let base = s.url.replacen("ws://", "http://", 1);
+    let http = reqwest::Client::new();
+    let bot = http
+        .get(format!("{base}/api/v10/gateway/bot"))
+        .send()
+        .await
+        .unwrap();
+    let bot: serde_json::Value = serde_json::from_str(&bot.text().await.unwrap()).unwrap();
+    assert_eq!(bot["url"], s.url);
+    assert_eq!(bot["shards"], SHARDS);
+    assert!(bot["session_start_limit"]["remaining"].as_u64().unwrap() >= u64::from(SHARDS));
+    let me = http
+        .get(format!("{base}/api/v10/users/@me"))
+        .header("Authorization", format!("Bot {}", common::TOKEN))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(me.status(), 200, "passed through to the upstream's REST");
+    let mut health = http.get(format!("{base}/healthz")).send().await.unwrap();
+    for _ in 0..50 {
+        if health.status() == 200 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        health = http.get(format!("{base}/healthz")).send().await.unwrap();
+    }
+    assert_eq!(health.status(), 200);
+    s.proxy.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_resumes_and_gets_every_dispatch_it_missed_once_and_in_order() {
+    let s = setup().await;
+    let guilds = guilds_of(&s.gateway, 0);
+    let mut client = Client::connect(&s.url, Compression::ZlibStream).await;
+    let (mut seq, session) = start(&mut client, guilds.len()).await;
+    let upstream = s.gateway.shard_connection(0).unwrap();
+    let world = s.gateway.world();
+    upstream.dispatch(
+        "MESSAGE_CREATE",
+        world.message_create_json(&guilds[0], 1, 10),
+    );
+    let live = client.expect_op(0, Some("MESSAGE_CREATE")).await;
+    assert_eq!(live.s, Some(seq + 1));
+    seq += 1;
+    drop(client);
+    let mut sent = Vec::new();
+    for n in 2..=6 {
+        let message = world.message_create_json(&guilds[0], n, 10);
+        let id: serde_json::Value = serde_json::from_str(&message).unwrap();
+        sent.push(id["id"].clone());
+        upstream.dispatch("MESSAGE_CREATE", message);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut client = Client::connect(&s.url, Compression::ZstdStream).await;
+    assert_eq!(client.expect().await.op, 10);
+    client.resume(&session, seq).await;
+    for id in sent {
+        let got = client.expect().await;
+        assert_eq!(
+            (got.op, got.t.as_deref(), got.s),
+            (0, Some("MESSAGE_CREATE"), Some(seq + 1))
+        );
+        let d: serde_json::Value = serde_json::from_str(got.d.as_deref().unwrap()).unwrap();
+        assert_eq!(d["id"], id);
+        seq += 1;
+    }
+    let resumed = client.expect().await;
+    assert_eq!(
+        (resumed.t.as_deref(), resumed.s),
+        (Some("RESUMED"), Some(seq + 1))
+    );
+    assert_eq!(
+        s.gateway.stats().identifies,
+        u64::from(SHARDS),
+        "no upstream IDENTIFY"
+    );
+    s.proxy.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_token_is_closed_alone_and_an_unknown_session_gets_op_9() {
+    let s = setup().await;
+    let mut good = Client::connect(&s.url, Compression::None).await;
+    start(&mut good, guilds_of(&s.gateway, 0).len()).await;
+    let mut bad = Client::connect(&s.url, Compression::None).await;
+    assert_eq!(bad.expect().await.op, 10);
+    bad.send(
+        gateway_model::Identify::new(Token::new("wrong"), Intents::GUILDS)
+            .with_shard(ShardId::new(0, SHARDS).unwrap()),
+    )
+    .await;
+    assert!(matches!(bad.expect_end().await, End::Closed(Some(4004))));
+    let mut lost = Client::connect(&s.url, Compression::None).await;
+    assert_eq!(lost.expect().await.op, 10);
+    lost.resume("no-such-session", 3).await;
+    let nine = lost.expect().await;
+    assert_eq!((nine.op, nine.d.as_deref()), (9, Some("false")));
+    assert!(matches!(lost.expect_end().await, End::Closed(Some(4007))));
+    good.heartbeat(Some(1)).await;
+    assert_eq!(
+        good.expect_op(11, None).await.op,
+        11,
+        "the other client goes on"
+    );
+    let stats = s.gateway.stats();
+    assert_eq!(stats.identifies, u64::from(SHARDS));
+    s.proxy.shutdown().await;
+}
