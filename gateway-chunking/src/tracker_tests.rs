@@ -41,6 +41,7 @@ fn ready(guilds: &[Snowflake]) -> Ready {
             id: Snowflake::new(2),
             flags: 0,
         },
+        raw: None,
     }
 }
 

@@ -35,9 +35,12 @@ pub struct ProxyConfig {
     /// Commands one client may have forwarded upstream per 60 s (its share of the shard's
     /// 120); over it the client is closed with 4008.
     pub forwarded_per_minute: usize,
-    /// Bytes that may wait unsent for one client before it is closed to resume (it is too slow
-    /// for what its shard sends).
-    pub max_unsent_bytes: usize,
+    /// Bytes sent to one client that its socket may not have taken yet: past it, the client's
+    /// cursor waits in the log (a replay too), and the rest follows as the socket takes it.
+    pub send_window: usize,
+    /// A client whose socket takes nothing for this long while it is behind is closed with
+    /// 4000 (it is too slow for its shard); its session stays, to resume from the log.
+    pub stall_timeout: Duration,
     /// What the guild cache keeps.
     pub cache: CacheConfig,
     /// Seeds the client session ids.
@@ -48,7 +51,7 @@ impl ProxyConfig {
     /// A proxy for all `shards` of the bot with `token`, upstream on `intents`, known to
     /// clients as `url`. Discord's limits elsewhere: a replay log of 64 MiB or 10 minutes per
     /// shard, sessions resumable for 3 minutes, 60 forwarded commands per client per minute,
-    /// 16 MiB unsent per client.
+    /// a send window of 1 MiB per client, closed after 30 s without progress.
     pub fn new(token: Token, shards: u32, intents: Intents, url: impl Into<String>) -> Self {
         Self {
             token,
@@ -64,7 +67,8 @@ impl ProxyConfig {
             },
             session_ttl: Duration::from_secs(180),
             forwarded_per_minute: 60,
-            max_unsent_bytes: 16 << 20,
+            send_window: 1 << 20,
+            stall_timeout: Duration::from_secs(30),
             cache: CacheConfig::default(),
             seed: 0,
         }

@@ -64,9 +64,13 @@ struct Args {
     /// Commands one client may send upstream per 60 s (its share of the shard's 120).
     #[arg(long, default_value_t = 60)]
     forwarded_per_minute: usize,
-    /// Bytes that may wait unsent for one client before it is closed to resume.
-    #[arg(long, default_value_t = 16 << 20)]
-    max_unsent_bytes: usize,
+    /// Bytes sent to one client that its socket may not have taken yet (the rest waits in the
+    /// log).
+    #[arg(long, default_value_t = 1 << 20)]
+    send_window: usize,
+    /// Seconds a client behind may take nothing before it is closed to resume.
+    #[arg(long, default_value_t = 30)]
+    stall_timeout: u64,
     /// A collection not to cache (repeatable): channels, threads, roles, members, presences,
     /// voice_states, emojis, stickers, stage_instances, guild_scheduled_events,
     /// soundboard_sounds. Clients get it as an empty list.
@@ -201,7 +205,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     config.log.max_age = Duration::from_secs(args.log_seconds);
     config.session_ttl = Duration::from_secs(args.session_ttl);
     config.forwarded_per_minute = args.forwarded_per_minute;
-    config.max_unsent_bytes = args.max_unsent_bytes;
+    config.send_window = args.send_window;
+    config.stall_timeout = Duration::from_secs(args.stall_timeout);
     config.cache = CacheConfig::without(args.no_cache.iter().copied());
     config.connection.heartbeat_interval = Duration::from_millis(args.heartbeat_interval_ms);
     config.connection.heartbeat_timeout =
@@ -220,6 +225,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         metrics::set_global_recorder(recorder)?;
     }
     let mut proxy = Proxy::start(config, group, events, listener, options)?;
+    // The first line is the URL alone, for scripts (as `gateway-testkit serve` prints its own).
+    println!("{url}");
     match &upstream.fake {
         Some(_) => println!(
             "no DISCORD_TOKEN: serving the embedded fake gateway's {shards} shard(s).\n\

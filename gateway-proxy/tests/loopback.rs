@@ -26,6 +26,10 @@ struct Setup {
 }
 
 async fn setup() -> Setup {
+    setup_with(|_| {}).await
+}
+
+async fn setup_with(adjust: impl FnOnce(&mut ProxyConfig)) -> Setup {
     let gateway = FakeGateway::start_with(
         GatewayConfig {
             max_concurrency: 16,
@@ -39,7 +43,8 @@ async fn setup() -> Setup {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("ws://{}", listener.local_addr().unwrap());
     let token = Token::new(common::TOKEN);
-    let config = ProxyConfig::new(token.clone(), SHARDS, Intents::all(), url.clone());
+    let mut config = ProxyConfig::new(token.clone(), SHARDS, Intents::all(), url.clone());
+    adjust(&mut config);
     let shard = ShardConfig::new(token, Intents::all())
         .with_gateway_url(gateway.url())
         .with_raw_dispatches(true);
@@ -193,5 +198,101 @@ async fn a_bad_token_is_closed_alone_and_an_unknown_session_gets_op_9() {
     );
     let stats = s.gateway.stats();
     assert_eq!(stats.identifies, u64::from(SHARDS));
+    s.proxy.shutdown().await;
+}
+
+/// Hostile clients, each closed alone with Discord's code while a well-behaved client (which
+/// gets every dispatch of a heavy load, in order) and the upstream go on: an oversize command, a
+/// flood, garbage, and a client that never heartbeats. (A client that never reads is held at
+/// its send window and closed after the stall timeout: `core::tests`.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_clients_are_closed_alone() {
+    let s = setup_with(|c| {
+        c.connection.heartbeat_interval = Duration::from_millis(1000);
+        c.connection.heartbeat_timeout = Some(Duration::from_millis(3000));
+    })
+    .await;
+    let guilds = guilds_of(&s.gateway, 0);
+    const LOAD: u64 = 4000;
+    let mut good = Client::connect(&s.url, Compression::ZlibStream).await;
+    let (mut seq, _) = start(&mut good, guilds.len()).await;
+    // The well-behaved client heartbeats and reads throughout, and must get every dispatch.
+    let good = tokio::spawn(async move {
+        let mut beat = tokio::time::interval(Duration::from_millis(150));
+        let mut got = 0;
+        while got < LOAD {
+            tokio::select! {
+                _ = beat.tick() => good.heartbeat(None).await,
+                p = good.recv() => {
+                    let p = p.expect("the well-behaved client was closed");
+                    if p.t.as_deref() == Some("MESSAGE_CREATE") {
+                        assert_eq!(p.s, Some(seq + 1));
+                        seq += 1;
+                        got += 1;
+                    }
+                }
+            }
+        }
+    });
+    let closes_with = |mut c: Client| async move {
+        match c.expect_end().await {
+            End::Closed(code) => code,
+            other => panic!("{other:?}"),
+        }
+    };
+    // Oversize: one payload over 4096 bytes.
+    let mut oversize = Client::connect(&s.url, Compression::None).await;
+    start(&mut oversize, guilds.len()).await;
+    let big = format!(
+        r#"{{"op":3,"d":{{"since":null,"activities":[{{"name":"{}","type":0}}],"status":"online","afk":false}}}}"#,
+        "x".repeat(5000)
+    );
+    oversize.send_text(&big).await;
+    assert_eq!(closes_with(oversize).await, Some(4002));
+    // A flood: more payloads than Discord's 120 per minute.
+    let mut flood = Client::connect(&s.url, Compression::None).await;
+    start(&mut flood, guilds.len()).await;
+    for _ in 0..130 {
+        flood.heartbeat(None).await;
+    }
+    assert_eq!(closes_with(flood).await, Some(4008));
+    // Garbage: a binary frame that is not UTF-8.
+    let mut garbage = Client::connect(&s.url, Compression::None).await;
+    assert_eq!(garbage.expect().await.op, 10);
+    garbage
+        .ws
+        .send(async_tungstenite::tungstenite::Message::binary(vec![
+            0xff, 0xfe, 0x00,
+        ]))
+        .await
+        .unwrap();
+    assert_eq!(closes_with(garbage).await, Some(4002));
+    // Silent: never heartbeats.
+    let mut silent = Client::connect(&s.url, Compression::None).await;
+    assert_eq!(silent.expect().await.op, 10);
+    assert_eq!(closes_with(silent).await, Some(4009));
+    let upstream = s.gateway.shard_connection(0).unwrap();
+    let world = s.gateway.world();
+    for n in 0..LOAD {
+        upstream.dispatch(
+            "MESSAGE_CREATE",
+            world.message_create_json(&guilds[0], n, 2000),
+        );
+    }
+    tokio::time::timeout(Duration::from_secs(120), good)
+        .await
+        .unwrap()
+        .unwrap();
+    let upstream_closes: Vec<_> = s
+        .gateway
+        .connections()
+        .into_iter()
+        .filter_map(|c| c.closed_with)
+        .collect();
+    assert!(
+        upstream_closes.is_empty(),
+        "the upstream was never closed: {upstream_closes:?}"
+    );
+    assert_eq!(s.gateway.stats().identifies, u64::from(SHARDS));
     s.proxy.shutdown().await;
 }

@@ -274,13 +274,25 @@ impl Connection {
     /// Sends one payload, encoded as the connection asked. A compressor that fails drops the
     /// connection (its stream cannot go on).
     pub fn send(&mut self, json: &str) {
+        self.encode_with(|encoder| encoder.encode(json));
+    }
+
+    /// [`send`](Self::send), taking the payload: uncompressed, it becomes the frame itself.
+    pub fn send_owned(&mut self, json: String) {
+        self.encode_with(|encoder| encoder.encode_owned(json));
+    }
+
+    fn encode_with(
+        &mut self,
+        encode: impl FnOnce(&mut Encoder) -> Result<Frame, gateway_codec::CompressError>,
+    ) {
         if self.closed {
             return;
         }
         let Some(encoder) = &mut self.encoder else {
             return;
         };
-        match encoder.encode(json) {
+        match encode(encoder) {
             Ok(frame) => self.out.push_back(Transmit::Frames(vec![frame])),
             Err(e) => {
                 tracing::error!(error = %e, "compression failed");
@@ -291,7 +303,7 @@ impl Connection {
 
     /// Sends a dispatch: `{"t": name, "s": seq, "op": 0, "d": data}`.
     pub fn send_dispatch(&mut self, name: &str, seq: u64, data: &str) {
-        self.send(&envelope::dispatch(name, seq, data));
+        self.send_owned(envelope::dispatch(name, seq, data));
     }
 
     /// Closes with `code` and Discord's words for it. Whether the session lives on is the

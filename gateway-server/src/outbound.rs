@@ -44,14 +44,31 @@ impl Encoder {
 
     /// The websocket message that carries `json`.
     pub fn encode(&mut self, json: &str) -> Result<Frame, CompressError> {
+        match self.compressed(json)? {
+            Some(frame) => Ok(frame),
+            None => Ok(Frame::Text(json.to_owned())),
+        }
+    }
+
+    /// [`encode`](Self::encode), taking the payload: a text frame is the payload itself, with
+    /// no copy.
+    pub fn encode_owned(&mut self, json: String) -> Result<Frame, CompressError> {
+        match self.compressed(&json)? {
+            Some(frame) => Ok(frame),
+            None => Ok(Frame::Text(json)),
+        }
+    }
+
+    /// The compressed frame for `json`, or `None` when it goes as text.
+    fn compressed(&mut self, json: &str) -> Result<Option<Frame>, CompressError> {
         if self.compression() != Compression::None {
             let mut bytes = Vec::new();
             self.compressor.compress(json.as_bytes(), &mut bytes)?;
-            Ok(Frame::Binary(bytes))
+            Ok(Some(Frame::Binary(bytes)))
         } else if self.payload_compression && json.len() >= PAYLOAD_COMPRESSION_MIN {
-            Ok(Frame::Binary(zlib_whole(json.as_bytes())?))
+            Ok(Some(Frame::Binary(zlib_whole(json.as_bytes())?)))
         } else {
-            Ok(Frame::Text(json.to_owned()))
+            Ok(None)
         }
     }
 }

@@ -84,6 +84,11 @@ impl Wire {
         self.ending = true;
     }
 
+    /// Frames queued that the socket has not taken yet.
+    pub fn queued(&self) -> usize {
+        self.outgoing.len()
+    }
+
     /// Forgets the frames the socket has not taken yet (a client too slow for them is closed
     /// without them); the bytes forgotten.
     pub fn discard(&mut self) -> usize {

@@ -105,6 +105,7 @@ fn ready(session: &str) -> ShardEvent {
             id: Snowflake::new(2),
             flags: 0,
         },
+        raw: None,
     }))
 }
 

@@ -186,7 +186,11 @@ impl GatewayEvent {
 
     fn dispatch(name: &str, kind: EventTypes, data: &str) -> Result<DispatchEvent, JsonError> {
         Ok(match kind {
-            EventTypes::READY => DispatchEvent::Ready(sonic_rs::from_str(data)?),
+            EventTypes::READY => {
+                let mut ready: Box<Ready> = sonic_rs::from_str(data)?;
+                ready.raw = Some(RawJson::from_validated(data));
+                DispatchEvent::Ready(ready)
+            }
             EventTypes::RESUMED => DispatchEvent::Resumed,
             EventTypes::GUILD_CREATE => {
                 DispatchEvent::GuildCreate(Box::new(GuildCreate::from_json(data)?))

@@ -60,4 +60,9 @@ pub struct Ready {
     pub shard: Option<ShardId>,
     /// The application.
     pub application: PartialApplication,
+    /// READY's whole `d` as the gateway sent it, for what the fields above leave out (the
+    /// user's `flags`, `mfa_enabled`, `verified`…): a proxy passes it on whole. `None` for a
+    /// READY built rather than read.
+    #[serde(skip)]
+    pub raw: Option<crate::RawJson>,
 }

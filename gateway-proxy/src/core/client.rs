@@ -10,7 +10,6 @@ use gateway_server::{Inbound, Rejection, envelope};
 
 use super::requests::MemberPlan;
 use super::session::{ClientSession, ResumeFrom};
-use super::upstream::pump;
 use super::{ClientId, ProxyCore};
 use crate::cache::Slot;
 use crate::config::ProxyConfig;
@@ -182,22 +181,18 @@ impl ProxyCore {
         s.rewind(seq, pos);
         s.client = Some(client);
         s.detached_at = None;
+        s.resuming = true;
         c.session = Some(Arc::clone(&s.id));
         c.conn.set_authenticated(true);
-        let replayed = s.seq;
-        pump(&state.log, s, &mut c.conn);
-        let head = state.log.next_pos();
-        c.conn
-            .send_dispatch("RESUMED", s.synthetic(head, false), "{}");
-        tracing::debug!(client, session = %s.id, replayed = s.seq - replayed - 1, "client resumed");
         state.attached.insert(Arc::clone(&s.id));
-        self.flush(now, client);
+        let session = Arc::clone(&s.id);
+        self.catch_up(now, &session);
     }
 
     /// A RESUME of a session that is gone (or whose replay is no longer in the log): op 9
     /// `false` after what is queued, then a close with 4007, so every library starts a new
     /// session (with the proxy: no upstream IDENTIFY).
-    fn invalid_session(&mut self, now: Instant, client: ClientId, id: &str) {
+    pub(super) fn invalid_session(&mut self, now: Instant, client: ClientId, id: &str) {
         tracing::debug!(client, session = %id, "client RESUME outside the log: op 9");
         if let Some(session) = self.sessions.get(id).map(|s| Arc::clone(&s.id)) {
             self.end_session(&session);

@@ -84,6 +84,21 @@ struct Client {
     conn: Connection,
     /// Its session, once identified (or resumed).
     session: Option<Arc<str>>,
+    /// Bytes handed to the driver that its socket has not taken yet.
+    unsent: usize,
+    /// Since when its session has been held back by the send window with no progress.
+    stalled_since: Option<Instant>,
+}
+
+impl Client {
+    fn new(conn: Connection) -> Self {
+        Self {
+            conn,
+            session: None,
+            unsent: 0,
+            stalled_since: None,
+        }
+    }
 }
 
 /// The proxy, sans-IO.
@@ -159,13 +174,7 @@ impl ProxyCore {
         if !conn.is_closed() {
             conn.hello(now);
         }
-        self.clients.insert(
-            client,
-            Client {
-                conn,
-                session: None,
-            },
-        );
+        self.clients.insert(client, Client::new(conn));
         self.flush(now, client);
     }
 
@@ -204,21 +213,59 @@ impl ProxyCore {
         }
     }
 
-    /// `unsent` bytes wait for client `client`: past the bound, it is closed to resume.
-    pub fn handle_unsent(&mut self, now: Instant, client: ClientId, unsent: usize) {
-        if unsent <= self.config.max_unsent_bytes || !self.clients.contains_key(&client) {
+    /// The socket of client `client` took `bytes` of what was sent to it: the rest of its
+    /// stream follows, within the send window.
+    pub fn handle_sent(&mut self, now: Instant, client: ClientId, bytes: usize) {
+        let Some(c) = self.clients.get_mut(&client) else {
             return;
+        };
+        c.unsent = c.unsent.saturating_sub(bytes);
+        c.stalled_since = None;
+        if let Some(session) = c.session.clone() {
+            self.catch_up(now, &session);
         }
-        tracing::warn!(
-            client,
-            unsent,
-            "client too slow for its shard: closed to resume"
-        );
-        self.out.push_back(ProxyOutput::Abort {
-            client,
-            code: gateway_model::CloseCode::UnknownError.as_u16(),
-        });
-        self.handle_disconnected(now, client);
+    }
+
+    /// Closes clients that are behind and whose sockets took nothing for the stall timeout.
+    fn abort_stalled(&mut self, now: Instant) {
+        let stall = self.config.stall_timeout;
+        let stalled: Vec<ClientId> = self
+            .clients
+            .iter()
+            .filter(|(_, c)| {
+                c.stalled_since
+                    .is_some_and(|t| now.saturating_duration_since(t) >= stall)
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        for client in stalled {
+            tracing::warn!(client, "client too slow for its shard: closed to resume");
+            self.out.push_back(ProxyOutput::Abort {
+                client,
+                code: gateway_model::CloseCode::UnknownError.as_u16(),
+            });
+            self.handle_disconnected(now, client);
+        }
+    }
+
+    /// Asks every client on shard `shard` to reconnect (op 7), as Discord does before it moves a
+    /// session: each resumes, with nothing lost. How many were asked.
+    pub fn handle_reconnect_clients(&mut self, now: Instant, shard: u32) -> usize {
+        let Some(state) = self.shards.get(&shard) else {
+            return 0;
+        };
+        let clients: Vec<ClientId> = state
+            .attached
+            .iter()
+            .filter_map(|id| self.sessions.get(id)?.client)
+            .collect();
+        for client in &clients {
+            if let Some(c) = self.clients.get_mut(client) {
+                c.conn.send(&gateway_server::envelope::reconnect());
+            }
+            self.flush(now, *client);
+        }
+        clients.len()
     }
 
     // ---- time ----
@@ -251,6 +298,7 @@ impl ProxyCore {
             tracing::debug!(session = %session, "client session expired");
             self.end_session(&session);
         }
+        self.abort_stalled(now);
         for shard in self.shards.values_mut() {
             shard.log.trim(now);
         }
@@ -292,8 +340,12 @@ impl ProxyCore {
         };
         let mut ends = false;
         while let Some(transmit) = c.conn.poll_transmit() {
-            if let Transmit::Close { code, .. } = &transmit {
-                ends |= ends_session(*code);
+            match &transmit {
+                Transmit::Close { code, .. } => ends |= ends_session(*code),
+                Transmit::Frames(frames) => {
+                    c.unsent += frames.iter().map(Frame::len).sum::<usize>()
+                }
+                Transmit::Drop => {}
             }
             self.out.push_back(ProxyOutput::Client { client, transmit });
         }

@@ -55,6 +55,8 @@ pub(crate) struct ClientSession {
     pub(crate) detached_at: Option<Instant>,
     /// Commands forwarded upstream in the last 60 s.
     pub(crate) forwarded: VecDeque<Instant>,
+    /// A RESUME's replay is under way: RESUMED follows once it reaches the log's head.
+    pub(crate) resuming: bool,
 }
 
 impl ClientSession {
@@ -69,6 +71,7 @@ impl ClientSession {
             client: Some(client),
             detached_at: None,
             forwarded: VecDeque::new(),
+            resuming: false,
         }
     }
 

@@ -361,8 +361,37 @@ fn over_its_share_a_client_is_closed_alone_and_a_slow_one_is_aborted_to_resume()
     }
     assert_eq!(h.sent(1).last().unwrap(), &json!({"close": 4008}));
     assert_eq!(h.upstream_commands().len(), 5);
-    h.core.handle_unsent(h.now, 2, usize::MAX);
+    // Client 2's socket takes nothing: past its window the rest waits in the log, and after the
+    // stall timeout it is closed to resume.
+    h.sent(2);
+    for n in 0..200 {
+        h.upstream("CHANNEL_UPDATE", &json!({"id": "10", "guild_id": G1.to_string(), "type": 0, "name": "x".repeat(10_000), "n": n}));
+    }
+    let got = h.dispatches(2).len();
+    assert!(got < 200, "{got} sent past the window");
+    h.now += h.core.config.stall_timeout;
+    h.core.handle_timeout(h.now);
     h.drain();
     assert_eq!(h.sent(2).last().unwrap(), &json!({"abort": 4000}));
     assert_eq!(h.core.counts().sessions, 2, "both sessions resumable");
+}
+
+#[test]
+fn clients_asked_to_reconnect_get_op_7_and_resume() {
+    let mut h = Harness::new();
+    h.identify(1, Intents::GUILDS);
+    let session = h.dispatches(1)[0].2["session_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(h.core.handle_reconnect_clients(h.now, 0), 1);
+    h.drain();
+    assert_eq!(h.sent(1).last().unwrap()["op"], 7);
+    h.core.handle_disconnected(h.now, 1);
+    h.open(2);
+    h.send(
+        2,
+        json!({"op": 6, "d": {"token": TOKEN, "session_id": session, "seq": 2}}),
+    );
+    assert_eq!(h.dispatches(2).last().unwrap().1, "RESUMED");
 }

@@ -7,10 +7,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use gateway_model::Intents;
-use gateway_server::Connection;
 
 use super::session::ClientSession;
-use super::{ClientId, ProxyCore};
+use super::{Client, ProxyCore};
 use crate::cache::{GuildCache, json};
 use crate::config::ProxyConfig;
 use crate::intents;
@@ -86,21 +85,44 @@ impl ShardState {
     }
 }
 
-/// Brings attached session `s` up to the log's head on `conn`.
-pub(super) fn pump(log: &ReplayLog, s: &mut ClientSession, conn: &mut Connection) {
+/// How far [`pump`] got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Pumped {
+    /// Up to the log's head.
+    Done,
+    /// Held back by the send window; the rest follows as the socket takes what was sent.
+    Held,
+    /// The session's place is no longer in the log: it fell too far behind.
+    Gone,
+}
+
+/// Brings session `s` towards the log's head on client `c`, within `window` bytes not yet
+/// taken by its socket.
+pub(super) fn pump(
+    log: &ReplayLog,
+    s: &mut ClientSession,
+    c: &mut Client,
+    window: usize,
+    now: Instant,
+) -> Pumped {
+    let mut room = window.saturating_sub(c.unsent);
     while s.pos < log.next_pos() {
+        if room == 0 {
+            c.stalled_since.get_or_insert(now);
+            return Pumped::Held;
+        }
         let Some(entry) = log.get(s.pos) else {
-            // Behind the log's start: only a session resumed from a position still held is
-            // attached, so this does not happen; the session skips to what is held.
-            s.pos = log.first_pos();
-            continue;
+            return Pumped::Gone;
         };
         let gets = entry.is_for(&s.id, s.intents);
         if let Some(seq) = s.advance(gets) {
-            conn.send_dispatch(&entry.name, seq, &entry.data);
+            c.conn.send_dispatch(&entry.name, seq, &entry.data);
+            // An estimate (the frame may be compressed); `flush` counts what was sent exactly.
+            room = room.saturating_sub(entry.name.len() + entry.data.len() + 32);
         }
     }
     s.trim(log);
+    Pumped::Done
 }
 
 impl ProxyCore {
@@ -234,20 +256,43 @@ impl ProxyCore {
         let Some(state) = self.shards.get(&shard) else {
             return;
         };
-        let mut touched: Vec<ClientId> = Vec::with_capacity(state.attached.len());
-        for session in &state.attached {
-            let Some(s) = self.sessions.get_mut(session) else {
-                continue;
-            };
-            let Some(c) = s.client.and_then(|id| self.clients.get_mut(&id)) else {
-                continue;
-            };
-            pump(&state.log, s, &mut c.conn);
-            touched.extend(s.client);
+        let sessions: Vec<Arc<str>> = state.attached.iter().cloned().collect();
+        for session in sessions {
+            self.catch_up(now, &session);
         }
-        for client in touched {
-            self.flush(now, client);
+    }
+
+    /// Brings attached session `session` towards its log's head, then RESUMED if it was
+    /// resuming and got there; a session that fell out of the log gets op 9.
+    pub(super) fn catch_up(&mut self, now: Instant, session: &Arc<str>) {
+        let window = self.config.send_window;
+        let Some(s) = self.sessions.get_mut(session) else {
+            return;
+        };
+        let Some(client) = s.client else {
+            return;
+        };
+        let (Some(state), Some(c)) = (self.shards.get(&s.shard), self.clients.get_mut(&client))
+        else {
+            return;
+        };
+        match pump(&state.log, s, c, window, now) {
+            Pumped::Done if s.resuming => {
+                s.resuming = false;
+                let head = state.log.next_pos();
+                let replayed = s.seq;
+                c.conn
+                    .send_dispatch("RESUMED", s.synthetic(head, false), "{}");
+                tracing::debug!(client, session = %s.id, seq = replayed, "client resumed");
+            }
+            Pumped::Done | Pumped::Held => {}
+            Pumped::Gone => {
+                tracing::warn!(client, session = %s.id, "client fell out of the replay log");
+                let id = Arc::clone(&s.id);
+                return self.invalid_session(now, client, &id);
+            }
         }
+        self.flush(now, client);
     }
 }
 

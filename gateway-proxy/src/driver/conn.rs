@@ -2,8 +2,6 @@
 //! transmits onto the socket, reading and writing through one cancel-safe future (`Wire`), so a
 //! client that reads slowly is still read.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use async_tungstenite::tungstenite::protocol::CloseFrame;
@@ -22,7 +20,6 @@ pub(crate) enum FromClient {
         client: ClientId,
         query: String,
         tx: mpsc::UnboundedSender<ToClient>,
-        unsent: Arc<AtomicUsize>,
     },
     /// A frame.
     Frame(ClientId, Frame),
@@ -30,6 +27,8 @@ pub(crate) enum FromClient {
     Refused(ClientId, String),
     /// The socket is gone, after the client's close frame (with its code) if it sent one.
     Gone(ClientId, Option<Option<u16>>),
+    /// `POST /shards/{n}/reconnect`: op 7 to every client of shard `n`; how many.
+    Reconnect(u32, tokio::sync::oneshot::Sender<usize>),
 }
 
 /// What the loop asks of a connection task.
@@ -44,21 +43,22 @@ pub(crate) enum ToClient {
 /// Time the connection has to deliver its end once the loop is done with it.
 const END_GRACE: Duration = Duration::from_secs(2);
 
-/// Serves an accepted websocket until it ends.
+/// Bytes the socket takes between two reports to the loop (a report also goes whenever
+/// nothing more is queued).
+const REPORT_EVERY: usize = 32 * 1024;
+
+/// Serves an accepted websocket until it ends. What the socket takes is reported on `sent`
+/// (unbounded: at most one report per [`REPORT_EVERY`] bytes the loop itself sent, or per batch).
 pub(crate) async fn serve(
     ws: Ws,
     client: ClientId,
     query: String,
     to_loop: mpsc::Sender<FromClient>,
+    sent: mpsc::UnboundedSender<(ClientId, usize)>,
 ) {
     let (tx, mut rx) = mpsc::unbounded_channel();
-    let unsent = Arc::new(AtomicUsize::new(0));
-    let open = FromClient::Open {
-        client,
-        query,
-        tx,
-        unsent: Arc::clone(&unsent),
-    };
+    let open = FromClient::Open { client, query, tx };
+    let mut taken = 0;
     if to_loop.send(open).await.is_err() {
         return;
     }
@@ -75,7 +75,7 @@ pub(crate) async fn serve(
                     Some(ToClient::Transmit(Transmit::Close { code, reason })) => wire.end(Some(close(code, reason))),
                     Some(ToClient::Transmit(Transmit::Drop)) => wire.end(None),
                     Some(ToClient::Abort(code)) => {
-                        wire.discard();
+                        let _forgotten = wire.discard();
                         wire.end(Some(close(code, "")));
                     }
                     None => break,
@@ -86,7 +86,12 @@ pub(crate) async fn serve(
             }
             io = wire.io() => match io {
                 Io::Taken(bytes) => {
-                    unsent.fetch_sub(bytes, Ordering::Relaxed);
+                    taken += bytes;
+                    if (taken >= REPORT_EVERY || wire.queued() == 0)
+                        && sent.send((client, std::mem::take(&mut taken))).is_err()
+                    {
+                        break;
+                    }
                 }
                 Io::Ended => break,
                 Io::Failed(e) => {

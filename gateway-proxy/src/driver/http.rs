@@ -43,6 +43,8 @@ pub(crate) struct ShardHealth {
 
 /// What the HTTP side serves from.
 pub(crate) struct Http {
+    /// The loop, for the admin routes.
+    pub(crate) to_loop: tokio::sync::mpsc::Sender<super::conn::FromClient>,
     /// The websocket URL clients get.
     pub(crate) url: String,
     pub(crate) shards: u32,
@@ -76,11 +78,54 @@ async fn route(http: &Http, req: Request<Incoming>) -> Response<Full<Bytes>> {
             Some(handle) => text(StatusCode::OK, handle.render()),
             None => text(StatusCode::NOT_FOUND, "metrics off".into()),
         },
+        (false, _, None) if req.method() == Method::POST => admin(http, &path).await,
         (true, _, Some("/gateway")) => json(StatusCode::OK, &Gateway { url: &http.url }),
         (true, _, Some("/gateway/bot")) => json(StatusCode::OK, &gateway_bot(http)),
         (_, _, Some(_)) => pass_through(http, req).await,
         _ => text(StatusCode::NOT_FOUND, "not found".into()),
     }
+}
+
+/// `POST /shards/{n}/reconnect`: op 7 to every client of shard `n` (they resume). The fake
+/// gateway's spelling, `/testkit/shards/{n}/reconnect`, is the same route, so a test written
+/// against the fake gateway drives the proxy's clients the same way.
+async fn admin(http: &Http, path: &str) -> Response<Full<Bytes>> {
+    let shard = path
+        .strip_prefix("/testkit")
+        .unwrap_or(path)
+        .strip_prefix("/shards/")
+        .and_then(|rest| rest.strip_suffix("/reconnect"))
+        .and_then(|n| n.parse::<u32>().ok());
+    let Some(shard) = shard else {
+        return text(StatusCode::NOT_FOUND, "not found".into());
+    };
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let asked = match http
+        .to_loop
+        .send(super::conn::FromClient::Reconnect(shard, tx))
+        .await
+    {
+        Ok(()) => rx.await.unwrap_or(0),
+        Err(_) => 0,
+    };
+    let status = if asked > 0 {
+        StatusCode::OK
+    } else {
+        StatusCode::NOT_FOUND
+    };
+    json(
+        status,
+        &Reconnected {
+            ok: asked > 0,
+            clients: asked,
+        },
+    )
+}
+
+#[derive(Serialize)]
+struct Reconnected {
+    ok: bool,
+    clients: usize,
 }
 
 /// `/v10/gateway` → `/gateway`; a path with no version stays.

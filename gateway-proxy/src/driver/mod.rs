@@ -1,8 +1,9 @@
 //! The proxy on tokio: a shard group upstream, a listener downstream, and one loop that owns
 //! the [`ProxyCore`] and carries its inputs in and its outputs out. It holds no protocol rule.
 //!
-//! Every wait of the loop is a branch of its one `select!`: the core's timer, shutdown, the
-//! shards' events, the client connections' frames, new sockets, and the health tick. Each
+//! Every wait of the loop is a branch of its one `select!`, in this order: shutdown, the client
+//! connections' frames (bounded by their budgets, and never to wait behind an upstream burst),
+//! the core's timer, the shards' events, new sockets, and the health tick. Each
 //! socket runs in its own task (its request head, then a websocket in `conn` or HTTP in
 //! `http`); each upstream shard has one task that sends the core's commands in order.
 
@@ -12,7 +13,6 @@ mod http;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use gateway_model::{Command, DispatchEvent};
@@ -91,7 +91,10 @@ impl Proxy {
             .build()
             .map_err(|e| ProxyError::Rest(e.to_string()))?;
         let (health_tx, health) = watch::channel(Health::default());
+        let (to_loop, from_clients) = mpsc::channel(4096);
+        let (sent, sent_rx) = mpsc::unbounded_channel();
         let http = Arc::new(Http {
+            to_loop: to_loop.clone(),
             url: config.url.clone(),
             shards: config.shards,
             rest: options.rest.clone(),
@@ -106,7 +109,6 @@ impl Proxy {
             .clone()
             .map(|id| (id, spawn_pump(Arc::clone(&group), id)))
             .collect();
-        let (to_loop, from_clients) = mpsc::channel(4096);
         let driver = Driver {
             core: ProxyCore::new(config),
             group,
@@ -117,8 +119,10 @@ impl Proxy {
             options,
             http,
             to_loop,
+            sent,
         };
-        let task = tokio::spawn(driver.run(events, from_clients, listener, shutdown.clone()));
+        let task =
+            tokio::spawn(driver.run(events, from_clients, sent_rx, listener, shutdown.clone()));
         Ok(Self {
             addr,
             shutdown,
@@ -150,7 +154,6 @@ impl Proxy {
 /// Where one client's transmits go.
 struct Route {
     tx: mpsc::UnboundedSender<ToClient>,
-    unsent: Arc<AtomicUsize>,
 }
 
 struct Driver {
@@ -163,6 +166,7 @@ struct Driver {
     options: ServeOptions,
     http: Arc<Http>,
     to_loop: mpsc::Sender<FromClient>,
+    sent: mpsc::UnboundedSender<(ClientId, usize)>,
 }
 
 impl Driver {
@@ -170,6 +174,7 @@ impl Driver {
         mut self,
         mut events: GroupEvents,
         mut from_clients: mpsc::Receiver<FromClient>,
+        mut sent: mpsc::UnboundedReceiver<(ClientId, usize)>,
         listener: TcpListener,
         shutdown: CancellationToken,
     ) {
@@ -177,14 +182,17 @@ impl Driver {
         loop {
             let deadline = self.core.poll_timeout();
             tokio::select! {
+                // Clients first: each is bounded by its budget, and a heartbeat waiting behind
+                // a burst from upstream must not make a live client look like a zombie.
                 biased;
-                () = sleep_until(deadline) => self.core.handle_timeout(now()),
                 () = shutdown.cancelled() => break,
+                Some(message) = from_clients.recv() => self.client(message),
+                Some((client, bytes)) = sent.recv() => self.core.handle_sent(now(), client, bytes),
+                () = sleep_until(deadline) => self.core.handle_timeout(now()),
                 event = events.next() => match event {
                     Some((shard, event)) => self.upstream(shard, event),
                     None => break,
                 },
-                Some(message) = from_clients.recv() => self.client(message),
                 accepted = listener.accept() => match accepted {
                     Ok((tcp, _)) => self.accept(tcp),
                     Err(e) => tracing::warn!(error = %e, "accept"),
@@ -204,12 +212,19 @@ impl Driver {
     fn upstream(&mut self, shard: u32, event: ShardEvent) {
         let now = now();
         match event {
-            ShardEvent::Ready(ready) => match sonic_rs::to_string(&*ready) {
-                Ok(data) => self
-                    .core
-                    .handle_upstream_ready(now, shard, UpstreamReady { data }),
-                Err(e) => tracing::error!(shard, error = %e, "READY could not be written"),
-            },
+            ShardEvent::Ready(ready) => {
+                // The READY as the gateway sent it, whole; one built by hand is written out.
+                let data = match &ready.raw {
+                    Some(raw) => Ok(raw.get().to_owned()),
+                    None => sonic_rs::to_string(&*ready),
+                };
+                match data {
+                    Ok(data) => self
+                        .core
+                        .handle_upstream_ready(now, shard, UpstreamReady { data }),
+                    Err(e) => tracing::error!(shard, error = %e, "READY could not be written"),
+                }
+            }
             ShardEvent::Dispatch(dispatch) => match &dispatch.event {
                 DispatchEvent::Other(raw) => {
                     self.core
@@ -232,17 +247,18 @@ impl Driver {
     fn client(&mut self, message: FromClient) {
         let now = now();
         match message {
-            FromClient::Open {
-                client,
-                query,
-                tx,
-                unsent,
-            } => {
-                self.routes.insert(client, Route { tx, unsent });
+            FromClient::Open { client, query, tx } => {
+                self.routes.insert(client, Route { tx });
                 self.core.handle_open(now, client, &query);
             }
             FromClient::Frame(client, frame) => self.core.handle_frame(now, client, frame),
             FromClient::Refused(client, rule) => self.core.handle_frame_refused(now, client, rule),
+            FromClient::Reconnect(shard, reply) => {
+                let asked = self.core.handle_reconnect_clients(now, shard);
+                if reply.send(asked).is_err() {
+                    tracing::debug!(shard, "the reconnect request went before its answer");
+                }
+            }
             FromClient::Gone(client, closed_with) => {
                 self.routes.remove(&client);
                 match closed_with {
@@ -280,17 +296,9 @@ impl Driver {
         let Some(route) = self.routes.get(&client) else {
             return;
         };
-        let bytes: usize = match &transmit {
-            Transmit::Frames(frames) => frames.iter().map(gateway_server::Frame::len).sum(),
-            _ => 0,
-        };
-        let unsent = route.unsent.fetch_add(bytes, Ordering::Relaxed) + bytes;
+        // A task that ended has its `Gone` on the way.
         if route.tx.send(ToClient::Transmit(transmit)).is_err() {
-            // Its task ended; its `Gone` is on the way.
-            return;
-        }
-        if unsent > self.core.config().max_unsent_bytes {
-            self.core.handle_unsent(now(), client, unsent);
+            tracing::debug!(client, "transmit for a connection that ended");
         }
     }
 
@@ -300,7 +308,8 @@ impl Driver {
         let options = self.options.clone();
         let http = Arc::clone(&self.http);
         let to_loop = self.to_loop.clone();
-        tokio::spawn(serve_socket(tcp, client, options, http, to_loop));
+        let sent = self.sent.clone();
+        tokio::spawn(serve_socket(tcp, client, options, http, to_loop, sent));
     }
 
     fn publish_health(&mut self) {
@@ -356,6 +365,7 @@ async fn serve_socket(
     options: ServeOptions,
     http: Arc<Http>,
     to_loop: mpsc::Sender<FromClient>,
+    sent: mpsc::UnboundedSender<(ClientId, usize)>,
 ) {
     let deadline = clock() + options.handshake_timeout;
     let head = tokio::time::timeout_at(deadline, gateway_server::read_head(&mut tcp)).await;
@@ -369,7 +379,7 @@ async fn serve_socket(
         return http::serve(http, stream).await;
     }
     match gateway_server::accept(stream, options.max_frame, deadline).await {
-        Ok(accepted) => conn::serve(accepted.ws, client, accepted.query, to_loop).await,
+        Ok(accepted) => conn::serve(accepted.ws, client, accepted.query, to_loop, sent).await,
         Err(e) => tracing::debug!(client, error = %e, "websocket handshake failed"),
     }
 }

@@ -29,6 +29,10 @@ pub(crate) struct Options {
     /// Install the probes' dependencies again even when their inputs did not change.
     #[arg(long)]
     reinstall: bool,
+    /// Run every client through `gateway-proxy` (the server as its upstream), unchanged but
+    /// for the REST base URL.
+    #[arg(long)]
+    proxy: bool,
 }
 
 /// A third-party client with a probe under `interop/`.
@@ -125,6 +129,10 @@ pub(crate) fn run(options: &Options, root: &Path) -> Result<bool, String> {
     std::fs::create_dir_all(layout.logs())
         .map_err(|e| format!("cannot create {}: {e}", layout.logs().display()))?;
     let server = setup::build_server(&layout)?;
+    let proxy = match options.proxy {
+        true => Some(setup::build_proxy(&layout)?),
+        false => None,
+    };
 
     let clients: Vec<Client> = Client::ALL
         .into_iter()
@@ -143,7 +151,13 @@ pub(crate) fn run(options: &Options, root: &Path) -> Result<bool, String> {
                 continue;
             }
             let result = match &probe {
-                Ok(probe) => pair::run(&layout, &server, probe, client, compression, timeout),
+                Ok(probe) => {
+                    let servers = pair::Servers {
+                        testkit: &server,
+                        proxy: proxy.as_deref(),
+                    };
+                    pair::run(&layout, &servers, probe, client, compression, timeout)
+                }
                 Err(e) => PairResult::setup_failed(client, compression, e),
             };
             eprintln!(
@@ -161,8 +175,15 @@ pub(crate) fn run(options: &Options, root: &Path) -> Result<bool, String> {
 
     let table = report::terminal(&results);
     println!("{table}");
-    let path = layout.out.join("report.md");
-    std::fs::write(&path, report::markdown(&results))
+    let (file, title) = match options.proxy {
+        true => (
+            "report-proxy.md",
+            "Real clients through `gateway-proxy`, `gateway-testkit serve` upstream",
+        ),
+        false => ("report.md", "Real clients against `gateway-testkit serve`"),
+    };
+    let path = layout.out.join(file);
+    std::fs::write(&path, report::markdown(&results, title))
         .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
     eprintln!("[interop] report written to {}", path.display());
     Ok(results.iter().all(|r| r.passed))

@@ -72,10 +72,16 @@ impl PairResult {
     }
 }
 
+/// The binaries a pair starts: the fake gateway, and the proxy in front of it if asked.
+pub(crate) struct Servers<'a> {
+    pub(crate) testkit: &'a Path,
+    pub(crate) proxy: Option<&'a Path>,
+}
+
 /// Runs `probe` for `compression` against its own fresh server, saying so on stderr first.
 pub(crate) fn run(
     layout: &Layout,
-    server: &Path,
+    servers: &Servers<'_>,
     probe: &Probe,
     client: Client,
     compression: Compression,
@@ -87,14 +93,26 @@ pub(crate) fn run(
         probe.version,
         compression.as_str()
     );
-    let name = format!("{}-{}", client.name(), compression.as_str());
+    let via = if servers.proxy.is_some() {
+        "-proxy"
+    } else {
+        ""
+    };
+    let name = format!("{}-{}{via}", client.name(), compression.as_str());
     let server_log = layout.logs().join(format!("{name}.server.log"));
     let probe_log = layout.logs().join(format!("{name}.probe.log"));
     let mut result = PairResult {
         version: probe.version.clone(),
         ..PairResult::setup_failed(client, compression, "")
     };
-    let outcome = run_probe(server, &server_log, probe, compression, timeout, &probe_log);
+    let outcome = run_probe(
+        servers,
+        &server_log,
+        probe,
+        compression,
+        timeout,
+        &probe_log,
+    );
     let server_lines = server_notes(&server_log)
         .into_iter()
         .map(|l| format!("server: {l}"));
@@ -138,19 +156,27 @@ struct ProbeRun {
 
 /// Starts a server, runs the probe against it with a timeout, and stops the server.
 fn run_probe(
-    server: &Path,
+    servers: &Servers<'_>,
     server_log: &Path,
     probe: &Probe,
     compression: Compression,
     timeout: Duration,
     probe_log: &Path,
 ) -> Result<ProbeRun, String> {
-    let mut server = Server::start(server, server_log, TOKEN)?;
+    let mut server = Server::start(servers.testkit, server_log, TOKEN)?;
+    let mut proxy = match servers.proxy {
+        Some(binary) => {
+            let log = server_log.with_extension("proxy.log");
+            Some(Server::start_proxy(binary, &log, TOKEN, &server.rest)?)
+        }
+        None => None,
+    };
+    let rest = proxy.as_ref().map_or(&server.rest, |p| &p.rest).clone();
     let outcome = (|| {
         let mut command = probe.command(compression)?;
         command
             .arg("--rest")
-            .arg(&server.rest)
+            .arg(&rest)
             .args(["--token", TOKEN, "--compression", compression.as_str()])
             .env("PYTHONUNBUFFERED", "1")
             .env("NO_COLOR", "1")
@@ -174,6 +200,9 @@ fn run_probe(
             elapsed,
         })
     })();
+    if let Some(proxy) = &mut proxy {
+        proxy.stop();
+    }
     server.stop();
     outcome
 }

@@ -21,7 +21,8 @@ pub(crate) struct Server {
 impl Server {
     /// Starts a server for `token` and waits for its URL line.
     pub(crate) fn start(binary: &Path, log: &Path, token: &str) -> Result<Self, String> {
-        let mut child = Command::new(binary)
+        let mut command = Command::new(binary);
+        command
             .args([
                 "serve",
                 "--port",
@@ -37,13 +38,43 @@ impl Server {
                 "--members",
                 "600",
             ])
-            .env("RUST_LOG", "gateway_testkit=debug")
+            .env("RUST_LOG", "gateway_testkit=debug");
+        Self::spawn(command, log)
+    }
+
+    /// Starts `gateway-proxy` in front of the server at `upstream` (`http://…`), with the
+    /// contract's two-second heartbeat for clients, and waits for its URL line.
+    pub(crate) fn start_proxy(
+        binary: &Path,
+        log: &Path,
+        token: &str,
+        upstream: &str,
+    ) -> Result<Self, String> {
+        let mut command = Command::new(binary);
+        command
+            .args([
+                "--listen",
+                "127.0.0.1:0",
+                "--shards",
+                "1",
+                "--heartbeat-interval-ms",
+                "2000",
+            ])
+            .env("GATEWAY_URL", upstream.replacen("http://", "ws://", 1))
+            .env("DISCORD_TOKEN", token)
+            .env("RUST_LOG", "gateway_proxy=debug,gateway_server=debug,info");
+        Self::spawn(command, log)
+    }
+
+    fn spawn(mut command: Command, log: &Path) -> Result<Self, String> {
+        let binary = command.get_program().to_owned();
+        let mut child = command
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(create(log)?)
             .spawn()
-            .map_err(|e| format!("cannot start {}: {e}", binary.display()))?;
+            .map_err(|e| format!("cannot start {}: {e}", Path::new(&binary).display()))?;
         let first = first_line(&mut child);
         let mut server = Self {
             child,

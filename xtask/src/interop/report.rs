@@ -33,10 +33,8 @@ pub(crate) fn terminal(results: &[PairResult]) -> String {
 }
 
 /// The whole report as Markdown: the table, then every pair's checks and failure evidence.
-pub(crate) fn markdown(results: &[PairResult]) -> String {
-    let mut out = String::from(
-        "# Interop report\n\nReal clients against `gateway-testkit serve` (see `interop/CONTRACT.md`).\n\n",
-    );
+pub(crate) fn markdown(results: &[PairResult], title: &str) -> String {
+    let mut out = format!("# Interop report\n\n{title} (see `interop/CONTRACT.md`).\n\n");
     out.push_str(&table(results));
     let passed = results.iter().filter(|r| r.passed).count();
     out.push_str(&format!(

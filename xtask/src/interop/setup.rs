@@ -84,6 +84,25 @@ pub(crate) fn build_server(layout: &Layout) -> Result<PathBuf, String> {
     }
 }
 
+/// Builds `gateway-proxy` (for `--proxy`); the binary's path.
+pub(crate) fn build_proxy(layout: &Layout) -> Result<PathBuf, String> {
+    eprintln!("[interop] building gateway-proxy…");
+    let status = cargo()
+        .args(["build", "--quiet", "-p", "gateway-proxy"])
+        .current_dir(&layout.root)
+        .status()
+        .map_err(|e| format!("cannot run cargo: {e}"))?;
+    if !status.success() {
+        return Err(format!("cargo build -p gateway-proxy failed ({status})"));
+    }
+    let binary = layout.target.join("debug").join("gateway-proxy");
+    if binary.is_file() {
+        Ok(binary)
+    } else {
+        Err(format!("{} is missing after the build", binary.display()))
+    }
+}
+
 /// Installs what `client`'s probe needs (unless already done for the same inputs).
 pub(crate) fn prepare(layout: &Layout, client: Client, reinstall: bool) -> Result<Probe, String> {
     match client {

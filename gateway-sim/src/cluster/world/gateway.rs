@@ -163,5 +163,6 @@ pub(super) fn ready(session: &str) -> ShardEvent {
             id: Snowflake::new(2),
             flags: 0,
         },
+        raw: None,
     }))
 }
