@@ -296,3 +296,40 @@ async fn hostile_clients_are_closed_alone() {
     assert_eq!(s.gateway.stats().identifies, u64::from(SHARDS));
     s.proxy.shutdown().await;
 }
+
+/// Two bot processes on one shard: each gets its own chunks under its own nonce, and an
+/// all-members request from both within 30 s goes upstream once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_clients_each_get_their_own_chunks_from_one_upstream_request() {
+    let s = setup().await;
+    let guilds = guilds_of(&s.gateway, 0);
+    let largest = guilds.iter().max_by_key(|g| g.member_count).unwrap();
+    let mut a = Client::connect(&s.url, Compression::ZlibStream).await;
+    let mut b = Client::connect(&s.url, Compression::None).await;
+    start(&mut a, guilds.len()).await;
+    start(&mut b, guilds.len()).await;
+    let before = s.gateway.stats().member_requests;
+    for (client, nonce) in [(&mut a, "from-a"), (&mut b, "from-b")] {
+        let request = gateway_model::RequestGuildMembers::builder(largest.id)
+            .query("", 0)
+            .nonce(nonce)
+            .build()
+            .unwrap();
+        client.send(request).await;
+    }
+    for (client, nonce) in [(&mut a, "from-a"), (&mut b, "from-b")] {
+        let mut seen = 0;
+        loop {
+            let chunk = client.expect_op(0, Some("GUILD_MEMBERS_CHUNK")).await;
+            let d: serde_json::Value = serde_json::from_str(chunk.d.as_deref().unwrap()).unwrap();
+            assert_eq!(d["nonce"], nonce);
+            seen += 1;
+            if d["chunk_index"].as_u64().unwrap() + 1 == d["chunk_count"].as_u64().unwrap() {
+                break;
+            }
+        }
+        assert!(seen >= 1);
+    }
+    assert_eq!(s.gateway.stats().member_requests - before, 1, "one request upstream");
+    s.proxy.shutdown().await;
+}
