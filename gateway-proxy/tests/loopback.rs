@@ -330,6 +330,10 @@ async fn two_clients_each_get_their_own_chunks_from_one_upstream_request() {
         }
         assert!(seen >= 1);
     }
-    assert_eq!(s.gateway.stats().member_requests - before, 1, "one request upstream");
+    assert_eq!(
+        s.gateway.stats().member_requests - before,
+        1,
+        "one request upstream"
+    );
     s.proxy.shutdown().await;
 }

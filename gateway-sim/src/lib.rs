@@ -43,11 +43,13 @@ mod cluster;
 mod config;
 mod faults;
 mod net;
+mod proxy;
 mod report;
 mod sim;
 
 pub use cluster::{ClusterConfig, ClusterReport, run_cluster};
 pub use config::SimConfig;
+pub use proxy::{ProxySimConfig, ProxySimReport, run_proxy};
 pub use report::{Failure, Report};
 
 /// Runs one simulation to the end.

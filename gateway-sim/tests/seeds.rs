@@ -5,7 +5,10 @@
 #![allow(clippy::disallowed_methods)]
 use std::time::Duration;
 
-use gateway_sim::{ClusterConfig, ClusterReport, SimConfig, run, run_cluster};
+use gateway_sim::{
+    ClusterConfig, ClusterReport, ProxySimConfig, ProxySimReport, SimConfig, run, run_cluster,
+    run_proxy,
+};
 
 /// Seeds that found bugs: seed, shards, virtual seconds, and what they found (kept so that the
 /// bugs stay fixed).
@@ -110,4 +113,56 @@ fn a_quick_set_of_cluster_seeds_holds_every_invariant_under_node_faults() {
 fn a_cluster_seed_replays_exactly() {
     let config = ClusterConfig::new(42, 3, 4, Duration::from_secs(300));
     assert_eq!(run_cluster(config.clone()), run_cluster(config));
+}
+
+/// Seeds of the proxy simulation that found bugs; each must hold every invariant now.
+const PROXY_FOUND: &[u64] = &[];
+
+fn check_proxy(config: ProxySimConfig) -> ProxySimReport {
+    match run_proxy(config) {
+        Ok(report) => report,
+        Err(failure) => panic!("{failure}"),
+    }
+}
+
+#[test]
+fn proxy_seeds_that_found_bugs_stay_fixed() {
+    for &seed in PROXY_FOUND {
+        check_proxy(ProxySimConfig::new(seed, 6, Duration::from_secs(600)));
+    }
+}
+
+#[test]
+fn a_quick_set_of_proxy_seeds_holds_every_invariant_under_client_faults() {
+    let mut faults = std::collections::BTreeMap::new();
+    let mut closes = std::collections::BTreeMap::new();
+    for seed in 0..20 {
+        let report = check_proxy(ProxySimConfig::new(seed, 6, Duration::from_secs(600)));
+        assert!(report.upstream > 0 && report.delivered > 0);
+        for (kind, n) in report.faults {
+            *faults.entry(kind).or_insert(0) += n;
+        }
+        for (code, n) in report.closes {
+            *closes.entry(code).or_insert(0) += n;
+        }
+    }
+    for kind in ["drop", "lag", "flood", "silent", "close 1000"] {
+        assert!(
+            faults.get(kind).is_some_and(|n| *n > 0),
+            "{kind}: {faults:?}"
+        );
+    }
+    // Floods, silences, stalls, and resumes from outside the log were each met and closed.
+    for code in [4000, 4007, 4008, 4009] {
+        assert!(
+            closes.get(&code).is_some_and(|n| *n > 0),
+            "{code}: {closes:?}"
+        );
+    }
+}
+
+#[test]
+fn a_proxy_seed_replays_exactly() {
+    let config = ProxySimConfig::new(7, 4, Duration::from_secs(300));
+    assert_eq!(run_proxy(config.clone()), run_proxy(config));
 }
