@@ -14,6 +14,7 @@ mod e2e;
 mod figures;
 mod patched;
 mod peer;
+mod proxy;
 mod report;
 #[allow(dead_code)]
 mod sys;
@@ -71,6 +72,8 @@ pub(crate) enum Section {
     Cluster,
     /// A backlog of 50,000 dispatches at a 1 s heartbeat, ours beside twilight-gateway.
     Backlog,
+    /// The proxy's core: CPU per event per client, cache memory against its JSON.
+    Proxy,
 }
 
 impl Options {
@@ -96,6 +99,7 @@ pub(crate) struct Report {
     pub(crate) client_cpu: Vec<versus::ClientCpuFigure>,
     pub(crate) cluster: Vec<cluster::ClusterFigure>,
     pub(crate) backlog: Vec<backlog::BacklogFigure>,
+    pub(crate) proxy: Vec<proxy::ProxyFigure>,
     pub(crate) targets: Vec<Target>,
 }
 
@@ -223,13 +227,21 @@ pub(crate) fn run(options: &Options) -> Result<(), String> {
         Vec::new()
     };
 
+    let proxy = if options.runs(Section::Proxy) {
+        proxy::run(options.quick)?
+    } else {
+        Vec::new()
+    };
+
     let report = Report {
         cluster,
         targets: report::targets(&decode_reports, &chunking)
             .into_iter()
             .chain(versus::targets(&memory_versus, &client_cpu))
             .chain(backlog::targets(&backlog))
+            .chain(proxy::targets(&proxy))
             .collect(),
+        proxy,
         backlog,
         memory_versus,
         client_cpu,

@@ -270,6 +270,19 @@ fn markdown(report: &Report, baseline: Option<&Value>) -> String {
             );
         }
     }
+    if !report.proxy.is_empty() {
+        let _ = writeln!(
+            md,
+            "\n## Proxy (its core in this process, one thread)\n\n| figure | value | unit | how |\n|---|---:|---|---|"
+        );
+        for p in &report.proxy {
+            let _ = writeln!(
+                md,
+                "| {} | {:.2} | {} | {} |",
+                p.name, p.value, p.unit, p.detail
+            );
+        }
+    }
     let _ = writeln!(
         md,
         "\n## Targets\n\n| target | goal | measured | met |\n|---|---|---|---|"
