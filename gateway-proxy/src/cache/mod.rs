@@ -1,7 +1,7 @@
 //! A shard's guilds as raw JSON, kept current by the dispatches that change them, so that a
 //! client that identifies gets each guild's GUILD_CREATE as Discord would send it now.
 //!
-//! [`UPDATES`] is the policy: which dispatch changes which collection, and how. Items keep the
+//! `UPDATES` is the policy: which dispatch changes which collection, and how. Items keep the
 //! JSON Discord sent for them (`guild_id` and a voice state's `member` taken out, as
 //! GUILD_CREATE lists them); partial updates (GUILD_MEMBER_UPDATE, PRESENCE_UPDATE) are merged
 //! over the cached item field by field.
