@@ -11,7 +11,7 @@
 //!
 //! The server side of the protocol (payloads read as Discord reads them, HELLO, heartbeats,
 //! compression, close codes) is `gateway_server`'s, the one the fake gateway speaks too. With
-//! the default `driver` feature, [`Proxy`] runs the core on tokio over a `ShardGroup`; the
+//! the default `driver` feature, `Proxy` runs the core on tokio over a `ShardGroup`; the
 //! `gateway-proxy` binary is that, with flags.
 //!
 //! The core alone, driven by hand (a driver feeds it the shard's events and the clients'
