@@ -200,22 +200,10 @@ fn run_cluster_seeds(options: &Options) -> bool {
     let mut faults: BTreeMap<&str, u64> = BTreeMap::new();
     let mut changes: BTreeMap<&str, u64> = BTreeMap::new();
     for r in &reports {
-        for (k, v) in &r.faults {
-            *faults.entry(k).or_default() += v;
-        }
-        for (k, v) in &r.lease_changes {
-            *changes.entry(k).or_default() += v;
-        }
+        tally(&mut faults, &r.faults);
+        tally(&mut changes, &r.lease_changes);
     }
-    println!(
-        "{} seeds passed every invariant in {wall:.1?}",
-        reports.len()
-    );
-    println!(
-        "virtual time: {:.0} s simulated = {:.0}× real time",
-        simulated.as_secs_f64(),
-        simulated.as_secs_f64() / wall.as_secs_f64().max(1e-9)
-    );
+    print_pace(reports.len(), wall, simulated);
     println!(
         "dispatches sent {}; stream entries {} ({} repeats dropped by the consumer); IDENTIFYs {}; RESUMEs {}",
         sum(|r| r.dispatches),
@@ -224,12 +212,6 @@ fn run_cluster_seeds(options: &Options) -> bool {
         sum(|r| r.identifies),
         sum(|r| r.resumes),
     );
-    let join = |m: &BTreeMap<&str, u64>| {
-        m.iter()
-            .map(|(k, v)| format!("{k} {v}"))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
     println!("node faults: {}", join(&faults));
     println!("leases: {}", join(&changes));
     true
@@ -277,22 +259,10 @@ fn run_proxy_seeds(options: &Options) -> bool {
     let mut faults: BTreeMap<&str, u64> = BTreeMap::new();
     let mut closes: BTreeMap<u16, u64> = BTreeMap::new();
     for r in &reports {
-        for (k, v) in &r.faults {
-            *faults.entry(k).or_default() += v;
-        }
-        for (k, v) in &r.closes {
-            *closes.entry(*k).or_default() += v;
-        }
+        tally(&mut faults, &r.faults);
+        tally(&mut closes, &r.closes);
     }
-    println!(
-        "{} seeds passed every invariant in {wall:.1?}",
-        reports.len()
-    );
-    println!(
-        "virtual time: {:.0} s simulated = {:.0}× real time",
-        simulated.as_secs_f64(),
-        simulated.as_secs_f64() / wall.as_secs_f64().max(1e-9)
-    );
+    print_pace(reports.len(), wall, simulated);
     println!(
         "upstream dispatches {}; delivered to clients {}; RESUMEs {}; new IDENTIFYs to the proxy {}",
         sum(|r| r.upstream),
@@ -300,9 +270,32 @@ fn run_proxy_seeds(options: &Options) -> bool {
         sum(|r| r.resumes),
         sum(|r| r.reidentifies),
     );
-    let faults: Vec<String> = faults.iter().map(|(k, v)| format!("{k} {v}")).collect();
-    let closes: Vec<String> = closes.iter().map(|(k, v)| format!("{k} {v}")).collect();
-    println!("client faults: {}", faults.join(", "));
-    println!("closes by the proxy: {}", closes.join(", "));
+    println!("client faults: {}", join(&faults));
+    println!("closes by the proxy: {}", join(&closes));
     true
+}
+
+/// Adds `from`'s counts into `into`.
+fn tally<K: Ord + Copy>(into: &mut BTreeMap<K, u64>, from: &BTreeMap<K, u64>) {
+    for (k, v) in from {
+        *into.entry(*k).or_default() += v;
+    }
+}
+
+/// `k v, k v, …`.
+fn join<K: std::fmt::Display>(m: &BTreeMap<K, u64>) -> String {
+    m.iter()
+        .map(|(k, v)| format!("{k} {v}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The first lines of a sweep's summary: seeds passed, and virtual time against the wall's.
+fn print_pace(seeds: usize, wall: Duration, simulated: Duration) {
+    println!("{seeds} seeds passed every invariant in {wall:.1?}");
+    println!(
+        "virtual time: {:.0} s simulated = {:.0}× real time",
+        simulated.as_secs_f64(),
+        simulated.as_secs_f64() / wall.as_secs_f64().max(1e-9)
+    );
 }

@@ -257,32 +257,26 @@ fn markdown(report: &Report, baseline: Option<&Value>) -> String {
             us(r.all_guilds_median_ms),
         );
     }
-    if !report.cluster.is_empty() {
-        let _ = writeln!(
-            md,
-            "\n## Cluster on Redis (a real redis-server on loopback)\n\n| figure | value | unit | how |\n|---|---:|---|---|"
-        );
-        for c in &report.cluster {
-            let _ = writeln!(
-                md,
-                "| {} | {:.1} | {} | {} |",
-                c.name, c.value, c.unit, c.detail
-            );
-        }
-    }
-    if !report.proxy.is_empty() {
-        let _ = writeln!(
-            md,
-            "\n## Proxy (its core in this process, one thread)\n\n| figure | value | unit | how |\n|---|---:|---|---|"
-        );
-        for p in &report.proxy {
-            let _ = writeln!(
-                md,
-                "| {} | {:.2} | {} | {} |",
-                p.name, p.value, p.unit, p.detail
-            );
-        }
-    }
+    let cluster = report
+        .cluster
+        .iter()
+        .map(|c| (c.name, c.value, c.unit, c.detail.as_str()));
+    figure_table(
+        &mut md,
+        "Cluster on Redis (a real redis-server on loopback)",
+        1,
+        cluster,
+    );
+    let proxy = report
+        .proxy
+        .iter()
+        .map(|p| (p.name.as_str(), p.value, p.unit, p.detail.as_str()));
+    figure_table(
+        &mut md,
+        "Proxy (its core in this process, one thread)",
+        2,
+        proxy,
+    );
     let _ = writeln!(
         md,
         "\n## Targets\n\n| target | goal | measured | met |\n|---|---|---|---|"
@@ -474,4 +468,24 @@ pub(crate) fn write(report: &Report, out: &Path, baseline: Option<&Path>) -> Res
         out.display()
     );
     Ok(())
+}
+
+/// A section of `(figure, value, unit, how)` rows, values with `decimals`; nothing if empty.
+fn figure_table<'a>(
+    md: &mut String,
+    title: &str,
+    decimals: usize,
+    rows: impl Iterator<Item = (&'a str, f64, &'a str, &'a str)>,
+) {
+    let rows: Vec<_> = rows.collect();
+    if rows.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        md,
+        "\n## {title}\n\n| figure | value | unit | how |\n|---|---:|---|---|"
+    );
+    for (name, value, unit, how) in rows {
+        let _ = writeln!(md, "| {name} | {value:.decimals$} | {unit} | {how} |");
+    }
 }

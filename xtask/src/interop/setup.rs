@@ -67,35 +67,26 @@ pub(crate) fn compressions(client: Client) -> Vec<Compression> {
 
 /// `cargo build -p gateway-testkit` (debug); the path of the binary.
 pub(crate) fn build_server(layout: &Layout) -> Result<PathBuf, String> {
-    eprintln!("[interop] building gateway-testkit…");
-    let status = cargo()
-        .args(["build", "--quiet", "-p", "gateway-testkit"])
-        .current_dir(&layout.root)
-        .status()
-        .map_err(|e| format!("cannot run cargo: {e}"))?;
-    if !status.success() {
-        return Err(format!("cargo build -p gateway-testkit failed ({status})"));
-    }
-    let binary = layout.target.join("debug").join("gateway-testkit");
-    if binary.is_file() {
-        Ok(binary)
-    } else {
-        Err(format!("{} is missing after the build", binary.display()))
-    }
+    build_binary(layout, "gateway-testkit")
 }
 
 /// Builds `gateway-proxy` (for `--proxy`); the binary's path.
 pub(crate) fn build_proxy(layout: &Layout) -> Result<PathBuf, String> {
-    eprintln!("[interop] building gateway-proxy…");
+    build_binary(layout, "gateway-proxy")
+}
+
+/// Builds `package`'s binary of the same name (debug); its path.
+fn build_binary(layout: &Layout, package: &str) -> Result<PathBuf, String> {
+    eprintln!("[interop] building {package}…");
     let status = cargo()
-        .args(["build", "--quiet", "-p", "gateway-proxy"])
+        .args(["build", "--quiet", "-p", package])
         .current_dir(&layout.root)
         .status()
         .map_err(|e| format!("cannot run cargo: {e}"))?;
     if !status.success() {
-        return Err(format!("cargo build -p gateway-proxy failed ({status})"));
+        return Err(format!("cargo build -p {package} failed ({status})"));
     }
-    let binary = layout.target.join("debug").join("gateway-proxy");
+    let binary = layout.target.join("debug").join(package);
     if binary.is_file() {
         Ok(binary)
     } else {
