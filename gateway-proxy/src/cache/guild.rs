@@ -201,6 +201,8 @@ pub(super) fn items_of(kind: Kind, json: &str) -> Result<Items, CacheError> {
             .ok_or(CacheError::NoId { kind: kind.key() })?;
         items.insert(id, raw.into());
     }
+    // Built by doubling: what the doubling left spare is a third of the entries on average.
+    items.shrink_to_fit();
     Ok(items)
 }
 

@@ -131,14 +131,27 @@ fn cache_memory(world: &World) -> Result<ProxyFigure, String> {
         .map(|g| world.guild_create_json(g, Intents::all(), 250))
         .collect();
     let json_bytes: usize = jsons.iter().map(String::len).sum();
-    let before = alloc::live_bytes();
+    let before = (alloc::live_bytes(), sys::malloc());
     let mut cache = GuildCache::new(CacheConfig::default());
     for json in &jsons {
         cache
             .apply("GUILD_CREATE", json)
             .map_err(|e| e.to_string())?;
     }
-    let held = alloc::live_bytes().saturating_sub(before);
+    let held = alloc::live_bytes().saturating_sub(before.0);
+    // What malloc itself counts in use (its chunk headers and rounding included), where the C
+    // library says.
+    let in_use = match (before.1, sys::malloc()) {
+        (Some(a), Some(b)) => {
+            let used = b.in_use.saturating_sub(a.in_use) as f64;
+            format!(
+                ", {:.1} MB ({:.2}×) by malloc's count",
+                used / 1e6,
+                used / json_bytes.max(1) as f64
+            )
+        }
+        _ => String::new(),
+    };
     let ratio = held as f64 / json_bytes.max(1) as f64;
     drop(cache);
     Ok(ProxyFigure {
@@ -146,7 +159,7 @@ fn cache_memory(world: &World) -> Result<ProxyFigure, String> {
         value: ratio,
         unit: "×",
         detail: format!(
-            "{} guilds, {:.1} MB of GUILD_CREATE JSON, {:.1} MB of heap held",
+            "{} guilds, {:.1} MB of GUILD_CREATE JSON, {:.1} MB of heap asked for{in_use}",
             jsons.len(),
             json_bytes as f64 / 1e6,
             held as f64 / 1e6
