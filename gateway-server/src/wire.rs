@@ -21,8 +21,7 @@ pub type Ws = WebSocketStream<TokioAdapter<Replayed>>;
 pub enum Io {
     /// A message came, or the stream ended (`None`).
     Received(Option<Result<Message, WsError>>),
-    /// Frames of this many bytes were written out (the websocket flushed them to the operating
-    /// system): what a peer that reads nothing can no longer take back.
+    /// The socket took frames of this many bytes (not flushed yet, perhaps).
     Taken(usize),
     /// Everything queued before [`Wire::end`] was flushed: the connection is done.
     Ended,
@@ -37,8 +36,6 @@ pub struct Wire {
     outgoing: VecDeque<(Message, usize)>,
     /// Whether the socket owes a flush.
     flushing: bool,
-    /// Bytes of frames handed to the websocket since its last completed flush.
-    unflushed: usize,
     /// Nothing more is queued: once what waits is flushed, the connection ends.
     ending: bool,
 }
@@ -50,7 +47,6 @@ impl Wire {
             ws,
             outgoing: VecDeque::new(),
             flushing: false,
-            unflushed: 0,
             ending: false,
         }
     }
@@ -109,6 +105,7 @@ impl Wire {
     /// is owed.
     pub async fn io(&mut self) -> Io {
         std::future::poll_fn(|cx| {
+            let mut taken = 0;
             while !self.outgoing.is_empty() {
                 match self.ws.poll_ready_unpin(cx) {
                     Poll::Ready(Ok(())) => {
@@ -116,7 +113,7 @@ impl Wire {
                             if let Err(e) = self.ws.start_send_unpin(message) {
                                 return Poll::Ready(Io::Failed(e));
                             }
-                            self.unflushed += bytes;
+                            taken += bytes;
                             self.flushing = true;
                         }
                     }
@@ -124,13 +121,11 @@ impl Wire {
                     Poll::Pending => break,
                 }
             }
+            if taken > 0 {
+                return Poll::Ready(Io::Taken(taken));
+            }
             if self.flushing {
                 match self.ws.poll_flush_unpin(cx) {
-                    // Written to the operating system: what the peer can no longer hold back.
-                    Poll::Ready(Ok(())) if self.unflushed > 0 => {
-                        self.flushing = false;
-                        return Poll::Ready(Io::Taken(std::mem::take(&mut self.unflushed)));
-                    }
                     Poll::Ready(Ok(())) => self.flushing = false,
                     // A close already sent or answered: nothing more goes out, as wanted.
                     Poll::Ready(Err(WsError::ConnectionClosed)) if self.ending => {
