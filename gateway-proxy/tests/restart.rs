@@ -2,8 +2,8 @@
 //! it RESUMEs to the proxy and gets every dispatch exactly once, in order; away for longer than
 //! the replay log, it gets op 9 and identifies again, and the upstream sees no IDENTIFY.
 //!
-//! The bot is this test binary run again as a child process (`bot_process` below, which does
-//! nothing unless `PROXY_TEST_BOT` names its journal): a real process, killed for real.
+//! The bot is this test binary run again as a child process (`bot_process` below, ignored in
+//! a normal run; the tests start it with `--ignored`): a real process, killed for real.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -27,6 +27,7 @@ use tokio::net::TcpListener;
 /// identifies), and appends `session ID`, then `SEQ MESSAGE_ID` per MESSAGE_CREATE, to the
 /// journal, one whole line per write.
 #[tokio::test(flavor = "current_thread")]
+#[ignore = "the bot process of the tests below, which run it as a child"]
 async fn bot_process() {
     let Ok(journal) = std::env::var("PROXY_TEST_BOT") else {
         return;
@@ -116,12 +117,22 @@ fn journal_messages(journal: &Path) -> Vec<String> {
 
 fn spawn_bot(journal: &Path, url: &str) -> Child {
     Command::new(std::env::current_exe().unwrap())
-        .args(["bot_process", "--exact", "--nocapture"])
+        .args(["bot_process", "--exact", "--ignored", "--nocapture"])
         .env("PROXY_TEST_BOT", journal)
         .env("PROXY_TEST_URL", url)
         .stdout(Stdio::null())
         .spawn()
         .unwrap()
+}
+
+/// A bot process with a fresh journal, READY: its directory, journal and process.
+async fn ready_bot(name: &str, url: &str) -> (PathBuf, PathBuf, Child) {
+    let dir = std::env::temp_dir().join(format!("proxy-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let journal = dir.join("journal");
+    let bot = spawn_bot(&journal, url);
+    until("the bot is READY", || last_state(&journal).0.is_some()).await;
+    (dir, journal, bot)
 }
 
 async fn setup(log_bytes: usize) -> (FakeGateway, Proxy, String) {
@@ -173,11 +184,7 @@ async fn load(gateway: &FakeGateway, from: u64, count: u64, every: Duration) -> 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_bot_resumes_and_gets_every_dispatch_once_in_order() {
     let (gateway, proxy, url) = setup(64 << 20).await;
-    let dir = std::env::temp_dir().join(format!("proxy-restart-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let journal = dir.join("journal");
-    let mut bot = spawn_bot(&journal, &url);
-    until("the bot is READY", || last_state(&journal).0.is_some()).await;
+    let (dir, journal, mut bot) = ready_bot("restart", &url).await;
     let mut sent = load(&gateway, 0, 150, Duration::from_millis(4)).await;
     bot.kill().unwrap();
     bot.wait().unwrap();
@@ -205,11 +212,7 @@ async fn a_killed_bot_resumes_and_gets_every_dispatch_once_in_order() {
 async fn a_bot_away_longer_than_the_log_identifies_again_at_no_upstream_cost() {
     // A log of 16 KiB: the 300 messages sent while the bot is away do not fit.
     let (gateway, proxy, url) = setup(16 << 10).await;
-    let dir = std::env::temp_dir().join(format!("proxy-away-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let journal = dir.join("journal");
-    let mut bot = spawn_bot(&journal, &url);
-    until("the bot is READY", || last_state(&journal).0.is_some()).await;
+    let (dir, journal, mut bot) = ready_bot("away", &url).await;
     let first = last_state(&journal).0;
     bot.kill().unwrap();
     bot.wait().unwrap();

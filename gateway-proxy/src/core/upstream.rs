@@ -235,18 +235,19 @@ impl ProxyCore {
                 .and_then(|g| self.requests.voice_answer(g))
                 .map(|s| vec![(Some(s), data.into())])
                 .unwrap_or_default(),
-            "SOUNDBOARD_SOUNDS" => guild()
-                .map(|g| self.requests.soundboard_answer(g))
-                .unwrap_or_default()
-                .into_iter()
-                .map(|s| (Some(s), data.into()))
-                .collect(),
-            "CHANNEL_INFO" => guild()
-                .map(|g| self.requests.channel_info_answer(g))
-                .unwrap_or_default()
-                .into_iter()
-                .map(|s| (Some(s), data.into()))
-                .collect(),
+            "SOUNDBOARD_SOUNDS" | "CHANNEL_INFO" => {
+                let askers = match (name, guild()) {
+                    ("SOUNDBOARD_SOUNDS", Some(g)) => self.requests.soundboard_answer(g),
+                    (_, Some(g)) => self.requests.channel_info_answer(g),
+                    (_, None) => Vec::new(),
+                };
+                // One copy of `d`, shared by every asker's entry.
+                let d: Arc<str> = data.into();
+                askers
+                    .into_iter()
+                    .map(|s| (Some(s), Arc::clone(&d)))
+                    .collect()
+            }
             _ => vec![(None, data.into())],
         }
     }
