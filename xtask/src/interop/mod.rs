@@ -44,11 +44,19 @@ pub(crate) enum Client {
     Discordjs,
     /// Python: hikari (`interop/hikari`).
     Hikari,
+    /// Node: the full discord.js `Client` (`interop/discordjs-client`).
+    #[value(name = "discordjs-client")]
+    DiscordjsFull,
 }
 
 impl Client {
     /// Every client, in report order.
-    const ALL: [Self; 3] = [Self::Twilight, Self::Discordjs, Self::Hikari];
+    const ALL: [Self; 4] = [
+        Self::Twilight,
+        Self::Discordjs,
+        Self::Hikari,
+        Self::DiscordjsFull,
+    ];
 
     /// The name used on the command line, in the table and for `interop/<name>`.
     pub(crate) const fn name(self) -> &'static str {
@@ -56,6 +64,7 @@ impl Client {
             Self::Twilight => "twilight",
             Self::Discordjs => "discordjs",
             Self::Hikari => "hikari",
+            Self::DiscordjsFull => "discordjs-client",
         }
     }
 }

@@ -62,6 +62,8 @@ pub(crate) fn compressions(client: Client) -> Vec<Compression> {
         Client::Twilight | Client::Hikari => Compression::ALL.to_vec(),
         // @discordjs/ws 2.0 has no zstd-stream (and Node 20's node:zlib no zstd).
         Client::Discordjs => vec![Compression::ZlibStream, Compression::None],
+        // discord.js's Client compresses only with the zlib-sync native addon, not installed here.
+        Client::DiscordjsFull => vec![Compression::None],
     }
 }
 
@@ -98,7 +100,8 @@ fn build_binary(layout: &Layout, package: &str) -> Result<PathBuf, String> {
 pub(crate) fn prepare(layout: &Layout, client: Client, reinstall: bool) -> Result<Probe, String> {
     match client {
         Client::Twilight => twilight(layout, reinstall),
-        Client::Discordjs => discordjs(layout, reinstall),
+        Client::Discordjs => node(layout, Client::Discordjs, "@discordjs/ws", reinstall),
+        Client::DiscordjsFull => node(layout, Client::DiscordjsFull, "discord.js", reinstall),
         Client::Hikari => hikari(layout, reinstall),
     }
 }
@@ -165,24 +168,15 @@ fn twilight(layout: &Layout, reinstall: bool) -> Result<Probe, String> {
     })
 }
 
-/// `npm ci` in `interop/discordjs`.
-fn discordjs(layout: &Layout, reinstall: bool) -> Result<Probe, String> {
-    let dir = layout.probe_dir(Client::Discordjs);
+/// `npm ci` in `interop/<client>`; the probe reports `package`'s installed version.
+fn node(layout: &Layout, client: Client, package: &str, reinstall: bool) -> Result<Probe, String> {
+    let dir = layout.probe_dir(client);
     require(&dir, "package.json")?;
     require(&dir, "package-lock.json")?;
-    let script = ["probe.mjs", "probe.js"]
-        .iter()
-        .map(|name| dir.join(name))
-        .find(|p| p.is_file())
-        .ok_or_else(|| {
-            format!(
-                "probe missing: no probe.mjs or probe.js in {}",
-                dir.display()
-            )
-        })?;
+    let script = require(&dir, "probe.mjs")?;
     let stamp = Stamp::new(
         layout,
-        "discordjs",
+        client.name(),
         &[dir.join("package.json"), dir.join("package-lock.json")],
     );
     if reinstall || !stamp.fresh() || !dir.join("node_modules").is_dir() {
@@ -190,17 +184,18 @@ fn discordjs(layout: &Layout, reinstall: bool) -> Result<Probe, String> {
         let mut npm = Command::new("npm");
         npm.args(["ci", "--no-audit", "--no-fund"])
             .current_dir(&dir);
-        run_logged(&mut npm, &layout.logs().join("setup-discordjs.log"))?;
+        let log = layout.logs().join(format!("setup-{}.log", client.name()));
+        run_logged(&mut npm, &log)?;
         stamp.write()?;
     }
-    let installed = dir.join("node_modules/@discordjs/ws/package.json");
+    let installed = dir.join("node_modules").join(package).join("package.json");
     let version = std::fs::read_to_string(installed)
         .ok()
         .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
         .and_then(|v| v["version"].as_str().map(str::to_owned))
         .unwrap_or_else(|| "?".to_owned());
     Ok(Probe {
-        version: format!("@discordjs/ws {version}"),
+        version: format!("{package} {version}"),
         launch: Launch::Script {
             interpreter: PathBuf::from("node"),
             script,
