@@ -10,6 +10,7 @@ mod common;
 use std::time::Duration;
 
 use common::{Client, End};
+use futures_util::StreamExt;
 use gateway_codec::Compression;
 use gateway_model::{Intents, ShardId, Token};
 use gateway_proxy::{Proxy, ProxyConfig, ServeOptions};
@@ -203,8 +204,8 @@ async fn a_bad_token_is_closed_alone_and_an_unknown_session_gets_op_9() {
 
 /// Hostile clients, each closed alone with Discord's code while a well-behaved client (which
 /// gets every dispatch of a heavy load, in order) and the upstream go on: an oversize command, a
-/// flood, garbage, and a client that never heartbeats. (A client that never reads is held at
-/// its send window and closed after the stall timeout: `core::tests`.)
+/// flood, garbage, and a client that never heartbeats. (A client that never reads has its own
+/// test below.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_clients_are_closed_alone() {
     let s = setup_with(|c| {
@@ -293,6 +294,120 @@ async fn hostile_clients_are_closed_alone() {
         upstream_closes.is_empty(),
         "the upstream was never closed: {upstream_closes:?}"
     );
+    assert_eq!(s.gateway.stats().identifies, u64::from(SHARDS));
+    s.proxy.shutdown().await;
+}
+
+/// A client that never reads (its receive buffer small, so the kernel holds little for it): once
+/// its socket and its send window are full, it is closed after the stall timeout while the
+/// well-behaved client and the upstream go on; then it resumes from the log, and what it got
+/// before and after is every dispatch, once and in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_never_reads_is_closed_alone_and_resumes_with_nothing_lost() {
+    use async_tungstenite::tungstenite::Message;
+    let s = setup_with(|c| {
+        c.stall_timeout = Duration::from_millis(500);
+        c.send_window = 128 * 1024;
+    })
+    .await;
+    let guilds = guilds_of(&s.gateway, 0);
+    const LOAD: u64 = 3000; // ~2.5 KB each, uncompressed: ~7 MB
+    let addr: std::net::SocketAddr = s.url.trim_start_matches("ws://").parse().unwrap();
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let tcp = socket.connect(addr).await.unwrap();
+    let (mut stuck, _) =
+        async_tungstenite::tokio::client_async(format!("{}/?v=10&encoding=json", s.url), tcp)
+            .await
+            .unwrap();
+    let identify = format!(
+        r#"{{"op":2,"d":{{"token":"{}","properties":{{}},"intents":{},"shard":[0,{SHARDS}]}}}}"#,
+        common::TOKEN,
+        Intents::all().bits()
+    );
+    stuck.send(Message::text(identify)).await.unwrap();
+
+    let mut good = Client::connect(&s.url, Compression::ZlibStream).await;
+    let (mut seq, _) = start(&mut good, guilds.len()).await;
+    let good = tokio::spawn(async move {
+        let mut got = 0;
+        while got < LOAD {
+            let p = good
+                .recv()
+                .await
+                .expect("the well-behaved client was closed");
+            if p.t.as_deref() == Some("MESSAGE_CREATE") {
+                assert_eq!(p.s, Some(seq + 1));
+                seq += 1;
+                got += 1;
+            }
+        }
+    });
+    let upstream = s.gateway.shard_connection(0).unwrap();
+    let world = s.gateway.world();
+    for n in 0..LOAD {
+        upstream.dispatch(
+            "MESSAGE_CREATE",
+            world.message_create_json(&guilds[0], n, 2000),
+        );
+    }
+    tokio::time::timeout(Duration::from_secs(120), good)
+        .await
+        .unwrap()
+        .unwrap();
+
+    // Now read what reached the stuck client before it was closed.
+    let (mut session, mut last, mut before) = (String::new(), 0, 0);
+    loop {
+        let message = tokio::time::timeout(Duration::from_secs(30), stuck.next())
+            .await
+            .expect("the client that never read was never closed");
+        let text = match message {
+            Some(Ok(Message::Text(text))) => text,
+            Some(Ok(Message::Close(_))) | Some(Err(_)) | None => break,
+            Some(Ok(_)) => continue,
+        };
+        let p: serde_json::Value = serde_json::from_str(&text).unwrap();
+        if p["op"] != 0 {
+            continue;
+        }
+        let s = p["s"].as_u64().unwrap();
+        assert_eq!(s, last + 1, "contiguous before the close");
+        last = s;
+        match p["t"].as_str() {
+            Some("READY") => session = p["d"]["session_id"].as_str().unwrap().to_owned(),
+            Some("MESSAGE_CREATE") => before += 1,
+            _ => {}
+        }
+    }
+    assert!(before < LOAD, "held back at its window: {before} of {LOAD}");
+
+    let mut back = Client::connect(&s.url, Compression::None).await;
+    assert_eq!(back.expect().await.op, 10);
+    back.resume(&session, last).await;
+    let mut after = 0;
+    loop {
+        let p = back.expect_op(0, None).await;
+        assert_eq!(p.s, Some(last + 1), "the replay continues the stream");
+        last += 1;
+        match p.t.as_deref() {
+            Some("MESSAGE_CREATE") => after += 1,
+            Some("RESUMED") => break,
+            _ => {}
+        }
+    }
+    assert_eq!(
+        before + after,
+        LOAD,
+        "every dispatch, once: {before} + {after}"
+    );
+    let upstream_closes: Vec<_> = s
+        .gateway
+        .connections()
+        .into_iter()
+        .filter_map(|c| c.closed_with)
+        .collect();
+    assert!(upstream_closes.is_empty(), "{upstream_closes:?}");
     assert_eq!(s.gateway.stats().identifies, u64::from(SHARDS));
     s.proxy.shutdown().await;
 }

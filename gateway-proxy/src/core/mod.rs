@@ -321,7 +321,16 @@ impl ProxyCore {
             .min()
             .map(|at| at + ttl + std::time::Duration::from_millis(1));
         let logs = self.shards.values().filter_map(|s| s.log.expiry()).min();
-        [clients, sessions, logs].into_iter().flatten().min()
+        let stalls = self
+            .clients
+            .values()
+            .filter_map(|c| c.stalled_since)
+            .min()
+            .map(|at| at + self.config.stall_timeout);
+        [clients, sessions, logs, stalls]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// The next thing to do.
