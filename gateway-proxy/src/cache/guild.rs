@@ -2,6 +2,7 @@
 //! collections (channels, members, …) as ordered maps of each item's own JSON by id. Nothing is
 //! read into a model, so no field a model lacks is lost.
 
+use gateway_model::Intents;
 use indexmap::IndexMap;
 use sonic_rs::JsonValueTrait;
 
@@ -73,6 +74,26 @@ impl Guild {
 
     /// The guild as GUILD_CREATE's `d`.
     pub fn to_json(&self) -> String {
+        self.write(|_, _| true)
+    }
+
+    /// The guild as GUILD_CREATE's `d` for a session with `intents`, shaped as Discord shapes it:
+    /// without GUILD_PRESENCES there are no presences, and of the members only the bot itself
+    /// (user `bot`) and those in a voice channel.
+    pub fn to_json_for(&self, intents: Intents, bot: Option<u64>) -> String {
+        if intents.contains(Intents::GUILD_PRESENCES) {
+            return self.to_json();
+        }
+        let voice = self.items(Kind::VoiceStates);
+        self.write(|kind, id| match kind {
+            Kind::Presences => false,
+            Kind::Members => Some(id) == bot || voice.is_some_and(|v| v.contains_key(&id)),
+            _ => true,
+        })
+    }
+
+    /// The guild's JSON with the items `keep` says, by kind and id.
+    fn write(&self, keep: impl Fn(Kind, u64) -> bool) -> String {
         let mut out = String::with_capacity(self.bytes() + 64);
         out.push('{');
         for (i, part) in self.parts.iter().enumerate() {
@@ -87,8 +108,11 @@ impl Guild {
                 Part::Collection(kind) => {
                     push_key(&mut out, kind.key());
                     out.push('[');
-                    let items = self.items(*kind).into_iter().flat_map(|i| i.values());
-                    for (j, item) in items.enumerate() {
+                    let items = self.items(*kind).into_iter().flat_map(|i| i.iter());
+                    let kept = items
+                        .filter(|(id, _)| keep(*kind, **id))
+                        .map(|(_, item)| item);
+                    for (j, item) in kept.enumerate() {
                         if j > 0 {
                             out.push(',');
                         }
@@ -231,6 +255,17 @@ mod tests {
         assert_eq!(guild.to_json(), GUILD);
         assert_eq!(guild.items(Kind::Channels).map(Items::len), Some(2));
         assert_eq!(guild.field("unknown_field"), Some(r#"{"x":[1,2]}"#));
+    }
+
+    #[test]
+    fn without_presences_a_session_gets_no_presences_and_only_the_bot_and_voice_members() {
+        let json = r#"{"id":"1","members":[{"user":{"id":"7"}},{"user":{"id":"8"}},{"user":{"id":"9"}}],"presences":[{"user":{"id":"8"},"status":"online"}],"voice_states":[{"user_id":"9","channel_id":"3"}]}"#;
+        let guild = Guild::from_json(json, |_| true).unwrap();
+        assert_eq!(guild.to_json_for(Intents::all(), Some(7)), json);
+        assert_eq!(
+            guild.to_json_for(Intents::GUILDS | Intents::GUILD_MEMBERS, Some(7)),
+            r#"{"id":"1","members":[{"user":{"id":"7"}},{"user":{"id":"9"}}],"presences":[],"voice_states":[{"user_id":"9","channel_id":"3"}]}"#
+        );
     }
 
     #[test]

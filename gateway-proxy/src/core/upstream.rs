@@ -34,6 +34,8 @@ pub(super) struct ShardState {
     pub(super) attached: BTreeSet<Arc<str>>,
     /// Sessions that identified before the shard's first READY.
     pub(super) waiting: Vec<Arc<str>>,
+    /// The bot's user id, from READY: the one member a session without GUILD_PRESENCES gets.
+    pub(super) bot: Option<u64>,
 }
 
 impl ShardState {
@@ -44,6 +46,7 @@ impl ShardState {
             template: None,
             attached: BTreeSet::new(),
             waiting: Vec::new(),
+            bot: None,
         }
     }
 
@@ -154,6 +157,7 @@ impl ProxyCore {
             .map(|(k, v)| (k.clone(), (*v).to_owned()))
             .collect();
         let first = state.template.replace(template).is_none();
+        state.bot = json::str_field(&ready.data, &["user", "id"]).and_then(|id| id.parse().ok());
         let gone = state.cache.reset(guilds);
         if !first {
             tracing::info!(shard, gone = gone.len(), "upstream has a new session");
