@@ -43,6 +43,8 @@ pub struct ProxyConfig {
     pub stall_timeout: Duration,
     /// What the guild cache keeps.
     pub cache: CacheConfig,
+    /// What becomes of clients' presence updates (op 3).
+    pub presence: PresencePolicy,
     /// Seeds the client session ids.
     pub seed: u64,
 }
@@ -70,9 +72,24 @@ impl ProxyConfig {
             send_window: 1 << 20,
             stall_timeout: Duration::from_secs(30),
             cache: CacheConfig::default(),
+            presence: PresencePolicy::default(),
             seed: 0,
         }
     }
+}
+
+/// What the proxy does with a client's presence update (op 3). Every client of a shard shares
+/// the bot's one presence there; the upstream IDENTIFY always sends the presence the upstream
+/// shard was configured with (so after an upstream new session the configured one shows again,
+/// until a client sets another).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum PresencePolicy {
+    /// Forwarded to the client's shard: the last writer wins.
+    #[default]
+    LastWriterWins,
+    /// Dropped: the configured presence stays (it still counts against the client's share).
+    Ignore,
 }
 
 impl std::fmt::Debug for ProxyConfig {

@@ -57,7 +57,7 @@ mod driver;
 pub mod intents;
 pub mod log;
 
-pub use config::ProxyConfig;
+pub use config::{PresencePolicy, ProxyConfig};
 pub use core::{ClientId, CoreCounts, ProxyCore, ProxyOutput, UpstreamReady};
 #[cfg(feature = "driver")]
 pub use driver::{Proxy, ProxyError, ServeOptions};

@@ -7,10 +7,10 @@
 use std::time::Duration;
 
 use clap::Parser;
-use gateway_model::{Intents, Token};
+use gateway_model::{Activity, Intents, Status, Token};
 use gateway_proxy::cache::{CacheConfig, Kind};
-use gateway_proxy::{Proxy, ProxyConfig, ServeOptions};
-use gateway_shard::{ShardConfig, ShardGroup, ShardGroupConfig};
+use gateway_proxy::{PresencePolicy, Proxy, ProxyConfig, ServeOptions};
+use gateway_shard::{PresenceUpdate, ShardConfig, ShardGroup, ShardGroupConfig};
 use gateway_testkit::{FakeGateway, GatewayConfig, WorldConfig};
 use tokio::net::TcpListener;
 
@@ -79,9 +79,37 @@ struct Args {
     /// HELLO's heartbeat interval for clients, in milliseconds.
     #[arg(long, default_value_t = 41_250)]
     heartbeat_interval_ms: u64,
+    /// The bot's status, sent in each upstream IDENTIFY: online, idle, dnd or invisible.
+    #[arg(long, default_value = "online", value_parser = status)]
+    status: Status,
+    /// A custom status text, sent in each upstream IDENTIFY.
+    #[arg(long)]
+    activity: Option<String>,
+    /// What a client's presence update (op 3) does: `last-writer-wins` forwards it to its
+    /// shard; `ignore` keeps the configured presence.
+    #[arg(long, default_value = "last-writer-wins", value_parser = presence_policy)]
+    client_presence: PresencePolicy,
     /// Serve `/metrics` (Prometheus).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     metrics: bool,
+}
+
+fn status(name: &str) -> Result<Status, String> {
+    match name {
+        "online" => Ok(Status::Online),
+        "idle" => Ok(Status::Idle),
+        "dnd" => Ok(Status::Dnd),
+        "invisible" => Ok(Status::Invisible),
+        _ => Err(format!("{name}: one of online, idle, dnd, invisible")),
+    }
+}
+
+fn presence_policy(name: &str) -> Result<PresencePolicy, String> {
+    match name {
+        "last-writer-wins" => Ok(PresencePolicy::LastWriterWins),
+        "ignore" => Ok(PresencePolicy::Ignore),
+        _ => Err(format!("{name}: one of last-writer-wins, ignore")),
+    }
 }
 
 fn kind(name: &str) -> Result<Kind, String> {
@@ -213,8 +241,18 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         Some(Duration::from_millis(args.heartbeat_interval_ms * 3 / 2));
     config.connection.name = "gateway-proxy";
 
+    config.presence = args.client_presence;
+    let presence = PresenceUpdate {
+        status: Some(args.status),
+        activity: args
+            .activity
+            .clone()
+            .map(|text| Some(Activity::custom(text))),
+        ..PresenceUpdate::default()
+    };
     let shard = ShardConfig::new(token, intents)
         .with_gateway_url(upstream.url.clone())
+        .with_presence(presence)
         .with_raw_dispatches(true);
     let (group, events) = ShardGroup::spawn(ShardGroupConfig::new(shard, shards, max_concurrency))?;
     let mut options = ServeOptions::default();

@@ -12,7 +12,7 @@ use super::requests::MemberPlan;
 use super::session::{ClientSession, ResumeFrom};
 use super::{ClientId, ProxyCore};
 use crate::cache::Slot;
-use crate::config::ProxyConfig;
+use crate::config::{PresencePolicy, ProxyConfig};
 
 /// Judges an IDENTIFY or RESUME: the token is the bot's or a client secret (4004), the shard is
 /// one of this proxy's under the bot's count (4010, 4011), the intents are within the
@@ -122,8 +122,8 @@ impl ProxyCore {
         }
     }
 
-    /// A new session's start: READY, a GUILD_CREATE per available cached guild, then the live
-    /// stream from the log's head.
+    /// A new session's start: READY, a GUILD_CREATE per available cached guild (shaped by the
+    /// session's intents, as Discord shapes it), then the live stream from the log's head.
     pub(super) fn start(&mut self, now: Instant, session: &Arc<str>) {
         let Some(s) = self.sessions.get_mut(session) else {
             return;
@@ -142,7 +142,7 @@ impl ProxyCore {
             .send_dispatch("READY", s.synthetic(head, true), &ready);
         for (_, slot) in state.cache.guilds() {
             if let Slot::Available(guild) = slot {
-                let d = guild.to_json();
+                let d = guild.to_json_for(s.intents, state.bot);
                 c.conn
                     .send_dispatch("GUILD_CREATE", s.synthetic(head, true), &d);
             }
@@ -248,7 +248,10 @@ impl ProxyCore {
         }
         let (home, intents) = (s.shard, s.intents);
         match command {
-            Command::UpdatePresence(p) => self.upstream(home, Command::UpdatePresence(p)),
+            Command::UpdatePresence(p) => match self.config.presence {
+                PresencePolicy::LastWriterWins => self.upstream(home, Command::UpdatePresence(p)),
+                PresencePolicy::Ignore => tracing::debug!(session = %session, "presence ignored"),
+            },
             Command::UpdateVoiceState(v) => {
                 if let Some(shard) = self.shard_of(v.guild_id.get()) {
                     self.requests.voice(session, v.guild_id.get());

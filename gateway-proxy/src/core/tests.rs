@@ -369,6 +369,11 @@ fn over_its_share_a_client_is_closed_alone_and_a_slow_one_is_aborted_to_resume()
     }
     let got = h.dispatches(2).len();
     assert!(got < 200, "{got} sent past the window");
+    let stall_at = h.now + h.core.config.stall_timeout;
+    assert!(
+        h.core.poll_timeout().is_some_and(|at| at <= stall_at),
+        "the stall is on the core's timer, not left to another deadline"
+    );
     h.now += h.core.config.stall_timeout;
     h.core.handle_timeout(h.now);
     h.drain();
@@ -394,4 +399,23 @@ fn clients_asked_to_reconnect_get_op_7_and_resume() {
         json!({"op": 6, "d": {"token": TOKEN, "session_id": session, "seq": 2}}),
     );
     assert_eq!(h.dispatches(2).last().unwrap().1, "RESUMED");
+}
+
+#[test]
+fn presence_updates_follow_the_policy() {
+    let presence =
+        json!({"op": 3, "d": {"since": null, "activities": [], "status": "idle", "afk": false}});
+    let mut h = Harness::new();
+    h.identify(1, Intents::GUILDS);
+    h.send(1, presence.clone());
+    let sent = h.upstream_commands();
+    assert!(
+        matches!(sent.as_slice(), [(0, Command::UpdatePresence(_))]),
+        "last writer wins: forwarded to the client's shard, {sent:?}"
+    );
+    let mut h = Harness::new();
+    h.core.config.presence = crate::PresencePolicy::Ignore;
+    h.identify(1, Intents::GUILDS);
+    h.send(1, presence);
+    assert!(h.upstream_commands().is_empty(), "ignored: never upstream");
 }
