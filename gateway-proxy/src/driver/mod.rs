@@ -303,6 +303,10 @@ impl Driver {
     }
 
     fn accept(&mut self, tcp: TcpStream) {
+        // Each dispatch goes out as it comes, as Discord's do: no wait for the last one's ACK.
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "set_nodelay");
+        }
         self.next_client += 1;
         let client = self.next_client;
         let options = self.options.clone();
