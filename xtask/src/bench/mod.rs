@@ -15,6 +15,7 @@ mod figures;
 mod patched;
 mod peer;
 mod proxy;
+mod proxy_latency;
 mod report;
 #[allow(dead_code)]
 mod sys;
@@ -228,7 +229,9 @@ pub(crate) fn run(options: &Options) -> Result<(), String> {
     };
 
     let proxy = if options.runs(Section::Proxy) {
-        proxy::run(options.quick)?
+        let mut figures = proxy::run(options.quick)?;
+        figures.extend(proxy_latency::run(&crate::workspace_root(), options.quick)?);
+        figures
     } else {
         Vec::new()
     };

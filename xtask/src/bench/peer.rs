@@ -57,6 +57,11 @@ fn build_release(root: &Path, package: &str) -> Result<PathBuf, String> {
     Ok(target_dir(root).join("release").join(package))
 }
 
+/// Builds `gateway-proxy` in release and returns its path.
+pub(crate) fn proxy_binary(root: &Path) -> Result<PathBuf, String> {
+    build_release(root, "gateway-proxy")
+}
+
 /// Builds `gateway-testkit` in release and returns its path.
 pub(crate) fn testkit_binary(root: &Path) -> Result<PathBuf, String> {
     build_release(root, "gateway-testkit")

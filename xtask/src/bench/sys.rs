@@ -22,6 +22,19 @@ fn schedstat(path: &str) -> Option<Duration> {
     Some(Duration::from_nanos(ns))
 }
 
+/// CPU time another process has run so far: the sum over its live threads'
+/// `/proc/PID/task/TID/schedstat` (nanoseconds; a thread that ended is not counted). `None`
+/// where `/proc` does not say.
+pub(crate) fn process_cpu_of(pid: u32) -> Option<Duration> {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
+    let mut total = Duration::ZERO;
+    for task in tasks {
+        let path = task.ok()?.path().join("schedstat");
+        total += schedstat(path.to_str()?)?;
+    }
+    Some(total)
+}
+
 /// CPU time this process has run so far, every thread included (those that ended too): user +
 /// system time from `getrusage(RUSAGE_SELF)`, which Linux accounts to the microsecond.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
