@@ -207,7 +207,7 @@ fn push_key(out: &mut String, key: &str) {
     out.push_str("\":");
 }
 
-fn not_object(what: &'static str, e: &sonic_rs::Error) -> CacheError {
+pub(super) fn not_object(what: &'static str, e: &sonic_rs::Error) -> CacheError {
     CacheError::NotAnObject {
         what,
         detail: e.to_string().lines().next().unwrap_or_default().to_owned(),

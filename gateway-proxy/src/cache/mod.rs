@@ -480,13 +480,22 @@ fn presence(guild: &mut Guild, config: &CacheConfig, data: &str) -> Result<(), C
 }
 
 fn thread_sync(guild: &mut Guild, data: &str) -> Result<(), CacheError> {
-    let channels: Option<Vec<u64>> = json::field(data, "channel_ids").map(|ids| {
-        sonic_rs::from_str::<Vec<String>>(ids)
-            .unwrap_or_default()
-            .iter()
-            .filter_map(|s| s.parse().ok())
-            .collect()
-    });
+    // Unreadable ids would drop threads the sync does not cover: the dispatch is refused whole.
+    let channels: Option<Vec<u64>> = match json::field(data, "channel_ids") {
+        None => None,
+        Some(ids) => Some(
+            sonic_rs::from_str::<Vec<String>>(ids)
+                .map_err(|e| guild::not_object("THREAD_LIST_SYNC channel_ids", &e))?
+                .iter()
+                .map(|s| {
+                    s.parse().map_err(|_| CacheError::NotAnObject {
+                        what: "THREAD_LIST_SYNC channel_ids",
+                        detail: format!("{s:?} is not a snowflake"),
+                    })
+                })
+                .collect::<Result<_, _>>()?,
+        ),
+    };
     let threads = guild.items_mut(Kind::Threads);
     threads.retain(|_, thread| {
         let parent = json::str_field(thread, &["parent_id"]).and_then(|s| s.parse().ok());

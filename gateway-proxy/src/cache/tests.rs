@@ -154,3 +154,34 @@ fn what_is_not_cached_is_sent_empty_and_unreadable_updates_are_errors() {
         "not a cache event"
     );
 }
+
+#[test]
+fn a_thread_sync_replaces_the_threads_of_the_channels_it_names_and_unreadable_ids_are_refused() {
+    let mut c = cache();
+    c.apply(
+        "THREAD_CREATE",
+        r#"{"id":"21","guild_id":"1","parent_id":"11","name":"other"}"#,
+    )
+    .unwrap();
+    c.apply(
+        "THREAD_LIST_SYNC",
+        r#"{"guild_id":"1","channel_ids":["10"],"threads":[{"id":"22","parent_id":"10","name":"new"}],"members":[]}"#,
+    )
+    .unwrap();
+    let json = json_of(&c);
+    assert!(!json.contains(r#""id":"20""#), "{json}");
+    assert!(
+        json.contains(r#""id":"21""#),
+        "a channel not named keeps its threads: {json}"
+    );
+    assert!(json.contains(r#""id":"22""#), "{json}");
+    let broken = c.apply(
+        "THREAD_LIST_SYNC",
+        r#"{"guild_id":"1","channel_ids":["x"],"threads":[]}"#,
+    );
+    assert!(
+        matches!(broken, Err(CacheError::NotAnObject { .. })),
+        "{broken:?}"
+    );
+    assert_eq!(json_of(&c), json, "a refused sync changes nothing");
+}

@@ -43,15 +43,19 @@ pub(crate) enum ToClient {
 /// Time the connection has to deliver its end once the loop is done with it.
 const END_GRACE: Duration = Duration::from_secs(2);
 
-/// Bytes the socket takes between two reports to the loop (a report also goes whenever
-/// nothing more is queued).
-const REPORT_EVERY: usize = 32 * 1024;
+/// Bytes the socket takes between two reports to the loop, at most: a report per frame would
+/// wake the loop once per dispatch per client (measured: `cargo xtask bench --only proxy`).
+pub(crate) const REPORT_EVERY: usize = 32 * 1024;
 
 /// Serves an accepted websocket until it ends. What the socket takes is reported on `sent`
-/// (unbounded: at most one report per [`REPORT_EVERY`] bytes the loop itself sent, or per batch).
+/// once `report_every` bytes were taken (unbounded: at most one report per `report_every`
+/// bytes the loop itself sent). The loop holds a client back only once a whole send window
+/// is unreported, and `report_every` is at most a quarter of it, so what was taken and not
+/// reported never holds a client back.
 pub(crate) async fn serve(
     ws: Ws,
     client: ClientId,
+    report_every: usize,
     query: String,
     to_loop: mpsc::Sender<FromClient>,
     sent: mpsc::UnboundedSender<(ClientId, usize)>,
@@ -87,7 +91,7 @@ pub(crate) async fn serve(
             io = wire.io() => match io {
                 Io::Taken(bytes) => {
                     taken += bytes;
-                    if (taken >= REPORT_EVERY || wire.queued() == 0)
+                    if taken >= report_every
                         && sent.send((client, std::mem::take(&mut taken))).is_err()
                     {
                         break;

@@ -313,7 +313,18 @@ impl Driver {
         let http = Arc::clone(&self.http);
         let to_loop = self.to_loop.clone();
         let sent = self.sent.clone();
-        tokio::spawn(serve_socket(tcp, client, options, http, to_loop, sent));
+        let report_every = (self.core.config().send_window / 4).clamp(1, conn::REPORT_EVERY);
+        tokio::spawn(serve_socket(
+            tcp,
+            Socket {
+                client,
+                report_every,
+            },
+            options,
+            http,
+            to_loop,
+            sent,
+        ));
     }
 
     fn publish_health(&mut self) {
@@ -362,10 +373,19 @@ fn spawn_pump(group: Arc<ShardGroup>, id: u32) -> mpsc::UnboundedSender<Command>
     tx
 }
 
+/// Who a socket is to the loop, and how often it reports what it sent.
+struct Socket {
+    client: ClientId,
+    report_every: usize,
+}
+
 /// One socket: its request head within the handshake timeout, then a websocket or HTTP.
 async fn serve_socket(
     mut tcp: TcpStream,
-    client: ClientId,
+    Socket {
+        client,
+        report_every,
+    }: Socket,
     options: ServeOptions,
     http: Arc<Http>,
     to_loop: mpsc::Sender<FromClient>,
@@ -383,7 +403,10 @@ async fn serve_socket(
         return http::serve(http, stream).await;
     }
     match gateway_server::accept(stream, options.max_frame, deadline).await {
-        Ok(accepted) => conn::serve(accepted.ws, client, accepted.query, to_loop, sent).await,
+        Ok(accepted) => {
+            let ws = accepted.ws;
+            conn::serve(ws, client, report_every, accepted.query, to_loop, sent).await;
+        }
         Err(e) => tracing::debug!(client, error = %e, "websocket handshake failed"),
     }
 }
