@@ -23,6 +23,9 @@ pub struct Entry {
     pub required: Intents,
     /// The one client session it is for (a member chunk, a voice server), or every session.
     pub to: Option<Arc<str>>,
+    /// The guild whose cached GUILD_CREATE holds all the entry says, once the entry is applied
+    /// (a session sent that GUILD_CREATE afterwards does not get the entry).
+    pub held_by: Option<u64>,
 }
 
 impl Entry {
@@ -78,6 +81,7 @@ impl ReplayLog {
         data: Arc<str>,
         required: Intents,
         to: Option<Arc<str>>,
+        held_by: Option<u64>,
     ) -> u64 {
         let pos = self.next;
         self.next += 1;
@@ -88,6 +92,7 @@ impl ReplayLog {
             data,
             required,
             to,
+            held_by,
         };
         self.bytes += entry.size();
         self.entries.push_back(entry);
@@ -167,7 +172,14 @@ mod tests {
         let now = Instant::now();
         let mut l = log(10 * (size_of::<Entry>() + 10));
         for i in 0..100 {
-            let pos = l.push(now, "EVENT".into(), "{}".into(), Intents::empty(), None);
+            let pos = l.push(
+                now,
+                "EVENT".into(),
+                "{}".into(),
+                Intents::empty(),
+                None,
+                None,
+            );
             assert_eq!(pos, i + 1);
         }
         assert!(l.len() <= 11 && l.len() >= 9, "{}", l.len());
@@ -190,6 +202,7 @@ mod tests {
             "{}".into(),
             Intents::empty(),
             Some("a".into()),
+            None,
         );
         let e = l.get(1).unwrap();
         assert!(e.is_for("a", Intents::empty()));

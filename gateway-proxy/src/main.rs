@@ -76,6 +76,10 @@ struct Args {
     /// soundboard_sounds. Clients get it as an empty list.
     #[arg(long = "no-cache", value_parser = kind)]
     no_cache: Vec<Kind>,
+    /// zlib-stream's deflate level for clients, 0–9: 6 is Discord's; 1 costs the proxy less
+    /// CPU per zlib client and event, for larger frames (docs/PERFORMANCE.md has both).
+    #[arg(long, default_value_t = 6, value_parser = clap::value_parser!(u32).range(0..=9))]
+    zlib_level: u32,
     /// HELLO's heartbeat interval for clients, in milliseconds.
     #[arg(long, default_value_t = 41_250)]
     heartbeat_interval_ms: u64,
@@ -240,6 +244,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     config.connection.heartbeat_timeout =
         Some(Duration::from_millis(args.heartbeat_interval_ms * 3 / 2));
     config.connection.name = "gateway-proxy";
+    config.connection.zlib_level = args.zlib_level;
 
     config.presence = args.client_presence;
     let presence = PresenceUpdate {

@@ -34,6 +34,8 @@ pub struct ConnectionConfig {
     pub max_payload: usize,
     /// The server's name in HELLO's `_trace`.
     pub name: &'static str,
+    /// zlib-stream's deflate level (0–9). Discord's: 6.
+    pub zlib_level: u32,
 }
 
 impl Default for ConnectionConfig {
@@ -44,6 +46,7 @@ impl Default for ConnectionConfig {
             commands_per_minute: 120,
             max_payload: 4096,
             name: "gateway-server",
+            zlib_level: gateway_codec::Compressor::ZLIB_LEVEL,
         }
     }
 }
@@ -129,7 +132,7 @@ impl Connection {
             conn.close(rejection.code.as_u16());
             return (conn, refused);
         }
-        match Encoder::new(compression) {
+        match Encoder::with_zlib_level(compression, conn.config.zlib_level) {
             Ok(encoder) => conn.encoder = Some(encoder),
             Err(e) => {
                 tracing::error!(error = %e, "compressor");

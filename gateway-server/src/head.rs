@@ -66,6 +66,20 @@ pub enum HeadError {
     /// Not HTTP.
     #[error("not an HTTP request: {0}")]
     Invalid(String),
+    /// Not complete by its deadline.
+    #[error("request head timed out")]
+    TimedOut,
+}
+
+/// [`read_head`] by `deadline` (a server's handshake timeout): a socket that sends nothing, or
+/// too slowly, gets [`HeadError::TimedOut`].
+pub async fn read_head_by(
+    tcp: &mut TcpStream,
+    deadline: tokio::time::Instant,
+) -> Result<(Head, Vec<u8>), HeadError> {
+    tokio::time::timeout_at(deadline, read_head(tcp))
+        .await
+        .map_err(|_| HeadError::TimedOut)?
 }
 
 /// Reads a request head. Returns it and every byte read, the head's included, with the request

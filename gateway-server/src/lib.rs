@@ -11,8 +11,8 @@
 //! | [`envelope`] | the server's payloads: HELLO, ACK, INVALID_SESSION, RECONNECT, dispatches |
 //! | [`Frame`] | a websocket frame, either way |
 //!
-//! With the `tokio` feature, the front every server here runs on one port: `read_head` (the
-//! request head, bounded, telling a websocket upgrade from plain HTTP), `Replayed` (the stream
+//! With the `tokio` feature, the front every server here runs on one port: `read_head_by` (the
+//! request head, bounded in bytes and time, telling a websocket upgrade from plain HTTP), `Replayed` (the stream
 //! that serves the head again), `accept` (the websocket handshake, frames bounded from their
 //! header) and `Wire` (frames both ways, the socket read while a slow client's writes wait).
 //!
@@ -62,7 +62,7 @@ pub use accept::{AcceptError, Accepted, accept};
 pub use connection::{Connection, ConnectionConfig, Inbound, Transmit, ends_session};
 pub use frame::Frame;
 #[cfg(feature = "tokio")]
-pub use head::{Head, HeadError, MAX_HEAD, Replayed, read_head};
+pub use head::{Head, HeadError, MAX_HEAD, Replayed, read_head, read_head_by};
 pub use inbound::{Rejection, asks_payload_compression, close_reason, read_command, redacted};
 pub use outbound::{Encoder, PAYLOAD_COMPRESSION_MIN};
 pub use query::parse_query;

@@ -20,8 +20,13 @@ pub struct Encoder {
 impl Encoder {
     /// An encoder for a connection with this transport compression.
     pub fn new(compression: Compression) -> Result<Self, CompressError> {
+        Self::with_zlib_level(compression, Compressor::ZLIB_LEVEL)
+    }
+
+    /// An encoder whose zlib-stream deflates at `level` (see [`Compressor::with_zlib_level`]).
+    pub fn with_zlib_level(compression: Compression, level: u32) -> Result<Self, CompressError> {
         Ok(Self {
-            compressor: Compressor::new(compression)?,
+            compressor: Compressor::with_zlib_level(compression, level)?,
             payload_compression: false,
         })
     }

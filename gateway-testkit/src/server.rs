@@ -262,18 +262,10 @@ async fn sleep_until(deadline: Option<std::time::Instant>) {
 /// websocket or as plain HTTP.
 async fn serve_socket(shared: Arc<Shared>, mut tcp: TcpStream, id: u64) {
     let deadline = Instant::from_std(now()) + shared.config.handshake_timeout;
-    let head = match tokio::time::timeout_at(deadline, gateway_server::read_head(&mut tcp)).await {
-        Ok(Ok(head)) => head,
-        Ok(Err(e)) => {
-            tracing::debug!(connection = id, error = %e, "no request head");
-            return;
-        }
-        Err(_) => {
-            tracing::debug!(connection = id, "request head timed out");
-            return;
-        }
+    let (head, bytes) = match gateway_server::read_head_by(&mut tcp, deadline).await {
+        Ok(head) => head,
+        Err(e) => return tracing::debug!(connection = id, error = %e, "no request head"),
     };
-    let (head, bytes) = head;
     if head.is_websocket() {
         connection::run(shared, Replayed::new(bytes, tcp), id, deadline).await;
     } else {

@@ -212,24 +212,26 @@ impl GuildCache {
 
     /// Applies dispatch `name` with `d` = `data`. Dispatches that change nothing cached are
     /// ignored; one that does but cannot be read is an error (the cache is left as it was).
-    pub fn apply(&mut self, name: &str, data: &str) -> Result<(), CacheError> {
+    /// `Some(guild)` when the guild's GUILD_CREATE now holds all the dispatch says (a client
+    /// sent that GUILD_CREATE afterwards needs no copy of the dispatch).
+    pub fn apply(&mut self, name: &str, data: &str) -> Result<Option<u64>, CacheError> {
         let Some((_, update)) = UPDATES.iter().find(|(n, _)| *n == name) else {
-            return Ok(());
+            return Ok(None);
         };
         let guild_id = json::str_field(data, &["guild_id"]).and_then(|s| s.parse().ok());
         match (*update, guild_id) {
-            (Update::Create, _) => self.create(data),
-            (Update::Guild, _) => self.guild_update(data),
-            (Update::Delete, _) => {
-                self.delete(data);
-                Ok(())
-            }
+            (Update::Create, _) => self.create(data).map(Some),
+            (Update::Guild, _) => self.guild_update(data).map(Some),
+            (Update::Delete, _) => Ok(self.delete(data)),
             (update, Some(guild)) => match self.guilds.get_mut(&guild) {
-                Some(Slot::Available(g)) => apply_to(g, &self.config, update, data),
-                _ => Ok(()),
+                Some(Slot::Available(g)) => {
+                    apply_to(g, &self.config, update, data)?;
+                    Ok(holds(update, &self.config).then_some(guild))
+                }
+                _ => Ok(None),
             },
             // Not in a guild (a DM channel, a presence without one): nothing cached.
-            (_, None) => Ok(()),
+            (_, None) => Ok(None),
         }
     }
 
@@ -264,22 +266,22 @@ impl GuildCache {
         self.guilds.is_empty()
     }
 
-    fn create(&mut self, data: &str) -> Result<(), CacheError> {
+    fn create(&mut self, data: &str) -> Result<u64, CacheError> {
         let id = guild_id_of(data)?;
         if json::field(data, "unavailable") == Some("true") {
             self.guilds.insert(id, Slot::Unavailable);
-            return Ok(());
+            return Ok(id);
         }
         let config = &self.config;
         let guild = Guild::from_json(data, |k| config.keeps(k))?;
         self.guilds.insert(id, Slot::Available(Box::new(guild)));
-        Ok(())
+        Ok(id)
     }
 
-    fn guild_update(&mut self, data: &str) -> Result<(), CacheError> {
+    fn guild_update(&mut self, data: &str) -> Result<u64, CacheError> {
         let id = guild_id_of(data)?;
         let Some(Slot::Available(guild)) = self.guilds.get_mut(&id) else {
-            return Ok(());
+            return Ok(id);
         };
         let fields = json::fields(data).ok_or_else(|| not_object("GUILD_UPDATE"))?;
         for (key, value) in fields {
@@ -289,18 +291,17 @@ impl GuildCache {
                 None => guild.set_field(&key, value),
             }
         }
-        Ok(())
+        Ok(id)
     }
 
-    fn delete(&mut self, data: &str) {
-        let Ok(id) = guild_id_of(data) else {
-            return;
-        };
+    fn delete(&mut self, data: &str) -> Option<u64> {
+        let id = guild_id_of(data).ok()?;
         if json::field(data, "unavailable") == Some("true") {
             self.guilds.insert(id, Slot::Unavailable);
         } else {
             self.guilds.remove(&id);
         }
+        Some(id)
     }
 }
 
@@ -316,6 +317,22 @@ fn guild_id_of(data: &str) -> Result<u64, CacheError> {
     json::str_field(data, &["id"])
         .and_then(|s| s.parse().ok())
         .ok_or(CacheError::NoId { kind: "guild" })
+}
+
+/// Whether a guild's GUILD_CREATE holds all of what `update` said once it is applied: what
+/// it changed is kept (a member count alone counts: a client told it twice would count twice).
+fn holds(update: Update, config: &CacheConfig) -> bool {
+    let keeps = |kind| config.keeps(kind);
+    match update {
+        Update::Upsert(kind, _) | Update::Remove(kind, _) | Update::Replace(kind, _) => keeps(kind),
+        Update::AddMember | Update::RemoveMember | Update::Create | Update::Guild => true,
+        Update::Delete => true,
+        Update::MergeMember => keeps(Kind::Members),
+        Update::Chunk => keeps(Kind::Members) && keeps(Kind::Presences),
+        Update::Presence => keeps(Kind::Presences),
+        Update::Voice => keeps(Kind::VoiceStates),
+        Update::ThreadSync => keeps(Kind::Threads),
+    }
 }
 
 fn apply_to(

@@ -122,8 +122,10 @@ impl ProxyCore {
         }
     }
 
-    /// A new session's start: READY, a GUILD_CREATE per available cached guild (shaped by the
-    /// session's intents, as Discord shapes it), then the live stream from the log's head.
+    /// A new session's start: READY, then a GUILD_CREATE per available cached guild (shaped by
+    /// the session's intents, as Discord shapes it) as the send window allows, each as the
+    /// cache has it when it goes, then the live stream from READY's place in the log (less what
+    /// those GUILD_CREATEs already hold).
     pub(super) fn start(&mut self, now: Instant, session: &Arc<str>) {
         let Some(s) = self.sessions.get_mut(session) else {
             return;
@@ -140,15 +142,15 @@ impl ProxyCore {
         };
         c.conn
             .send_dispatch("READY", s.synthetic(head, true), &ready);
-        for (_, slot) in state.cache.guilds() {
-            if let Slot::Available(guild) = slot {
-                let d = guild.to_json_for(s.intents, state.bot);
-                c.conn
-                    .send_dispatch("GUILD_CREATE", s.synthetic(head, true), &d);
-            }
-        }
+        s.pending = state
+            .cache
+            .guilds()
+            .filter(|(_, slot)| matches!(slot, Slot::Available(_)))
+            .map(|(id, _)| id)
+            .collect();
         state.attached.insert(Arc::clone(session));
         self.flush(now, client);
+        self.catch_up(now, session);
     }
 
     fn resume(&mut self, now: Instant, client: ClientId, id: &str, seq: u64) {
@@ -320,6 +322,7 @@ impl ProxyCore {
                         d.into(),
                         Intents::empty(),
                         Some(Arc::clone(session)),
+                        Some(guild),
                     );
                 }
                 self.deliver(now, home);

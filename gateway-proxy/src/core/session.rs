@@ -15,7 +15,7 @@ use std::time::Instant;
 
 use gateway_model::Intents;
 
-use crate::log::ReplayLog;
+use crate::log::{Entry, ReplayLog};
 
 /// Where a RESUME starts, or why it cannot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,6 +57,12 @@ pub(crate) struct ClientSession {
     pub(crate) forwarded: VecDeque<Instant>,
     /// A RESUME's replay is under way: RESUMED follows once it reaches the log's head.
     pub(crate) resuming: bool,
+    /// Guilds whose GUILD_CREATE is still to be sent at the start, in the cache's order.
+    pub(crate) pending: VecDeque<u64>,
+    /// Guilds whose GUILD_CREATE went out with the log past the session's place, and that
+    /// place: the guild's entries before it are in that GUILD_CREATE already, and this session
+    /// does not get them (kept while the log holds them, for the RESUME walk).
+    covered: Vec<(u64, u64)>,
 }
 
 impl ClientSession {
@@ -72,6 +78,26 @@ impl ClientSession {
             detached_at: None,
             forwarded: VecDeque::new(),
             resuming: false,
+            pending: VecDeque::new(),
+            covered: Vec::new(),
+        }
+    }
+
+    /// Whether this session gets `entry`: its intents or its address say so, and no
+    /// GUILD_CREATE it was sent holds it already.
+    pub(crate) fn gets(&self, entry: &Entry) -> bool {
+        entry.is_for(&self.id, self.intents)
+            && !self
+                .covered
+                .iter()
+                .any(|(guild, upto)| entry.held_by == Some(*guild) && entry.pos < *upto)
+    }
+
+    /// A GUILD_CREATE of `guild` goes out as the cache has it with the log at `head`: the
+    /// guild's entries from the session's place up to there are in it.
+    pub(crate) fn cover(&mut self, guild: u64, head: u64) {
+        if head > self.pos {
+            self.covered.push((guild, head));
         }
     }
 
@@ -110,6 +136,7 @@ impl ClientSession {
         {
             self.synthetic.pop_front();
         }
+        self.covered.retain(|(_, upto)| *upto > log.first_pos());
     }
 
     /// Where a RESUME with `seq` starts in `log`.
@@ -133,7 +160,7 @@ impl ClientSession {
                 return ResumeFrom::Gone;
             };
             pos -= 1;
-            if entry.is_for(&self.id, self.intents) {
+            if self.gets(entry) {
                 at -= 1;
             }
         }
@@ -179,7 +206,7 @@ mod tests {
                 } else {
                     Intents::GUILDS
                 };
-                let pos = log.push(now, "E".into(), "{}".into(), required, None);
+                let pos = log.push(now, "E".into(), "{}".into(), required, None, None);
                 assert_eq!(pos, s.pos);
                 let gets = log.get(pos).is_some_and(|e| e.is_for(&s.id, s.intents));
                 (pos, s.advance(gets))
@@ -248,7 +275,7 @@ mod tests {
     #[test]
     fn a_trimmed_log_is_gone_and_rewinds_resequence() {
         let mut log = ReplayLog::new(LogLimits {
-            max_bytes: 100 * (size_of::<crate::log::Entry>() + 3),
+            max_bytes: 100 * (size_of::<Entry>() + 3),
             max_age: Duration::from_secs(3600),
         });
         let mut s = ClientSession::new("s".into(), 0, Intents::all(), 1);

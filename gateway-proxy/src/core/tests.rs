@@ -419,3 +419,53 @@ fn presence_updates_follow_the_policy() {
     h.send(1, presence);
     assert!(h.upstream_commands().is_empty(), "ignored: never upstream");
 }
+
+#[test]
+fn the_start_is_paced_by_the_send_window_and_a_guild_create_holds_what_came_before_it() {
+    let mut h = Harness::new();
+    h.core.config.send_window = 1; // one payload at a time, then the socket must take it
+    h.upstream("GUILD_CREATE", &guild(G2));
+    h.identify(1, Intents::GUILDS | Intents::GUILD_MESSAGES);
+    let first: Vec<String> = h.dispatches(1).into_iter().map(|d| d.1).collect();
+    assert_eq!(first, ["READY"], "past the window, the GUILD_CREATEs wait");
+    // While they wait, G2 changes and a message comes in it.
+    let renamed = json!({"id": "10", "guild_id": G2.to_string(), "type": 0, "name": "renamed"});
+    h.upstream("CHANNEL_UPDATE", &renamed);
+    let mut in_g2 = message(7);
+    in_g2["guild_id"] = json!(G2.to_string());
+    h.upstream("MESSAGE_CREATE", &in_g2);
+    assert!(h.dispatches(1).is_empty(), "held at the window");
+    let mut got = Vec::new();
+    for _ in 0..10 {
+        h.core.handle_sent(h.now, 1, 1 << 20);
+        h.drain();
+        got.extend(h.dispatches(1));
+    }
+    let names: Vec<&str> = got.iter().map(|d| d.1.as_str()).collect();
+    // G2's GUILD_CREATE as the cache has it now: the CHANNEL_UPDATE is in it, and is not sent
+    // again; the message, which no GUILD_CREATE holds, follows.
+    assert_eq!(
+        names,
+        ["GUILD_CREATE", "GUILD_CREATE", "MESSAGE_CREATE"],
+        "{got:?}"
+    );
+    assert_eq!(got[1].2["id"], G2.to_string());
+    assert_eq!(got[1].2["channels"][0]["name"], "renamed");
+    let seqs: Vec<u64> = got.iter().map(|d| d.0).collect();
+    assert_eq!(seqs, [2, 3, 4], "contiguous");
+    // A RESUME from the last one walks the log with the same rule.
+    let session = h.core.sessions.keys().next().unwrap().clone();
+    h.core.handle_disconnected(h.now, 1);
+    h.open(2);
+    h.send(
+        2,
+        json!({"op": 6, "d": {"token": TOKEN, "session_id": &*session, "seq": 3}}),
+    );
+    h.core.handle_sent(h.now, 2, 1 << 20);
+    h.drain();
+    let replay: Vec<(u64, String)> = h.dispatches(2).into_iter().map(|d| (d.0, d.1)).collect();
+    assert_eq!(
+        replay,
+        [(4, "MESSAGE_CREATE".to_owned()), (5, "RESUMED".to_owned())]
+    );
+}

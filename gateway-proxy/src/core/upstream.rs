@@ -10,7 +10,7 @@ use gateway_model::Intents;
 
 use super::session::ClientSession;
 use super::{Client, ProxyCore};
-use crate::cache::{GuildCache, json};
+use crate::cache::{GuildCache, Slot, json};
 use crate::config::ProxyConfig;
 use crate::intents;
 use crate::log::ReplayLog;
@@ -100,15 +100,31 @@ pub(super) enum Pumped {
 }
 
 /// Brings session `s` towards the log's head on client `c`, within `window` bytes not yet
-/// taken by its socket.
+/// taken by its socket: first the GUILD_CREATEs of its start, then the log.
 pub(super) fn pump(
-    log: &ReplayLog,
+    state: &ShardState,
     s: &mut ClientSession,
     c: &mut Client,
     window: usize,
     now: Instant,
 ) -> Pumped {
+    let log = &state.log;
     let mut room = window.saturating_sub(c.unsent);
+    while let Some(&guild) = s.pending.front() {
+        if room == 0 {
+            c.stalled_since.get_or_insert(now);
+            return Pumped::Held;
+        }
+        s.pending.pop_front();
+        // A guild gone since READY has its GUILD_DELETE in the log.
+        if let Some(Slot::Available(g)) = state.cache.guild(guild) {
+            let d = g.to_json_for(s.intents, state.bot);
+            room = room.saturating_sub(d.len() + 48);
+            s.cover(guild, log.next_pos());
+            c.conn
+                .send_dispatch("GUILD_CREATE", s.synthetic(s.pos, true), &d);
+        }
+    }
     while s.pos < log.next_pos() {
         if room == 0 {
             c.stalled_since.get_or_insert(now);
@@ -117,7 +133,7 @@ pub(super) fn pump(
         let Some(entry) = log.get(s.pos) else {
             return Pumped::Gone;
         };
-        let gets = entry.is_for(&s.id, s.intents);
+        let gets = s.gets(entry);
         if let Some(seq) = s.advance(gets) {
             c.conn.send_dispatch(&entry.name, seq, &entry.data);
             // An estimate (the frame may be compressed); `flush` counts what was sent exactly.
@@ -163,9 +179,14 @@ impl ProxyCore {
             tracing::info!(shard, gone = gone.len(), "upstream has a new session");
             for id in gone {
                 let data: Arc<str> = format!(r#"{{"id":"{id}"}}"#).into();
-                state
-                    .log
-                    .push(now, "GUILD_DELETE".into(), data, Intents::GUILDS, None);
+                state.log.push(
+                    now,
+                    "GUILD_DELETE".into(),
+                    data,
+                    Intents::GUILDS,
+                    None,
+                    Some(id),
+                );
             }
         }
         for session in std::mem::take(&mut state.waiting) {
@@ -180,17 +201,22 @@ impl ProxyCore {
         let Some(state) = self.shards.get_mut(&shard) else {
             return;
         };
-        if let Err(e) = state.cache.apply(name, data) {
+        let held_by = state.cache.apply(name, data).unwrap_or_else(|e| {
             tracing::warn!(shard, event = name, error = %e, "dispatch not cached");
-        }
+            None
+        });
+        let in_guild = json::field(data, "guild_id").is_some();
         let name: Arc<str> = name.into();
         for (to, data) in self.route(&name, data) {
-            let required = match &to {
-                Some(_) => Intents::empty(),
-                None => intents::required(&name, json::field(&data, "guild_id").is_some()),
+            // An answer to one session is its alone: no GUILD_CREATE stands in for it.
+            let (required, held_by) = match &to {
+                Some(_) => (Intents::empty(), None),
+                None => (intents::required(&name, in_guild), held_by),
             };
             if let Some(state) = self.shards.get_mut(&shard) {
-                state.log.push(now, Arc::clone(&name), data, required, to);
+                state
+                    .log
+                    .push(now, Arc::clone(&name), data, required, to, held_by);
             }
         }
         self.deliver(now, shard);
@@ -281,7 +307,7 @@ impl ProxyCore {
         else {
             return;
         };
-        match pump(&state.log, s, c, window, now) {
+        match pump(state, s, c, window, now) {
             Pumped::Done if s.resuming => {
                 s.resuming = false;
                 let head = state.log.next_pos();

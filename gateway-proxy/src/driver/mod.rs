@@ -392,11 +392,9 @@ async fn serve_socket(
     sent: mpsc::UnboundedSender<(ClientId, usize)>,
 ) {
     let deadline = clock() + options.handshake_timeout;
-    let head = tokio::time::timeout_at(deadline, gateway_server::read_head(&mut tcp)).await;
-    let (head, bytes) = match head {
-        Ok(Ok(head)) => head,
-        Ok(Err(e)) => return tracing::debug!(client, error = %e, "no request head"),
-        Err(_) => return tracing::debug!(client, "request head timed out"),
+    let (head, bytes) = match gateway_server::read_head_by(&mut tcp, deadline).await {
+        Ok(head) => head,
+        Err(e) => return tracing::debug!(client, error = %e, "no request head"),
     };
     let stream = Replayed::new(bytes, tcp);
     if !head.is_websocket() {

@@ -33,7 +33,7 @@ pub(crate) fn run(quick: bool) -> Result<Vec<ProxyFigure>, String> {
     let world = World::new(WorldConfig::mixed(11, if quick { 20 } else { 100 }, 300));
     let mut figures = Vec::new();
     for clients in [1, 10] {
-        for compression in ["none", "zlib-stream", "zstd-stream"] {
+        for compression in ["none", "zlib-stream", "zlib-stream level 1", "zstd-stream"] {
             eprintln!("[bench] proxy: {events} events to {clients} client(s), {compression}…");
             figures.push(cpu(&world, events, clients, compression)?);
         }
@@ -48,8 +48,14 @@ fn now() -> std::time::Instant {
     std::time::Instant::now()
 }
 
-fn cpu(world: &World, events: u64, clients: u64, compression: &str) -> Result<ProxyFigure, String> {
-    let config = ProxyConfig::new(Token::new(TOKEN), 1, Intents::all(), "ws://127.0.0.1:1");
+fn cpu(world: &World, events: u64, clients: u64, label: &str) -> Result<ProxyFigure, String> {
+    let compression = label;
+    let mut config = ProxyConfig::new(Token::new(TOKEN), 1, Intents::all(), "ws://127.0.0.1:1");
+    let (compression, level) = match compression.split_once(" level ") {
+        Some((c, level)) => (c, level.parse().map_err(|_| "a level")?),
+        None => (compression, config.connection.zlib_level),
+    };
+    config.connection.zlib_level = level;
     let mut core = ProxyCore::new(config);
     let guilds: Vec<_> = world.guilds_of_shard(0, 1).cloned().collect();
     let ready = r#"{"v":10,"user":{"id":"1","username":"bench"},"guilds":[],"session_id":"s","resume_gateway_url":"wss://x","shard":[0,1],"application":{"id":"1","flags":0}}"#.to_owned();
@@ -88,7 +94,7 @@ fn cpu(world: &World, events: u64, clients: u64, compression: &str) -> Result<Pr
     let spent = sys::thread_cpu().ok_or("no thread CPU clock")? - start;
     let per = spent.as_secs_f64() * 1e6 / (events * clients) as f64;
     Ok(ProxyFigure {
-        name: format!("core CPU per event per client, {clients} client(s), {compression}"),
+        name: format!("core CPU per event per client, {clients} client(s), {label}"),
         value: per,
         unit: "µs",
         detail: format!(
@@ -180,6 +186,19 @@ pub(crate) fn targets(figures: &[ProxyFigure]) -> Vec<Target> {
             measured: format!("{:.2} µs", f.value),
             met: f.value < 2.0,
         });
+    }
+    for clients in [1, 10] {
+        let name = format!("added latency p99, {clients} client(s), none");
+        if let Some(f) = figures.iter().find(|f| f.name == name) {
+            out.push(Target {
+                name: format!(
+                    "p99 added latency at 10,000 events/s, {clients} uncompressed client(s)"
+                ),
+                goal: "< 1 ms".to_owned(),
+                measured: format!("{:.2} ms", f.value),
+                met: f.value < 1.0,
+            });
+        }
     }
     if let Some(f) = figures.iter().find(|f| f.unit == "×") {
         out.push(Target {
