@@ -4,6 +4,7 @@
 //! the embedded fake gateway (`gateway-testkit`) upstream, with a seeded world and live
 //! traffic, so a bot can be tried against it with no token at all.
 
+use std::io::Write;
 use std::time::Duration;
 
 use clap::Parser;
@@ -269,18 +270,23 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let mut proxy = Proxy::start(config, group, events, listener, options)?;
     // The first line is the URL alone, for scripts (as `gateway-testkit serve` prints its own).
-    println!("{url}");
-    match &upstream.fake {
-        Some(_) => println!(
+    // A reader that went away after it (`| head -1`) does not stop the proxy.
+    let about = match &upstream.fake {
+        Some(_) => format!(
             "no DISCORD_TOKEN: serving the embedded fake gateway's {shards} shard(s).\n\
              Bots connect to {url} (REST base http://{addr}/api) with the token `{}`.",
             upstream.token
         ),
-        None => println!(
+        None => format!(
             "serving {shards} shard(s) of {} on {url} (REST base http://{addr}/api)",
             upstream.url
         ),
+    };
+    let mut stdout = std::io::stdout().lock();
+    if let Err(e) = writeln!(stdout, "{url}\n{about}").and_then(|()| stdout.flush()) {
+        tracing::info!(error = %e, "stdout is gone; serving on");
     }
+    drop(stdout);
     let traffic = async {
         match &upstream.fake {
             Some(fake) => traffic(fake).await,

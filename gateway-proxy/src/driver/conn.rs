@@ -2,6 +2,7 @@
 //! transmits onto the socket, reading and writing through one cancel-safe future (`Wire`), so a
 //! client that reads slowly is still read.
 
+use std::collections::VecDeque;
 use std::time::Duration;
 
 use async_tungstenite::tungstenite::protocol::CloseFrame;
@@ -9,6 +10,7 @@ use async_tungstenite::tungstenite::protocol::frame::coding::CloseCode as WsClos
 use async_tungstenite::tungstenite::{Error as WsError, Message};
 use gateway_server::{Frame, Io, Transmit, Wire, Ws};
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 
 use crate::ClientId;
 
@@ -34,10 +36,28 @@ pub(crate) enum FromClient {
 /// What the loop asks of a connection task.
 #[derive(Debug)]
 pub(crate) enum ToClient {
-    /// Do this.
-    Transmit(Transmit),
+    /// Do this; the loop made it at this instant (for frames, the dispatch's arrival).
+    Transmit(Transmit, Instant),
     /// Drop what waits and close with this code.
     Abort(u16),
+}
+
+/// The socket took `bytes` more: each transmit it took whole is timed from the loop to the
+/// socket (`gateway_proxy_downstream_latency_seconds`: the proxy's own delay, apart from the
+/// upstream's).
+fn record_latency(in_flight: &mut VecDeque<(Instant, usize)>, mut bytes: usize) {
+    let now = super::clock();
+    while let Some((at, left)) = in_flight.front_mut() {
+        if *left > bytes {
+            *left -= bytes;
+            return;
+        }
+        bytes -= *left;
+        let waited = now.saturating_duration_since(*at);
+        metrics::histogram!("gateway_proxy_downstream_latency_seconds")
+            .record(waited.as_secs_f64());
+        in_flight.pop_front();
+    }
 }
 
 /// Time the connection has to deliver its end once the loop is done with it.
@@ -67,6 +87,9 @@ pub(crate) async fn serve(
         return;
     }
     let mut wire = Wire::new(ws);
+    // Transmits handed to the wire and the bytes of each not taken yet (bounded by the core's
+    // send window).
+    let mut in_flight: VecDeque<(Instant, usize)> = VecDeque::new();
     let mut closed_with = None;
     let grace = tokio::time::sleep(Duration::MAX);
     tokio::pin!(grace);
@@ -75,9 +98,12 @@ pub(crate) async fn serve(
             biased;
             order = rx.recv(), if !wire.is_ending() => {
                 match order {
-                    Some(ToClient::Transmit(Transmit::Frames(frames))) => wire.send(frames),
-                    Some(ToClient::Transmit(Transmit::Close { code, reason })) => wire.end(Some(close(code, reason))),
-                    Some(ToClient::Transmit(Transmit::Drop)) => wire.end(None),
+                    Some(ToClient::Transmit(Transmit::Frames(frames), at)) => {
+                        in_flight.push_back((at, frames.iter().map(Frame::len).sum()));
+                        wire.send(frames);
+                    }
+                    Some(ToClient::Transmit(Transmit::Close { code, reason }, _)) => wire.end(Some(close(code, reason))),
+                    Some(ToClient::Transmit(Transmit::Drop, _)) => wire.end(None),
                     Some(ToClient::Abort(code)) => {
                         let _forgotten = wire.discard();
                         wire.end(Some(close(code, "")));
@@ -90,6 +116,7 @@ pub(crate) async fn serve(
             }
             io = wire.io() => match io {
                 Io::Taken(bytes) => {
+                    record_latency(&mut in_flight, bytes);
                     taken += bytes;
                     if taken >= report_every
                         && sent.send((client, std::mem::take(&mut taken))).is_err()

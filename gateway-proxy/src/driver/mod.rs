@@ -297,7 +297,11 @@ impl Driver {
             return;
         };
         // A task that ended has its `Gone` on the way.
-        if route.tx.send(ToClient::Transmit(transmit)).is_err() {
+        if route
+            .tx
+            .send(ToClient::Transmit(transmit, clock()))
+            .is_err()
+        {
             tracing::debug!(client, "transmit for a connection that ended");
         }
     }
