@@ -43,6 +43,12 @@ impl Keys {
         self.key(format_args!("events:{shard}"))
     }
 
+    /// The channel a node publishes a shard's number on when it releases the shard's lease, so
+    /// that the others take it at once rather than at their next upkeep.
+    pub fn released(&self) -> String {
+        self.key(format_args!("released"))
+    }
+
     /// The prefix of the application's shared identify queue (it adds its own braces).
     pub fn identify_prefix(&self) -> &str {
         &self.app

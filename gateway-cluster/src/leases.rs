@@ -20,6 +20,28 @@ end
 return false
 ";
 
+/// Takes up to ARGV[3] free leases of many shards in one call, as [`ACQUIRE`] does each.
+/// KEYS: lease, fence of each candidate in turn (one hash tag: one slot, so Redis Cluster runs
+/// it too). ARGV: node, ttl ms, at most. Returns the candidate's index (from 0) and its token
+/// for each lease taken.
+const ACQUIRE_MANY: &str = r"
+local taken = {}
+local most = tonumber(ARGV[3])
+for i = 1, #KEYS, 2 do
+  if #taken >= 2 * most then break end
+  if redis.call('SET', KEYS[i], ARGV[1], 'NX', 'PX', ARGV[2]) then
+    local token = redis.call('INCR', KEYS[i + 1])
+    redis.call('SET', KEYS[i], ARGV[1] .. '/' .. token, 'PX', ARGV[2])
+    taken[#taken + 1] = (i - 1) / 2
+    taken[#taken + 1] = token
+  end
+end
+return taken
+";
+
+/// Candidates per [`ACQUIRE_MANY`] call: a round over 1,000 shards is 8 calls, not 1,000.
+const ACQUIRE_BATCH: usize = 128;
+
 /// Extends a lease that still holds this value. KEYS: lease. ARGV: value, ttl ms.
 const RENEW: &str = r"
 if redis.call('GET', KEYS[1]) == ARGV[1] then
@@ -45,6 +67,7 @@ pub struct Leases {
     ttl: Duration,
     call_limit: Duration,
     acquire: redis::Script,
+    acquire_many: redis::Script,
     renew: redis::Script,
     release: redis::Script,
 }
@@ -74,6 +97,7 @@ impl Leases {
             ttl,
             call_limit: (ttl / 4).max(Duration::from_millis(50)),
             acquire: redis::Script::new(ACQUIRE),
+            acquire_many: redis::Script::new(ACQUIRE_MANY),
             renew: redis::Script::new(RENEW),
             release: redis::Script::new(RELEASE),
         }
@@ -97,6 +121,50 @@ impl Leases {
         Ok(token.map(|token| Lease::new(&self.node, shard, token, sent)))
     }
 
+    /// Takes up to `most` of the free leases among `candidates`, in their order, a batch of
+    /// them per call. A call that fails after others took leases ends the round with those.
+    pub async fn acquire_many(
+        &self,
+        candidates: &[u32],
+        most: usize,
+    ) -> Result<Vec<Lease>, ClusterError> {
+        let mut taken = Vec::new();
+        for batch in candidates.chunks(ACQUIRE_BATCH) {
+            let room = most.saturating_sub(taken.len());
+            if room == 0 {
+                break;
+            }
+            let mut con = self.connection.clone();
+            let sent = gateway_shard::drive::now();
+            let mut call = self.acquire_many.prepare_invoke();
+            for shard in batch {
+                call.key(self.keys.lease(*shard))
+                    .key(self.keys.fence(*shard));
+            }
+            call.arg(&self.node).arg(self.ttl_ms()).arg(room);
+            let answer: Vec<u64> = match timed(self.call_limit, call.invoke_async(&mut con)).await {
+                Ok(answer) => answer,
+                // What earlier batches took is held: it must run, not wait out its TTL.
+                Err(e) if !taken.is_empty() => {
+                    tracing::warn!(error = %e, "a batch of leases not taken");
+                    break;
+                }
+                Err(e) => return Err(e),
+            };
+            for pair in answer.chunks_exact(2) {
+                let index = usize::try_from(pair[0]).unwrap_or(usize::MAX);
+                let Some(shard) = batch.get(index) else {
+                    return Err(ClusterError::Corrupt {
+                        what: "the leases taken",
+                        detail: format!("index {index} of a batch of {}", batch.len()),
+                    });
+                };
+                taken.push(Lease::new(&self.node, *shard, pair[1], sent));
+            }
+        }
+        Ok(taken)
+    }
+
     /// Extends `lease`; false if it is no longer this node's (taken over, or expired).
     pub async fn renew(&self, lease: &mut Lease) -> Result<bool, ClusterError> {
         let mut con = self.connection.clone();
@@ -110,12 +178,19 @@ impl Leases {
         Ok(renewed == 1)
     }
 
-    /// Gives `lease` up, if it is still this node's.
+    /// Gives `lease` up, if it is still this node's, and says so on the release channel (see
+    /// [`Keys::released`]) so that another node takes it at once.
     pub async fn release(&self, lease: &Lease) -> Result<(), ClusterError> {
         let mut con = self.connection.clone();
         let mut call = self.release.key(self.keys.lease(lease.shard));
         call.arg(lease.value());
-        let _deleted: i64 = timed(self.call_limit, call.invoke_async(&mut con)).await?;
+        let deleted: i64 = timed(self.call_limit, call.invoke_async(&mut con)).await?;
+        if deleted == 1 {
+            let mut publish = redis::cmd("PUBLISH");
+            publish.arg(self.keys.released()).arg(lease.shard);
+            let _listeners: i64 =
+                timed(self.call_limit, publish.query_async::<i64>(&mut con)).await?;
+        }
         Ok(())
     }
 }

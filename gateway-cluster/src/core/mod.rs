@@ -276,6 +276,15 @@ impl NodeCore {
         [stop_by, upkeep, save].into_iter().flatten().min()
     }
 
+    /// Another node released a lease (its release notice): with room for a shard, the next
+    /// round of upkeep is due now (or as soon as the one out comes back), not at its interval.
+    pub fn handle_release_notice(&mut self, now: Instant) {
+        let room = self.held.len() < self.config.max_shards as usize;
+        if matches!(self.phase, Phase::Running) && room {
+            self.upkeep_at = self.upkeep_at.min(now);
+        }
+    }
+
     /// Time passed: stops the shards whose lease could not be renewed in time, and starts the
     /// rounds of upkeep and saves that are due.
     pub fn handle_timeout(&mut self, now: Instant) {

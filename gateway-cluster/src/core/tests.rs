@@ -351,3 +351,23 @@ fn a_node_with_nothing_shuts_down_at_once() {
         [NodeOutput::Handoff(vec![]), NodeOutput::Stopped]
     );
 }
+
+#[test]
+fn a_release_notice_brings_the_next_round_forward_when_there_is_room() {
+    let mut h = Harness::new(4);
+    h.core.config.max_shards = 2;
+    assert!(upkeep(&h.tick(0.0)).is_some());
+    h.take(1, None);
+    // A notice while the round is out: the next one follows it at once, not 1/3 TTL later.
+    h.at(0.5);
+    h.core.handle_release_notice(h.now);
+    assert_eq!(h.core.poll_timeout(), Some(h.now));
+    let round = upkeep(&h.tick(0.5)).cloned().unwrap();
+    assert_eq!(round.room, 1);
+    // Full: a notice changes nothing.
+    h.take(2, None);
+    let due = h.core.poll_timeout();
+    h.at(0.6);
+    h.core.handle_release_notice(h.now);
+    assert_eq!(h.core.poll_timeout(), due);
+}

@@ -39,6 +39,7 @@ enum Wake {
     HandedOff,
     PublisherReady,
     Event(Option<(u32, ShardEvent)>),
+    ReleaseNotice,
 }
 
 /// Everything the driver waits on, beside the core.
@@ -67,6 +68,8 @@ struct Driver {
     flushing: Option<BoxFuture<'static, Written>>,
     handing_off: Option<BoxFuture<'static, ()>>,
     tx: mpsc::UnboundedSender<NodeEvent>,
+    /// Other nodes' releases (see `notice`), unless the node ignores them.
+    notices: Option<mpsc::Receiver<()>>,
 }
 
 pub(super) async fn run(
@@ -86,6 +89,8 @@ pub(super) async fn run(
         config.lease_ttl,
     );
     let store = SessionStore::new(connection.clone(), keys.clone(), call_limit);
+    let notices = (config.release_notices)
+        .then(|| super::notice::spawn(config.redis_url.clone(), keys.released()));
     let publisher = Publisher::spawn(connection, keys, config.publish);
     let (events_tx, events) = mpsc::channel(1024);
     let mut driver = Driver {
@@ -108,6 +113,7 @@ pub(super) async fn run(
         flushing: None,
         handing_off: None,
         tx,
+        notices,
     };
     let mut stopping = false;
     while driver.act() {
@@ -140,6 +146,7 @@ impl Driver {
             () = wrote(publisher) => Wake::Wrote,
             () = ready(publisher), if self.pending.is_some() => Wake::PublisherReady,
             event = self.events.recv(), if reading => Wake::Event(event),
+            Some(()) = notice(&mut self.notices) => Wake::ReleaseNotice,
         }
     }
 
@@ -147,6 +154,7 @@ impl Driver {
         let now = now();
         match wake {
             Wake::Timer => self.core.handle_timeout(now),
+            Wake::ReleaseNotice => self.core.handle_release_notice(now),
             Wake::Shutdown => self.core.handle_shutdown(now),
             Wake::Upkeep(done) => {
                 self.upkeep = None;
@@ -326,20 +334,15 @@ impl Driver {
             });
             let renewed = futures_util::future::join_all(renewals).await;
             let mut acquired = Vec::new();
-            for id in request.candidates {
-                if acquired.len() >= request.room {
-                    break;
-                }
-                match leases.acquire(id).await {
-                    Ok(Some(lease)) => {
-                        let session = store.load(id).await.map_err(|e| e.to_string());
-                        acquired.push(Acquired { lease, session });
+            if request.room > 0 && !request.candidates.is_empty() {
+                match leases.acquire_many(&request.candidates, request.room).await {
+                    Ok(taken) => {
+                        for lease in taken {
+                            let session = store.load(lease.shard).await.map_err(|e| e.to_string());
+                            acquired.push(Acquired { lease, session });
+                        }
                     }
-                    Ok(None) => {}
-                    Err(e) => {
-                        tracing::warn!(shard = id, error = %e, "cannot take a lease");
-                        break;
-                    }
+                    Err(e) => tracing::warn!(error = %e, "cannot take leases"),
                 }
             }
             UpkeepDone { renewed, acquired }
@@ -386,6 +389,14 @@ impl Driver {
                 }
             }
         })
+    }
+}
+
+/// The next release notice; never without a subscription.
+async fn notice(notices: &mut Option<mpsc::Receiver<()>>) -> Option<()> {
+    match notices {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
     }
 }
 

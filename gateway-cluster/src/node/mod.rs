@@ -20,6 +20,7 @@ use crate::keys::Keys;
 use crate::publish::PublishConfig;
 
 mod driver;
+mod notice;
 
 /// How a node runs.
 #[derive(Debug, Clone)]
@@ -50,6 +51,10 @@ pub struct NodeConfig {
     pub publish: PublishConfig,
     /// The identify window per bucket (Discord's 5 s; shorter against a fake gateway).
     pub identify_window: Duration,
+    /// Whether the node listens for other nodes' release notices and takes a released lease
+    /// at once (default), rather than at its next round of upkeep, up to a third of the TTL
+    /// later. It announces its own releases either way.
+    pub release_notices: bool,
 }
 
 impl NodeConfig {
@@ -74,6 +79,7 @@ impl NodeConfig {
             save_every: Duration::from_secs(1),
             publish: PublishConfig::default(),
             identify_window: gateway_shard::identify::IDENTIFY_WINDOW,
+            release_notices: true,
         }
     }
 }

@@ -237,13 +237,14 @@ pub(crate) fn run(options: &Options) -> Result<(), String> {
     };
 
     let report = Report {
-        cluster,
         targets: report::targets(&decode_reports, &chunking)
             .into_iter()
             .chain(versus::targets(&memory_versus, &client_cpu))
             .chain(backlog::targets(&backlog))
             .chain(proxy::targets(&proxy))
+            .chain(cluster::targets(&cluster))
             .collect(),
+        cluster,
         proxy,
         backlog,
         memory_versus,

@@ -166,6 +166,7 @@ impl World {
             )),
             Op::Release(lease) => {
                 self.redis.release(now, lease.shard, lease.value());
+                self.announce_release(node, now);
                 None
             }
             Op::Publish(entry) => {
@@ -188,6 +189,9 @@ impl World {
                     }
                     self.redis.release(now, lease.shard, lease.value());
                 }
+                if !handoff.is_empty() {
+                    self.announce_release(node, now);
+                }
                 Some(Reply::HandedOff)
             }
         };
@@ -196,6 +200,21 @@ impl World {
             self.answer(node, life, reply, publisher);
         }
         Ok(())
+    }
+
+    /// A release landed: every other running node not cut off from Redis hears of it a link's
+    /// latency later (a cut-off one misses it and relies on its upkeep, as a real one would).
+    fn announce_release(&mut self, from: usize, now: Instant) {
+        for node in 0..self.nodes.len() {
+            let n = &self.nodes[node];
+            let cut_off = n.partitioned_until.is_some_and(|t| t > now);
+            if node == from || n.core.is_none() || cut_off {
+                continue;
+            }
+            let life = n.life;
+            let latency = self.latency();
+            self.agenda.after(latency, Ev::Notice { node, life });
+        }
     }
 
     pub(super) fn reply(&mut self, node: usize, reply: Reply) {

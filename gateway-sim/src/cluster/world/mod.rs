@@ -40,6 +40,11 @@ enum Ev {
         life: u64,
         reply: Reply,
     },
+    /// Another node's release notice reaches this one (pub/sub).
+    Notice {
+        node: usize,
+        life: u64,
+    },
     /// A shard's connection opens at the gateway.
     Connected {
         node: usize,
@@ -70,6 +75,7 @@ impl Ev {
         match self {
             Self::NodeTimer { node, life, .. }
             | Self::Reply { node, life, .. }
+            | Self::Notice { node, life }
             | Self::Connected { node, life, .. }
             | Self::Deliver { node, life, .. } => Some((*node, *life)),
             _ => None,
@@ -249,6 +255,7 @@ impl World {
                 answer,
             } => self.apply(node, life, op, answer)?,
             Ev::Reply { node, reply, .. } => self.reply(node, reply),
+            Ev::Notice { node, .. } => self.with_core(node, |core| core.handle_release_notice(now)),
             Ev::Connected {
                 node, shard, conn, ..
             } => self.connected(node, shard, conn)?,
