@@ -469,3 +469,27 @@ fn the_start_is_paced_by_the_send_window_and_a_guild_create_holds_what_came_befo
         [(4, "MESSAGE_CREATE".to_owned()), (5, "RESUMED".to_owned())]
     );
 }
+
+#[test]
+fn a_live_guild_create_is_shaped_for_a_session_without_presences() {
+    let mut h = Harness::new();
+    h.identify(1, Intents::GUILDS);
+    h.dispatches(1);
+    let mut g2 = guild(G2);
+    g2["members"] = json!([{"user": {"id": "1"}, "roles": []}, {"user": {"id": "2"}, "roles": []}]);
+    g2["presences"] = json!([{"user": {"id": "2"}, "status": "online"}]);
+    h.upstream("GUILD_CREATE", &g2);
+    let got = h.dispatches(1);
+    assert_eq!(got.len(), 1);
+    assert_eq!(
+        got[0].2["members"],
+        json!([{"user": {"id": "1"}, "roles": []}]),
+        "the bot alone"
+    );
+    assert_eq!(got[0].2["presences"], json!([]));
+    assert_eq!(
+        got[0].2["extra"],
+        json!({"kept": true}),
+        "every other field as sent"
+    );
+}

@@ -10,10 +10,10 @@ use gateway_model::Intents;
 
 use super::session::ClientSession;
 use super::{Client, ProxyCore};
-use crate::cache::{GuildCache, Slot, json};
+use crate::cache::{Guild, GuildCache, Slot, json};
 use crate::config::ProxyConfig;
 use crate::intents;
-use crate::log::ReplayLog;
+use crate::log::{Entry, ReplayLog};
 
 /// An upstream session's READY, as the shard received it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -135,13 +135,26 @@ pub(super) fn pump(
         };
         let gets = s.gets(entry);
         if let Some(seq) = s.advance(gets) {
-            c.conn.send_dispatch(&entry.name, seq, &entry.data);
+            match shaped(entry, s.intents, state.bot) {
+                Some(d) => c.conn.send_dispatch(&entry.name, seq, &d),
+                None => c.conn.send_dispatch(&entry.name, seq, &entry.data),
+            }
             // An estimate (the frame may be compressed); `flush` counts what was sent exactly.
             room = room.saturating_sub(entry.name.len() + entry.data.len() + 32);
         }
     }
     s.trim(log);
     Pumped::Done
+}
+
+/// A live GUILD_CREATE for a session without GUILD_PRESENCES, shaped as Discord shapes it for
+/// that session (see [`Guild::to_json_for`]); `None` when the entry goes as the upstream sent it.
+fn shaped(entry: &Entry, intents: Intents, bot: Option<u64>) -> Option<String> {
+    if &*entry.name != "GUILD_CREATE" || intents.contains(Intents::GUILD_PRESENCES) {
+        return None;
+    }
+    let guild = Guild::from_json(&entry.data, |_| true).ok()?;
+    Some(guild.to_json_for(intents, bot))
 }
 
 impl ProxyCore {
