@@ -293,29 +293,16 @@ fn run_logged(command: &mut Command, log: &Path) -> Result<(), String> {
     ))
 }
 
-/// The version of package `name` that `manifest`'s lock file resolves, as `cargo metadata` says.
+/// The version of package `name` that the `Cargo.lock` beside `manifest` pins (read from the
+/// lock file itself: `cargo metadata --offline` fails when an optional dependency was never
+/// downloaded).
 fn locked_version(manifest: &Path, name: &str) -> Option<String> {
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let output = Command::new(cargo)
-        .args([
-            "metadata",
-            "--format-version",
-            "1",
-            "--locked",
-            "--offline",
-            "--manifest-path",
-        ])
-        .arg(manifest)
-        .stderr(Stdio::null())
-        .output()
-        .ok()?;
-    let metadata: serde_json::Value = serde_json::from_slice(&output.stdout).ok()?;
-    metadata["packages"]
-        .as_array()?
-        .iter()
-        .find(|p| p["name"] == name)?["version"]
-        .as_str()
-        .map(str::to_owned)
+    let lock = std::fs::read_to_string(manifest.with_file_name("Cargo.lock")).ok()?;
+    let wanted = format!("name = \"{name}\"");
+    let mut lines = lock.lines();
+    lines.find(|line| line.trim() == wanted)?;
+    let version = lines.next()?.trim().strip_prefix("version = \"")?;
+    Some(version.trim_end_matches('"').to_owned())
 }
 
 /// A record that an install step ran for inputs with this content.
