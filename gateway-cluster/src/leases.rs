@@ -153,13 +153,11 @@ impl Leases {
             };
             for pair in answer.chunks_exact(2) {
                 let index = usize::try_from(pair[0]).unwrap_or(usize::MAX);
-                let Some(shard) = batch.get(index) else {
-                    return Err(ClusterError::Corrupt {
-                        what: "the leases taken",
-                        detail: format!("index {index} of a batch of {}", batch.len()),
-                    });
-                };
-                taken.push(Lease::new(&self.node, *shard, pair[1], sent));
+                match batch.get(index) {
+                    Some(shard) => taken.push(Lease::new(&self.node, *shard, pair[1], sent)),
+                    // The script writes indexes within the batch; the rest are still held.
+                    None => tracing::error!(index, "a lease index out of its batch"),
+                }
             }
         }
         Ok(taken)
@@ -178,18 +176,31 @@ impl Leases {
         Ok(renewed == 1)
     }
 
-    /// Gives `lease` up, if it is still this node's, and says so on the release channel (see
-    /// [`Keys::released`]) so that another node takes it at once.
+    /// Gives `lease` up, if it is still this node's.
     pub async fn release(&self, lease: &Lease) -> Result<(), ClusterError> {
+        self.release_with(lease, false).await
+    }
+
+    /// Gives `lease` up, if it is still this node's, and says so on the release channel (see
+    /// [`Keys::released`]) so that another node takes it at once: for a handoff. A release
+    /// because the node could not run the shard is not announced, or the node itself would
+    /// take it back at once, again and again.
+    pub async fn release_announced(&self, lease: &Lease) -> Result<(), ClusterError> {
+        self.release_with(lease, true).await
+    }
+
+    async fn release_with(&self, lease: &Lease, announce: bool) -> Result<(), ClusterError> {
         let mut con = self.connection.clone();
         let mut call = self.release.key(self.keys.lease(lease.shard));
         call.arg(lease.value());
         let deleted: i64 = timed(self.call_limit, call.invoke_async(&mut con)).await?;
-        if deleted == 1 {
+        if deleted == 1 && announce {
             let mut publish = redis::cmd("PUBLISH");
             publish.arg(self.keys.released()).arg(lease.shard);
-            let _listeners: i64 =
-                timed(self.call_limit, publish.query_async::<i64>(&mut con)).await?;
+            // Released either way: a lost notice costs the next node one round of upkeep.
+            if let Err(e) = timed(self.call_limit, publish.query_async::<i64>(&mut con)).await {
+                tracing::warn!(shard = lease.shard, error = %e, "release not announced");
+            }
         }
         Ok(())
     }

@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 
 use gateway_model::Intents;
 
+use crate::cache::Held;
+
 /// One dispatch in the log.
 #[derive(Debug, Clone)]
 pub struct Entry {
@@ -25,7 +27,7 @@ pub struct Entry {
     pub to: Option<Arc<str>>,
     /// The guild whose cached GUILD_CREATE holds all the entry says, once the entry is applied
     /// (a session sent that GUILD_CREATE afterwards does not get the entry).
-    pub held_by: Option<u64>,
+    pub held_by: Option<Held>,
 }
 
 impl Entry {
@@ -81,7 +83,7 @@ impl ReplayLog {
         data: Arc<str>,
         required: Intents,
         to: Option<Arc<str>>,
-        held_by: Option<u64>,
+        held_by: Option<Held>,
     ) -> u64 {
         let pos = self.next;
         self.next += 1;

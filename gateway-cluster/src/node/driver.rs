@@ -384,7 +384,7 @@ impl Driver {
                 {
                     tracing::warn!(shard = id, error = %e, "session not stored on shutdown");
                 }
-                if let Err(e) = leases.release(&lease).await {
+                if let Err(e) = leases.release_announced(&lease).await {
                     tracing::warn!(shard = id, error = %e, "lease not released; it expires");
                 }
             }

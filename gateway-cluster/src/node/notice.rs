@@ -18,7 +18,13 @@ pub(super) fn spawn(url: String, channel: String) -> mpsc::Receiver<()> {
     tokio::spawn(async move {
         let mut pause = Duration::from_millis(100);
         loop {
-            match listen(&url, &channel, &tx).await {
+            // The connection and subscription too may hang on a Redis away: the driver's end
+            // still ends the task.
+            let listened = tokio::select! {
+                () = tx.closed() => return,
+                listened = listen(&url, &channel, &tx) => listened,
+            };
+            match listened {
                 Ok(()) => return,
                 Err(e) => tracing::debug!(error = %e, "release notices: subscribing again"),
             }

@@ -212,21 +212,28 @@ impl GuildCache {
 
     /// Applies dispatch `name` with `d` = `data`. Dispatches that change nothing cached are
     /// ignored; one that does but cannot be read is an error (the cache is left as it was).
-    /// `Some(guild)` when the guild's GUILD_CREATE now holds all the dispatch says (a client
-    /// sent that GUILD_CREATE afterwards needs no copy of the dispatch).
-    pub fn apply(&mut self, name: &str, data: &str) -> Result<Option<u64>, CacheError> {
+    /// `Some` when the guild's GUILD_CREATE now holds all the dispatch says (a client sent that
+    /// GUILD_CREATE afterwards needs no copy of the dispatch), and for which sessions.
+    pub fn apply(&mut self, name: &str, data: &str) -> Result<Option<Held>, CacheError> {
+        let whole = |guild| Held {
+            guild,
+            with_presences: false,
+        };
         let Some((_, update)) = UPDATES.iter().find(|(n, _)| *n == name) else {
             return Ok(None);
         };
         let guild_id = json::str_field(data, &["guild_id"]).and_then(|s| s.parse().ok());
         match (*update, guild_id) {
-            (Update::Create, _) => self.create(data).map(Some),
-            (Update::Guild, _) => self.guild_update(data).map(Some),
-            (Update::Delete, _) => Ok(self.delete(data)),
+            (Update::Create, _) => self.create(data).map(|g| Some(whole(g))),
+            (Update::Guild, _) => self.guild_update(data).map(|g| Some(whole(g))),
+            (Update::Delete, _) => Ok(self.delete(data).map(whole)),
             (update, Some(guild)) => match self.guilds.get_mut(&guild) {
                 Some(Slot::Available(g)) => {
                     apply_to(g, &self.config, update, data)?;
-                    Ok(holds(update, &self.config).then_some(guild))
+                    Ok(holds(update, &self.config).map(|with_presences| Held {
+                        guild,
+                        with_presences,
+                    }))
                 }
                 _ => Ok(None),
             },
@@ -319,19 +326,34 @@ fn guild_id_of(data: &str) -> Result<u64, CacheError> {
         .ok_or(CacheError::NoId { kind: "guild" })
 }
 
-/// Whether a guild's GUILD_CREATE holds all of what `update` said once it is applied: what
-/// it changed is kept (a member count alone counts: a client told it twice would count twice).
-fn holds(update: Update, config: &CacheConfig) -> bool {
+/// A guild whose cached GUILD_CREATE holds all a dispatch said, once applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Held {
+    /// The guild.
+    pub guild: u64,
+    /// Only for sessions with GUILD_PRESENCES: the others get a GUILD_CREATE without members
+    /// and presences (see [`Guild::to_json_for`]), which does not hold a member's change.
+    pub with_presences: bool,
+}
+
+/// Whether, once `update` is applied, a guild's GUILD_CREATE holds all it said, and for whom
+/// (`Some(true)`: sessions with GUILD_PRESENCES only). What it changed must be kept, whole: a
+/// VOICE_STATE_UPDATE's `member` and a THREAD_LIST_SYNC's `members` are not, so those are
+/// never held; a member count kept without the member is not either.
+fn holds(update: Update, config: &CacheConfig) -> Option<bool> {
     let keeps = |kind| config.keeps(kind);
+    let member_kind = |kind| matches!(kind, Kind::Members | Kind::Presences);
     match update {
-        Update::Upsert(kind, _) | Update::Remove(kind, _) | Update::Replace(kind, _) => keeps(kind),
-        Update::AddMember | Update::RemoveMember | Update::Create | Update::Guild => true,
-        Update::Delete => true,
-        Update::MergeMember => keeps(Kind::Members),
-        Update::Chunk => keeps(Kind::Members) && keeps(Kind::Presences),
-        Update::Presence => keeps(Kind::Presences),
-        Update::Voice => keeps(Kind::VoiceStates),
-        Update::ThreadSync => keeps(Kind::Threads),
+        Update::Upsert(kind, _) | Update::Remove(kind, _) | Update::Replace(kind, _) => {
+            keeps(kind).then_some(member_kind(kind))
+        }
+        Update::Create | Update::Guild | Update::Delete => Some(false),
+        Update::AddMember | Update::RemoveMember | Update::MergeMember => {
+            keeps(Kind::Members).then_some(true)
+        }
+        Update::Chunk => (keeps(Kind::Members) && keeps(Kind::Presences)).then_some(true),
+        Update::Presence => keeps(Kind::Presences).then_some(true),
+        Update::Voice | Update::ThreadSync => None,
     }
 }
 

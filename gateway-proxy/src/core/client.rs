@@ -322,7 +322,7 @@ impl ProxyCore {
                         d.into(),
                         Intents::empty(),
                         Some(Arc::clone(session)),
-                        Some(guild),
+                        None,
                     );
                 }
                 self.deliver(now, home);

@@ -63,6 +63,8 @@ pub(crate) struct ClientSession {
     /// place: the guild's entries before it are in that GUILD_CREATE already, and this session
     /// does not get them (kept while the log holds them, for the RESUME walk).
     covered: Vec<(u64, u64)>,
+    /// The last position `covered` reaches: entries from there on are never skipped.
+    covered_until: u64,
 }
 
 impl ClientSession {
@@ -80,17 +82,29 @@ impl ClientSession {
             resuming: false,
             pending: VecDeque::new(),
             covered: Vec::new(),
+            covered_until: 0,
         }
     }
 
     /// Whether this session gets `entry`: its intents or its address say so, and no
     /// GUILD_CREATE it was sent holds it already.
     pub(crate) fn gets(&self, entry: &Entry) -> bool {
-        entry.is_for(&self.id, self.intents)
-            && !self
-                .covered
-                .iter()
-                .any(|(guild, upto)| entry.held_by == Some(*guild) && entry.pos < *upto)
+        if !entry.is_for(&self.id, self.intents) {
+            return false;
+        }
+        // An answer to this session (a chunk, a RATE_LIMITED) is never in a GUILD_CREATE.
+        let Some(held) = entry.held_by.filter(|_| entry.to.is_none()) else {
+            return true;
+        };
+        if entry.pos >= self.covered_until
+            || (held.with_presences && !self.intents.contains(Intents::GUILD_PRESENCES))
+        {
+            return true;
+        }
+        !self
+            .covered
+            .iter()
+            .any(|(guild, upto)| held.guild == *guild && entry.pos < *upto)
     }
 
     /// A GUILD_CREATE of `guild` goes out as the cache has it with the log at `head`: the
@@ -98,6 +112,7 @@ impl ClientSession {
     pub(crate) fn cover(&mut self, guild: u64, head: u64) {
         if head > self.pos {
             self.covered.push((guild, head));
+            self.covered_until = self.covered_until.max(head);
         }
     }
 

@@ -425,7 +425,10 @@ fn the_start_is_paced_by_the_send_window_and_a_guild_create_holds_what_came_befo
     let mut h = Harness::new();
     h.core.config.send_window = 1; // one payload at a time, then the socket must take it
     h.upstream("GUILD_CREATE", &guild(G2));
-    h.identify(1, Intents::GUILDS | Intents::GUILD_MESSAGES);
+    h.identify(
+        1,
+        Intents::GUILDS | Intents::GUILD_MEMBERS | Intents::GUILD_MESSAGES,
+    );
     let first: Vec<String> = h.dispatches(1).into_iter().map(|d| d.1).collect();
     assert_eq!(first, ["READY"], "past the window, the GUILD_CREATEs wait");
     // While they wait, G2 changes and a message comes in it.
@@ -434,6 +437,10 @@ fn the_start_is_paced_by_the_send_window_and_a_guild_create_holds_what_came_befo
     let mut in_g2 = message(7);
     in_g2["guild_id"] = json!(G2.to_string());
     h.upstream("MESSAGE_CREATE", &in_g2);
+    // A member joins: this session's GUILD_CREATE (no GUILD_PRESENCES) lists no members but the
+    // bot, so the join is not in it and must come.
+    let join = json!({"guild_id": G2.to_string(), "user": {"id": "9"}, "roles": []});
+    h.upstream("GUILD_MEMBER_ADD", &join);
     assert!(h.dispatches(1).is_empty(), "held at the window");
     let mut got = Vec::new();
     for _ in 0..10 {
@@ -446,13 +453,18 @@ fn the_start_is_paced_by_the_send_window_and_a_guild_create_holds_what_came_befo
     // again; the message, which no GUILD_CREATE holds, follows.
     assert_eq!(
         names,
-        ["GUILD_CREATE", "GUILD_CREATE", "MESSAGE_CREATE"],
+        [
+            "GUILD_CREATE",
+            "GUILD_CREATE",
+            "MESSAGE_CREATE",
+            "GUILD_MEMBER_ADD"
+        ],
         "{got:?}"
     );
     assert_eq!(got[1].2["id"], G2.to_string());
     assert_eq!(got[1].2["channels"][0]["name"], "renamed");
     let seqs: Vec<u64> = got.iter().map(|d| d.0).collect();
-    assert_eq!(seqs, [2, 3, 4], "contiguous");
+    assert_eq!(seqs, [2, 3, 4, 5], "contiguous");
     // A RESUME from the last one walks the log with the same rule.
     let session = h.core.sessions.keys().next().unwrap().clone();
     h.core.handle_disconnected(h.now, 1);
@@ -461,12 +473,19 @@ fn the_start_is_paced_by_the_send_window_and_a_guild_create_holds_what_came_befo
         2,
         json!({"op": 6, "d": {"token": TOKEN, "session_id": &*session, "seq": 3}}),
     );
-    h.core.handle_sent(h.now, 2, 1 << 20);
-    h.drain();
+    for _ in 0..4 {
+        h.core.handle_sent(h.now, 2, 1 << 20);
+        h.drain();
+    }
     let replay: Vec<(u64, String)> = h.dispatches(2).into_iter().map(|d| (d.0, d.1)).collect();
+    let names = ["MESSAGE_CREATE", "GUILD_MEMBER_ADD", "RESUMED"].map(str::to_owned);
     assert_eq!(
         replay,
-        [(4, "MESSAGE_CREATE".to_owned()), (5, "RESUMED".to_owned())]
+        [
+            (4, names[0].clone()),
+            (5, names[1].clone()),
+            (6, names[2].clone())
+        ]
     );
 }
 

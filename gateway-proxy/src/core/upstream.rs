@@ -198,7 +198,7 @@ impl ProxyCore {
                     data,
                     Intents::GUILDS,
                     None,
-                    Some(id),
+                    None,
                 );
             }
         }

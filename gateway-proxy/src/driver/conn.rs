@@ -36,15 +36,17 @@ pub(crate) enum FromClient {
 /// What the loop asks of a connection task.
 #[derive(Debug)]
 pub(crate) enum ToClient {
-    /// Do this; the loop made it at this instant (for frames, the dispatch's arrival).
+    /// Do this; the loop handed it over at this instant (for a live dispatch, within the
+    /// loop's turn that read it from upstream; for one the send window held, when it was let go).
     Transmit(Transmit, Instant),
     /// Drop what waits and close with this code.
     Abort(u16),
 }
 
-/// The socket took `bytes` more: each transmit it took whole is timed from the loop to the
-/// socket (`gateway_proxy_downstream_latency_seconds`: the proxy's own delay, apart from the
-/// upstream's).
+/// The socket took `bytes` more: each transmit it took whole is timed from the loop handing it
+/// over to the websocket taking it (`gateway_proxy_downstream_latency_seconds`: the proxy's own
+/// delay towards its clients, kept apart from the upstream's heartbeat latency; time held back
+/// by a full send window is not in it).
 fn record_latency(in_flight: &mut VecDeque<(Instant, usize)>, mut bytes: usize) {
     let now = super::clock();
     while let Some((at, left)) = in_flight.front_mut() {

@@ -165,8 +165,8 @@ impl World {
                     .collect(),
             )),
             Op::Release(lease) => {
+                // Not announced: the node gave the shard up because it could not run it.
                 self.redis.release(now, lease.shard, lease.value());
-                self.announce_release(node, now);
                 None
             }
             Op::Publish(entry) => {
