@@ -31,28 +31,6 @@ impl Drop for Running {
     }
 }
 
-/// `GET path` with `Connection: close` (hyper keeps a connection open otherwise): status, body.
-async fn get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-    tcp.write_all(request.as_bytes()).await.unwrap();
-    let mut answer = String::new();
-    tokio::time::timeout(Duration::from_secs(30), tcp.read_to_string(&mut answer))
-        .await
-        .expect("no HTTP answer")
-        .unwrap();
-    let status = answer
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let body = answer
-        .split_once("\r\n\r\n")
-        .map_or(String::new(), |(_, b)| b.to_owned());
-    (status, body)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_no_token_it_serves_the_embedded_fake_gateway_with_health_and_metrics() {
     let mut child = Command::new(env!("CARGO_BIN_EXE_gateway-proxy"))
@@ -78,7 +56,7 @@ async fn with_no_token_it_serves_the_embedded_fake_gateway_with_health_and_metri
 
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {
-        let (status, body) = get(addr, "/healthz").await;
+        let (status, body) = common::http(addr, "GET", "/healthz", None).await;
         if status == 200 {
             assert!(body.contains(r#""ready":true"#), "{body}");
             break;
@@ -102,7 +80,7 @@ async fn with_no_token_it_serves_the_embedded_fake_gateway_with_health_and_metri
     // The embedded gateway's traffic: a message on some guild four times a second.
     client.expect_op(0, Some("MESSAGE_CREATE")).await;
 
-    let (status, metrics) = get(addr, "/metrics").await;
+    let (status, metrics) = common::http(addr, "GET", "/metrics", None).await;
     assert_eq!(status, 200);
     for name in [
         "gateway_proxy_clients",

@@ -69,6 +69,30 @@ fn guilds_of(gateway: &FakeGateway, shard: u32) -> Vec<gateway_testkit::Guild> {
         .collect()
 }
 
+/// `n` MESSAGE_CREATEs of ~2.5 KB from upstream shard 0, in `guild`.
+fn send_load(gateway: &FakeGateway, guild: &gateway_testkit::Guild, n: u64) {
+    let upstream = gateway.shard_connection(0).unwrap();
+    let world = gateway.world();
+    for i in 0..n {
+        upstream.dispatch("MESSAGE_CREATE", world.message_create_json(guild, i, 2000));
+    }
+}
+
+/// The upstream was never closed and identified once per shard: what misbehaving clients did
+/// stayed with them.
+fn assert_upstream_untouched(gateway: &FakeGateway) {
+    let closes: Vec<_> = gateway
+        .connections()
+        .into_iter()
+        .filter_map(|c| c.closed_with)
+        .collect();
+    assert!(
+        closes.is_empty(),
+        "the upstream was never closed: {closes:?}"
+    );
+    assert_eq!(gateway.stats().identifies, u64::from(SHARDS));
+}
+
 /// HELLO, IDENTIFY for shard 0, READY and a GUILD_CREATE per guild: the last sequence number
 /// and the session id.
 async fn start(client: &mut Client, guilds: usize) -> (u64, String) {
@@ -272,29 +296,12 @@ async fn hostile_clients_are_closed_alone() {
     let mut silent = Client::connect(&s.url, Compression::None).await;
     assert_eq!(silent.expect().await.op, 10);
     assert_eq!(closes_with(silent).await, Some(4009));
-    let upstream = s.gateway.shard_connection(0).unwrap();
-    let world = s.gateway.world();
-    for n in 0..LOAD {
-        upstream.dispatch(
-            "MESSAGE_CREATE",
-            world.message_create_json(&guilds[0], n, 2000),
-        );
-    }
+    send_load(&s.gateway, &guilds[0], LOAD);
     tokio::time::timeout(Duration::from_secs(120), good)
         .await
         .unwrap()
         .unwrap();
-    let upstream_closes: Vec<_> = s
-        .gateway
-        .connections()
-        .into_iter()
-        .filter_map(|c| c.closed_with)
-        .collect();
-    assert!(
-        upstream_closes.is_empty(),
-        "the upstream was never closed: {upstream_closes:?}"
-    );
-    assert_eq!(s.gateway.stats().identifies, u64::from(SHARDS));
+    assert_upstream_untouched(&s.gateway);
     s.proxy.shutdown().await;
 }
 
@@ -343,14 +350,7 @@ async fn a_client_that_never_reads_is_closed_alone_and_resumes_with_nothing_lost
             }
         }
     });
-    let upstream = s.gateway.shard_connection(0).unwrap();
-    let world = s.gateway.world();
-    for n in 0..LOAD {
-        upstream.dispatch(
-            "MESSAGE_CREATE",
-            world.message_create_json(&guilds[0], n, 2000),
-        );
-    }
+    send_load(&s.gateway, &guilds[0], LOAD);
     tokio::time::timeout(Duration::from_secs(120), good)
         .await
         .unwrap()
@@ -401,14 +401,7 @@ async fn a_client_that_never_reads_is_closed_alone_and_resumes_with_nothing_lost
         LOAD,
         "every dispatch, once: {before} + {after}"
     );
-    let upstream_closes: Vec<_> = s
-        .gateway
-        .connections()
-        .into_iter()
-        .filter_map(|c| c.closed_with)
-        .collect();
-    assert!(upstream_closes.is_empty(), "{upstream_closes:?}");
-    assert_eq!(s.gateway.stats().identifies, u64::from(SHARDS));
+    assert_upstream_untouched(&s.gateway);
     s.proxy.shutdown().await;
 }
 

@@ -13,38 +13,13 @@
 //   resume          after POST /testkit/shards/0/reconnect (op 7) the shard RESUMEs (ShardResume, no new READY).
 // discord.js's Client compresses only with the zlib-sync native addon; without it (here) it asks for none.
 // stdout: one `CHECK <name> ok|fail <detail>` line per check; logs go to stderr. Exit 0 iff all pass; 60 s cap.
-import { parseArgs } from 'node:util';
+import { main, reporter, sleep, until, withDeadline } from '../contract.mjs';
 import { Client, Events, GatewayIntentBits } from 'discord.js';
 
 const CHECKS = ['ready', 'guilds_typed', 'heartbeat_acks', 'member_chunks', 'resume'];
-const CAP_MS = 60_000;
 const NONCE = 'interop-discordjs-client';
 
-const reported = new Map();
-function report(name, ok, detail) {
-  if (reported.has(name)) return;
-  reported.set(name, ok);
-  process.stdout.write(`CHECK ${name} ${ok ? 'ok' : 'fail'} ${detail}\n`);
-}
-function finish(reason) {
-  for (const name of CHECKS) report(name, false, reason);
-  process.exit(CHECKS.every((name) => reported.get(name)) ? 0 : 1);
-}
-const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
-async function until(pred, deadline) {
-  while (!pred()) {
-    if (Date.now() >= deadline) return false;
-    await sleep(20);
-  }
-  return true;
-}
-function withDeadline(promise, deadline, what) {
-  let timer;
-  const timeout = new Promise((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what}: timed out`)), Math.max(100, deadline - Date.now()));
-  });
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
-}
+const { report, finish } = reporter(CHECKS);
 
 /** What is wrong with one cached guild, as discord.js built it; [] when nothing is. */
 function guildProblems(guild) {
@@ -157,16 +132,4 @@ async function run(args, deadline) {
   }
 }
 
-const { values: args } = parseArgs({
-  options: { rest: { type: 'string' }, token: { type: 'string' }, compression: { type: 'string', default: 'none' } },
-});
-if (!args.rest || !args.token) {
-  console.error('usage: probe.mjs --rest http://127.0.0.1:PORT --token T --compression none');
-  process.exit(2);
-}
-args.rest = args.rest.replace(/\/+$/, '');
-setTimeout(() => finish(`${CAP_MS / 1000} s cap reached`), CAP_MS);
-run(args, Date.now() + CAP_MS - 6_000).then(
-  () => finish('not reached: an earlier step failed'),
-  (err) => { console.error('probe error:', err); finish(`probe error: ${err}`); },
-);
+main(finish, run, 'none');

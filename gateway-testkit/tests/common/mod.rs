@@ -184,7 +184,7 @@ pub async fn http(
     let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
     let auth = auth.map_or(String::new(), |a| format!("Authorization: {a}\r\n"));
     let request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Content-Length: 0\r\nUser-Agent: test\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Content-Length: 0\r\nUser-Agent: test\r\nConnection: close\r\n\r\n"
     );
     tcp.write_all(request.as_bytes()).await.unwrap();
     let mut answer = String::new();
