@@ -215,6 +215,18 @@ impl GuildCache {
     /// `Some` when the guild's GUILD_CREATE now holds all the dispatch says (a client sent that
     /// GUILD_CREATE afterwards needs no copy of the dispatch), and for which sessions.
     pub fn apply(&mut self, name: &str, data: &str) -> Result<Option<Held>, CacheError> {
+        let guild_id = json::str_field(data, &["guild_id"]).and_then(|s| s.parse().ok());
+        self.apply_in(name, data, guild_id)
+    }
+
+    /// [`apply`](Self::apply), with the dispatch's `guild_id` read by the caller, which
+    /// needs it too (the proxy routes by it): `d` is scanned for it once.
+    pub fn apply_in(
+        &mut self,
+        name: &str,
+        data: &str,
+        guild_id: Option<u64>,
+    ) -> Result<Option<Held>, CacheError> {
         let whole = |guild| Held {
             guild,
             with_presences: false,
@@ -222,7 +234,6 @@ impl GuildCache {
         let Some((_, update)) = UPDATES.iter().find(|(n, _)| *n == name) else {
             return Ok(None);
         };
-        let guild_id = json::str_field(data, &["guild_id"]).and_then(|s| s.parse().ok());
         match (*update, guild_id) {
             (Update::Create, _) => self.create(data).map(|g| Some(whole(g))),
             (Update::Guild, _) => self.guild_update(data).map(|g| Some(whole(g))),

@@ -9,7 +9,7 @@
 //! `(seq, pos)`, so the walk steps over them; one that cannot be sent again (the start) ends the
 //! walk: a RESUME from before it cannot be served.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -61,8 +61,9 @@ pub(crate) struct ClientSession {
     pub(crate) pending: VecDeque<u64>,
     /// Guilds whose GUILD_CREATE went out with the log past the session's place, and that
     /// place: the guild's entries before it are in that GUILD_CREATE already, and this session
-    /// does not get them (kept while the log holds them, for the RESUME walk).
-    covered: Vec<(u64, u64)>,
+    /// does not get them (kept while the log holds them, for the RESUME walk). Keyed by guild,
+    /// as `gets` asks it for every held entry.
+    covered: HashMap<u64, u64>,
     /// The last position `covered` reaches: entries from there on are never skipped.
     covered_until: u64,
 }
@@ -81,7 +82,7 @@ impl ClientSession {
             forwarded: VecDeque::new(),
             resuming: false,
             pending: VecDeque::new(),
-            covered: Vec::new(),
+            covered: HashMap::new(),
             covered_until: 0,
         }
     }
@@ -101,17 +102,17 @@ impl ClientSession {
         {
             return true;
         }
-        !self
-            .covered
-            .iter()
-            .any(|(guild, upto)| held.guild == *guild && entry.pos < *upto)
+        self.covered
+            .get(&held.guild)
+            .is_none_or(|upto| entry.pos >= *upto)
     }
 
     /// A GUILD_CREATE of `guild` goes out as the cache has it with the log at `head`: the
     /// guild's entries from the session's place up to there are in it.
     pub(crate) fn cover(&mut self, guild: u64, head: u64) {
         if head > self.pos {
-            self.covered.push((guild, head));
+            let upto = self.covered.entry(guild).or_insert(head);
+            *upto = (*upto).max(head);
             self.covered_until = self.covered_until.max(head);
         }
     }
@@ -151,7 +152,7 @@ impl ClientSession {
         {
             self.synthetic.pop_front();
         }
-        self.covered.retain(|(_, upto)| *upto > log.first_pos());
+        self.covered.retain(|_, upto| *upto > log.first_pos());
     }
 
     /// Where a RESUME with `seq` starts in `log`.

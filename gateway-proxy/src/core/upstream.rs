@@ -153,6 +153,9 @@ fn shaped(entry: &Entry, intents: Intents, bot: Option<u64>) -> Option<String> {
     if &*entry.name != "GUILD_CREATE" || intents.contains(Intents::GUILD_PRESENCES) {
         return None;
     }
+    // A GUILD_CREATE the cache could not read goes as the upstream sent it: the cache logged
+    // why when it applied the dispatch, and a client is better off with Discord's shape than
+    // with nothing.
     let guild = Guild::from_json(&entry.data, |_| true).ok()?;
     Some(guild.to_json_for(intents, bot))
 }
@@ -214,13 +217,16 @@ impl ProxyCore {
         let Some(state) = self.shards.get_mut(&shard) else {
             return;
         };
-        let held_by = state.cache.apply(name, data).unwrap_or_else(|e| {
+        // One scan of `d` for its guild serves the cache, the intents and the routing.
+        let guild_id = json::str_field(data, &["guild_id"]);
+        let in_guild = guild_id.is_some();
+        let guild = guild_id.and_then(|g| g.parse::<u64>().ok());
+        let held_by = state.cache.apply_in(name, data, guild).unwrap_or_else(|e| {
             tracing::warn!(shard, event = name, error = %e, "dispatch not cached");
             None
         });
-        let in_guild = json::field(data, "guild_id").is_some();
         let name: Arc<str> = name.into();
-        for (to, data) in self.route(&name, data) {
+        for (to, data) in self.route(&name, data, guild) {
             // An answer to one session is its alone: no GUILD_CREATE stands in for it.
             let (required, held_by) = match &to {
                 Some(_) => (Intents::empty(), None),
@@ -238,8 +244,12 @@ impl ProxyCore {
     /// Who a dispatch goes to, with its `d` for each: an answer to one client's request goes to
     /// that client alone (a member chunk under the client's own nonce), the rest to every
     /// client whose intents ask for it.
-    fn route(&mut self, name: &str, data: &str) -> Vec<(Option<Arc<str>>, Arc<str>)> {
-        let guild = || json::str_field(data, &["guild_id"]).and_then(|g| g.parse::<u64>().ok());
+    fn route(
+        &mut self,
+        name: &str,
+        data: &str,
+        guild: Option<u64>,
+    ) -> Vec<(Option<Arc<str>>, Arc<str>)> {
         match name {
             "GUILD_MEMBERS_CHUNK" => {
                 let Some(ours) = json::str_field(data, &["nonce"]) else {
@@ -274,12 +284,12 @@ impl ProxyCore {
                     })
                     .collect()
             }
-            "VOICE_SERVER_UPDATE" => guild()
+            "VOICE_SERVER_UPDATE" => guild
                 .and_then(|g| self.requests.voice_answer(g))
                 .map(|s| vec![(Some(s), data.into())])
                 .unwrap_or_default(),
             "SOUNDBOARD_SOUNDS" | "CHANNEL_INFO" => {
-                let askers = match (name, guild()) {
+                let askers = match (name, guild) {
                     ("SOUNDBOARD_SOUNDS", Some(g)) => self.requests.soundboard_answer(g),
                     (_, Some(g)) => self.requests.channel_info_answer(g),
                     (_, None) => Vec::new(),

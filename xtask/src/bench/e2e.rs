@@ -11,10 +11,11 @@ use gateway_codec::{Compression, Decoder};
 use gateway_model::{DispatchEvent, Intents, Token};
 use gateway_shard::identify::LocalIdentifyQueue;
 use gateway_shard::{Backoff, Shard, ShardConfig, ShardEvent, ShardEvents};
-use gateway_testkit::{ConnectionHandle, FakeGateway, Fault, GatewayConfig, WorldConfig};
+use gateway_testkit::{ConnectionHandle, FakeGateway, Fault, WorldConfig};
 use serde::Serialize;
 
 use super::corpus::Corpus;
+use super::rig::Rig;
 use super::{decode, sys};
 
 /// Guilds in the fake gateway's world (re-sent after a new session).
@@ -98,19 +99,13 @@ pub(crate) fn run(
     recovery_runs: usize,
 ) -> Result<Figures, String> {
     let events = traffic(corpus)?;
-    let server = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .map_err(|e| e.to_string())?;
+    let rig = Rig::new()?;
+    let server = &rig.server;
     let server_tid = server
         .block_on(server.spawn(async { sys::current_tid() }))
         .ok()
         .flatten();
-    let shard_rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| e.to_string())?;
+    let shard_rt = &rig.clients;
     let mut figures = Figures {
         end_to_end: Vec::new(),
         recovery: Vec::new(),
@@ -120,18 +115,9 @@ pub(crate) fn run(
         Compression::ZlibStream,
         Compression::ZstdStream,
     ] {
-        let gateway = server
-            .block_on(FakeGateway::start_with(
-                GatewayConfig {
-                    world: WorldConfig::uniform(seed, GUILDS, MEMBERS),
-                    identify_window: Duration::ZERO,
-                    ..GatewayConfig::default()
-                },
-                0,
-            ))
-            .map_err(|e| e.to_string())?;
+        let gateway = rig.gateway(WorldConfig::uniform(seed, GUILDS, MEMBERS))?;
         let run = Run {
-            server: &server,
+            server,
             server_tid,
             gateway: &gateway,
             compression,

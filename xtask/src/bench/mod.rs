@@ -17,6 +17,7 @@ mod peer;
 mod proxy;
 mod proxy_latency;
 mod report;
+mod rig;
 #[allow(dead_code)]
 mod sys;
 mod versus;

@@ -20,9 +20,10 @@ use gateway_codec::Compression;
 use gateway_model::{DispatchEvent, Intents, Token};
 use gateway_shard::identify::LocalIdentifyQueue;
 use gateway_shard::{Shard, ShardConfig, ShardEvent};
-use gateway_testkit::{FakeGateway, GatewayConfig, World, WorldConfig};
+use gateway_testkit::{FakeGateway, World, WorldConfig};
 
 use super::proxy::ProxyFigure;
+use super::rig::Rig;
 use super::{peer, sys};
 
 /// Dispatches per second the upstream sends (the load).
@@ -51,31 +52,15 @@ impl Sample {
 pub(crate) fn run(root: &Path, quick: bool) -> Result<Vec<ProxyFigure>, String> {
     let binary = peer::proxy_binary(root)?;
     let events = if quick { RATE } else { 3 * RATE };
-    let server = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .map_err(|e| e.to_string())?;
-    let clients_rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| e.to_string())?;
+    let rig = Rig::new()?;
+    let clients_rt = &rig.clients;
     let mut figures = Vec::new();
     for compression in [
         Compression::None,
         Compression::ZlibStream,
         Compression::ZstdStream,
     ] {
-        let gateway = server
-            .block_on(FakeGateway::start_with(
-                GatewayConfig {
-                    world: WorldConfig::uniform(3, 4, 100),
-                    identify_window: Duration::ZERO,
-                    ..GatewayConfig::default()
-                },
-                0,
-            ))
-            .map_err(|e| e.to_string())?;
+        let gateway = rig.gateway(WorldConfig::uniform(3, 4, 100))?;
         eprintln!("[bench] proxy latency: {events} events at {RATE}/s, direct, {compression}…");
         let direct = Route::Direct;
         let direct = clients_rt.block_on(measure(&gateway, direct, 1, compression, events))?;
