@@ -13,12 +13,14 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use gateway_cluster::{Consumer, ConsumerConfig};
+use gateway_shard::RedisTarget;
 
 #[derive(Debug, Parser)]
 struct Args {
     /// Redis.
+    /// Redis: a URL, or a Redis Cluster's node URLs, comma-separated.
     #[arg(long, default_value = "redis://127.0.0.1:6379/")]
-    redis: String,
+    redis: RedisTarget,
     /// The application.
     #[arg(long, default_value = "demo")]
     app: String,

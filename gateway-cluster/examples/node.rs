@@ -14,13 +14,14 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use gateway_cluster::{ClusterNode, NodeConfig, NodeEvent};
 use gateway_model::{Intents, Token};
-use gateway_shard::{ShardConfig, ShardEvent};
+use gateway_shard::{RedisTarget, ShardConfig, ShardEvent};
 
 #[derive(Debug, Parser)]
 struct Args {
     /// Redis.
+    /// Redis: a URL, or a Redis Cluster's node URLs, comma-separated.
     #[arg(long, default_value = "redis://127.0.0.1:6379/")]
-    redis: String,
+    redis: RedisTarget,
     /// The gateway (the fake one's URL, or wss://gateway.discord.gg with DISCORD_TOKEN).
     #[arg(long)]
     gateway: String,
@@ -59,7 +60,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let token = std::env::var("DISCORD_TOKEN").unwrap_or_else(|_| "testkit-token".to_owned());
     let shard =
         ShardConfig::new(Token::new(token), Intents::GUILDS).with_gateway_url(&args.gateway);
-    let mut config = NodeConfig::new(&args.redis, &args.app, &args.name, shard, args.shards);
+    let mut config = NodeConfig::new(
+        args.redis.clone(),
+        &args.app,
+        &args.name,
+        shard,
+        args.shards,
+    );
     config.max_shards = args.max_shards;
     config.max_concurrency = args.max_concurrency;
     config.identify_window = Duration::from_millis(args.identify_window_ms);

@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use gateway_shard::{RedisConnection, RedisOptions, RedisTarget};
 use redis::streams::{
     StreamAutoClaimOptions, StreamAutoClaimReply, StreamId, StreamReadOptions, StreamReadReply,
 };
@@ -78,7 +78,7 @@ pub struct Delivery {
 
 /// A consumer in a group.
 pub struct Consumer {
-    connection: ConnectionManager,
+    connection: RedisConnection,
     keys: Keys,
     config: ConsumerConfig,
     last: BTreeMap<u32, (String, u64)>,
@@ -107,11 +107,14 @@ fn field<T: redis::FromRedisValue>(
 
 impl Consumer {
     /// Joins the group (creating it and the streams if needed, from their first entry).
-    pub async fn connect(redis_url: &str, config: ConsumerConfig) -> Result<Self, ClusterError> {
-        let client = redis::Client::open(redis_url)?;
-        let manager = ConnectionManagerConfig::new()
-            .set_response_timeout(Some(config.block + Duration::from_secs(5)));
-        let mut connection = ConnectionManager::new_with_config(client, manager).await?;
+    pub async fn connect(
+        redis: &RedisTarget,
+        config: ConsumerConfig,
+    ) -> Result<Self, ClusterError> {
+        // A blocking read's reply comes up to `block` late.
+        let options =
+            RedisOptions::default().with_response_timeout(config.block + Duration::from_secs(5));
+        let mut connection = RedisConnection::connect(redis, options).await?;
         let keys = Keys::new(config.app.clone());
         for shard in &config.shards {
             let created: redis::RedisResult<()> = redis::cmd("XGROUP")

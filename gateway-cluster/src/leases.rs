@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use redis::aio::ConnectionManager;
+use gateway_shard::RedisConnection;
 
 use crate::error::{ClusterError, timed};
 use crate::keys::Keys;
@@ -61,7 +61,7 @@ return 0
 /// The lease operations of one node.
 #[derive(Clone)]
 pub struct Leases {
-    connection: ConnectionManager,
+    connection: RedisConnection,
     keys: Keys,
     node: String,
     ttl: Duration,
@@ -85,7 +85,7 @@ impl std::fmt::Debug for Leases {
 impl Leases {
     /// Leases of `keys`' application for node `node`, each `ttl` long.
     pub fn new(
-        connection: ConnectionManager,
+        connection: RedisConnection,
         keys: Keys,
         node: impl Into<String>,
         ttl: Duration,

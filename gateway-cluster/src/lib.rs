@@ -42,7 +42,9 @@
 //!
 //! // A process running up to 8 of the bot's 16 shards…
 //! let shard = ShardConfig::new(Token::new("token"), Intents::GUILDS);
-//! let mut node = NodeConfig::new("redis://127.0.0.1/", "my-bot", "node-a", shard, 16);
+//! // One Redis server; a comma-separated list of URLs is a Redis Cluster.
+//! let redis = "redis://127.0.0.1/".parse().expect("a Redis URL");
+//! let mut node = NodeConfig::new(redis, "my-bot", "node-a", shard, 16);
 //! node.max_shards = 8;
 //! node.lease_ttl = Duration::from_secs(10);
 //! // …started with `ClusterNode::start(node).await?`, stopped with `.shutdown().await?`.

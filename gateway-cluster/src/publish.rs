@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use redis::aio::ConnectionManager;
+use gateway_shard::RedisConnection;
 use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinHandle;
 
@@ -62,7 +62,7 @@ pub struct Publisher {
 
 impl Publisher {
     /// Starts publishing to `keys`' streams.
-    pub fn spawn(connection: ConnectionManager, keys: Keys, config: PublishConfig) -> Self {
+    pub fn spawn(connection: RedisConnection, keys: Keys, config: PublishConfig) -> Self {
         let (tx, rx) = mpsc::channel(config.buffer.max(1));
         let progress = Arc::new(Progress::default());
         let task = tokio::spawn(write_loop(
@@ -119,7 +119,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 async fn write_loop(
-    mut connection: ConnectionManager,
+    mut connection: RedisConnection,
     keys: Keys,
     config: PublishConfig,
     mut rx: mpsc::Receiver<Entry>,

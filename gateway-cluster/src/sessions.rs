@@ -4,8 +4,8 @@
 
 use std::time::Duration;
 
+use gateway_shard::RedisConnection;
 use gateway_shard::ResumeInfo;
-use redis::aio::ConnectionManager;
 
 use crate::error::{ClusterError, timed};
 use crate::keys::Keys;
@@ -28,7 +28,7 @@ const KEEP: Duration = Duration::from_secs(3600);
 /// The stored sessions of one application.
 #[derive(Clone)]
 pub struct SessionStore {
-    connection: ConnectionManager,
+    connection: RedisConnection,
     keys: Keys,
     save: redis::Script,
     call_limit: Duration,
@@ -44,7 +44,7 @@ impl std::fmt::Debug for SessionStore {
 
 impl SessionStore {
     /// The store of `keys`' application.
-    pub fn new(connection: ConnectionManager, keys: Keys, call_limit: Duration) -> Self {
+    pub fn new(connection: RedisConnection, keys: Keys, call_limit: Duration) -> Self {
         Self {
             connection,
             keys,

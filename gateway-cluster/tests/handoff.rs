@@ -11,131 +11,28 @@ mod common;
 
 use std::time::Duration;
 
-use common::{SHARDS, Seen, consumer, gateway, node, redis, traffic};
-use gateway_cluster::{
-    ClusterNode, Entry, Keys, NodeEvent, PublishConfig, Publisher, SessionStore,
-};
+use common::{SHARDS, consumer, gateway, node, redis, runs};
+use gateway_cluster::{ClusterNode, Entry, Keys, NodeEvent, PublishConfig, Publisher};
 
 const READ_LIMIT: Duration = Duration::from_secs(30);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_graceful_handoff_spends_no_identify_and_repeats_nothing() {
     let redis = redis().await;
-    let gw = gateway().await;
-    let token = gw.config().token.clone();
-    let app = "handoff";
-    let (a, _a_events) = ClusterNode::start(node(redis.url(), gw.url(), &token, app, "a"))
-        .await
-        .unwrap();
-    gw.wait_for_readies(u64::from(SHARDS)).await;
-    let mut reader = consumer(redis.url(), app, "r1", Duration::from_secs(30)).await;
-    let mut seen = Seen::default();
-    traffic(&gw, 20, "before").await;
-    seen.read_until(&mut reader, 20, READ_LIMIT).await;
-
-    a.shutdown().await.unwrap();
-    let (b, mut b_events) = ClusterNode::start(node(redis.url(), gw.url(), &token, app, "b"))
-        .await
-        .unwrap();
-    let mut resumed = 0;
-    while resumed < SHARDS {
-        if let Some(NodeEvent::Took { resuming, .. }) = b_events.next().await {
-            assert!(resuming.is_some(), "the stored session is resumed");
-            resumed += 1;
-        }
-    }
-    gw.wait_for_resumed(u64::from(SHARDS)).await;
-    traffic(&gw, 20, "after").await;
-    seen.read_until(&mut reader, 40, READ_LIMIT).await;
-
-    seen.assert_continuous();
-    assert_eq!(reader.repeats, 0, "a graceful handoff repeats nothing");
-    assert_eq!(
-        gw.stats().identifies,
-        u64::from(SHARDS),
-        "no IDENTIFY after the first ones"
-    );
-    b.shutdown().await.unwrap();
+    runs::graceful_handoff(redis.url(), "handoff", |_| {}, async || {}).await;
 }
 
 /// Run by `a_killed_node_is_taken_over_with_nothing_lost` as a separate process, then killed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "run as a child process by a_killed_node_is_taken_over_with_nothing_lost"]
 async fn child_node() {
-    let var = |k: &str| std::env::var(k).expect(k);
-    let config = node(
-        &var("REDIS_URL"),
-        &var("GATEWAY_URL"),
-        &var("TOKEN"),
-        &var("APP"),
-        "child",
-    );
-    let (_node, mut events) = ClusterNode::start(config).await.unwrap();
-    while let Some(event) = events.next().await {
-        println!("child: {event:?}");
-    }
+    runs::child_node().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_node_is_taken_over_with_nothing_lost() {
     let redis = redis().await;
-    let gw = gateway().await;
-    let token = gw.config().token.clone();
-    let app = "takeover";
-    let mut child = tokio::process::Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "child_node", "--ignored", "--nocapture"])
-        .env("REDIS_URL", redis.url())
-        .env("GATEWAY_URL", gw.url())
-        .env("TOKEN", &token)
-        .env("APP", app)
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    gw.wait_for_readies(u64::from(SHARDS)).await;
-    let mut reader = consumer(redis.url(), app, "r1", Duration::from_secs(30)).await;
-    let mut seen = Seen::default();
-    traffic(&gw, 30, "before").await;
-    seen.read_until(&mut reader, 30, READ_LIMIT).await;
-    // Each shard's session is stored (every 100 ms)…
-    let client = redis::Client::open(redis.url()).unwrap();
-    let connection = redis::aio::ConnectionManager::new(client).await.unwrap();
-    let store = SessionStore::new(connection, Keys::new(app), Duration::from_secs(1));
-    for shard in 0..SHARDS {
-        while store
-            .load(shard)
-            .await
-            .unwrap()
-            .is_none_or(|s| s.sequence < 20)
-        {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-    // …then more is on the wire, some of it published and not yet stored as the position.
-    traffic(&gw, 30, "during").await;
-    tokio::time::sleep(Duration::from_millis(30)).await;
-    child.start_kill().unwrap();
-    child.wait().await.unwrap();
-
-    let (b, mut b_events) = ClusterNode::start(node(redis.url(), gw.url(), &token, app, "b"))
-        .await
-        .unwrap();
-    tokio::spawn(async move {
-        while let Some(e) = b_events.next().await {
-            eprintln!("b: {e:?}");
-        }
-    });
-    gw.wait_for_resumed(u64::from(SHARDS)).await;
-    traffic(&gw, 30, "after").await;
-    seen.read_until(&mut reader, 90, READ_LIMIT).await;
-
-    // Repeats were dropped by (session, seq); what is left is whole, on the same session.
-    seen.assert_continuous();
-    assert_eq!(
-        gw.stats().identifies,
-        u64::from(SHARDS),
-        "the shards were resumed, not identified"
-    );
-    b.shutdown().await.unwrap();
+    runs::killed_node_taken_over(redis.url(), "takeover", |_| {}, async || {}).await;
 }
 
 /// A TCP relay to Redis that can be cut, as a network partition between one node and Redis.
@@ -234,8 +131,7 @@ async fn two_nodes_are_never_connected_for_one_shard_at_once() {
 async fn a_dead_consumers_entries_are_reclaimed_and_nothing_is_lost() {
     let redis = redis().await;
     let app = "reclaim";
-    let client = redis::Client::open(redis.url()).unwrap();
-    let connection = redis::aio::ConnectionManager::new(client).await.unwrap();
+    let connection = common::connection(redis.url()).await;
     let mut first = consumer(redis.url(), app, "dies", Duration::from_millis(200)).await;
     let publisher = Publisher::spawn(connection, Keys::new(app), PublishConfig::default());
     for seq in 1..=100u64 {

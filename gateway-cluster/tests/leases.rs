@@ -14,9 +14,7 @@ use gateway_cluster::{Keys, Leases};
 async fn leases_are_taken_in_batches_around_the_held_ones_and_a_release_is_announced() {
     let redis = common::redis().await;
     let client = redis::Client::open(redis.url()).unwrap();
-    let connection = redis::aio::ConnectionManager::new(client.clone())
-        .await
-        .unwrap();
+    let connection = common::connection(redis.url()).await;
     let keys = Keys::new("leases-test");
     let ttl = Duration::from_secs(10);
     let a = Leases::new(connection.clone(), keys.clone(), "a", ttl);

@@ -9,6 +9,8 @@
 //! | [`ShardEvent`], [`Reconnect`] | what the shard tells its user, in a documented order |
 //! | [`ShardError`], [`CommandError`] | what can go wrong, typed |
 //! | [`drive`] | what every tokio driver of a sans-IO core needs: the clock, optional waits, a timer (feature `tokio`) |
+//! | [`identify`] | identify queues: one process's, or Redis's for many (feature `redis`) |
+//! | [`RedisTarget`], [`RedisConnection`] | where Redis is, one server or a Redis Cluster, and the connection every Redis-backed part shares (feature `redis`) |
 //!
 //! Against the testkit's fake gateway (any v10 gateway works the same way):
 //!
@@ -60,6 +62,8 @@ mod outbox;
 mod output;
 mod presence;
 mod ratelimit;
+#[cfg(feature = "redis")]
+mod redis_connection;
 #[cfg(feature = "rest")]
 mod rest;
 mod resume;
@@ -84,6 +88,8 @@ pub use group::{
 pub use output::{Action, Output};
 pub use presence::PresenceUpdate;
 pub use ratelimit::{COMMANDS_PER_WINDOW, WINDOW};
+#[cfg(feature = "redis")]
+pub use redis_connection::{RedisConnection, RedisOptions, RedisTarget, RedisTargetError};
 #[cfg(feature = "rest")]
 pub use rest::{DISCORD_API, GatewayBotError, fetch_gateway_bot};
 pub use session::{IDENTIFY_QUEUE_RETRY, ResumeInfo, Session, SessionState, Timer};

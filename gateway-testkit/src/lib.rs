@@ -16,6 +16,7 @@
 //! | [`Fault`], [`ChunkFault`], [`SplitAt`], [`Trigger`] | what goes wrong, and when |
 //! | [`Recorded`], [`Stats`], [`ConnectionInfo`], [`StateCounts`] | what clients did, and what the server holds, for assertions |
 //! | [`RedisServer`] | a `redis-server` of a test's own, for what a bot keeps in Redis |
+//! | [`RedisCluster`] | a Redis Cluster of a test's own, with replicas to fail over to |
 //!
 //! Inside, the sans-IO protocol: [`core`] (the gateway as a state machine: every connection's
 //! protocol and the state they share), on `gateway_server`'s `Connection` (the server side of
@@ -63,6 +64,8 @@ mod members;
 mod payloads;
 mod record;
 #[cfg(feature = "server")]
+mod redis_cluster;
+#[cfg(feature = "server")]
 mod redis_server;
 #[cfg(feature = "server")]
 mod rest;
@@ -80,6 +83,8 @@ pub use config::{GatewayConfig, MissingMembersIntent};
 pub use fault::{ChunkFault, Fault, SplitAt, Trigger};
 pub use members::CHUNK_SIZE;
 pub use record::{ConnectionInfo, DropReason, Received, Recorded, Stats};
+#[cfg(feature = "server")]
+pub use redis_cluster::RedisCluster;
 #[cfg(feature = "server")]
 pub use redis_server::RedisServer;
 #[cfg(feature = "server")]

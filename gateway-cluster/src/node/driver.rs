@@ -9,10 +9,10 @@ use std::sync::Arc;
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
 use gateway_model::ShardId;
+use gateway_shard::RedisConnection;
 use gateway_shard::drive::{Timer, now, wait};
 use gateway_shard::identify::{BoxFuture, IdentifyQueue, RedisIdentifyQueue};
 use gateway_shard::{ResumeInfo, Shard, ShardEvent};
-use redis::aio::ConnectionManager;
 use tokio::sync::{mpsc, oneshot};
 
 use super::NodeConfig;
@@ -74,7 +74,7 @@ struct Driver {
 
 pub(super) async fn run(
     config: NodeConfig,
-    connection: ConnectionManager,
+    connection: RedisConnection,
     queue: Arc<RedisIdentifyQueue>,
     mut stopped: oneshot::Receiver<()>,
     tx: mpsc::UnboundedSender<NodeEvent>,
@@ -90,7 +90,7 @@ pub(super) async fn run(
     );
     let store = SessionStore::new(connection.clone(), keys.clone(), call_limit);
     let notices = (config.release_notices)
-        .then(|| super::notice::spawn(config.redis_url.clone(), keys.released()));
+        .then(|| super::notice::spawn(config.redis.clone(), keys.released()));
     let publisher = Publisher::spawn(connection, keys, config.publish);
     let (events_tx, events) = mpsc::channel(1024);
     let mut driver = Driver {

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use gateway_shard::ShardConfig;
 use gateway_shard::identify::RedisIdentifyQueue;
-use redis::aio::ConnectionManager;
+use gateway_shard::{RedisConnection, RedisOptions, RedisTarget};
 use tokio::sync::{mpsc, oneshot};
 use tracing::Instrument;
 
@@ -25,8 +25,8 @@ mod notice;
 /// How a node runs.
 #[derive(Debug, Clone)]
 pub struct NodeConfig {
-    /// Redis, e.g. `redis://127.0.0.1/`.
-    pub redis_url: String,
+    /// Redis: one server (`redis://127.0.0.1/`) or a Redis Cluster.
+    pub redis: RedisTarget,
     /// The application: every key starts with `{app}:`.
     pub app: String,
     /// This node's name (unique among the application's nodes).
@@ -58,16 +58,16 @@ pub struct NodeConfig {
 }
 
 impl NodeConfig {
-    /// Node `node` of application `app` on Redis `redis_url`, for a bot of `total` shards.
+    /// Node `node` of application `app` on Redis `redis`, for a bot of `total` shards.
     pub fn new(
-        redis_url: impl Into<String>,
+        redis: RedisTarget,
         app: impl Into<String>,
         node: impl Into<String>,
         shard: ShardConfig,
         total: u32,
     ) -> Self {
         Self {
-            redis_url: redis_url.into(),
+            redis,
             app: app.into(),
             node: node.into(),
             shard,
@@ -121,13 +121,13 @@ impl NodeEvents {
 impl ClusterNode {
     /// Connects to Redis and starts the node.
     pub async fn start(config: NodeConfig) -> Result<(Self, NodeEvents), ClusterError> {
-        let client = redis::Client::open(config.redis_url.as_str())?;
-        let connection = ConnectionManager::new(client).await?;
-        let queue = RedisIdentifyQueue::connect(
-            &config.redis_url,
+        let connection = RedisConnection::connect(&config.redis, RedisOptions::default()).await?;
+        // The identify queue shares the node's connection.
+        let queue = RedisIdentifyQueue::with_connection(
+            connection.clone(),
             Keys::new(config.app.clone()).identify_prefix(),
-        )
-        .await?;
+            gateway_shard::identify::IDENTIFY_WINDOW,
+        );
         let (stop, stopped) = oneshot::channel();
         let (tx, rx) = mpsc::unbounded_channel();
         let span = tracing::info_span!("node", node = %config.node);

@@ -6,23 +6,27 @@
 use std::time::Duration;
 
 use futures_util::StreamExt;
+use gateway_shard::RedisTarget;
 use tokio::sync::mpsc;
 use tokio::sync::mpsc::error::TrySendError;
 
 use crate::error::ClusterError;
 
-/// Subscribes to `channel` on the Redis at `url`, beside the driver, until the receiver is
-/// dropped; reconnects with a growing pause. Notices that come while one waits are one.
-pub(super) fn spawn(url: String, channel: String) -> mpsc::Receiver<()> {
+/// Subscribes to `channel` on `redis`, beside the driver, until the receiver is dropped;
+/// reconnects with a growing pause. Notices that come while one waits are one.
+///
+/// On a Redis Cluster, a PUBLISH reaches the subscribers of every node, so one node is enough:
+/// each try takes the next of the target's URLs, so a node that is gone is left behind.
+pub(super) fn spawn(redis: RedisTarget, channel: String) -> mpsc::Receiver<()> {
     let (tx, rx) = mpsc::channel(1);
     tokio::spawn(async move {
         let mut pause = Duration::from_millis(100);
-        loop {
+        for url in redis.urls().iter().cycle() {
             // The connection and subscription too may hang on a Redis away: the driver's end
             // still ends the task.
             let listened = tokio::select! {
                 () = tx.closed() => return,
-                listened = listen(&url, &channel, &tx) => listened,
+                listened = listen(url, &channel, &tx) => listened,
             };
             match listened {
                 Ok(()) => return,

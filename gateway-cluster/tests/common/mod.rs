@@ -5,17 +5,26 @@
 #![allow(clippy::disallowed_methods)]
 #![allow(dead_code, unreachable_pub, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod runs;
+
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use gateway_cluster::{Consumer, ConsumerConfig, Delivery, NodeConfig};
 use gateway_model::{Intents, Token};
-use gateway_shard::ShardConfig;
+use gateway_shard::{RedisConnection, RedisOptions, ShardConfig};
 use gateway_testkit::{FakeGateway, GatewayConfig, RedisServer, WorldConfig};
 
 /// A redis-server of this test's own (REDIS_URL overrides).
 pub async fn redis() -> RedisServer {
     RedisServer::start().await.expect("redis-server")
+}
+
+/// A connection to `redis` (a URL, or a cluster's URLs).
+pub async fn connection(redis: &str) -> RedisConnection {
+    RedisConnection::open(redis, RedisOptions::default())
+        .await
+        .unwrap()
 }
 
 pub const SHARDS: u32 = 2;
@@ -39,7 +48,7 @@ pub fn node(redis: &str, gateway_url: &str, token: &str, app: &str, name: &str) 
     let shard = ShardConfig::new(Token::new(token), Intents::GUILDS)
         .with_gateway_url(gateway_url)
         .with_seed(9);
-    let mut config = NodeConfig::new(redis, app, name, shard, SHARDS);
+    let mut config = NodeConfig::new(redis.parse().unwrap(), app, name, shard, SHARDS);
     config.max_concurrency = 16;
     config.lease_ttl = Duration::from_millis(1500);
     config.lease_margin = Duration::from_millis(400);
@@ -52,7 +61,9 @@ pub async fn consumer(redis: &str, app: &str, name: &str, claim_idle: Duration) 
     let mut config = ConsumerConfig::new(app, "readers", name, 0..SHARDS);
     config.claim_idle = claim_idle;
     config.block = Duration::from_millis(100);
-    Consumer::connect(redis, config).await.unwrap()
+    Consumer::connect(&redis.parse().unwrap(), config)
+        .await
+        .unwrap()
 }
 
 /// Sends `n` dispatches on each shard's live connection (waiting for one to be up).

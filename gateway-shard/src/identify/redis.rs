@@ -4,7 +4,8 @@
 use std::time::Duration;
 
 use gateway_model::SessionStartLimit;
-use redis::aio::ConnectionManager;
+
+use crate::redis_connection::{RedisConnection, RedisOptions};
 
 use super::{BoxFuture, IDENTIFY_WINDOW, IdentifyError, IdentifyQueue};
 
@@ -45,7 +46,7 @@ return {0, redis.call('PTTL', KEYS[1])}
 /// with [`IdentifyError::BudgetExhausted`] and the time to the reset.
 #[derive(Clone)]
 pub struct RedisIdentifyQueue {
-    connection: ConnectionManager,
+    connection: RedisConnection,
     prefix: String,
     window: Duration,
     reserve: u32,
@@ -67,7 +68,8 @@ fn unavailable(e: redis::RedisError) -> IdentifyError {
 }
 
 impl RedisIdentifyQueue {
-    /// Connects to `url` (`redis://127.0.0.1/`); keys start with `{prefix}`.
+    /// Connects to `url` (`redis://127.0.0.1/`, or a Redis Cluster's nodes: see
+    /// [`RedisTarget`](crate::RedisTarget)); keys start with `{prefix}`.
     pub async fn connect(url: &str, prefix: impl Into<String>) -> Result<Self, IdentifyError> {
         Self::connect_with_window(url, prefix, IDENTIFY_WINDOW).await
     }
@@ -78,15 +80,25 @@ impl RedisIdentifyQueue {
         prefix: impl Into<String>,
         window: Duration,
     ) -> Result<Self, IdentifyError> {
-        let client = redis::Client::open(url).map_err(unavailable)?;
-        let connection = ConnectionManager::new(client).await.map_err(unavailable)?;
-        Ok(Self {
+        let connection = RedisConnection::open(url, RedisOptions::default())
+            .await
+            .map_err(unavailable)?;
+        Ok(Self::with_connection(connection, prefix, window))
+    }
+
+    /// On a connection already open (shared with the rest of a process's Redis use).
+    pub fn with_connection(
+        connection: RedisConnection,
+        prefix: impl Into<String>,
+        window: Duration,
+    ) -> Self {
+        Self {
             connection,
             prefix: prefix.into(),
             window,
             reserve: 0,
             acquire: redis::Script::new(ACQUIRE),
-        })
+        }
     }
 
     /// Keeps `reserve` session starts back for every process of the application: once only

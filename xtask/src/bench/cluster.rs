@@ -8,7 +8,7 @@ use gateway_cluster::{
     Publisher,
 };
 use gateway_model::{Intents, Token};
-use gateway_shard::ShardConfig;
+use gateway_shard::{RedisConnection, RedisOptions, RedisTarget, ShardConfig};
 use gateway_testkit::{FakeGateway, GatewayConfig, RedisServer, WorldConfig};
 use serde::Serialize;
 
@@ -79,7 +79,7 @@ async fn gateway() -> Result<FakeGateway, String> {
 #[derive(Debug, clap::Args)]
 pub(crate) struct NodeProbeOptions {
     #[arg(long)]
-    redis: String,
+    redis: RedisTarget,
     #[arg(long)]
     gateway: String,
     #[arg(long)]
@@ -94,9 +94,15 @@ pub(crate) struct NodeProbeOptions {
     no_release_notices: bool,
 }
 
-fn node_config(redis: &str, gateway: &str, token: &str, app: &str, name: String) -> NodeConfig {
+fn node_config(
+    redis: &RedisTarget,
+    gateway: &str,
+    token: &str,
+    app: &str,
+    name: String,
+) -> NodeConfig {
     let shard = ShardConfig::new(Token::new(token), Intents::GUILDS).with_gateway_url(gateway);
-    let mut c = NodeConfig::new(redis, app, name, shard, SHARDS);
+    let mut c = NodeConfig::new(redis.clone(), app, name, shard, SHARDS);
     c.max_concurrency = 16;
     c.identify_window = Duration::from_millis(10);
     c.lease_ttl = Duration::from_secs(3);
@@ -212,7 +218,8 @@ async fn handoff_across_processes(
 async fn handoff(redis: &str, rounds: usize) -> Result<ClusterFigure, String> {
     let gw = gateway().await?;
     let token = gw.config().token.clone();
-    let config = |name: String| node_config(redis, gw.url(), &token, "bench-handoff", name);
+    let redis: RedisTarget = redis.parse().map_err(err)?;
+    let config = |name: String| node_config(&redis, gw.url(), &token, "bench-handoff", name);
     let (mut node, _) = ClusterNode::start(config("n0".into())).await.map_err(err)?;
     gw.wait_for_readies(u64::from(SHARDS)).await;
     let mut times = Vec::new();
@@ -254,10 +261,7 @@ fn redis_cpu(info: &str) -> f64 {
         .sum()
 }
 
-async fn info(
-    connection: &mut redis::aio::ConnectionManager,
-    section: &str,
-) -> Result<String, String> {
+async fn info(connection: &mut RedisConnection, section: &str) -> Result<String, String> {
     redis::cmd("INFO")
         .arg(section)
         .query_async(connection)
@@ -278,12 +282,12 @@ fn entry(seq: u64, data: &str) -> Entry {
 
 /// Events published and consumed (acked) per CPU second: this process, and Redis with it.
 async fn throughput(redis: &str, events: u64) -> Result<Vec<ClusterFigure>, String> {
-    let client = redis::Client::open(redis).map_err(err)?;
-    let mut connection = redis::aio::ConnectionManager::new(client)
+    let target: RedisTarget = redis.parse().map_err(err)?;
+    let mut connection = RedisConnection::connect(&target, RedisOptions::default())
         .await
         .map_err(err)?;
     let app = "bench-throughput";
-    let mut consumer = Consumer::connect(redis, {
+    let mut consumer = Consumer::connect(&target, {
         let mut c = ConsumerConfig::new(app, "bench", "c", 0..SHARDS);
         c.block = Duration::from_millis(50);
         c.count = 1024;
@@ -336,8 +340,7 @@ async fn throughput(redis: &str, events: u64) -> Result<Vec<ClusterFigure>, Stri
 
 /// What Redis holds once `events` were published into one stream trimmed at 100,000 (`MAXLEN ~`).
 async fn memory(redis: &str, events: u64) -> Result<ClusterFigure, String> {
-    let client = redis::Client::open(redis).map_err(err)?;
-    let mut connection = redis::aio::ConnectionManager::new(client)
+    let mut connection = RedisConnection::open(redis, RedisOptions::default())
         .await
         .map_err(err)?;
     let used = |text: &str| -> f64 {

@@ -1,0 +1,159 @@
+//! The handoff runs, on any Redis target (one server, or a Redis Cluster's URLs), with a hook
+//! for what a test does to Redis in the middle (a failover), so that both targets face the same
+//! checks.
+
+use std::time::Duration;
+
+use gateway_cluster::{ClusterNode, Keys, NodeConfig, NodeEvent, SessionStore};
+
+use super::{SHARDS, Seen, connection, consumer, gateway, node, traffic};
+
+const READ_LIMIT: Duration = Duration::from_secs(30);
+
+/// A node's shards handed to the next node by a graceful shutdown: no IDENTIFY, nothing lost,
+/// nothing repeated. `midway` runs between the first node's traffic and its shutdown.
+pub async fn graceful_handoff(
+    redis: &str,
+    app: &str,
+    tune: impl Fn(&mut NodeConfig),
+    midway: impl AsyncFnOnce(),
+) {
+    let gw = gateway().await;
+    let token = gw.config().token.clone();
+    let config = |name: &str| {
+        let mut config = node(redis, gw.url(), &token, app, name);
+        tune(&mut config);
+        config
+    };
+    let (a, _a_events) = ClusterNode::start(config("a")).await.unwrap();
+    gw.wait_for_readies(u64::from(SHARDS)).await;
+    let mut reader = consumer(redis, app, "r1", Duration::from_secs(30)).await;
+    let mut seen = Seen::default();
+    traffic(&gw, 20, "before").await;
+    seen.read_until(&mut reader, 20, READ_LIMIT).await;
+    midway().await;
+    traffic(&gw, 20, "midway").await;
+    seen.read_until(&mut reader, 40, READ_LIMIT).await;
+
+    a.shutdown().await.unwrap();
+    let (b, mut b_events) = ClusterNode::start(config("b")).await.unwrap();
+    let mut resumed = 0;
+    while resumed < SHARDS {
+        if let Some(NodeEvent::Took { resuming, .. }) = b_events.next().await {
+            assert!(resuming.is_some(), "the stored session is resumed");
+            resumed += 1;
+        }
+    }
+    gw.wait_for_resumed(u64::from(SHARDS)).await;
+    traffic(&gw, 20, "after").await;
+    seen.read_until(&mut reader, 60, READ_LIMIT).await;
+
+    seen.assert_continuous();
+    assert_eq!(reader.repeats, 0, "a graceful handoff repeats nothing");
+    assert_eq!(
+        gw.stats().identifies,
+        u64::from(SHARDS),
+        "no IDENTIFY after the first ones"
+    );
+    b.shutdown().await.unwrap();
+}
+
+/// The body of a test binary's `child_node`: a node configured from the environment, run
+/// until it is killed.
+pub async fn child_node() {
+    let var = |k: &str| std::env::var(k).expect(k);
+    let mut config = node(
+        &var("REDIS_URL"),
+        &var("GATEWAY_URL"),
+        &var("TOKEN"),
+        &var("APP"),
+        "child",
+    );
+    if let Ok(ttl) = std::env::var("LEASE_TTL_MS") {
+        config.lease_ttl = Duration::from_millis(ttl.parse().unwrap());
+    }
+    let (_node, mut events) = ClusterNode::start(config).await.unwrap();
+    while let Some(event) = events.next().await {
+        println!("child: {event:?}");
+    }
+}
+
+/// A node in a child process (this test binary's `child_node`) killed with SIGKILL mid-stream
+/// and taken over by another: its shards resumed, the consumer's stream whole once repeats
+/// are dropped by `(session, seq)`. `midway` runs before the kill, while events flow.
+pub async fn killed_node_taken_over(
+    redis: &str,
+    app: &str,
+    tune: impl Fn(&mut NodeConfig),
+    midway: impl AsyncFnOnce(),
+) {
+    let gw = gateway().await;
+    let token = gw.config().token.clone();
+    let probe = {
+        let mut config = node(redis, gw.url(), &token, app, "probe");
+        tune(&mut config);
+        config
+    };
+    let mut child = tokio::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "child_node", "--ignored", "--nocapture"])
+        .env("REDIS_URL", redis)
+        .env("GATEWAY_URL", gw.url())
+        .env("TOKEN", &token)
+        .env("APP", app)
+        .env("LEASE_TTL_MS", probe.lease_ttl.as_millis().to_string())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    gw.wait_for_readies(u64::from(SHARDS)).await;
+    let mut reader = consumer(redis, app, "r1", Duration::from_secs(30)).await;
+    let mut seen = Seen::default();
+    traffic(&gw, 30, "before").await;
+    seen.read_until(&mut reader, 30, READ_LIMIT).await;
+    midway().await;
+    // Each shard's session is stored (every 100 ms)…
+    let store = SessionStore::new(
+        connection(redis).await,
+        Keys::new(app),
+        Duration::from_secs(1),
+    );
+    for shard in 0..SHARDS {
+        while store
+            .load(shard)
+            .await
+            .ok()
+            .flatten()
+            .is_none_or(|s| s.sequence < 20)
+        {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    // …then more is on the wire, some of it published and not yet stored as the position.
+    traffic(&gw, 30, "during").await;
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    child.start_kill().unwrap();
+    child.wait().await.unwrap();
+
+    let (b, mut b_events) = ClusterNode::start(probe_named(probe, "b")).await.unwrap();
+    tokio::spawn(async move {
+        while let Some(e) = b_events.next().await {
+            eprintln!("b: {e:?}");
+        }
+    });
+    gw.wait_for_resumed(u64::from(SHARDS)).await;
+    traffic(&gw, 30, "after").await;
+    seen.read_until(&mut reader, 90, READ_LIMIT).await;
+
+    // Repeats were dropped by (session, seq); what is left is whole, on the same session.
+    seen.assert_continuous();
+    assert_eq!(
+        gw.stats().identifies,
+        u64::from(SHARDS),
+        "the shards were resumed, not identified"
+    );
+    b.shutdown().await.unwrap();
+}
+
+fn probe_named(mut config: NodeConfig, name: &str) -> NodeConfig {
+    config.node = name.to_owned();
+    config
+}
