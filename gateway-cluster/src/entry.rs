@@ -1,4 +1,5 @@
-//! One event as it goes to a shard's stream: the fields `t`, `shard`, `session`, `seq` and `d`.
+//! One event as it goes to a shard's stream: the fields `t`, `shard`, `session`, `seq`, `fence`
+//! and `d`.
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -15,6 +16,10 @@ pub struct Entry {
     pub session: Arc<str>,
     /// Its sequence number in the session.
     pub seq: u64,
+    /// The fencing token of the lease under which the shard received it: the stream refuses
+    /// entries under a lower token than its last one (a node that lost the shard and does not
+    /// know it yet).
+    pub fence: u64,
     /// The raw `d` (empty for READY).
     pub data: Box<str>,
     /// When it was handed to the publisher.

@@ -10,7 +10,7 @@
 //! | `gateway_member_requests_dropped_total` | counter | — |
 //! | `gateway_lease_changes_total` | counter | `change` (taken, lost, released) |
 //! | `gateway_shards_held` | gauge | — |
-//! | `gateway_published_total`, `gateway_publish_retries_total` | counter | — |
+//! | `gateway_published_total` (entries new to the stream), `gateway_publish_repeats_skipped_total` (there already: a resume's replay), `gateway_publish_fenced_total` (refused: another node holds the shard under a later lease), `gateway_publish_retries_total` | counter | — |
 //! | `gateway_publish_lag_seconds` | histogram | — (queued to written) |
 //! | `gateway_consumer_repeats_total` | counter | — |
 //!

@@ -1,6 +1,9 @@
 //! Event fan-out: every dispatch appended to its shard's Redis stream, trimmed by `MAXLEN ~`,
-//! with the fields `t` (event name), `shard`, `session`, `seq` and `d` (the raw `d`, exactly as
-//! the codec found it). READY (sequence 1) and RESUMED (with its own sequence number) are
+//! with the fields `t` (event name), `shard`, `session`, `seq`, `fence` (the lease's fencing
+//! token) and `d` (the raw `d`, exactly as the codec found it). The append is one script per
+//! shard and batch (`APPEND`): it refuses a node that lost the shard, skips what the stream
+//! has already (so a resume after a crash repeats nothing there), and numbers entries
+//! contiguously. READY (sequence 1) and RESUMED (with its own sequence number) are
 //! published too, with `d` empty: a new session, and the point where a resume picked up.
 //!
 //! Entries wait in a bounded buffer and go out in pipelined batches. When the buffer is full
@@ -19,6 +22,58 @@ use tokio::task::JoinHandle;
 
 use crate::entry::Entry;
 use crate::keys::Keys;
+
+/// Appends one shard's entries to its stream, fenced and without repeats. The stream's last
+/// entry says where it stands: its id (`ms-n`; `0-n` for a stream this script began), and the
+/// `session`, `seq` and `fence` it carries. Entries under a lower fencing token are refused
+/// whole: another node took the shard since. An entry at or below the last `(session, seq)` is in
+/// the stream already (a resume replays what a node that died had published) and is skipped.
+/// The rest take the next ids, `ms-(n+1)`, `ms-(n+2)`…: positions contiguous per stream, kept
+/// across handoffs and resumes.
+///
+/// KEYS: stream. ARGV: fence, maxlen, shard, then `t`, `session`, `seq`, `d` per entry.
+/// Returns `{written, skipped}`, or `{-1, last fence}` when fenced.
+const APPEND: &str = r"
+local fence = tonumber(ARGV[1])
+local ms, n, last_session, last_seq, last_fence = '0', 0, false, 0, 0
+local top = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
+local id = nil
+if #top > 0 then
+  id = top[1][1]
+  local f = top[1][2]
+  for i = 1, #f, 2 do
+    if f[i] == 'session' then last_session = f[i + 1]
+    elseif f[i] == 'seq' then last_seq = tonumber(f[i + 1])
+    elseif f[i] == 'fence' then last_fence = tonumber(f[i + 1]) end
+  end
+elseif redis.call('EXISTS', KEYS[1]) == 1 then
+  local info = redis.call('XINFO', 'STREAM', KEYS[1])
+  for i = 1, #info, 2 do
+    if info[i] == 'last-generated-id' then id = info[i + 1] end
+  end
+end
+if id then
+  local dash = string.find(id, '-', 1, true)
+  ms = string.sub(id, 1, dash - 1)
+  n = tonumber(string.sub(id, dash + 1))
+end
+if fence < last_fence then return {-1, last_fence} end
+local written, skipped = 0, 0
+for i = 4, #ARGV, 4 do
+  local session, seq = ARGV[i + 1], tonumber(ARGV[i + 2])
+  if session == last_session and seq <= last_seq then
+    skipped = skipped + 1
+  else
+    n = n + 1
+    redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], ms .. '-' .. string.format('%d', n),
+      't', ARGV[i], 'shard', ARGV[3], 'session', session, 'seq', ARGV[i + 2],
+      'fence', ARGV[1], 'd', ARGV[i + 3])
+    last_session, last_seq = session, seq
+    written = written + 1
+  end
+end
+return {written, skipped}
+";
 
 /// How events are published.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -125,6 +180,7 @@ async fn write_loop(
     mut rx: mpsc::Receiver<Entry>,
     progress: Arc<Progress>,
 ) {
+    let append = redis::Script::new(APPEND);
     let mut batch = Vec::with_capacity(config.batch.max(1));
     while let Some(first) = rx.recv().await {
         batch.push(first);
@@ -133,47 +189,129 @@ async fn write_loop(
         {
             batch.push(next);
         }
-        let mut pipe = redis::pipe();
-        for e in &batch {
-            pipe.cmd("XADD")
-                .arg(keys.stream(e.shard))
-                .arg("MAXLEN")
-                .arg("~")
-                .arg(config.maxlen)
-                .arg("*")
-                .arg("t")
-                .arg(&*e.name)
-                .arg("shard")
-                .arg(e.shard)
-                .arg("session")
-                .arg(&*e.session)
-                .arg("seq")
-                .arg(e.seq)
-                .arg("d")
-                .arg(&*e.data)
-                .ignore();
-        }
-        let mut wait = Duration::from_millis(50);
-        loop {
-            match pipe.query_async::<()>(&mut connection).await {
-                Ok(()) => break,
-                Err(e) => {
-                    tracing::warn!(error = %e, entries = batch.len(), retry_in = ?wait, "publishing failed; retrying");
-                    metrics::counter!("gateway_publish_retries_total").increment(1);
-                    tokio::time::sleep(wait).await;
-                    wait = (wait * 2).min(Duration::from_secs(2));
-                }
-            }
-        }
-        metrics::counter!("gateway_published_total")
-            .increment(u64::try_from(batch.len()).unwrap_or(u64::MAX));
+        let runs = runs(&batch);
+        let pipe = append_pipeline(&append, &keys, &config, &batch, &runs);
+        let replies = write(&mut connection, &append, &pipe, batch.len()).await;
         let mut last = lock(&progress.written);
+        for (run, reply) in runs.iter().zip(replies) {
+            let shard = batch[run.start].shard;
+            let last_fence = match reply {
+                Appended::Done { written, skipped } => {
+                    // Written, or in the stream already: either way the stream has it.
+                    let e = &batch[run.end - 1];
+                    last.insert(shard, (Arc::clone(&e.session), e.seq));
+                    metrics::counter!("gateway_published_total").increment(written);
+                    metrics::counter!("gateway_publish_repeats_skipped_total").increment(skipped);
+                    continue;
+                }
+                Appended::Fenced { last_fence } => last_fence,
+            };
+            let fence = batch[run.start].fence;
+            tracing::warn!(
+                shard,
+                fence,
+                last_fence,
+                entries = run.len(),
+                "not published: another node holds the shard under a later lease"
+            );
+            metrics::counter!("gateway_publish_fenced_total")
+                .increment(u64::try_from(run.len()).unwrap_or(u64::MAX));
+        }
+        drop(last);
         for e in batch.drain(..) {
             metrics::histogram!("gateway_publish_lag_seconds")
                 .record(e.queued.elapsed().as_secs_f64());
-            last.insert(e.shard, (e.session, e.seq));
         }
-        drop(last);
         progress.notify.notify_one();
+    }
+}
+
+/// The batch cut into runs of one shard and one fencing token, in order: one script call each.
+fn runs(batch: &[Entry]) -> Vec<std::ops::Range<usize>> {
+    let mut runs: Vec<std::ops::Range<usize>> = Vec::new();
+    for (i, e) in batch.iter().enumerate() {
+        match runs.last_mut() {
+            Some(run) if batch[run.start].shard == e.shard && batch[run.start].fence == e.fence => {
+                run.end = i + 1;
+            }
+            _ => runs.push(i..i + 1),
+        }
+    }
+    runs
+}
+
+fn append_pipeline(
+    append: &redis::Script,
+    keys: &Keys,
+    config: &PublishConfig,
+    batch: &[Entry],
+    runs: &[std::ops::Range<usize>],
+) -> redis::Pipeline {
+    let mut pipe = redis::pipe();
+    for run in runs {
+        let first = &batch[run.start];
+        let cmd = pipe
+            .cmd("EVALSHA")
+            .arg(append.get_hash())
+            .arg(1)
+            .arg(keys.stream(first.shard))
+            .arg(first.fence)
+            .arg(config.maxlen)
+            .arg(first.shard);
+        for e in &batch[run.clone()] {
+            cmd.arg(&*e.name).arg(&*e.session).arg(e.seq).arg(&*e.data);
+        }
+    }
+    pipe
+}
+
+/// Runs `pipe` until Redis answers it (loading the script where it is missing), and reads each
+/// call's reply.
+async fn write(
+    connection: &mut RedisConnection,
+    append: &redis::Script,
+    pipe: &redis::Pipeline,
+    entries: usize,
+) -> Vec<Appended> {
+    let mut wait = Duration::from_millis(50);
+    loop {
+        match pipe.query_async::<Vec<(i64, i64)>>(connection).await {
+            Ok(replies) => return replies.into_iter().map(Appended::from_reply).collect(),
+            Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
+                // A new primary (a restart, a failover) has no scripts: load it and go again.
+                match append.prepare_invoke().load_async(connection).await {
+                    Ok(_) => continue,
+                    Err(e) => tracing::warn!(error = %e, "the append script not loaded"),
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, entries, retry_in = ?wait, "publishing failed; retrying");
+                metrics::counter!("gateway_publish_retries_total").increment(1);
+            }
+        }
+        tokio::time::sleep(wait).await;
+        wait = (wait * 2).min(Duration::from_secs(2));
+    }
+}
+
+/// What one run's append did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Appended {
+    /// Its entries are in the stream: `written` new, `skipped` there already.
+    Done { written: u64, skipped: u64 },
+    /// Refused: the stream's last entry came under a later lease.
+    Fenced { last_fence: u64 },
+}
+
+impl Appended {
+    fn from_reply((written, other): (i64, i64)) -> Self {
+        let other = u64::try_from(other).unwrap_or(0);
+        match u64::try_from(written) {
+            Ok(written) => Self::Done {
+                written,
+                skipped: other,
+            },
+            Err(_) => Self::Fenced { last_fence: other },
+        }
     }
 }

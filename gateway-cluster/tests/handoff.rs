@@ -140,6 +140,7 @@ async fn a_dead_consumers_entries_are_reclaimed_and_nothing_is_lost() {
             shard: 0,
             session: "s".into(),
             seq,
+            fence: 1,
             data: format!(r#"{{"seq":{seq}}}"#).into(),
             queued: std::time::Instant::now(),
         };
@@ -172,4 +173,45 @@ async fn a_dead_consumers_entries_are_reclaimed_and_nothing_is_lost() {
         read.len(),
         "what the dead consumer read came back"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_refuses_a_node_under_an_older_lease_and_skips_what_it_has() {
+    let redis = redis().await;
+    let app = "fenced";
+    let entry = |seq: u64, fence: u64| Entry {
+        name: "TEST_EVENT".into(),
+        shard: 0,
+        session: "s".into(),
+        seq,
+        fence,
+        data: format!(r#"{{"seq":{seq},"fence":{fence}}}"#).into(),
+        queued: std::time::Instant::now(),
+    };
+    let publish = async |entries: Vec<Entry>| {
+        let connection = common::connection(redis.url()).await;
+        let publisher = Publisher::spawn(connection, Keys::new(app), PublishConfig::default());
+        for e in entries {
+            assert!(publisher.try_publish(e).is_ok());
+        }
+        publisher.flush().await
+    };
+    // The first holder (token 1) publishes 1..=10; the next (token 2) resumed from 5, and the
+    // gateway replayed 6..=10 before 11 and 12.
+    publish((1..=10).map(|s| entry(s, 1)).collect()).await;
+    let written = publish((6..=12).map(|s| entry(s, 2)).collect()).await;
+    assert_eq!(written.get(&0).map(|(_, seq)| *seq), Some(12));
+    // The first, paused past its lease and back, publishes what it still had: refused.
+    let written = publish((11..=14).map(|s| entry(s, 1)).collect()).await;
+    assert!(written.is_empty(), "nothing written under the older lease");
+
+    let mut reader = consumer(redis.url(), app, "r", Duration::from_secs(30)).await;
+    let read = reader.next().await.unwrap();
+    let seen: Vec<(String, u64, bool)> = read
+        .iter()
+        .map(|d| (d.id.clone(), d.seq, d.data.contains(r#""fence":2"#)))
+        .collect();
+    let expected: Vec<(String, u64, bool)> =
+        (1..=12u64).map(|s| (format!("0-{s}"), s, s > 10)).collect();
+    assert_eq!(seen, expected, "each event once, at contiguous positions");
 }

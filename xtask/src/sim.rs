@@ -205,10 +205,11 @@ fn run_cluster_seeds(options: &Options) -> bool {
     }
     print_pace(reports.len(), wall, simulated);
     println!(
-        "dispatches sent {}; stream entries {} ({} repeats dropped by the consumer); IDENTIFYs {}; RESUMEs {}",
+        "dispatches sent {}; stream entries {} ({} repeats skipped and {} fenced entries refused by the stream); IDENTIFYs {}; RESUMEs {}",
         sum(|r| r.dispatches),
         sum(|r| r.entries),
         sum(|r| r.repeats),
+        sum(|r| r.fenced),
         sum(|r| r.identifies),
         sum(|r| r.resumes),
     );

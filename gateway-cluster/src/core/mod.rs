@@ -446,11 +446,13 @@ impl NodeCore {
             // A shard this node stopped, still closing: its events are not this node's.
             return;
         };
+        let fence = h.lease.token;
         let entry = |name: &'static str, session: &Arc<str>, seq, data: Box<str>| Entry {
             name: name.into(),
             shard,
             session: Arc::clone(session),
             seq,
+            fence,
             data,
             queued: now,
         };
@@ -479,6 +481,7 @@ impl NodeCore {
                     shard,
                     session: Arc::clone(session),
                     seq: d.seq,
+                    fence,
                     data,
                     queued: now,
                 });

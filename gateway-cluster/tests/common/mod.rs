@@ -111,7 +111,8 @@ impl Seen {
             .map_or(0, |v| v.iter().filter(|d| d.name == "TEST_EVENT").count())
     }
 
-    /// Each shard's stream is whole: one session, numbered 1, 2, 3… with no gap and no repeat.
+    /// Each shard's stream is whole: one session, numbered 1, 2, 3… with no gap and no repeat,
+    /// at positions `0-1`, `0-2`, `0-3`…
     pub fn assert_continuous(&self) {
         for (shard, deliveries) in &self.by_shard {
             let first = &deliveries[0];
@@ -129,6 +130,11 @@ impl Seen {
                     d.seq,
                     i as u64 + 1,
                     "shard {shard}: a gap or a repeat at {d:?}"
+                );
+                assert_eq!(
+                    d.id,
+                    format!("0-{}", i + 1),
+                    "shard {shard}: stream positions are contiguous"
                 );
             }
         }

@@ -6,8 +6,9 @@
 //! Each run checks, as it goes and at the end:
 //! - never two running nodes connected for one shard at the same instant;
 //! - after a graceful handoff, no IDENTIFY for the shard while its session lives;
-//! - every dispatch reaches the shard's stream at least once, in order per session: the consumer
-//!   (dropping repeats by `(session, seq)`) never sees a gap;
+//! - every dispatch reaches the shard's stream exactly once, in order per session: the stream
+//!   (its APPEND script refusing older leases and skipping what it has) holds no gap and no
+//!   repeat;
 //! - once settled, every shard is held by one node, connected, and its stream holds everything
 //!   the gateway sent in its session.
 //!
@@ -72,10 +73,12 @@ pub struct ClusterReport {
     pub simulated: Duration,
     /// Dispatches the gateway sent.
     pub dispatches: u64,
-    /// Stream entries written, and how many of them the consumer dropped as repeats.
+    /// Stream entries written.
     pub entries: u64,
-    /// Repeats among them.
+    /// Entries the stream skipped as there already (a resume's replay after a crash).
     pub repeats: u64,
+    /// Entries the stream refused: published under an older lease than its last entry's.
+    pub fenced: u64,
     /// IDENTIFYs and RESUMEs the gateway received.
     pub identifies: u64,
     /// RESUMEs.

@@ -22,6 +22,19 @@ pub(crate) struct Redis {
     fences: BTreeMap<u32, u64>,
     /// Stored session and the lease value that stored it.
     sessions: BTreeMap<u32, ResumeInfo>,
+    /// Each stream's last entry: its session, sequence and fencing token.
+    tops: BTreeMap<u32, (String, u64, u64)>,
+}
+
+/// What the publisher's APPEND script does with one entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Appended {
+    /// Added at the stream's next position.
+    Added,
+    /// At or below the stream's last `(session, seq)`: there already.
+    Skipped,
+    /// Under a lower fencing token than the stream's last entry: refused.
+    Fenced,
 }
 
 impl Redis {
@@ -82,20 +95,33 @@ impl Redis {
         true
     }
 
+    /// APPEND, for one entry: refused under an older token, skipped if the stream has it.
+    pub(crate) fn append(&mut self, shard: u32, fence: u64, session: &str, seq: u64) -> Appended {
+        if let Some((top_session, top_seq, top_fence)) = self.tops.get(&shard) {
+            if fence < *top_fence {
+                return Appended::Fenced;
+            }
+            if top_session == session && seq <= *top_seq {
+                return Appended::Skipped;
+            }
+        }
+        self.tops.insert(shard, (session.to_owned(), seq, fence));
+        Appended::Added
+    }
+
     /// HMGET of the stored session.
     pub(crate) fn load(&self, shard: u32) -> Option<ResumeInfo> {
         self.sessions.get(&shard).cloned()
     }
 }
 
-/// A consumer of one shard's stream: drops repeats by `(session, seq)`, as `Consumer` does, and
-/// says when an entry leaves a gap.
+/// A consumer of one shard's stream: says when an entry leaves a gap or repeats one (the APPEND
+/// script skips what the stream has, so the stream holds every event once).
 #[derive(Debug, Default)]
 pub(crate) struct StreamCheck {
     /// The last sequence seen per session.
     last: BTreeMap<String, u64>,
     pub(crate) entries: u64,
-    pub(crate) repeats: u64,
 }
 
 impl StreamCheck {
@@ -115,7 +141,10 @@ impl StreamCheck {
             ));
         };
         if entry.seq <= *last {
-            self.repeats += 1;
+            return Err(format!(
+                "{} #{} of session {} after #{}: a repeat in the stream",
+                entry.name, entry.seq, entry.session, last
+            ));
         } else if entry.seq == *last + 1 {
             *last = entry.seq;
         } else {

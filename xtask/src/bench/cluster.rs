@@ -275,6 +275,7 @@ fn entry(seq: u64, data: &str) -> Entry {
         shard: (seq % u64::from(SHARDS)) as u32,
         session: "bench".into(),
         seq,
+        fence: 1,
         data: data.into(),
         queued: Instant::now(),
     }

@@ -10,7 +10,7 @@ use rand::Rng;
 
 use super::{Ev, World, link};
 use crate::Failure;
-use crate::cluster::redis::StreamEntry;
+use crate::cluster::redis::{Appended, StreamEntry};
 
 /// A call to Redis, as it arrives.
 #[derive(Debug)]
@@ -169,18 +169,7 @@ impl World {
                 self.redis.release(now, lease.shard, lease.value());
                 None
             }
-            Op::Publish(entry) => {
-                let seen = StreamEntry {
-                    name: entry.name.to_string(),
-                    session: entry.session.to_string(),
-                    seq: entry.seq,
-                };
-                let shard = entry.shard;
-                if let Err(e) = self.streams[shard as usize].see(&seen) {
-                    return Err(self.fail(format!("shard {shard}'s stream: {e}")));
-                }
-                Some(Reply::Written(shard, entry.session, entry.seq))
-            }
+            Op::Publish(entry) => self.publish(entry)?,
             Op::Flush => Some(Reply::Flushed),
             Op::Handoff(handoff) => {
                 for (lease, session) in &handoff {
@@ -200,6 +189,30 @@ impl World {
             self.answer(node, life, reply, publisher);
         }
         Ok(())
+    }
+
+    /// A publisher's APPEND landed: refused under an older lease (nothing written), skipped as
+    /// there already (written, but not seen again), or added and checked by the consumer.
+    fn publish(&mut self, entry: Entry) -> Result<Option<Reply>, Failure> {
+        match (self.redis).append(entry.shard, entry.fence, &entry.session, entry.seq) {
+            Appended::Fenced => {
+                self.report.fenced += 1;
+                return Ok(None);
+            }
+            Appended::Skipped => self.report.repeats += 1,
+            Appended::Added => {
+                let seen = StreamEntry {
+                    name: entry.name.to_string(),
+                    session: entry.session.to_string(),
+                    seq: entry.seq,
+                };
+                let shard = entry.shard;
+                if let Err(e) = self.streams[shard as usize].see(&seen) {
+                    return Err(self.fail(format!("shard {shard}'s stream: {e}")));
+                }
+            }
+        }
+        Ok(Some(Reply::Written(entry.shard, entry.session, entry.seq)))
     }
 
     /// A release landed: every other running node not cut off from Redis hears of it a link's

@@ -84,7 +84,6 @@ impl World {
         }
         self.report.simulated = self.agenda.elapsed();
         self.report.entries = self.streams.iter().map(|s| s.entries).sum();
-        self.report.repeats = self.streams.iter().map(|s| s.repeats).sum();
         Ok(self.report)
     }
 

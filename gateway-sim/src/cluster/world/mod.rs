@@ -162,6 +162,7 @@ impl World {
             dispatches: 0,
             entries: 0,
             repeats: 0,
+            fenced: 0,
             identifies: 0,
             resumes: 0,
             lease_changes: BTreeMap::new(),
