@@ -172,9 +172,15 @@ impl Consumer {
                 .group(&self.config.group, &self.config.name)
                 .count(self.config.count)
                 .block(block);
-            let reply: Option<StreamReadReply> =
+            let read =
                 redis::AsyncCommands::xread_options(&mut self.connection, &keys, &ids, &options)
-                    .await?;
+                    .await;
+            let reply: Option<StreamReadReply> = match read {
+                // A Redis Cluster primary demoted by a failover unblocks its blocked readers:
+                // nothing was read, and the next read goes to the new primary.
+                Err(e) if e.code() == Some("UNBLOCKED") => None,
+                read => read?,
+            };
             for key in reply.map(|r| r.keys).unwrap_or_default() {
                 let Some(shard) = self
                     .config

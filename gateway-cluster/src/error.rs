@@ -7,9 +7,6 @@ pub enum ClusterError {
     /// Redis refused or could not be reached.
     #[error("redis: {0}")]
     Redis(#[from] redis::RedisError),
-    /// The Redis target cannot be read.
-    #[error(transparent)]
-    Target(#[from] gateway_shard::RedisTargetError),
     /// Redis did not answer in time.
     #[error("redis did not answer within {0:?}")]
     Timeout(std::time::Duration),

@@ -20,8 +20,10 @@ use redis::{Cmd, Pipeline, RedisFuture, Value};
 /// rest from them).
 ///
 /// Parsed from a URL (`redis://127.0.0.1:6379/`), or from a comma-separated list of URLs for a
-/// cluster (`redis://10.0.0.1:7000,redis://10.0.0.2:7000`). Its `Debug` and `Display` hide
-/// passwords.
+/// cluster (`redis://10.0.0.1:7000,redis://10.0.0.2:7000`; one node with a trailing comma,
+/// `redis://10.0.0.1:7000,`). One URL without a comma is one server, even if it is a cluster
+/// node: its replies for slots it does not serve are `MOVED` errors. Its `Debug` and `Display`
+/// hide passwords.
 #[derive(Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum RedisTarget {
@@ -80,18 +82,35 @@ fn is_redis_url(url: &str) -> bool {
         .any(|scheme| url.starts_with(scheme))
 }
 
-/// `url` with any password in it replaced by `***`.
+/// `url` with any password in it replaced by `***`: in the user info (`user:pw@`), whatever the
+/// scheme or none, and in a `pass` query parameter (`unix:///run/redis.sock?pass=pw`).
 fn redacted(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
+    let (scheme, rest) = url.split_once("://").map_or(("", url), |(s, r)| (s, r));
+    let prefix = if scheme.is_empty() {
+        String::new()
+    } else {
+        format!("{scheme}://")
     };
-    match rest.rsplit_once('@') {
+    let rest = match rest.rsplit_once('@') {
         Some((userinfo, host)) => {
             let user = userinfo.split_once(':').map_or("", |(user, _)| user);
-            format!("{scheme}://{user}:***@{host}")
+            format!("{user}:***@{host}")
         }
-        None => url.to_owned(),
-    }
+        None => rest.to_owned(),
+    };
+    let Some((path, query)) = rest.split_once('?') else {
+        return prefix + &rest;
+    };
+    let query: Vec<String> = query
+        .split('&')
+        .map(|pair| match pair.split_once('=') {
+            Some(("pass" | "password", _)) => {
+                format!("{}=***", pair.split('=').next().unwrap_or(""))
+            }
+            _ => pair.to_owned(),
+        })
+        .collect();
+    format!("{prefix}{path}?{}", query.join("&"))
 }
 
 impl fmt::Display for RedisTarget {
@@ -114,7 +133,8 @@ impl fmt::Debug for RedisTarget {
     }
 }
 
-/// How long a reply may take: `None` for the client's default (500 ms). A blocking read
+/// How long a reply may take: `None` for 500 ms (the redis client's default for one server, which
+/// the cluster client is given too, as it has none of its own). A blocking read
 /// (`XREADGROUP BLOCK`) needs more than it blocks for.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
@@ -154,11 +174,15 @@ impl fmt::Debug for RedisConnection {
     }
 }
 
-/// A cluster request is retried on a moved slot or a lost node this many times, waiting at most
-/// this long between tries: enough to ride out a failover (a replica takes over after the
-/// cluster's node timeout) without outliving the callers' own limits by much.
-const CLUSTER_RETRIES: u32 = 8;
-const CLUSTER_MAX_RETRY_WAIT_MS: u64 = 1_000;
+/// A cluster request is retried on a moved slot or a lost node this many times, waiting from
+/// `MIN` up to `MAX` between tries (exponentially): about 2 s in all, past which the callers'
+/// own deadlines and retries take over (a failover takes the cluster's node timeout, and a
+/// shard's lease outlives it or stops the shard, as with any Redis away).
+const CLUSTER_RETRIES: u32 = 6;
+const CLUSTER_MIN_RETRY_WAIT_MS: u64 = 20;
+const CLUSTER_MAX_RETRY_WAIT_MS: u64 = 500;
+/// The reply timeout the redis client gives one server by default, given to a cluster too.
+const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_millis(500);
 
 impl RedisConnection {
     /// Connects to `target`.
@@ -174,13 +198,15 @@ impl RedisConnection {
                 Ok(Self(Inner::Server(manager)))
             }
             RedisTarget::Cluster(urls) => {
-                let mut builder = ClusterClientBuilder::new(urls.iter().map(String::as_str))
+                let timeout = options.response_timeout.unwrap_or(DEFAULT_RESPONSE_TIMEOUT);
+                let connection = ClusterClientBuilder::new(urls.iter().map(String::as_str))
                     .retries(CLUSTER_RETRIES)
-                    .max_retry_wait(CLUSTER_MAX_RETRY_WAIT_MS);
-                if let Some(timeout) = options.response_timeout {
-                    builder = builder.response_timeout(timeout);
-                }
-                let connection = builder.build()?.get_async_connection().await?;
+                    .min_retry_wait(CLUSTER_MIN_RETRY_WAIT_MS)
+                    .max_retry_wait(CLUSTER_MAX_RETRY_WAIT_MS)
+                    .response_timeout(timeout)
+                    .build()?
+                    .get_async_connection()
+                    .await?;
                 Ok(Self(Inner::Cluster(connection)))
             }
         }
@@ -265,10 +291,14 @@ mod tests {
             assert!(!shown.contains("hunter2"), "{shown}");
             assert!(shown.contains("bot:***@a:1"), "{shown}");
         }
-        let Err(e) = "http://u:hunter2@a".parse::<RedisTarget>() else {
-            panic!("not a Redis URL");
-        };
-        assert!(!e.to_string().contains("hunter2"));
+        for bad in ["http://u:hunter2@a", "default:hunter2@a:6379"] {
+            let Err(e) = bad.parse::<RedisTarget>() else {
+                panic!("not a Redis URL");
+            };
+            assert!(!e.to_string().contains("hunter2"), "{e}");
+        }
+        let socket: RedisTarget = "unix:///run/redis.sock?db=1&pass=hunter2".parse().unwrap();
+        assert_eq!(socket.to_string(), "unix:///run/redis.sock?db=1&pass=***");
     }
 
     #[test]

@@ -126,7 +126,7 @@ impl ClusterNode {
         let queue = RedisIdentifyQueue::with_connection(
             connection.clone(),
             Keys::new(config.app.clone()).identify_prefix(),
-            gateway_shard::identify::IDENTIFY_WINDOW,
+            config.identify_window,
         );
         let (stop, stopped) = oneshot::channel();
         let (tx, rx) = mpsc::unbounded_channel();

@@ -72,6 +72,9 @@ pub async fn child_node() {
     if let Ok(ttl) = std::env::var("LEASE_TTL_MS") {
         config.lease_ttl = Duration::from_millis(ttl.parse().unwrap());
     }
+    if let Ok(margin) = std::env::var("LEASE_MARGIN_MS") {
+        config.lease_margin = Duration::from_millis(margin.parse().unwrap());
+    }
     let (_node, mut events) = ClusterNode::start(config).await.unwrap();
     while let Some(event) = events.next().await {
         println!("child: {event:?}");
@@ -101,6 +104,10 @@ pub async fn killed_node_taken_over(
         .env("TOKEN", &token)
         .env("APP", app)
         .env("LEASE_TTL_MS", probe.lease_ttl.as_millis().to_string())
+        .env(
+            "LEASE_MARGIN_MS",
+            probe.lease_margin.as_millis().to_string(),
+        )
         .kill_on_drop(true)
         .spawn()
         .unwrap();

@@ -35,6 +35,16 @@ end
 return {0, redis.call('PTTL', KEYS[1])}
 ";
 
+/// Records the budget `GET /gateway/bot` gave. A script, not `MULTI`: a transaction cut by a
+/// Redis Cluster slot move fails as a whole (`EXECABORT`), where a script is redirected.
+/// KEYS: remaining, total, max_concurrency. ARGV: the three values, the reset in ms.
+const SET_LIMIT: &str = r"
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[4])
+redis.call('SET', KEYS[2], ARGV[2])
+redis.call('SET', KEYS[3], ARGV[3])
+return 1
+";
+
 /// The identify queue of every process that points at the same Redis and prefix.
 ///
 /// Keys are `{prefix}:…`, the prefix as a hash tag, so that with Redis Cluster every key of one
@@ -51,6 +61,7 @@ pub struct RedisIdentifyQueue {
     window: Duration,
     reserve: u32,
     acquire: redis::Script,
+    set_limit: redis::Script,
 }
 
 impl std::fmt::Debug for RedisIdentifyQueue {
@@ -98,6 +109,7 @@ impl RedisIdentifyQueue {
             window,
             reserve: 0,
             acquire: redis::Script::new(ACQUIRE),
+            set_limit: redis::Script::new(SET_LIMIT),
         }
     }
 
@@ -189,24 +201,17 @@ impl IdentifyQueue for RedisIdentifyQueue {
         Box::pin(async move {
             let mut con = self.connection.clone();
             let ttl = limit.reset_after.max(1);
-            redis::pipe()
-                .atomic()
-                .cmd("SET")
-                .arg(self.key("remaining"))
+            self.set_limit
+                .key(self.key("remaining"))
+                .key(self.key("total"))
+                .key(self.key("max_concurrency"))
                 .arg(limit.remaining)
-                .arg("PX")
-                .arg(ttl)
-                .ignore()
-                .cmd("SET")
-                .arg(self.key("total"))
                 .arg(limit.total)
-                .ignore()
-                .cmd("SET")
-                .arg(self.key("max_concurrency"))
                 .arg(limit.max_concurrency)
-                .ignore()
-                .query_async::<()>(&mut con)
+                .arg(ttl)
+                .invoke_async::<i64>(&mut con)
                 .await
+                .map(drop)
                 .map_err(unavailable)
         })
     }
