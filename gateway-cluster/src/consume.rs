@@ -2,10 +2,11 @@
 //! left pending are reclaimed after an idle time (`XAUTOCLAIM`), so a consumer crash loses
 //! nothing; repeats are dropped by `(session, seq)`.
 //!
-//! Delivery to the application is at least once: an entry read but not acked before a crash is
-//! delivered again to whoever reclaims it. Within one consumer, an entry whose `(session, seq)` is
-//! at or below the last one delivered for its shard is a repeat (a resume after a crash replays a
-//! few events that were already published): it is acked and not delivered.
+//! The stream holds each event once (the publisher's append script skips what it has). Delivery
+//! to the application is at least once: an entry read but not acked before a crash is delivered
+//! again to whoever reclaims it. Within one consumer, an entry whose `(session, seq)` is at or
+//! below the last one delivered for its shard is a repeat: it is acked and not delivered (a
+//! stream written before the append script may hold repeats too).
 
 use std::collections::BTreeMap;
 use std::time::Duration;

@@ -21,10 +21,16 @@
 //! - **A graceful handoff loses and repeats nothing, and spends no IDENTIFY.** On shutdown a node
 //!   closes its shards resumably, publishes everything they delivered, stores each session at
 //!   its last published sequence and releases the leases; the next node resumes from there.
-//! - **A crash loses nothing, and may repeat a little.** The stored sequence trails by up to
+//! - **A crash loses and repeats nothing in the stream.** The stored sequence trails by up to
 //!   [`NodeConfig::save_every`]; the node that takes over resumes from it and the gateway replays
-//!   what came after, some of which was already published. Delivery is then at least once, and
-//!   every entry carries `(session, seq)`, by which [`Consumer`] drops repeats.
+//!   what came after, some of which was already published. The stream's append script skips
+//!   every entry at or below its last `(session, seq)`, so each event is in it once, at
+//!   contiguous positions (`0-1`, `0-2`…) kept across handoffs and resumes.
+//! - **A node that lost a shard cannot write to its stream.** Each entry carries the fencing
+//!   token of the lease it came under, and the stream refuses one below its last entry's: a node
+//!   paused past its lease, waking with a batch in hand, is turned away.
+//! - Delivery to the application is at least once only across consumer crashes (an entry read
+//!   and not acked is reclaimed); [`Consumer`] drops such repeats by `(session, seq)`.
 //!
 //! Everything but [`core`], [`Keys`], [`Lease`] and [`Entry`] needs the `redis` feature (on by
 //! default).

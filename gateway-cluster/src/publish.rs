@@ -189,6 +189,9 @@ async fn write_loop(
         {
             batch.push(next);
         }
+        // One script call per shard: its entries together, in their order (a stable sort;
+        // streams are per shard, so the order across shards is no one's).
+        batch.sort_by_key(|e| e.shard);
         let runs = runs(&batch);
         let pipe = append_pipeline(&append, &keys, &config, &batch, &runs);
         let replies = write(&mut connection, &append, &pipe, batch.len()).await;
@@ -226,7 +229,8 @@ async fn write_loop(
     }
 }
 
-/// The batch cut into runs of one shard and one fencing token, in order: one script call each.
+/// The batch, sorted by shard, cut into runs of one shard and one fencing token: one script
+/// call each.
 fn runs(batch: &[Entry]) -> Vec<std::ops::Range<usize>> {
     let mut runs: Vec<std::ops::Range<usize>> = Vec::new();
     for (i, e) in batch.iter().enumerate() {

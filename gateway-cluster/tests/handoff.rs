@@ -35,51 +35,13 @@ async fn a_killed_node_is_taken_over_with_nothing_lost() {
     runs::killed_node_taken_over(redis.url(), "takeover", |_| {}, async || {}).await;
 }
 
-/// A TCP relay to Redis that can be cut, as a network partition between one node and Redis.
-struct Relay {
-    port: u16,
-    cut: tokio::sync::watch::Sender<bool>,
-}
-
-async fn relay(to: &str) -> Relay {
-    let target = to
-        .trim_start_matches("redis://")
-        .trim_end_matches('/')
-        .to_owned();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let (cut, watch) = tokio::sync::watch::channel(false);
-    tokio::spawn(async move {
-        loop {
-            let Ok((mut inbound, _)) = listener.accept().await else {
-                return;
-            };
-            if *watch.borrow() {
-                continue;
-            }
-            let mut cut = watch.clone();
-            let target = target.clone();
-            tokio::spawn(async move {
-                let Ok(mut outbound) = tokio::net::TcpStream::connect(&target).await else {
-                    return;
-                };
-                tokio::select! {
-                    _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
-                    _ = cut.wait_for(|c| *c) => {}
-                }
-            });
-        }
-    });
-    Relay { port, cut }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_nodes_are_never_connected_for_one_shard_at_once() {
     let redis = redis().await;
     let gw = gateway().await;
     let token = gw.config().token.clone();
     let app = "fencing";
-    let relay = relay(redis.url()).await;
+    let relay = common::relay(redis.url()).await;
     let through_relay = format!("redis://127.0.0.1:{}/", relay.port);
     let (a, mut a_events) = ClusterNode::start(node(&through_relay, gw.url(), &token, app, "a"))
         .await
@@ -106,23 +68,7 @@ async fn two_nodes_are_never_connected_for_one_shard_at_once() {
     let up = 2 * u64::from(SHARDS);
     gw.wait_for(|v| v.stats().readies + v.stats().resumed >= up)
         .await;
-    let connections = gw.connections();
-    for shard in 0..SHARDS {
-        let mut spans: Vec<_> = connections
-            .iter()
-            .filter(|c| c.shard.is_some_and(|s| s.number() == shard))
-            .map(|c| (c.accepted_at, c.closed_at))
-            .collect();
-        spans.sort();
-        assert!(spans.len() >= 2, "shard {shard} changed hands: {spans:?}");
-        for pair in spans.windows(2) {
-            let closed = pair[0].1.expect("the earlier connection closed");
-            assert!(
-                closed <= pair[1].0,
-                "shard {shard}: two connections at once: {spans:?}"
-            );
-        }
-    }
+    common::assert_never_two_at_once(&gw, 2);
     b.shutdown().await.unwrap();
     drop(a);
 }

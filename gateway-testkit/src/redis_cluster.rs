@@ -143,11 +143,17 @@ impl RedisCluster {
     pub async fn fail_over(&self, key: &str) -> std::io::Result<()> {
         let primary = self.primary_of(key)?;
         let replica = self.replica_of(primary)?;
-        cli(replica, &["CONFIG", "SET", "cluster-replica-no-failover", "no"])?;
+        cli(
+            replica,
+            &["CONFIG", "SET", "cluster-replica-no-failover", "no"],
+        )?;
         cli(replica, &["CLUSTER", "FAILOVER"])?;
         self.wait_for_primary(key, replica).await?;
         // The old primary is the replica now.
-        cli(primary, &["CONFIG", "SET", "cluster-replica-no-failover", "yes"])?;
+        cli(
+            primary,
+            &["CONFIG", "SET", "cluster-replica-no-failover", "yes"],
+        )?;
         Ok(())
     }
 

@@ -8,6 +8,7 @@ use std::time::Duration;
 #[derive(Debug)]
 pub struct RedisServer {
     url: String,
+    port: u16,
     child: Option<std::process::Child>,
 }
 
@@ -16,39 +17,43 @@ impl RedisServer {
     /// persistence, and waits until it accepts connections.
     pub async fn start() -> std::io::Result<Self> {
         if let Ok(url) = std::env::var("REDIS_URL") {
-            return Ok(Self { url, child: None });
+            return Ok(Self {
+                url,
+                port: 0,
+                child: None,
+            });
         }
         let port = std::net::TcpListener::bind("127.0.0.1:0")?
             .local_addr()?
             .port();
-        let child = std::process::Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .map_err(|e| {
-                std::io::Error::new(
-                    e.kind(),
-                    format!("redis-server is needed (apt-get install redis-server, or set REDIS_URL): {e}"),
-                )
-            })?;
         let server = Self {
             url: format!("redis://127.0.0.1:{port}/"),
-            child: Some(child),
+            port,
+            child: Some(spawn(port)?),
         };
-        for _ in 0..200 {
-            if tokio::net::TcpStream::connect(("127.0.0.1", port))
-                .await
-                .is_ok()
-            {
-                return Ok(server);
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-        Err(std::io::Error::new(
-            std::io::ErrorKind::TimedOut,
-            "redis-server did not accept connections within 5 s",
-        ))
+        wait_for(port).await?;
+        Ok(server)
+    }
+
+    /// Stops the server and starts a new one, empty, on the same port: Redis restarted without
+    /// persistence (a server from `REDIS_URL` is flushed instead, `FLUSHALL` through
+    /// `redis-cli`).
+    pub async fn restart_empty(&mut self) -> std::io::Result<()> {
+        let Some(mut child) = self.child.take() else {
+            let status = std::process::Command::new("redis-cli")
+                .args(["-u", &self.url, "FLUSHALL"])
+                .stdout(std::process::Stdio::null())
+                .status()?;
+            return if status.success() {
+                Ok(())
+            } else {
+                Err(std::io::Error::other("redis-cli FLUSHALL failed"))
+            };
+        };
+        child.kill()?;
+        child.wait()?;
+        self.child = Some(spawn(self.port)?);
+        wait_for(self.port).await
     }
 
     /// `redis://127.0.0.1:PORT/`.
@@ -68,4 +73,36 @@ impl Drop for RedisServer {
             }
         }
     }
+}
+
+fn spawn(port: u16) -> std::io::Result<std::process::Child> {
+    std::process::Command::new("redis-server")
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+        .args(["--save", "", "--appendonly", "no"])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .map_err(|e| {
+            std::io::Error::new(
+                e.kind(),
+                format!(
+                    "redis-server is needed (apt-get install redis-server, or set REDIS_URL): {e}"
+                ),
+            )
+        })
+}
+
+async fn wait_for(port: u16) -> std::io::Result<()> {
+    for _ in 0..200 {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    Err(std::io::Error::new(
+        std::io::ErrorKind::TimedOut,
+        "redis-server did not accept connections within 5 s",
+    ))
 }
