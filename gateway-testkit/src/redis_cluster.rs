@@ -56,7 +56,7 @@ impl RedisCluster {
             });
         }
         for node in &cluster.nodes {
-            wait_for_port(node.port).await?;
+            crate::redis_server::wait_for(node.port).await?;
         }
         let mut create = Command::new("redis-cli");
         create.arg("--cluster").arg("create");
@@ -143,17 +143,11 @@ impl RedisCluster {
     pub async fn fail_over(&self, key: &str) -> std::io::Result<()> {
         let primary = self.primary_of(key)?;
         let replica = self.replica_of(primary)?;
-        cli(
-            replica,
-            &["CONFIG", "SET", "cluster-replica-no-failover", "no"],
-        )?;
+        may_fail_over(replica, true)?;
         cli(replica, &["CLUSTER", "FAILOVER"])?;
         self.wait_for_primary(key, replica).await?;
         // The old primary is the replica now.
-        cli(
-            primary,
-            &["CONFIG", "SET", "cluster-replica-no-failover", "yes"],
-        )?;
+        may_fail_over(primary, false)?;
         Ok(())
     }
 
@@ -164,10 +158,7 @@ impl RedisCluster {
     pub async fn kill_primary_of(&mut self, key: &str) -> std::io::Result<()> {
         let primary = self.primary_of(key)?;
         let replica = self.replica_of(primary)?;
-        cli(
-            replica,
-            &["CONFIG", "SET", "cluster-replica-no-failover", "no"],
-        )?;
+        may_fail_over(replica, true)?;
         self.wait_for_offsets(primary, replica).await?;
         if let Some(node) = self.nodes.iter_mut().find(|n| n.port == primary)
             && let Some(mut child) = node.child.take()
@@ -324,6 +315,16 @@ impl NodeLine {
     }
 }
 
+/// Whether the replica on `port` may take over from its primary on its own.
+fn may_fail_over(port: u16, may: bool) -> std::io::Result<()> {
+    let no_failover = if may { "no" } else { "yes" };
+    cli(
+        port,
+        &["CONFIG", "SET", "cluster-replica-no-failover", no_failover],
+    )
+    .map(drop)
+}
+
 /// `redis-cli -p port args…`, its output.
 fn cli(port: u16, args: &[&str]) -> std::io::Result<String> {
     let output = Command::new("redis-cli")
@@ -342,21 +343,6 @@ fn free_port() -> std::io::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port())
-}
-
-async fn wait_for_port(port: u16) -> std::io::Result<()> {
-    for _ in 0..200 {
-        if tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_ok()
-        {
-            return Ok(());
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    Err(io_error(format!(
-        "redis-server on {port} did not accept connections within 5 s"
-    )))
 }
 
 impl Drop for RedisCluster {

@@ -91,7 +91,8 @@ fn spawn(port: u16) -> std::io::Result<std::process::Child> {
         })
 }
 
-async fn wait_for(port: u16) -> std::io::Result<()> {
+/// Until `redis-server` on `port` accepts connections.
+pub(crate) async fn wait_for(port: u16) -> std::io::Result<()> {
     for _ in 0..200 {
         if tokio::net::TcpStream::connect(("127.0.0.1", port))
             .await

@@ -4,7 +4,8 @@
 
 use std::time::Duration;
 
-use gateway_cluster::{ClusterNode, Keys, NodeConfig, NodeEvent, SessionStore};
+use gateway_cluster::{ClusterNode, Consumer, Keys, NodeConfig, NodeEvent, SessionStore};
+use gateway_testkit::FakeGateway;
 
 use super::{SHARDS, Seen, connection, consumer, gateway, node, traffic};
 
@@ -44,18 +45,23 @@ pub async fn graceful_handoff(
             resumed += 1;
         }
     }
-    gw.wait_for_resumed(u64::from(SHARDS)).await;
-    traffic(&gw, 20, "after").await;
-    seen.read_until(&mut reader, 60, READ_LIMIT).await;
+    resumed_whole(&gw, &mut seen, &mut reader, 60).await;
+    b.shutdown().await.unwrap();
+}
 
+/// Once every shard RESUMED under the next node: 20 more events each, then the stream holds
+/// each event once, in one session per shard, with no IDENTIFY after the first ones.
+async fn resumed_whole(gw: &FakeGateway, seen: &mut Seen, reader: &mut Consumer, total: usize) {
+    gw.wait_for_resumed(u64::from(SHARDS)).await;
+    traffic(gw, 20, "after").await;
+    seen.read_until(reader, total, READ_LIMIT).await;
     seen.assert_continuous();
-    assert_eq!(reader.repeats, 0, "a graceful handoff repeats nothing");
+    assert_eq!(reader.repeats, 0, "the stream repeats nothing");
     assert_eq!(
         gw.stats().identifies,
         u64::from(SHARDS),
-        "no IDENTIFY after the first ones"
+        "the shards were resumed, not identified"
     );
-    b.shutdown().await.unwrap();
 }
 
 /// The body of a test binary's `child_node`: a node configured from the environment, run
@@ -82,8 +88,8 @@ pub async fn child_node() {
 }
 
 /// A node in a child process (this test binary's `child_node`) killed with SIGKILL mid-stream
-/// and taken over by another: its shards resumed, the consumer's stream whole once repeats
-/// are dropped by `(session, seq)`. `midway` runs before the kill, while events flow.
+/// and taken over by another: its shards resumed, the stream whole and with no repeat (the
+/// append skips the resume's replay). `midway` runs before the kill, while events flow.
 pub async fn killed_node_taken_over(
     redis: &str,
     app: &str,
@@ -146,19 +152,9 @@ pub async fn killed_node_taken_over(
             eprintln!("b: {e:?}");
         }
     });
-    gw.wait_for_resumed(u64::from(SHARDS)).await;
-    traffic(&gw, 30, "after").await;
-    seen.read_until(&mut reader, 90, READ_LIMIT).await;
-
     // The resume replayed what the killed node had published past its stored position: the
-    // stream skipped it, so it holds each event once, whole, on the same session.
-    seen.assert_continuous();
-    assert_eq!(reader.repeats, 0, "the stream itself repeats nothing");
-    assert_eq!(
-        gw.stats().identifies,
-        u64::from(SHARDS),
-        "the shards were resumed, not identified"
-    );
+    // stream skipped it.
+    resumed_whole(&gw, &mut seen, &mut reader, 80).await;
     b.shutdown().await.unwrap();
 }
 
