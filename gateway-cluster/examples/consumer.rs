@@ -19,8 +19,9 @@ use gateway_shard::RedisTarget;
 struct Args {
     /// Redis.
     /// Redis: a URL, or a Redis Cluster's node URLs, comma-separated.
+    /// (Read after the flags, so that a bad value's error hides its password.)
     #[arg(long, default_value = "redis://127.0.0.1:6379/")]
-    redis: RedisTarget,
+    redis: String,
     /// The application.
     #[arg(long, default_value = "demo")]
     app: String,
@@ -49,7 +50,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut config = ConsumerConfig::new(&args.app, "demo-consumers", &args.name, 0..args.shards);
     config.block = Duration::from_millis(500);
     config.claim_idle = Duration::from_secs(10);
-    let mut consumer = Consumer::connect(&args.redis, config).await?;
+    let redis: RedisTarget = args.redis.parse()?;
+    let mut consumer = Consumer::connect(&redis, config).await?;
     let started = Instant::now();
     let mut streams: BTreeMap<u32, Stream> = BTreeMap::new();
     let mut last_report = Instant::now();

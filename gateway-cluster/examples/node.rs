@@ -20,8 +20,9 @@ use gateway_shard::{RedisTarget, ShardConfig, ShardEvent};
 struct Args {
     /// Redis.
     /// Redis: a URL, or a Redis Cluster's node URLs, comma-separated.
+    /// (Read after the flags, so that a bad value's error hides its password.)
     #[arg(long, default_value = "redis://127.0.0.1:6379/")]
-    redis: RedisTarget,
+    redis: String,
     /// The gateway (the fake one's URL, or wss://gateway.discord.gg with DISCORD_TOKEN).
     #[arg(long)]
     gateway: String,
@@ -61,7 +62,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let shard =
         ShardConfig::new(Token::new(token), Intents::GUILDS).with_gateway_url(&args.gateway);
     let mut config = NodeConfig::new(
-        args.redis.clone(),
+        args.redis.parse::<RedisTarget>()?,
         &args.app,
         &args.name,
         shard,
