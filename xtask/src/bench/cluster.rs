@@ -9,7 +9,7 @@ use gateway_cluster::{
 };
 use gateway_model::{Intents, Token};
 use gateway_shard::{RedisConnection, RedisOptions, RedisTarget, ShardConfig};
-use gateway_testkit::{FakeGateway, GatewayConfig, RedisServer, WorldConfig};
+use gateway_testkit::{FakeGateway, GatewayConfig, RedisCluster, RedisServer, WorldConfig};
 use serde::Serialize;
 
 use super::{Target, sys};
@@ -53,7 +53,13 @@ pub(crate) fn run(quick: bool) -> Result<Vec<ClusterFigure>, String> {
     runtime.block_on(async {
         let redis = RedisServer::start().await.map_err(err)?;
         let mut figures = Vec::new();
-        figures.push(handoff(redis.url(), if quick { 3 } else { 10 }).await?);
+        let handoffs = if quick { 3 } else { 10 };
+        figures.push(handoff(redis.url(), handoffs, "handoff").await?);
+        // The same on a Redis Cluster: the keys' slot is on one primary, the client follows it.
+        let cluster = RedisCluster::start(3, 1).await.map_err(err)?;
+        let on_cluster = "handoff on a Redis Cluster (3 primaries, a replica each)";
+        figures.push(handoff(&cluster.url(), handoffs, on_cluster).await?);
+        drop(cluster);
         let rounds = if quick { 2 } else { 6 };
         figures.push(handoff_across_processes(redis.url(), rounds, false).await?);
         figures.push(handoff_across_processes(redis.url(), rounds, true).await?);
@@ -215,7 +221,7 @@ async fn handoff_across_processes(
 }
 
 /// From a node's shutdown starting to every shard RESUMED under the next node.
-async fn handoff(redis: &str, rounds: usize) -> Result<ClusterFigure, String> {
+async fn handoff(redis: &str, rounds: usize, name: &'static str) -> Result<ClusterFigure, String> {
     let gw = gateway().await?;
     let token = gw.config().token.clone();
     let redis: RedisTarget = redis.parse().map_err(err)?;
@@ -244,7 +250,7 @@ async fn handoff(redis: &str, rounds: usize) -> Result<ClusterFigure, String> {
     times.sort();
     let median = times[times.len() / 2];
     Ok(ClusterFigure {
-        name: "handoff",
+        name,
         value: median.as_secs_f64() * 1e3,
         unit: "ms (median)",
         detail: format!(
