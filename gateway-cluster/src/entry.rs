@@ -16,9 +16,10 @@ pub struct Entry {
     pub session: Arc<str>,
     /// Its sequence number in the session.
     pub seq: u64,
-    /// The fencing token of the lease under which the shard received it: the stream refuses
-    /// entries under a lower token than its last one (a node that lost the shard and does not
-    /// know it yet).
+    /// The fencing token of the lease under which the shard received it (see
+    /// [`Leases`](crate::Leases)): the stream refuses entries under a lower token than its last
+    /// one (a node that lost the shard and does not know it yet), and under a higher one than the
+    /// shard's fencing counter (a lease from before Redis lost its data).
     pub fence: u64,
     /// The raw `d` (empty for READY).
     pub data: Box<str>,

@@ -23,52 +23,63 @@ use tokio::task::JoinHandle;
 use crate::entry::Entry;
 use crate::keys::Keys;
 
-/// Appends one shard's entries to its stream, fenced and without repeats. The stream's last
-/// entry says where it stands: its id (`ms-n`; `0-n` for a stream this script began), and the
-/// `session`, `seq` and `fence` it carries. Entries under a lower fencing token are refused
-/// whole: another node took the shard since. An entry at or below the last `(session, seq)` is in
-/// the stream already (a resume replays what a node that died had published) and is skipped.
-/// The rest take the next ids, `ms-(n+1)`, `ms-(n+2)`…: positions contiguous per stream, kept
-/// across handoffs and resumes.
+/// Appends one shard's entries to its stream, fenced and without repeats. The stream says where
+/// it stands (`XINFO STREAM`): its last generated id (`ms-n`; `0-n` for a stream this script
+/// began) and its last entry's `t`, `session`, `seq` and `fence`.
 ///
-/// KEYS: stream. ARGV: fence, maxlen, shard, then `t`, `session`, `seq`, `d` per entry.
-/// Returns `{written, skipped}`, or `{-1, last fence}` when fenced.
+/// - Refused whole: entries under a lower fencing token than the last entry's (another node took
+///   the shard since), or under a higher one than the shard's fencing counter holds (tokens from
+///   before Redis lost its data: the counter starts again, and so must the tokens).
+/// - Skipped: a run that holds the stream's last entry itself, up to it (a batch written whose
+///   reply was lost, sent again); then, in the last entry's session, dispatches at or below its
+///   `seq` and RESUMED below it (a resume's replay of what a node that died had published).
+/// - The rest take the next ids, `ms-(n+1)`, `ms-(n+2)`…: positions contiguous per stream, kept
+///   across handoffs and resumes.
+///
+/// KEYS: stream, fencing counter. ARGV: fence, maxlen, shard, then `t`, `session`, `seq`, `d` per
+/// entry. Returns `{written, skipped}`, or `{-1, last fence}` when refused.
 const APPEND: &str = r"
 local fence = tonumber(ARGV[1])
-local ms, n, last_session, last_seq, last_fence = '0', 0, false, 0, 0
-local top = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
-local id = nil
-if #top > 0 then
-  id = top[1][1]
-  local f = top[1][2]
-  for i = 1, #f, 2 do
-    if f[i] == 'session' then last_session = f[i + 1]
-    elseif f[i] == 'seq' then last_seq = tonumber(f[i + 1])
-    elseif f[i] == 'fence' then last_fence = tonumber(f[i + 1]) end
-  end
-elseif redis.call('EXISTS', KEYS[1]) == 1 then
+local counter = tonumber(redis.call('GET', KEYS[2]) or '0')
+local ms, n = '0', 0
+local last = {t = false, session = false, seq = 0, fence = 0}
+if redis.call('EXISTS', KEYS[1]) == 1 then
   local info = redis.call('XINFO', 'STREAM', KEYS[1])
   for i = 1, #info, 2 do
-    if info[i] == 'last-generated-id' then id = info[i + 1] end
+    if info[i] == 'last-generated-id' then
+      local id = info[i + 1]
+      local dash = string.find(id, '-', 1, true)
+      ms = string.sub(id, 1, dash - 1)
+      n = tonumber(string.sub(id, dash + 1))
+    elseif info[i] == 'last-entry' and info[i + 1] then
+      local f = info[i + 1][2]
+      for j = 1, #f, 2 do
+        if f[j] == 't' or f[j] == 'session' then last[f[j]] = f[j + 1]
+        elseif f[j] == 'seq' or f[j] == 'fence' then last[f[j]] = tonumber(f[j + 1]) end
+      end
+    end
   end
 end
-if id then
-  local dash = string.find(id, '-', 1, true)
-  ms = string.sub(id, 1, dash - 1)
-  n = tonumber(string.sub(id, dash + 1))
-end
-if fence < last_fence then return {-1, last_fence} end
-local written, skipped = 0, 0
+if fence < last.fence or fence > counter then return {-1, math.max(last.fence, counter)} end
+local from = 4
 for i = 4, #ARGV, 4 do
-  local session, seq = ARGV[i + 1], tonumber(ARGV[i + 2])
-  if session == last_session and seq <= last_seq then
+  if ARGV[i] == last.t and ARGV[i + 1] == last.session and tonumber(ARGV[i + 2]) == last.seq then
+    from = i + 4
+  end
+end
+local written, skipped = 0, (from - 4) / 4
+for i = from, #ARGV, 4 do
+  local t, session, seq = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2])
+  local seen = session == last.session
+    and (seq < last.seq or (seq == last.seq and t ~= 'RESUMED'))
+  if seen then
     skipped = skipped + 1
   else
     n = n + 1
     redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], ms .. '-' .. string.format('%d', n),
-      't', ARGV[i], 'shard', ARGV[3], 'session', session, 'seq', ARGV[i + 2],
+      't', t, 'shard', ARGV[3], 'session', session, 'seq', ARGV[i + 2],
       'fence', ARGV[1], 'd', ARGV[i + 3])
-    last_session, last_seq = session, seq
+    last.t, last.session, last.seq = t, session, seq
     written = written + 1
   end
 end
@@ -78,7 +89,8 @@ return {written, skipped}
 /// How events are published.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PublishConfig {
-    /// Entries kept per stream (about: `MAXLEN ~`). Default 100,000.
+    /// Entries kept per stream (about: `MAXLEN ~`; at least 1, as the last entry says where
+    /// the stream stands). Default 100,000.
     pub maxlen: usize,
     /// Entries that may wait to be written. Default 4096.
     pub buffer: usize,
@@ -215,7 +227,7 @@ async fn write_loop(
                 fence,
                 last_fence,
                 entries = run.len(),
-                "not published: another node holds the shard under a later lease"
+                "not published: another node holds the shard under a later lease, or the lease is from before Redis lost its data"
             );
             metrics::counter!("gateway_publish_fenced_total")
                 .increment(u64::try_from(run.len()).unwrap_or(u64::MAX));
@@ -257,10 +269,11 @@ fn append_pipeline(
         let cmd = pipe
             .cmd("EVALSHA")
             .arg(append.get_hash())
-            .arg(1)
+            .arg(2)
             .arg(keys.stream(first.shard))
+            .arg(keys.fence(first.shard))
             .arg(first.fence)
-            .arg(config.maxlen)
+            .arg(config.maxlen.max(1))
             .arg(first.shard);
         for e in &batch[run.clone()] {
             cmd.arg(&*e.name).arg(&*e.session).arg(e.seq).arg(&*e.data);
@@ -303,7 +316,8 @@ async fn write(
 enum Appended {
     /// Its entries are in the stream: `written` new, `skipped` there already.
     Done { written: u64, skipped: u64 },
-    /// Refused: the stream's last entry came under a later lease.
+    /// Refused: the stream's last entry came under a later lease, or the token is from before
+    /// Redis lost its data.
     Fenced { last_fence: u64 },
 }
 

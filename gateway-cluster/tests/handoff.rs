@@ -79,6 +79,7 @@ async fn a_dead_consumers_entries_are_reclaimed_and_nothing_is_lost() {
     let app = "reclaim";
     let connection = common::connection(redis.url()).await;
     let mut first = consumer(redis.url(), app, "dies", Duration::from_millis(200)).await;
+    common::fence(redis.url(), app, 0, 1).await;
     let publisher = Publisher::spawn(connection, Keys::new(app), PublishConfig::default());
     for seq in 1..=100u64 {
         let entry = Entry {
@@ -144,12 +145,23 @@ async fn a_stream_refuses_a_node_under_an_older_lease_and_skips_what_it_has() {
     };
     // The first holder (token 1) publishes 1..=10; the next (token 2) resumed from 5, and the
     // gateway replayed 6..=10 before 11 and 12.
+    common::fence(redis.url(), app, 0, 2).await;
     publish((1..=10).map(|s| entry(s, 1)).collect()).await;
     let written = publish((6..=12).map(|s| entry(s, 2)).collect()).await;
     assert_eq!(written.get(&0).map(|(_, seq)| *seq), Some(12));
     // The first, paused past its lease and back, publishes what it still had: refused.
     let written = publish((11..=14).map(|s| entry(s, 1)).collect()).await;
     assert!(written.is_empty(), "nothing written under the older lease");
+    // A batch whose reply was lost is sent again: nothing is written twice.
+    let written = publish((11..=12).map(|s| entry(s, 2)).collect()).await;
+    assert_eq!(written.get(&0).map(|(_, seq)| *seq), Some(12));
+    // Redis lost its data (the counter is back at 1): a token from before is refused too.
+    common::fence(redis.url(), app, 0, 1).await;
+    let written = publish(vec![entry(13, 2)]).await;
+    assert!(
+        written.is_empty(),
+        "nothing written under a token the counter never gave"
+    );
 
     let mut reader = consumer(redis.url(), app, "r", Duration::from_secs(30)).await;
     let read = reader.next().await.unwrap();

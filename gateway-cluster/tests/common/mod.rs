@@ -27,6 +27,18 @@ pub async fn connection(redis: &str) -> RedisConnection {
         .unwrap()
 }
 
+/// Sets shard `shard`'s fencing counter, as taking its lease `token` times would: what a
+/// publisher outside a node needs before its entries under `token` are taken.
+pub async fn fence(redis: &str, app: &str, shard: u32, token: u64) {
+    let mut connection = connection(redis).await;
+    let () = redis::cmd("SET")
+        .arg(gateway_cluster::Keys::new(app).fence(shard))
+        .arg(token)
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+}
+
 pub const SHARDS: u32 = 2;
 
 pub async fn gateway() -> FakeGateway {

@@ -22,8 +22,8 @@ pub(crate) struct Redis {
     fences: BTreeMap<u32, u64>,
     /// Stored session and the lease value that stored it.
     sessions: BTreeMap<u32, ResumeInfo>,
-    /// Each stream's last entry: its session, sequence and fencing token.
-    tops: BTreeMap<u32, (String, u64, u64)>,
+    /// Each stream's last entry and its fencing token.
+    tops: BTreeMap<u32, (StreamEntry, u64)>,
 }
 
 /// What the publisher's APPEND script does with one entry.
@@ -95,17 +95,26 @@ impl Redis {
         true
     }
 
-    /// APPEND, for one entry: refused under an older token, skipped if the stream has it.
-    pub(crate) fn append(&mut self, shard: u32, fence: u64, session: &str, seq: u64) -> Appended {
-        if let Some((top_session, top_seq, top_fence)) = self.tops.get(&shard) {
+    /// APPEND, for one entry: refused under an older token than the stream's last entry's or
+    /// one the fencing counter never gave; skipped if the stream has it (a dispatch at or below
+    /// the last sequence of its session, a RESUMED below it, the last entry itself).
+    pub(crate) fn append(&mut self, shard: u32, fence: u64, entry: &StreamEntry) -> Appended {
+        if fence > self.fences.get(&shard).copied().unwrap_or(0) {
+            return Appended::Fenced;
+        }
+        if let Some((top, top_fence)) = self.tops.get(&shard) {
             if fence < *top_fence {
                 return Appended::Fenced;
             }
-            if top_session == session && seq <= *top_seq {
+            let seq = entry.seq;
+            if entry == top
+                || (top.session == entry.session
+                    && (seq < top.seq || (seq == top.seq && entry.name != "RESUMED")))
+            {
                 return Appended::Skipped;
             }
         }
-        self.tops.insert(shard, (session.to_owned(), seq, fence));
+        self.tops.insert(shard, (entry.clone(), fence));
         Appended::Added
     }
 
@@ -140,7 +149,9 @@ impl StreamCheck {
                 entry.name, entry.seq, entry.session
             ));
         };
-        if entry.seq <= *last {
+        if entry.name == "RESUMED" && entry.seq == *last {
+            // Where a resume picked up: a marker, at the last sequence.
+        } else if entry.seq <= *last {
             return Err(format!(
                 "{} #{} of session {} after #{}: a repeat in the stream",
                 entry.name, entry.seq, entry.session, last

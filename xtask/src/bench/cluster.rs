@@ -275,6 +275,21 @@ async fn info(connection: &mut RedisConnection, section: &str) -> Result<String,
         .map_err(err)
 }
 
+/// Every shard's fencing counter at 1, as a node's first lease of each would leave it: the
+/// bench publishes its entries under token 1 without running a node.
+async fn fenced(connection: &mut RedisConnection, app: &str) -> Result<(), String> {
+    let keys = Keys::new(app);
+    for shard in 0..SHARDS {
+        redis::cmd("SET")
+            .arg(keys.fence(shard))
+            .arg(1)
+            .query_async::<()>(connection)
+            .await
+            .map_err(err)?;
+    }
+    Ok(())
+}
+
 fn entry(seq: u64, data: &str) -> Entry {
     Entry {
         name: "MESSAGE_CREATE".into(),
@@ -302,6 +317,7 @@ async fn throughput(redis: &str, events: u64) -> Result<Vec<ClusterFigure>, Stri
     })
     .await
     .map_err(err)?;
+    fenced(&mut connection, app).await?;
     let data = format!(r#"{{"content":"{}","id":"1"}}"#, "x".repeat(300));
     let cpu0 = sys::thread_cpu().unwrap_or_default();
     let redis0 = redis_cpu(&info(&mut connection, "cpu").await?);
@@ -356,6 +372,7 @@ async fn memory(redis: &str, events: u64) -> Result<ClusterFigure, String> {
             .and_then(|v| v.trim().parse().ok())
             .unwrap_or(0.0)
     };
+    fenced(&mut connection, "bench-memory").await?;
     let before = used(&info(&mut connection, "memory").await?);
     let publisher = Publisher::spawn(
         connection.clone(),

@@ -194,18 +194,18 @@ impl World {
     /// A publisher's APPEND landed: refused under an older lease (nothing written), skipped as
     /// there already (written, but not seen again), or added and checked by the consumer.
     fn publish(&mut self, entry: Entry) -> Result<Option<Reply>, Failure> {
-        match (self.redis).append(entry.shard, entry.fence, &entry.session, entry.seq) {
+        let seen = StreamEntry {
+            name: entry.name.to_string(),
+            session: entry.session.to_string(),
+            seq: entry.seq,
+        };
+        match self.redis.append(entry.shard, entry.fence, &seen) {
             Appended::Fenced => {
                 self.report.fenced += 1;
                 return Ok(None);
             }
             Appended::Skipped => self.report.repeats += 1,
             Appended::Added => {
-                let seen = StreamEntry {
-                    name: entry.name.to_string(),
-                    session: entry.session.to_string(),
-                    seq: entry.seq,
-                };
                 let shard = entry.shard;
                 if let Err(e) = self.streams[shard as usize].see(&seen) {
                     return Err(self.fail(format!("shard {shard}'s stream: {e}")));
