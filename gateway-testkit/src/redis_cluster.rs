@@ -7,6 +7,8 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use crate::redis_server::free_port;
+
 /// The cluster's node timeout: how long a primary may be silent before its replica is elected
 /// in its place.
 const NODE_TIMEOUT_MS: u64 = 1_000;
@@ -337,12 +339,6 @@ fn cli(port: u16, args: &[&str]) -> std::io::Result<String> {
         return Err(io_error(format!("redis-cli {args:?}: {text}")));
     }
     Ok(text)
-}
-
-fn free_port() -> std::io::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
 }
 
 impl Drop for RedisCluster {

@@ -23,9 +23,7 @@ impl RedisServer {
                 child: None,
             });
         }
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?
-            .local_addr()?
-            .port();
+        let port = free_port()?;
         let server = Self {
             url: format!("redis://127.0.0.1:{port}/"),
             port,
@@ -73,6 +71,13 @@ impl Drop for RedisServer {
             }
         }
     }
+}
+
+/// A port of 127.0.0.1 free a moment ago.
+pub(crate) fn free_port() -> std::io::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
 }
 
 fn spawn(port: u16) -> std::io::Result<std::process::Child> {

@@ -21,11 +21,7 @@ pub async fn graceful_handoff(
 ) {
     let gw = gateway().await;
     let token = gw.config().token.clone();
-    let config = |name: &str| {
-        let mut config = node(redis, gw.url(), &token, app, name);
-        tune(&mut config);
-        config
-    };
+    let config = |name: &str| tuned(node(redis, gw.url(), &token, app, name), &tune);
     let (a, _a_events) = ClusterNode::start(config("a")).await.unwrap();
     gw.wait_for_readies(u64::from(SHARDS)).await;
     let mut reader = consumer(redis, app, "r1", Duration::from_secs(30)).await;
@@ -98,11 +94,7 @@ pub async fn killed_node_taken_over(
 ) {
     let gw = gateway().await;
     let token = gw.config().token.clone();
-    let probe = {
-        let mut config = node(redis, gw.url(), &token, app, "probe");
-        tune(&mut config);
-        config
-    };
+    let probe = tuned(node(redis, gw.url(), &token, app, "probe"), &tune);
     let mut child = tokio::process::Command::new(std::env::current_exe().unwrap())
         .args(["--exact", "child_node", "--ignored", "--nocapture"])
         .env("REDIS_URL", redis)
@@ -129,14 +121,20 @@ pub async fn killed_node_taken_over(
         Keys::new(app),
         Duration::from_secs(1),
     );
+    // (A load may fail while a test's `midway` fails Redis over: it is tried again, within
+    // the read limit.)
+    let deadline = tokio::time::Instant::now() + READ_LIMIT;
     for shard in 0..SHARDS {
-        while store
-            .load(shard)
-            .await
-            .ok()
-            .flatten()
-            .is_none_or(|s| s.sequence < 20)
-        {
+        loop {
+            match store.load(shard).await {
+                Ok(Some(stored)) if stored.sequence >= 20 => break,
+                Ok(_) => {}
+                Err(e) => eprintln!("loading shard {shard}'s session: {e}"),
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "shard {shard}'s session not stored in time"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
@@ -156,6 +154,11 @@ pub async fn killed_node_taken_over(
     // stream skipped it.
     resumed_whole(&gw, &mut seen, &mut reader, 80).await;
     b.shutdown().await.unwrap();
+}
+
+fn tuned(mut config: NodeConfig, tune: impl Fn(&mut NodeConfig)) -> NodeConfig {
+    tune(&mut config);
+    config
 }
 
 fn probe_named(mut config: NodeConfig, name: &str) -> NodeConfig {
