@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use crate::redis_server::free_port;
+use crate::redis_server::{free_port, spawn_on_free_port, stop};
 
 /// The cluster's node timeout: how long a primary may be silent before its replica is elected
 /// in its place.
@@ -50,15 +50,12 @@ impl RedisCluster {
             dir,
         };
         for _ in 0..primaries * (1 + replicas) {
-            let port = free_port()?;
-            let child = cluster.spawn_node(port)?;
+            let dir = cluster.dir.clone();
+            let (port, child) = spawn_on_free_port(|port| spawn_node(&dir, port)).await?;
             cluster.nodes.push(Node {
                 port,
                 child: Some(child),
             });
-        }
-        for node in &cluster.nodes {
-            crate::redis_server::wait_for(node.port).await?;
         }
         let mut create = Command::new("redis-cli");
         create.arg("--cluster").arg("create");
@@ -86,32 +83,6 @@ impl RedisCluster {
             )?;
         }
         Ok(cluster)
-    }
-
-    fn spawn_node(&self, port: u16) -> std::io::Result<Child> {
-        // The bus port defaults to the port + 10000, which is no port at all above 55535.
-        let bus = free_port()?;
-        Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--cluster-enabled", "yes"])
-            .args(["--cluster-port", &bus.to_string()])
-            .args(["--cluster-config-file", &format!("nodes-{port}.conf")])
-            .args(["--cluster-node-timeout", &NODE_TIMEOUT_MS.to_string()])
-            .args(["--save", "", "--appendonly", "no"])
-            .args(["--logfile", &format!("{port}.log")])
-            // A replica syncs at once (the default waits 5 s for others to share the
-            // transfer), so that it can take over from the start of a test.
-            .args(["--repl-diskless-sync-delay", "0"])
-            .arg("--dir")
-            .arg(&self.dir)
-            .stdout(Stdio::null())
-            .spawn()
-            .map_err(|e| {
-                std::io::Error::new(
-                    e.kind(),
-                    format!("redis-server is needed (apt-get install redis-server): {e}"),
-                )
-            })
     }
 
     /// The nodes' URLs, comma-separated: what a client of a cluster is given
@@ -328,6 +299,32 @@ fn may_fail_over(port: u16, may: bool) -> std::io::Result<()> {
 }
 
 /// `redis-cli -p port args…`, its output.
+fn spawn_node(dir: &std::path::Path, port: u16) -> std::io::Result<Child> {
+    // The bus port defaults to the port + 10000, which is no port at all above 55535.
+    let bus = free_port()?;
+    Command::new("redis-server")
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+        .args(["--cluster-enabled", "yes"])
+        .args(["--cluster-port", &bus.to_string()])
+        .args(["--cluster-config-file", &format!("nodes-{port}.conf")])
+        .args(["--cluster-node-timeout", &NODE_TIMEOUT_MS.to_string()])
+        .args(["--save", "", "--appendonly", "no"])
+        .args(["--logfile", &format!("{port}.log")])
+        // A replica syncs at once (the default waits 5 s for others to share the
+        // transfer), so that it can take over from the start of a test.
+        .args(["--repl-diskless-sync-delay", "0"])
+        .arg("--dir")
+        .arg(dir)
+        .stdout(Stdio::null())
+        .spawn()
+        .map_err(|e| {
+            std::io::Error::new(
+                e.kind(),
+                format!("redis-server is needed (apt-get install redis-server): {e}"),
+            )
+        })
+}
+
 fn cli(port: u16, args: &[&str]) -> std::io::Result<String> {
     let output = Command::new("redis-cli")
         .args(["-h", "127.0.0.1", "-p", &port.to_string()])
@@ -345,12 +342,7 @@ impl Drop for RedisCluster {
     fn drop(&mut self) {
         for node in &mut self.nodes {
             if let Some(child) = &mut node.child {
-                if let Err(e) = child.kill() {
-                    tracing::warn!(error = %e, "redis-server not stopped");
-                }
-                if let Err(e) = child.wait() {
-                    tracing::warn!(error = %e, "redis-server not reaped");
-                }
+                stop(child);
             }
         }
         if std::env::var_os("KEEP_CLUSTER").is_none()

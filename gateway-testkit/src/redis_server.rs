@@ -1,6 +1,7 @@
 //! A `redis-server` of a test's own, for testing what a bot keeps in Redis (identify queues,
 //! shard leases, event streams) against the real server rather than a mock.
 
+use std::process::Child;
 use std::time::Duration;
 
 /// A `redis-server` on a free port of 127.0.0.1, stopped when dropped; or, when `REDIS_URL` is
@@ -9,7 +10,7 @@ use std::time::Duration;
 pub struct RedisServer {
     url: String,
     port: u16,
-    child: Option<std::process::Child>,
+    child: Option<Child>,
 }
 
 impl RedisServer {
@@ -23,14 +24,12 @@ impl RedisServer {
                 child: None,
             });
         }
-        let port = free_port()?;
-        let server = Self {
+        let (port, child) = spawn_on_free_port(spawn).await?;
+        Ok(Self {
             url: format!("redis://127.0.0.1:{port}/"),
             port,
-            child: Some(spawn(port)?),
-        };
-        wait_for(port).await?;
-        Ok(server)
+            child: Some(child),
+        })
     }
 
     /// Stops the server and starts a new one, empty, on the same port: Redis restarted without
@@ -50,8 +49,16 @@ impl RedisServer {
         };
         child.kill()?;
         child.wait()?;
-        self.child = Some(spawn(self.port)?);
-        wait_for(self.port).await
+        let mut child = spawn(self.port)?;
+        let own = wait_for_own(self.port, &mut child).await;
+        self.child = Some(child);
+        match own? {
+            true => Ok(()),
+            false => Err(std::io::Error::new(
+                std::io::ErrorKind::AddrInUse,
+                "the restarted redis-server found its port taken",
+            )),
+        }
     }
 
     /// `redis://127.0.0.1:PORT/`.
@@ -63,12 +70,7 @@ impl RedisServer {
 impl Drop for RedisServer {
     fn drop(&mut self) {
         if let Some(child) = &mut self.child {
-            if let Err(e) = child.kill() {
-                tracing::warn!(error = %e, "redis-server not stopped");
-            }
-            if let Err(e) = child.wait() {
-                tracing::warn!(error = %e, "redis-server not reaped");
-            }
+            stop(child);
         }
     }
 }
@@ -80,7 +82,7 @@ pub(crate) fn free_port() -> std::io::Result<u16> {
         .port())
 }
 
-fn spawn(port: u16) -> std::io::Result<std::process::Child> {
+fn spawn(port: u16) -> std::io::Result<Child> {
     std::process::Command::new("redis-server")
         .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
         .args(["--save", "", "--appendonly", "no"])
@@ -96,14 +98,35 @@ fn spawn(port: u16) -> std::io::Result<std::process::Child> {
         })
 }
 
-/// Until `redis-server` on `port` accepts connections.
-pub(crate) async fn wait_for(port: u16) -> std::io::Result<()> {
+/// Starts a `redis-server` with `spawn(port)` on a free port, and waits until that very
+/// process answers there. A port free a moment ago may be taken by then (by another test's
+/// fake gateway or server): the new server exits, or another one answers in its place, and it
+/// is started again on another port.
+pub(crate) async fn spawn_on_free_port(
+    mut spawn: impl FnMut(u16) -> std::io::Result<Child>,
+) -> std::io::Result<(u16, Child)> {
+    for _ in 0..5 {
+        let port = free_port()?;
+        let mut child = spawn(port)?;
+        if wait_for_own(port, &mut child).await? {
+            return Ok((port, child));
+        }
+        stop(&mut child);
+    }
+    Err(std::io::Error::new(
+        std::io::ErrorKind::AddrInUse,
+        "redis-server found its port taken five times",
+    ))
+}
+
+/// Until `child` answers on `port`: `false` if it exited first or another process answers.
+async fn wait_for_own(port: u16, child: &mut Child) -> std::io::Result<bool> {
     for _ in 0..200 {
-        if tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_ok()
-        {
-            return Ok(());
+        if child.try_wait()?.is_some() {
+            return Ok(false);
+        }
+        if let Some(pid) = process_id(port).await {
+            return Ok(pid == child.id());
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
@@ -111,4 +134,63 @@ pub(crate) async fn wait_for(port: u16) -> std::io::Result<()> {
         std::io::ErrorKind::TimedOut,
         "redis-server did not accept connections within 5 s",
     ))
+}
+
+/// The `process_id` that whatever listens on `port` gives for `INFO server`, if it is a Redis
+/// server that answers within half a second.
+async fn process_id(port: u16) -> Option<u32> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let ask = async {
+        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .ok()?;
+        stream.write_all(b"INFO server\r\n").await.ok()?;
+        let mut reply = Vec::with_capacity(4096);
+        loop {
+            let text = String::from_utf8_lossy(&reply);
+            if let Some(rest) = text.split("process_id:").nth(1)
+                && let Some((pid, _)) = rest.split_once('\r')
+            {
+                return pid.parse().ok();
+            }
+            if reply.len() > 64 * 1024 || stream.read_buf(&mut reply).await.ok()? == 0 {
+                return None;
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_millis(500), ask)
+        .await
+        .ok()
+        .flatten()
+}
+
+/// Kills and reaps a server, saying so if either fails.
+pub(crate) fn stop(child: &mut Child) {
+    if let Err(e) = child.kill() {
+        tracing::warn!(error = %e, "redis-server not stopped");
+    }
+    if let Err(e) = child.wait() {
+        tracing::warn!(error = %e, "redis-server not reaped");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_server_that_finds_its_port_taken_is_not_taken_for_started() {
+        let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = taken.local_addr().unwrap().port();
+        let mut child = spawn(port).unwrap();
+        assert!(!wait_for_own(port, &mut child).await.unwrap());
+        stop(&mut child);
+    }
+
+    #[tokio::test]
+    async fn a_started_server_is_the_one_that_answers() {
+        let (port, mut child) = spawn_on_free_port(spawn).await.unwrap();
+        assert_eq!(process_id(port).await, Some(child.id()));
+        stop(&mut child);
+    }
 }
