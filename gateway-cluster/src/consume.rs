@@ -71,7 +71,7 @@ pub struct Delivery {
     pub session: String,
     /// The sequence number in the session.
     pub seq: u64,
-    /// The raw `d` (empty for READY).
+    /// The raw `d` (READY's whole; empty for RESUMED).
     pub data: String,
     /// Whether it was reclaimed from another consumer.
     pub reclaimed: bool,
@@ -96,7 +96,8 @@ impl std::fmt::Debug for Consumer {
     }
 }
 
-fn field<T: redis::FromRedisValue>(
+/// Field `name` of a stream entry, read as a `T`.
+pub(crate) fn field<T: redis::FromRedisValue>(
     entry: &StreamId,
     name: &'static str,
 ) -> Result<T, ClusterError> {

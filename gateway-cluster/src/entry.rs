@@ -21,7 +21,7 @@ pub struct Entry {
     /// one (a node that lost the shard and does not know it yet), and under a higher one than the
     /// shard's fencing counter (a lease from before Redis lost its data).
     pub fence: u64,
-    /// The raw `d` (empty for READY).
+    /// The raw `d` (READY's whole; empty for RESUMED).
     pub data: Box<str>,
     /// When it was handed to the publisher.
     pub queued: Instant,

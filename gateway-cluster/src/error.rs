@@ -18,6 +18,9 @@ pub enum ClusterError {
         /// What was wrong.
         detail: String,
     },
+    /// A command could not be written as JSON.
+    #[error("command not encoded: {0}")]
+    Encode(String),
     /// A shard could not start.
     #[error(transparent)]
     Shard(#[from] gateway_shard::ShardError),

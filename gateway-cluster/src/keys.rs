@@ -43,6 +43,19 @@ impl Keys {
         self.key(format_args!("events:{shard}"))
     }
 
+    /// Shard `shard`'s current session start: a hash of the READY entry's stream `id`, its
+    /// `session` and its `d`, written with the entry. A reader starts there, and READY's `d`
+    /// stays when the stream has trimmed the entry itself.
+    pub fn ready(&self, shard: u32) -> String {
+        self.key(format_args!("ready:{shard}"))
+    }
+
+    /// Shard `shard`'s command stream: what readers of the events (a proxy's clients) ask the
+    /// shard to send, read by whichever node holds the shard.
+    pub fn commands(&self, shard: u32) -> String {
+        self.key(format_args!("commands:{shard}"))
+    }
+
     /// The channel a node publishes a shard's number on when it releases the shard's lease, so
     /// that the others take it at once rather than at their next upkeep.
     pub fn released(&self) -> String {
@@ -67,6 +80,8 @@ mod tests {
             keys.fence(3),
             keys.session(3),
             keys.stream(3),
+            keys.ready(3),
+            keys.commands(3),
         ] {
             assert!(key.starts_with("{bot}:"), "{key}");
         }

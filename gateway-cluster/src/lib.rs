@@ -11,6 +11,8 @@
 //! | [`SessionStore`] | each shard's session, written only by the lease holder |
 //! | [`Publisher`] | dispatches to Redis Streams, raw `d`, bounded and pipelined |
 //! | [`Consumer`] | consumer groups: acks, reclaim of a dead consumer's entries, repeats dropped |
+//! | [`CommandSender`] | commands to a shard from any process, sent by whichever node holds it |
+//! | [`Tail`] | a reader of every entry from a position of its own, from each shard's session start |
 //! | [`ClusterNode`] | one process's share of the bot: the core's driver over Redis and tokio |
 //! | `metrics` | what a node reports through the `metrics` facade |
 //!
@@ -65,6 +67,8 @@
 #![cfg_attr(test, allow(clippy::disallowed_methods))]
 
 #[cfg(feature = "redis")]
+mod command;
+#[cfg(feature = "redis")]
 mod consume;
 pub mod core;
 mod entry;
@@ -82,7 +86,11 @@ mod node;
 mod publish;
 #[cfg(feature = "redis")]
 mod sessions;
+#[cfg(feature = "redis")]
+mod tail;
 
+#[cfg(feature = "redis")]
+pub use command::CommandSender;
 #[cfg(feature = "redis")]
 pub use consume::{Consumer, ConsumerConfig, Delivery};
 pub use core::NodeEvent;
@@ -99,3 +107,5 @@ pub use node::{ClusterNode, NodeConfig, NodeEvents};
 pub use publish::{PublishConfig, Publisher, Written};
 #[cfg(feature = "redis")]
 pub use sessions::SessionStore;
+#[cfg(feature = "redis")]
+pub use tail::{Tail, Tailed};

@@ -3,8 +3,9 @@
 //! token) and `d` (the raw `d`, exactly as the codec found it). The append is one script per
 //! shard and batch (`APPEND`): it refuses a node that lost the shard, skips what the stream
 //! has already (so a resume after a crash repeats nothing there), and numbers entries
-//! contiguously. READY (sequence 1) and RESUMED (with its own sequence number) are
-//! published too, with `d` empty: a new session, and the point where a resume picked up.
+//! contiguously. READY (sequence 1, its whole `d`) and RESUMED (its own sequence number, `d`
+//! empty) are published too: a new session, and the point where a resume picked up. A READY also
+//! becomes the shard's session start ([`Keys::ready`]), where a reader of the stream begins.
 //!
 //! Entries wait in a bounded buffer and go out in pipelined batches. When the buffer is full
 //! the node stops taking its shards' events ([`Publisher::try_publish`] gives the entry back),
@@ -36,7 +37,9 @@ use crate::keys::Keys;
 /// - The rest take the next ids, `ms-(n+1)`, `ms-(n+2)`…: positions contiguous per stream, kept
 ///   across handoffs and resumes.
 ///
-/// KEYS: stream, fencing counter. ARGV: fence, maxlen, shard, then `t`, `session`, `seq`, `d` per
+/// A READY written also becomes the shard's session start (KEYS[3]: its id, session and `d`).
+///
+/// KEYS: stream, fencing counter, session start. ARGV: fence, maxlen, shard, then `t`, `session`, `seq`, `d` per
 /// entry. Returns `{written, skipped}`, or `{-1, last fence}` when refused.
 const APPEND: &str = r"
 local fence = tonumber(ARGV[1])
@@ -76,9 +79,13 @@ for i = from, #ARGV, 4 do
     skipped = skipped + 1
   else
     n = n + 1
-    redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], ms .. '-' .. string.format('%d', n),
+    local id = ms .. '-' .. string.format('%d', n)
+    redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], id,
       't', t, 'shard', ARGV[3], 'session', session, 'seq', ARGV[i + 2],
       'fence', ARGV[1], 'd', ARGV[i + 3])
+    if t == 'READY' then
+      redis.call('HSET', KEYS[3], 'id', id, 'session', session, 'd', ARGV[i + 3])
+    end
     last.t, last.session, last.seq = t, session, seq
     written = written + 1
   end
@@ -269,9 +276,10 @@ fn append_pipeline(
         let cmd = pipe
             .cmd("EVALSHA")
             .arg(append.get_hash())
-            .arg(2)
+            .arg(3)
             .arg(keys.stream(first.shard))
             .arg(keys.fence(first.shard))
+            .arg(keys.ready(first.shard))
             .arg(first.fence)
             .arg(config.maxlen.max(1))
             .arg(first.shard);

@@ -4,7 +4,7 @@
 //! | module | holds |
 //! |---|---|
 //! | [`Session`] | the state machine: HELLO, IDENTIFY/RESUME, heartbeats and zombies, timeouts, the close policy, backoff, the rate limiter and command queue, presence; time is an argument |
-//! | [`Shard`], [`ShardEvents`] | the handle: start, join, close (optionally exporting the session), commands, properties, and events as a `Stream` |
+//! | [`Shard`], [`ShardEvents`], [`Commander`] | the handle: start, join, close (optionally exporting the session), commands (also from elsewhere, by a `Commander`), properties, and events as a `Stream` |
 //! | [`ShardConfig`], [`Timeouts`], [`Backoff`] | configuration, mirroring hikari's shard constructor |
 //! | [`ShardEvent`], [`Reconnect`] | what the shard tells its user, in a documented order |
 //! | [`ShardError`], [`CommandError`] | what can go wrong, typed |
@@ -94,4 +94,4 @@ pub use redis_connection::{RedisConnection, RedisOptions, RedisTarget, RedisTarg
 pub use rest::{DISCORD_API, GatewayBotError, fetch_gateway_bot};
 pub use session::{IDENTIFY_QUEUE_RETRY, ResumeInfo, Session, SessionState, Timer};
 #[cfg(feature = "tokio")]
-pub use shard::{Shard, ShardEvents};
+pub use shard::{Commander, Shard, ShardEvents};

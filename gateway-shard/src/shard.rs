@@ -30,6 +30,31 @@ pub struct Shard {
     pub(crate) status: watch::Receiver<Status>,
 }
 
+/// Sends commands on a shard without keeping it alive ([`Shard::commander`]).
+#[derive(Debug, Clone)]
+pub struct Commander {
+    id: u32,
+    control: mpsc::WeakSender<Control>,
+}
+
+impl Commander {
+    /// The shard's id.
+    pub fn id(&self) -> u32 {
+        self.id
+    }
+
+    /// Queues any command, as [`Shard::send`] does.
+    pub async fn send(&self, command: impl Into<Command>) -> Result<(), CommandError> {
+        let control = self.control.upgrade().ok_or(CommandError::NotRunning)?;
+        let (tx, rx) = oneshot::channel();
+        control
+            .send(Control::Command(Box::new(command.into()), tx))
+            .await
+            .map_err(|_| CommandError::NotRunning)?;
+        rx.await.map_err(|_| CommandError::NotRunning)?
+    }
+}
+
 /// The shard's events, as a [`Stream`](futures_util::Stream). Reading slowly holds the shard back
 /// (the buffer is [`ShardConfig::event_buffer`]): events are never dropped.
 #[derive(Debug)]
@@ -166,6 +191,16 @@ impl Shard {
             // The driver ended before it answered: the last published session, if kept.
             Err(_) if keep_resumable => self.status.borrow().resume.clone(),
             Err(_) => None,
+        }
+    }
+
+    /// A handle that sends commands on this shard from elsewhere (another task, in order of
+    /// its own), without keeping the shard alive: once every [`Shard`] handle is gone, its
+    /// sends fail with [`CommandError::NotRunning`].
+    pub fn commander(&self) -> Commander {
+        Commander {
+            id: self.shard.number(),
+            control: self.control.downgrade(),
         }
     }
 

@@ -461,7 +461,14 @@ impl NodeCore {
                 let session: Arc<str> = ready.session_id.as_str().into();
                 h.session = Some((Arc::clone(&session), ready.resume_gateway_url.clone()));
                 h.saved = 0;
-                let entry = entry("READY", &session, 1, "".into());
+                // READY's `d` as the gateway sent it (empty for one built, not read): what a
+                // reader of the stream (a proxy) serves its clients from.
+                let data = ready
+                    .raw
+                    .as_ref()
+                    .map(|r| r.get().into())
+                    .unwrap_or_default();
+                let entry = entry("READY", &session, 1, data);
                 (Some(ShardEvent::Ready(ready)), Some(entry))
             }
             resumed @ ShardEvent::Resumed { seq, .. } => {

@@ -105,7 +105,7 @@ fn ready(session: &str) -> ShardEvent {
             id: Snowflake::new(2),
             flags: 0,
         },
-        raw: None,
+        raw: Some(RawJson::from_string(format!(r#"{{"session_id":"{session}"}}"#)).unwrap()),
     }))
 }
 
@@ -212,7 +212,11 @@ fn events_are_published_in_their_session_and_news_goes_to_the_operator() {
         &out[0],
         NodeOutput::Event(NodeEvent::Shard(0, ShardEvent::Ready(_)))
     ));
-    assert_eq!(published(&out), [("READY".to_owned(), 1, String::new())]);
+    // READY's `d` goes whole, as the gateway sent it.
+    assert_eq!(
+        published(&out),
+        [("READY".to_owned(), 1, r#"{"session_id":"s1"}"#.to_owned())]
+    );
     let out = h.event(0, dispatch(2));
     assert_eq!(
         published(&out),

@@ -12,8 +12,8 @@ use gateway_model::ShardId;
 use gateway_shard::RedisConnection;
 use gateway_shard::drive::{Timer, now, wait};
 use gateway_shard::identify::{BoxFuture, IdentifyQueue, RedisIdentifyQueue};
-use gateway_shard::{ResumeInfo, Shard, ShardEvent};
-use tokio::sync::{mpsc, oneshot};
+use gateway_shard::{Commander, ResumeInfo, Shard, ShardEvent};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use super::NodeConfig;
 use crate::core::{
@@ -70,6 +70,8 @@ struct Driver {
     tx: mpsc::UnboundedSender<NodeEvent>,
     /// Other nodes' releases (see `notice`), unless the node ignores them.
     notices: Option<mpsc::Receiver<()>>,
+    /// The shards running, for the reader of their command streams (see `commands`).
+    commanders: watch::Sender<BTreeMap<u32, Commander>>,
 }
 
 pub(super) async fn run(
@@ -91,6 +93,13 @@ pub(super) async fn run(
     let store = SessionStore::new(connection.clone(), keys.clone(), call_limit);
     let notices = (config.release_notices)
         .then(|| super::notice::spawn(config.redis.clone(), keys.released()));
+    let (commanders, held) = watch::channel(BTreeMap::new());
+    super::commands::spawn(
+        config.redis.clone(),
+        keys.clone(),
+        config.node.clone(),
+        held,
+    );
     let publisher = Publisher::spawn(connection, keys, config.publish);
     let (events_tx, events) = mpsc::channel(1024);
     let mut driver = Driver {
@@ -114,6 +123,7 @@ pub(super) async fn run(
         handing_off: None,
         tx,
         notices,
+        commanders,
     };
     let mut stopping = false;
     while driver.act() {
@@ -263,6 +273,7 @@ impl Driver {
         match self.spawn_shard(id, resuming) {
             Ok(shard) => {
                 self.shards.insert(id, shard);
+                self.shards_changed();
             }
             Err(e) => self.core.handle_start_failed(now(), id, &e.to_string()),
         }
@@ -286,8 +297,19 @@ impl Driver {
     /// Stops a shard at once, still resumable by whoever takes it; nothing waits for it.
     fn stop(&mut self, shard: u32) {
         if let Some(shard) = self.shards.remove(&shard) {
+            self.shards_changed();
             tokio::spawn(async move { shard.close(true).await });
         }
+    }
+
+    /// The shards running changed: their command streams are read for them.
+    fn shards_changed(&self) {
+        let commanders = self
+            .shards
+            .iter()
+            .map(|(id, shard)| (*id, shard.commander()))
+            .collect();
+        self.commanders.send_replace(commanders);
     }
 
     fn close(&mut self, shards: &[u32]) {
@@ -299,6 +321,7 @@ impl Driver {
             self.closing
                 .push(Box::pin(async move { (id, shard.close(true).await) }));
         }
+        self.shards_changed();
     }
 
     fn release(&self, lease: Lease) {

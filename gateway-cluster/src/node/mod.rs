@@ -19,6 +19,7 @@ use crate::error::ClusterError;
 use crate::keys::Keys;
 use crate::publish::PublishConfig;
 
+mod commands;
 mod driver;
 mod notice;
 
