@@ -45,7 +45,8 @@ pub struct ProxyConfig {
     pub cache: CacheConfig,
     /// What becomes of clients' presence updates (op 3).
     pub presence: PresencePolicy,
-    /// Seeds the client session ids.
+    /// Seeds the client session ids and tags this proxy's member request nonces: proxies
+    /// sharing shards (on Redis) need seeds of their own.
     pub seed: u64,
 }
 

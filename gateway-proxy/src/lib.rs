@@ -59,5 +59,7 @@ pub mod log;
 
 pub use config::{PresencePolicy, ProxyConfig};
 pub use core::{ClientId, CoreCounts, ProxyCore, ProxyOutput, UpstreamReady};
+#[cfg(feature = "cluster")]
+pub use driver::ClusterUpstream;
 #[cfg(feature = "driver")]
 pub use driver::{Proxy, ProxyError, ServeOptions};

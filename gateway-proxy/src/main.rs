@@ -8,10 +8,11 @@ use std::io::Write;
 use std::time::Duration;
 
 use clap::Parser;
+use gateway_cluster::{ClusterNode, NodeConfig};
 use gateway_model::{Activity, Intents, Status, Token};
 use gateway_proxy::cache::{CacheConfig, Kind};
-use gateway_proxy::{PresencePolicy, Proxy, ProxyConfig, ServeOptions};
-use gateway_shard::{PresenceUpdate, ShardConfig, ShardGroup, ShardGroupConfig};
+use gateway_proxy::{ClusterUpstream, PresencePolicy, Proxy, ProxyConfig, ServeOptions};
+use gateway_shard::{PresenceUpdate, RedisTarget, ShardConfig, ShardGroup, ShardGroupConfig};
 use gateway_testkit::{FakeGateway, GatewayConfig, WorldConfig};
 use tokio::net::TcpListener;
 
@@ -97,6 +98,24 @@ struct Args {
     /// Serve `/metrics` (Prometheus).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     metrics: bool,
+    /// Run on Redis (a URL, or a Redis Cluster's node URLs, comma-separated): the shards are
+    /// held by cluster nodes (one in this process, unless --no-node), with leases and stored
+    /// sessions, and served from their Redis streams, so that any number of proxy processes
+    /// serve them and a restart re-identifies nothing. (Read after the flags, so that a bad
+    /// value's error hides its password.)
+    #[arg(long, env = "GATEWAY_PROXY_REDIS")]
+    redis: Option<String>,
+    /// The application on Redis: every key starts with `{app}:`. Proxies and nodes of one bot
+    /// share it.
+    #[arg(long, default_value = "gateway-proxy")]
+    app: String,
+    /// This process's node name on Redis, unique among the application's processes. Default:
+    /// `proxy-` and a random tag.
+    #[arg(long)]
+    node: Option<String>,
+    /// On Redis, run no node here: serve the shards other processes hold.
+    #[arg(long)]
+    no_node: bool,
 }
 
 fn status(name: &str) -> Result<Status, String> {
@@ -197,6 +216,13 @@ async fn traffic(gateway: &FakeGateway) {
     }
 }
 
+/// A seed of this process's own: the binary is the driver, where randomness comes from.
+#[allow(clippy::disallowed_methods)]
+fn random_seed() -> u64 {
+    let state = std::collections::hash_map::RandomState::new();
+    std::hash::BuildHasher::hash_one(&state, std::process::id())
+}
+
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     tracing_subscriber::fmt()
@@ -260,7 +286,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .with_gateway_url(upstream.url.clone())
         .with_presence(presence)
         .with_raw_dispatches(true);
-    let (group, events) = ShardGroup::spawn(ShardGroupConfig::new(shard, shards, max_concurrency))?;
     let mut options = ServeOptions::default();
     options.rest = args.rest.clone().unwrap_or_else(|| upstream.rest.clone());
     if args.metrics {
@@ -268,7 +293,30 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         options.metrics = Some(recorder.handle());
         metrics::set_global_recorder(recorder)?;
     }
-    let mut proxy = Proxy::start(config, group, events, listener, options)?;
+    let mut proxy = match &args.redis {
+        Some(redis) => {
+            // Proxies on one cluster tell their sessions and nonces apart by their seeds.
+            config.seed = random_seed();
+            let redis: RedisTarget = redis.parse()?;
+            let mut cluster = ClusterUpstream::connect(redis.clone(), &args.app).await?;
+            if !args.no_node {
+                let name = args
+                    .node
+                    .clone()
+                    .unwrap_or_else(|| format!("proxy-{:08x}", config.seed >> 32));
+                let mut node = NodeConfig::new(redis, &args.app, name, shard, shards);
+                node.max_concurrency = max_concurrency;
+                let (node, events) = ClusterNode::start(node).await?;
+                cluster = cluster.with_node(node, events);
+            }
+            Proxy::start_on_cluster(config, cluster, listener, options)?
+        }
+        None => {
+            let group = ShardGroupConfig::new(shard, shards, max_concurrency);
+            let (group, events) = ShardGroup::spawn(group)?;
+            Proxy::start(config, group, events, listener, options)?
+        }
+    };
     // The first line is the URL alone, for scripts (as `gateway-testkit serve` prints its own).
     // A reader that went away after it (`| head -1`) does not stop the proxy.
     let about = match &upstream.fake {
@@ -282,6 +330,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             upstream.url
         ),
     };
+    let about = match &args.redis {
+        Some(_) => format!("{about}\non Redis as application `{}`", args.app),
+        None => about,
+    };
     let mut stdout = std::io::stdout().lock();
     if let Err(e) = writeln!(stdout, "{url}\n{about}").and_then(|()| stdout.flush()) {
         tracing::info!(error = %e, "stdout is gone; serving on");
@@ -293,9 +345,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             None => std::future::pending().await,
         }
     };
+    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
         () = proxy.join() => {}
         () = traffic => {}
+        _ = sigterm.recv() => {
+            tracing::info!("SIGTERM: closing clients to resume, handing shards over");
+            proxy.shutdown().await;
+        }
         signal = tokio::signal::ctrl_c() => {
             if let Err(e) = signal {
                 tracing::error!(error = %e, "signal handler");

@@ -122,6 +122,10 @@ fn help_names_every_flag() {
         "--activity",
         "--client-presence",
         "--metrics",
+        "--redis",
+        "--app",
+        "--node",
+        "--no-node",
     ] {
         assert!(help.contains(flag), "{flag} not in --help:\n{help}");
     }

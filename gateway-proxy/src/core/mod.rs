@@ -121,12 +121,13 @@ impl ProxyCore {
             .clone()
             .map(|id| (id, ShardState::new(&config)))
             .collect();
+        let requests = Requests::new(format!("{:08x}", splitmix(config.seed) >> 32));
         Self {
             config,
             shards,
             clients: BTreeMap::new(),
             sessions: BTreeMap::new(),
-            requests: Requests::default(),
+            requests,
             sessions_started: 0,
             out: VecDeque::new(),
         }

@@ -34,6 +34,9 @@ pub(crate) enum MemberPlan {
 /// The pending requests and the routes of their answers.
 #[derive(Debug, Default)]
 pub(crate) struct Requests {
+    /// Tells this proxy's nonces from another's: proxies on one Redis see every chunk of the
+    /// shards they share, each keeping the answers to its own.
+    tag: String,
     next_nonce: u64,
     members: BTreeMap<String, MemberRequest>,
     /// The last all-members request per guild: when, and its nonce while it is open.
@@ -44,6 +47,15 @@ pub(crate) struct Requests {
 }
 
 impl Requests {
+    /// No request yet; this proxy's nonces carry `tag` (at most 8 characters: a nonce is at
+    /// most 32 bytes, and the count takes up to 20).
+    pub(crate) fn new(tag: String) -> Self {
+        Self {
+            tag,
+            ..Self::default()
+        }
+    }
+
     /// A member request from `session` for `guild` (`full`: all members), with the client's
     /// own nonce.
     pub(crate) fn member(
@@ -65,7 +77,7 @@ impl Requests {
             }
         }
         self.next_nonce += 1;
-        let ours = format!("gp{}", self.next_nonce);
+        let ours = format!("gp{}.{}", self.tag, self.next_nonce);
         self.members.insert(
             ours.clone(),
             MemberRequest {

@@ -1,21 +1,23 @@
-//! The proxy on tokio: a shard group upstream, a listener downstream, and one loop that owns
+//! The proxy on tokio: shards upstream (a group, or a cluster on Redis: `upstream`), a
+//! listener downstream, and one loop that owns
 //! the [`ProxyCore`] and carries its inputs in and its outputs out. It holds no protocol rule.
 //!
 //! Every wait of the loop is a branch of its one `select!`, in this order: shutdown, the client
 //! connections' frames (bounded by their budgets, and never to wait behind an upstream burst),
 //! the core's timer, the shards' events, new sockets, and the health tick. Each
 //! socket runs in its own task (its request head, then a websocket in `conn` or HTTP in
-//! `http`); each upstream shard has one task that sends the core's commands in order.
+//! `http`); upstream has tasks of its own that send the core's commands in order.
 
 mod conn;
 mod http;
+mod upstream;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use gateway_model::{Command, DispatchEvent};
+use gateway_model::DispatchEvent;
 use gateway_server::{Replayed, Transmit};
 use gateway_shard::{GroupEvents, ShardEvent, ShardGroup};
 use metrics_exporter_prometheus::PrometheusHandle;
@@ -27,6 +29,9 @@ use tokio_util::sync::CancellationToken;
 
 use self::conn::{FromClient, ToClient};
 use self::http::{Health, Http, ShardHealth};
+#[cfg(feature = "cluster")]
+pub use self::upstream::ClusterUpstream;
+use self::upstream::{Upstream, UpstreamEvent};
 use crate::{ClientId, ProxyConfig, ProxyCore, ProxyOutput, UpstreamReady};
 
 /// How the proxy's sockets are served.
@@ -81,6 +86,31 @@ impl Proxy {
         listener: TcpListener,
         options: ServeOptions,
     ) -> Result<Self, ProxyError> {
+        let upstream = Upstream::group(group, events, config.range.clone());
+        Self::start_on(config, upstream, listener, options)
+    }
+
+    /// Serves the shards of a cluster on Redis (`upstream`) on `listener`, as `config` says:
+    /// from each shard's session start in its stream, so that a proxy started again serves
+    /// its clients the same guilds with no IDENTIFY. Proxies on one cluster need `config.seed`s
+    /// of their own.
+    #[cfg(feature = "cluster")]
+    pub fn start_on_cluster(
+        config: ProxyConfig,
+        upstream: ClusterUpstream,
+        listener: TcpListener,
+        options: ServeOptions,
+    ) -> Result<Self, ProxyError> {
+        let upstream = Upstream::cluster(upstream, config.range.clone());
+        Self::start_on(config, upstream, listener, options)
+    }
+
+    fn start_on(
+        config: ProxyConfig,
+        upstream: Upstream,
+        listener: TcpListener,
+        options: ServeOptions,
+    ) -> Result<Self, ProxyError> {
         let addr = listener
             .local_addr()
             .map_err(|e| ProxyError::Rest(e.to_string()))?;
@@ -103,17 +133,9 @@ impl Proxy {
             metrics: options.metrics.clone(),
         });
         let shutdown = CancellationToken::new();
-        let group = Arc::new(group);
-        let pumps = config
-            .range
-            .clone()
-            .map(|id| (id, spawn_pump(Arc::clone(&group), id)))
-            .collect();
         let driver = Driver {
             core: ProxyCore::new(config),
-            group,
             routes: BTreeMap::new(),
-            pumps,
             health: health_tx,
             next_client: 0,
             options,
@@ -122,7 +144,7 @@ impl Proxy {
             sent,
         };
         let task =
-            tokio::spawn(driver.run(events, from_clients, sent_rx, listener, shutdown.clone()));
+            tokio::spawn(driver.run(upstream, from_clients, sent_rx, listener, shutdown.clone()));
         Ok(Self {
             addr,
             shutdown,
@@ -135,7 +157,8 @@ impl Proxy {
         self.addr
     }
 
-    /// Stops: every client is closed with 4000 (resumable), then the loop ends.
+    /// Stops: every client is closed with 4000 (resumable), then the loop ends; a cluster node
+    /// of this process hands its shards over.
     pub async fn shutdown(self) {
         self.shutdown.cancel();
         if let Err(e) = self.task.await {
@@ -158,9 +181,7 @@ struct Route {
 
 struct Driver {
     core: ProxyCore,
-    group: Arc<ShardGroup>,
     routes: BTreeMap<ClientId, Route>,
-    pumps: BTreeMap<u32, mpsc::UnboundedSender<Command>>,
     health: watch::Sender<Health>,
     next_client: ClientId,
     options: ServeOptions,
@@ -172,7 +193,7 @@ struct Driver {
 impl Driver {
     async fn run(
         mut self,
-        mut events: GroupEvents,
+        mut upstream: Upstream,
         mut from_clients: mpsc::Receiver<FromClient>,
         mut sent: mpsc::UnboundedReceiver<(ClientId, usize)>,
         listener: TcpListener,
@@ -189,23 +210,50 @@ impl Driver {
                 Some(message) = from_clients.recv() => self.client(message),
                 Some((client, bytes)) = sent.recv() => self.core.handle_sent(now(), client, bytes),
                 () = sleep_until(deadline) => self.core.handle_timeout(now()),
-                event = events.next() => match event {
-                    Some((shard, event)) => self.upstream(shard, event),
+                event = upstream.next() => match event {
+                    Some(UpstreamEvent::Shard(shard, event)) => self.upstream(shard, event),
+                    #[cfg(feature = "cluster")]
+                    Some(UpstreamEvent::Tailed(entry)) => self.tailed(entry),
                     None => break,
                 },
                 accepted = listener.accept() => match accepted {
                     Ok((tcp, _)) => self.accept(tcp),
                     Err(e) => tracing::warn!(error = %e, "accept"),
                 },
-                _ = tick.tick() => self.publish_health(),
+                _ = tick.tick() => self.publish_health(&upstream),
             }
-            self.drain();
+            self.drain(&upstream);
         }
         for route in self.routes.values() {
             // A connection already gone has nothing to close.
             let _closed = route.tx.send(ToClient::Abort(
                 gateway_model::CloseCode::UnknownError.as_u16(),
             ));
+        }
+        upstream.shutdown().await;
+    }
+
+    /// An entry of a shard's stream: its READY (a new upstream session), a dispatch, or a
+    /// RESUMED (the same session, on another connection or node: nothing for clients).
+    #[cfg(feature = "cluster")]
+    fn tailed(&mut self, entry: gateway_cluster::Tailed) {
+        let now = now();
+        match entry.name.as_str() {
+            "READY" if entry.data.is_empty() => {
+                tracing::error!(
+                    shard = entry.shard,
+                    "a READY in the stream without its data"
+                );
+            }
+            "READY" => {
+                let ready = UpstreamReady { data: entry.data };
+                self.core.handle_upstream_ready(now, entry.shard, ready);
+            }
+            "RESUMED" => {}
+            name => {
+                self.core
+                    .handle_upstream_dispatch(now, entry.shard, name, &entry.data);
+            }
         }
     }
 
@@ -270,7 +318,7 @@ impl Driver {
     }
 
     /// Carries the core's outputs out.
-    fn drain(&mut self) {
+    fn drain(&mut self, upstream: &Upstream) {
         let now = now();
         while let Some(output) = self.core.poll_output(now) {
             match output {
@@ -283,8 +331,7 @@ impl Driver {
                     }
                 }
                 ProxyOutput::Upstream { shard, command } => {
-                    let sent = self.pumps.get(&shard).map(|p| p.send(command));
-                    if !matches!(sent, Some(Ok(()))) {
+                    if !upstream.send(shard, command) {
                         tracing::warn!(shard, "no command task for the shard: command dropped");
                     }
                 }
@@ -331,21 +378,21 @@ impl Driver {
         ));
     }
 
-    fn publish_health(&mut self) {
+    fn publish_health(&mut self, upstream: &Upstream) {
         let shards: Vec<ShardHealth> = self
             .core
             .config()
             .range
             .clone()
             .map(|id| {
-                let shard = self.group.shard(id);
+                let ready = self.core.is_shard_ready(id);
+                // On a cluster the shard may run anywhere: its stream says it is up.
+                let (connected, latency) = upstream.connection(id).unwrap_or((ready, None));
                 ShardHealth {
                     id,
-                    ready: self.core.is_shard_ready(id),
-                    connected: shard.is_some_and(gateway_shard::Shard::is_connected),
-                    latency_ms: shard
-                        .and_then(gateway_shard::Shard::heartbeat_latency)
-                        .map(|l| l.as_secs_f64() * 1000.0),
+                    ready,
+                    connected,
+                    latency_ms: latency.map(|l| l.as_secs_f64() * 1000.0),
                 }
             })
             .collect();
@@ -359,22 +406,6 @@ impl Driver {
         metrics::gauge!("gateway_proxy_cache_bytes").set(counts.cache_bytes as f64);
         metrics::gauge!("gateway_proxy_cache_guilds").set(counts.guilds as f64);
     }
-}
-
-/// One shard's commands, sent in the order the core gave them.
-fn spawn_pump(group: Arc<ShardGroup>, id: u32) -> mpsc::UnboundedSender<Command> {
-    let (tx, mut rx) = mpsc::unbounded_channel::<Command>();
-    tokio::spawn(async move {
-        while let Some(command) = rx.recv().await {
-            let Some(shard) = group.shard(id) else {
-                break;
-            };
-            if let Err(e) = shard.send(command).await {
-                tracing::warn!(shard = id, error = %e, "command not sent upstream");
-            }
-        }
-    });
-    tx
 }
 
 /// Who a socket is to the loop, and how often it reports what it sent.

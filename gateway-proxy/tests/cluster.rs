@@ -1,0 +1,176 @@
+//! Two `gateway-proxy` processes on one real redis-server, against the fake gateway: each
+//! serves every shard from the shards' Redis streams, wherever a node holds them; a client's
+//! command reaches the shard through Redis; and a SIGTERM of the process whose node holds the
+//! shards hands them to the other's node with no IDENTIFY, its clients seeing no gap.
+
+// Tests are drivers: they read the clock (see clippy.toml).
+#![allow(clippy::disallowed_methods)]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[path = "../../gateway-testkit/tests/common/mod.rs"]
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::Client;
+use gateway_codec::Compression;
+use gateway_model::{Intents, ShardId};
+use gateway_testkit::{FakeGateway, GatewayConfig, RedisServer, WorldConfig};
+use sonic_rs::{JsonContainerTrait, JsonValueTrait};
+
+const LIMIT: Duration = Duration::from_secs(30);
+
+/// A proxy process, killed when dropped.
+struct ProxyProcess {
+    child: Child,
+    url: String,
+}
+
+impl ProxyProcess {
+    fn start(redis: &str, gateway: &FakeGateway, node: &str) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_gateway-proxy"))
+            .args([
+                "--listen",
+                "127.0.0.1:0",
+                "--shards",
+                "2",
+                "--app",
+                "proxied",
+            ])
+            .args(["--redis", redis, "--node", node])
+            .args(["--heartbeat-interval-ms", "60000", "--metrics", "false"])
+            .env("GATEWAY_URL", gateway.url())
+            .env("DISCORD_TOKEN", &gateway.config().token)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let url = BufReader::new(stdout).lines().next().unwrap().unwrap();
+        assert!(url.starts_with("ws://127.0.0.1:"), "{url}");
+        Self { child, url }
+    }
+
+    /// SIGTERM, then waits for the process to end by itself.
+    fn terminate(&mut self) {
+        let pid = self.child.id().to_string();
+        let status = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        assert!(status.success());
+        let deadline = std::time::Instant::now() + LIMIT;
+        while self.child.try_wait().unwrap().is_none() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no exit after SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for ProxyProcess {
+    fn drop(&mut self) {
+        if let Err(e) = self.child.kill() {
+            eprintln!("killing the proxy: {e}");
+        }
+        if let Err(e) = self.child.wait() {
+            eprintln!("reaping the proxy: {e}");
+        }
+    }
+}
+
+async fn gateway() -> FakeGateway {
+    let config = GatewayConfig {
+        identify_window: Duration::ZERO,
+        max_concurrency: 16,
+        recommended_shards: 2,
+        world: WorldConfig::uniform(6, 4, 10),
+        ..GatewayConfig::default()
+    };
+    FakeGateway::start_with(config, 0).await.unwrap()
+}
+
+/// Sends `n` TEST_EVENTs on shard 0's live upstream connection (waiting for one).
+async fn traffic(gw: &FakeGateway, from: u64, n: u64) {
+    let connection = tokio::time::timeout(LIMIT, async {
+        loop {
+            if let Some(c) = gw.shard_connection(0) {
+                break c;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("shard 0 up");
+    for i in from..from + n {
+        assert!(connection.dispatch("TEST_EVENT", format!(r#"{{"i":{i}}}"#)));
+    }
+}
+
+/// Reads TEST_EVENTs `from..from + n`, each once, in order, with the sequence numbers after
+/// `seq`; returns the last one.
+async fn expect_events(client: &mut Client, from: u64, n: u64, mut seq: u64) -> u64 {
+    for i in from..from + n {
+        let got = client.expect_op(0, Some("TEST_EVENT")).await;
+        assert_eq!(got.d_value()["i"].as_u64(), Some(i), "in order, none lost");
+        let s = got.s.unwrap();
+        assert!(s > seq, "sequence numbers grow");
+        seq = s;
+    }
+    seq
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_proxy_processes_serve_the_shards_and_a_sigterm_hands_them_over_with_no_identify() {
+    let redis = RedisServer::start().await.unwrap();
+    let gw = gateway().await;
+    let mut a = ProxyProcess::start(redis.url(), &gw, "a");
+    tokio::time::timeout(LIMIT, gw.wait_for_readies(2))
+        .await
+        .expect("a's node identified both shards");
+    let b = ProxyProcess::start(redis.url(), &gw, "b");
+
+    // B holds no shard, and serves shard 0 from its stream: READY, then every GUILD_CREATE.
+    let mut client = Client::connect(&b.url, Compression::ZlibStream).await;
+    let ready = client
+        .start(Intents::all(), ShardId::new(0, 2).unwrap())
+        .await;
+    let guilds = ready.d_value()["guilds"].as_array().unwrap().len();
+    assert!(guilds > 0);
+    for _ in 0..guilds {
+        client.expect_op(0, Some("GUILD_CREATE")).await;
+    }
+    traffic(&gw, 0, 10).await;
+    let seq = expect_events(&mut client, 0, 10, 0).await;
+
+    // A command from B's client reaches shard 0, held by A's node.
+    client
+        .send_text(r#"{"op":3,"d":{"since":null,"activities":[],"status":"dnd","afk":false}}"#)
+        .await;
+    tokio::time::timeout(
+        LIMIT,
+        gw.wait_for(|v| {
+            v.recorded()
+                .iter()
+                .any(|r| matches!(r.command(), Some(gateway_model::Command::UpdatePresence(_))))
+        }),
+    )
+    .await
+    .expect("the presence update reached the gateway");
+
+    // A goes: its node hands both shards to B's, which resumes them.
+    a.terminate();
+    tokio::time::timeout(LIMIT, gw.wait_for_resumed(2))
+        .await
+        .expect("b's node resumed both shards");
+    traffic(&gw, 10, 10).await;
+    expect_events(&mut client, 10, 10, seq).await;
+    assert_eq!(
+        gw.stats().identifies,
+        2,
+        "handed over, not identified again"
+    );
+    drop(b);
+}
