@@ -56,6 +56,11 @@ impl Keys {
         self.key(format_args!("commands:{shard}"))
     }
 
+    /// Board `name`: notes every process of the application reads whole ([`Board`](crate::Board)).
+    pub fn board(&self, name: &str) -> String {
+        self.key(format_args!("board:{name}"))
+    }
+
     /// The channel a node publishes a shard's number on when it releases the shard's lease, so
     /// that the others take it at once rather than at their next upkeep.
     pub fn released(&self) -> String {
@@ -82,6 +87,7 @@ mod tests {
             keys.stream(3),
             keys.ready(3),
             keys.commands(3),
+            keys.board("sessions"),
         ] {
             assert!(key.starts_with("{bot}:"), "{key}");
         }

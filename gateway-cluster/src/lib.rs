@@ -13,6 +13,7 @@
 //! | [`Consumer`] | consumer groups: acks, reclaim of a dead consumer's entries, repeats dropped |
 //! | [`CommandSender`] | commands to a shard from any process, sent by whichever node holds it |
 //! | [`Tail`] | a reader of every entry from a position of its own, from each shard's session start |
+//! | [`Board`], [`BoardReader`] | an application's notes that every process reads whole (a proxy's shared client sessions) |
 //! | [`ClusterNode`] | one process's share of the bot: the core's driver over Redis and tokio |
 //! | `metrics` | what a node reports through the `metrics` facade |
 //!
@@ -67,6 +68,8 @@
 #![cfg_attr(test, allow(clippy::disallowed_methods))]
 
 #[cfg(feature = "redis")]
+mod board;
+#[cfg(feature = "redis")]
 mod command;
 #[cfg(feature = "redis")]
 mod consume;
@@ -89,6 +92,8 @@ mod sessions;
 #[cfg(feature = "redis")]
 mod tail;
 
+#[cfg(feature = "redis")]
+pub use board::{Board, BoardReader, Note};
 #[cfg(feature = "redis")]
 pub use command::CommandSender;
 #[cfg(feature = "redis")]

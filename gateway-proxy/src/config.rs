@@ -45,6 +45,13 @@ pub struct ProxyConfig {
     pub cache: CacheConfig,
     /// What becomes of clients' presence updates (op 3).
     pub presence: PresencePolicy,
+    /// Write down each session that leaves its connection ([`ProxyOutput::SessionSaved`]),
+    /// so that other proxy processes on one cluster take its RESUME. Default off.
+    ///
+    /// [`ProxyOutput::SessionSaved`]: crate::ProxyOutput::SessionSaved
+    pub share_sessions: bool,
+    /// The most other processes' sessions kept (the oldest go first). Default 100,000.
+    pub max_shared_sessions: usize,
     /// Seeds the client session ids and tags this proxy's member request nonces: proxies
     /// sharing shards (on Redis) need seeds of their own.
     pub seed: u64,
@@ -74,6 +81,8 @@ impl ProxyConfig {
             stall_timeout: Duration::from_secs(30),
             cache: CacheConfig::default(),
             presence: PresencePolicy::default(),
+            share_sessions: false,
+            max_shared_sessions: 100_000,
             seed: 0,
         }
     }

@@ -6,6 +6,7 @@
 //! | [`ProxyCore`], [`ProxyOutput`], [`UpstreamReady`] | the proxy, sans-IO: upstream dispatches and client frames in, client frames and upstream commands out |
 //! | [`ProxyConfig`] | what it serves, who may connect, its bounds |
 //! | [`log`] | each shard's replay log, bounded in bytes and age |
+//! | [`record`] | a client session written down, for another proxy process to take its RESUME |
 //! | [`cache`] | each shard's guilds as raw JSON, kept current |
 //! | [`intents`] | which intents deliver which dispatch |
 //!
@@ -56,6 +57,7 @@ mod core;
 mod driver;
 pub mod intents;
 pub mod log;
+pub mod record;
 
 pub use config::{PresencePolicy, ProxyConfig};
 pub use core::{ClientId, CoreCounts, ProxyCore, ProxyOutput, UpstreamReady};

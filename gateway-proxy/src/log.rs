@@ -28,6 +28,9 @@ pub struct Entry {
     /// The guild whose cached GUILD_CREATE holds all the entry says, once the entry is applied
     /// (a session sent that GUILD_CREATE afterwards does not get the entry).
     pub held_by: Option<Held>,
+    /// The upstream position it came from ([`ReplayLog::set_upstream`]): on a cluster, its
+    /// place in the shard's stream, the same in every proxy process.
+    pub upstream: u64,
 }
 
 impl Entry {
@@ -62,6 +65,12 @@ pub struct ReplayLog {
     /// The position the next entry takes.
     next: u64,
     bytes: usize,
+    /// The upstream position entries pushed now come from.
+    upstream: u64,
+    /// The newest entry's upstream position, once one was pushed.
+    last_upstream: Option<u64>,
+    /// The log holds every entry from this upstream position on.
+    complete_from: Option<u64>,
 }
 
 impl ReplayLog {
@@ -72,7 +81,44 @@ impl ReplayLog {
             entries: VecDeque::new(),
             next: 1,
             bytes: 0,
+            upstream: 0,
+            last_upstream: None,
+            complete_from: None,
         }
+    }
+
+    /// The entries pushed from now on come from upstream position `upstream` (one upstream
+    /// dispatch may make several entries, or none).
+    pub fn set_upstream(&mut self, upstream: u64) {
+        self.upstream = upstream;
+        self.complete_from.get_or_insert(upstream);
+    }
+
+    /// The upstream position up to which a cursor at `pos` has considered everything: the one
+    /// of the entry before it.
+    pub fn upstream_before(&self, pos: u64) -> Option<u64> {
+        if let Some(entry) = pos.checked_sub(1).and_then(|p| self.get(p)) {
+            return Some(entry.upstream);
+        }
+        if pos == self.next {
+            return self
+                .last_upstream
+                .or(self.complete_from.map(|c| c.saturating_sub(1)));
+        }
+        self.complete_from
+            .filter(|_| pos == self.first_pos())
+            .map(|c| c.saturating_sub(1))
+    }
+
+    /// Where a cursor that considered everything up to upstream position `upstream` stands in
+    /// this log; `None` when the log does not reach back that far.
+    pub fn pos_after_upstream(&self, upstream: u64) -> Option<u64> {
+        let complete_from = self.complete_from?;
+        if upstream.saturating_add(1) < complete_from {
+            return None;
+        }
+        let index = self.entries.partition_point(|e| e.upstream <= upstream);
+        Some(self.first_pos() + index as u64)
     }
 
     /// Appends a dispatch at `now`, dropping what falls out of the bounds; its position.
@@ -95,7 +141,9 @@ impl ReplayLog {
             required,
             to,
             held_by,
+            upstream: self.upstream,
         };
+        self.last_upstream = Some(self.upstream);
         self.bytes += entry.size();
         self.entries.push_back(entry);
         self.trim(now);
@@ -110,6 +158,7 @@ impl ReplayLog {
                 || now.saturating_duration_since(first.at) > self.limits.max_age)
         {
             self.bytes -= first.size();
+            self.complete_from = Some(first.upstream + 1);
             self.entries.pop_front();
         }
     }
@@ -192,6 +241,41 @@ mod tests {
         l.trim(now + Duration::from_secs(61));
         assert_eq!(l.len(), 1, "the newest stays");
         assert_eq!(l.first_pos(), 100);
+    }
+
+    #[test]
+    fn upstream_positions_map_cursors_between_logs() {
+        let now = Instant::now();
+        // Upstream 10 made two entries here (two askers), 11 none, 12 one.
+        let mut l = log(1 << 20);
+        assert_eq!(l.pos_after_upstream(9), None, "nothing fed yet");
+        for (upstream, n) in [(10, 2), (11, 0), (12, 1)] {
+            l.set_upstream(upstream);
+            for _ in 0..n {
+                l.push(now, "E".into(), "{}".into(), Intents::empty(), None, None);
+            }
+        }
+        assert_eq!(l.upstream_before(1), Some(9), "before everything");
+        assert_eq!(l.upstream_before(3), Some(10));
+        assert_eq!(l.upstream_before(4), Some(12), "at the head");
+        assert_eq!(l.pos_after_upstream(9), Some(1));
+        assert_eq!(l.pos_after_upstream(10), Some(3));
+        assert_eq!(l.pos_after_upstream(11), Some(3));
+        assert_eq!(l.pos_after_upstream(12), Some(4));
+        assert_eq!(l.pos_after_upstream(8), None, "from before the log");
+        // Another process's log of the same stream, with no entry for upstream 10.
+        let mut other = log(1 << 20);
+        for upstream in [10, 11, 12] {
+            other.set_upstream(upstream);
+            if upstream == 12 {
+                other.push(now, "E".into(), "{}".into(), Intents::empty(), None, None);
+            }
+        }
+        let mapped = other.pos_after_upstream(l.upstream_before(3).unwrap());
+        assert_eq!(
+            mapped.and_then(|p| other.get(p)).map(|e| e.upstream),
+            Some(12)
+        );
     }
 
     #[test]

@@ -297,6 +297,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         Some(redis) => {
             // Proxies on one cluster tell their sessions and nonces apart by their seeds.
             config.seed = random_seed();
+            config.share_sessions = true;
             let redis: RedisTarget = redis.parse()?;
             let mut cluster = ClusterUpstream::connect(redis.clone(), &args.app).await?;
             if !args.no_node {

@@ -174,3 +174,93 @@ async fn two_proxy_processes_serve_the_shards_and_a_sigterm_hands_them_over_with
     );
     drop(b);
 }
+
+/// A bot's connection through the proxies: its session, and the last sequence number it read.
+struct Bot {
+    client: Client,
+    session: String,
+    seq: u64,
+}
+
+impl Bot {
+    /// Identifies on shard 0 through `url`, and reads READY and every GUILD_CREATE.
+    async fn start(url: &str) -> Self {
+        let mut client = Client::connect(url, Compression::ZlibStream).await;
+        let ready = client
+            .start(Intents::all(), ShardId::new(0, 2).unwrap())
+            .await;
+        let d = ready.d_value();
+        let guilds = d["guilds"].as_array().unwrap().len();
+        let mut seq = ready.s.unwrap();
+        for _ in 0..guilds {
+            seq = client.expect_op(0, Some("GUILD_CREATE")).await.s.unwrap();
+        }
+        Self {
+            client,
+            session: d["session_id"].as_str().unwrap().to_owned(),
+            seq,
+        }
+    }
+
+    async fn events(&mut self, from: u64, n: u64) {
+        self.seq = expect_events(&mut self.client, from, n, self.seq).await;
+    }
+
+    /// Its proxy stops: it reads to the close, which must be 4000 (resume).
+    async fn closed_to_resume(&mut self) {
+        match self.client.expect_end().await {
+            common::End::Closed(code) => assert_eq!(code, Some(4000)),
+            end => panic!("ended without a close: {end:?}"),
+        }
+    }
+
+    /// Resumes on `url`: HELLO, RESUME with the last sequence number read.
+    async fn resume(&mut self, url: &str) {
+        self.client = Client::connect(url, Compression::ZlibStream).await;
+        assert_eq!(self.client.expect().await.op, 10);
+        self.client.resume(&self.session, self.seq).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rolling_restart_of_both_proxies_resumes_every_bot_on_the_other_with_nothing_lost() {
+    let redis = RedisServer::start().await.unwrap();
+    let gw = gateway().await;
+    let mut a = ProxyProcess::start(redis.url(), &gw, "a");
+    tokio::time::timeout(LIMIT, gw.wait_for_readies(2))
+        .await
+        .expect("a's node identified both shards");
+    let mut b = ProxyProcess::start(redis.url(), &gw, "b");
+    let mut on_a = Bot::start(&a.url).await;
+    let mut on_b = Bot::start(&b.url).await;
+    traffic(&gw, 0, 10).await;
+    on_a.events(0, 10).await;
+    on_b.events(0, 10).await;
+
+    // A stops: its bot is closed to resume and resumes on B, which replays what followed.
+    a.terminate();
+    on_a.closed_to_resume().await;
+    tokio::time::timeout(LIMIT, gw.wait_for_resumed(2))
+        .await
+        .expect("b's node resumed both shards");
+    traffic(&gw, 10, 10).await;
+    on_a.resume(&b.url).await;
+    on_a.events(10, 10).await;
+    on_b.events(10, 10).await;
+
+    // A comes back; B stops: both bots resume on the new A.
+    let a = ProxyProcess::start(redis.url(), &gw, "a2");
+    b.terminate();
+    on_a.closed_to_resume().await;
+    on_b.closed_to_resume().await;
+    tokio::time::timeout(LIMIT, gw.wait_for_resumed(4))
+        .await
+        .expect("a2's node resumed both shards");
+    traffic(&gw, 20, 10).await;
+    on_a.resume(&a.url).await;
+    on_b.resume(&a.url).await;
+    on_a.events(20, 10).await;
+    on_b.events(20, 10).await;
+    assert_eq!(gw.stats().identifies, 2, "no IDENTIFY after the first two");
+    drop(a);
+}

@@ -154,6 +154,9 @@ impl ProxyCore {
     }
 
     fn resume(&mut self, now: Instant, client: ClientId, id: &str, seq: u64) {
+        if !self.sessions.contains_key(id) {
+            self.take_shared(now, id);
+        }
         let from = self.sessions.get(id).and_then(|s| {
             let log = &self.shards.get(&s.shard)?.log;
             Some((s.resume_from(seq, log), s.client))

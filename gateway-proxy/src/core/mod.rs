@@ -11,6 +11,7 @@
 mod client;
 mod requests;
 mod session;
+mod shared;
 mod upstream;
 
 use std::collections::{BTreeMap, VecDeque};
@@ -22,8 +23,10 @@ use gateway_server::{Connection, Frame, Transmit, ends_session};
 
 use self::requests::Requests;
 use self::session::ClientSession;
+use self::shared::Shared;
 use self::upstream::ShardState;
 use crate::config::ProxyConfig;
+use crate::record::SessionRecord;
 
 pub use self::upstream::UpstreamReady;
 
@@ -56,6 +59,16 @@ pub enum ProxyOutput {
         /// The command, checked and rebuilt (never a client's bytes).
         command: Command,
     },
+    /// A session left its connection (with [`ProxyConfig::share_sessions`]): post it for the
+    /// other proxy processes, which hand it to [`ProxyCore::handle_shared_session`].
+    SessionSaved(SessionRecord),
+    /// A session ended, or was taken by this process (with
+    /// [`ProxyConfig::share_sessions`]): the other processes forget it
+    /// ([`ProxyCore::handle_shared_session_ended`]).
+    SessionEnded {
+        /// The session id.
+        id: String,
+    },
 }
 
 /// How much the core holds, for metrics and `/healthz`.
@@ -76,6 +89,8 @@ pub struct CoreCounts {
     pub cache_bytes: usize,
     /// Member requests waiting for their chunks.
     pub member_requests: usize,
+    /// Other processes' sessions this one may take a RESUME of.
+    pub shared_sessions: usize,
 }
 
 /// One client connection.
@@ -109,6 +124,8 @@ pub struct ProxyCore {
     clients: BTreeMap<ClientId, Client>,
     sessions: BTreeMap<Arc<str>, ClientSession>,
     requests: Requests,
+    /// Other processes' sessions.
+    shared: Shared,
     sessions_started: u64,
     out: VecDeque<ProxyOutput>,
 }
@@ -128,6 +145,7 @@ impl ProxyCore {
             clients: BTreeMap::new(),
             sessions: BTreeMap::new(),
             requests,
+            shared: Shared::default(),
             sessions_started: 0,
             out: VecDeque::new(),
         }
@@ -163,6 +181,7 @@ impl ProxyCore {
             guilds: shards.clone().map(|s| s.cache.len()).sum(),
             cache_bytes: shards.map(|s| s.cache.bytes()).sum(),
             member_requests: self.requests.open_member_requests(),
+            shared_sessions: self.shared.len(),
         }
     }
 
@@ -300,6 +319,7 @@ impl ProxyCore {
             self.end_session(&session);
         }
         self.abort_stalled(now);
+        self.expire_shared(now);
         for shard in self.shards.values_mut() {
             shard.log.trim(now);
         }
@@ -328,7 +348,7 @@ impl ProxyCore {
             .filter_map(|c| c.stalled_since)
             .min()
             .map(|at| at + self.config.stall_timeout);
-        [clients, sessions, logs, stalls]
+        [clients, sessions, logs, stalls, self.shared.next_expiry()]
             .into_iter()
             .flatten()
             .min()
@@ -391,9 +411,17 @@ impl ProxyCore {
         if let Some(shard) = self.shards.get_mut(&s.shard) {
             shard.attached.remove(session);
         }
+        self.share_detached(session);
     }
 
+    /// Session `session` ends: the other processes forget it too.
     fn end_session(&mut self, session: &Arc<str>) {
+        self.drop_session(session);
+        self.share_ended(session);
+    }
+
+    /// Forgets session `session` here alone.
+    fn drop_session(&mut self, session: &Arc<str>) {
         if let Some(s) = self.sessions.remove(session)
             && let Some(shard) = self.shards.get_mut(&s.shard)
         {

@@ -16,6 +16,7 @@ use std::time::Instant;
 use gateway_model::Intents;
 
 use crate::log::{Entry, ReplayLog};
+use crate::record::{RecordMark, SessionRecord};
 
 /// Where a RESUME starts, or why it cannot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -185,6 +186,80 @@ impl ClientSession {
         } else {
             ResumeFrom::Gone
         }
+    }
+
+    /// The session written down in upstream positions, for another process; `None` if its
+    /// place is no longer in `log`.
+    pub(crate) fn to_record(&self, log: &ReplayLog, ttl_ms: u64) -> Option<SessionRecord> {
+        let marks = self
+            .synthetic
+            .iter()
+            .filter_map(|m| {
+                Some(RecordMark {
+                    seq: m.seq,
+                    upstream: log.upstream_before(m.pos)?,
+                    essential: m.essential,
+                })
+            })
+            .collect();
+        let covered = self
+            .covered
+            .iter()
+            .filter_map(|(guild, upto)| Some((*guild, log.upstream_before(*upto)?)))
+            .collect();
+        Some(SessionRecord {
+            id: self.id.to_string(),
+            shard: self.shard,
+            intents: self.intents.bits(),
+            seq: self.seq,
+            upstream: log.upstream_before(self.pos)?,
+            marks,
+            covered,
+            covered_until: log.upstream_before(self.covered_until).unwrap_or(0),
+            pending: self.pending.iter().copied().collect(),
+            ttl_ms,
+        })
+    }
+
+    /// A session another process wrote down, placed in `log`, detached since `detached_at`;
+    /// `None` if `log` does not reach back to its place.
+    pub(crate) fn from_record(
+        record: &SessionRecord,
+        log: &ReplayLog,
+        detached_at: Instant,
+    ) -> Option<Self> {
+        let pos = log.pos_after_upstream(record.upstream)?;
+        let synthetic = record
+            .marks
+            .iter()
+            .filter_map(|m| {
+                Some(Synthetic {
+                    seq: m.seq,
+                    pos: log.pos_after_upstream(m.upstream)?,
+                    essential: m.essential,
+                })
+            })
+            .collect();
+        let covered = record
+            .covered
+            .iter()
+            .filter_map(|(guild, upto)| Some((*guild, log.pos_after_upstream(*upto)?)))
+            .collect();
+        Some(Self {
+            id: record.id.as_str().into(),
+            shard: record.shard,
+            intents: Intents::from_bits_truncate(record.intents),
+            seq: record.seq,
+            pos,
+            synthetic,
+            client: None,
+            detached_at: Some(detached_at),
+            forwarded: VecDeque::new(),
+            resuming: false,
+            pending: record.pending.iter().copied().collect(),
+            covered,
+            covered_until: log.pos_after_upstream(record.covered_until).unwrap_or(0),
+        })
     }
 
     /// Rewinds to a RESUME's `seq` at log position `pos`.

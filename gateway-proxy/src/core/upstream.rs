@@ -36,6 +36,8 @@ pub(super) struct ShardState {
     pub(super) waiting: Vec<Arc<str>>,
     /// The bot's user id, from READY: the one member a session without GUILD_PRESENCES gets.
     pub(super) bot: Option<u64>,
+    /// The upstream position of the next dispatch ([`ProxyCore::handle_upstream_at`]).
+    pub(super) next_upstream: u64,
 }
 
 impl ShardState {
@@ -47,6 +49,7 @@ impl ShardState {
             attached: BTreeSet::new(),
             waiting: Vec::new(),
             bot: None,
+            next_upstream: 1,
         }
     }
 
@@ -226,6 +229,10 @@ impl ProxyCore {
             None
         });
         let name: Arc<str> = name.into();
+        if let Some(state) = self.shards.get_mut(&shard) {
+            state.log.set_upstream(state.next_upstream);
+            state.next_upstream += 1;
+        }
         for (to, data) in self.route(&name, data, guild) {
             // An answer to one session is its alone: no GUILD_CREATE stands in for it.
             let (required, held_by) = match &to {

@@ -34,6 +34,10 @@ pub use self::upstream::ClusterUpstream;
 use self::upstream::{Upstream, UpstreamEvent};
 use crate::{ClientId, ProxyConfig, ProxyCore, ProxyOutput, UpstreamReady};
 
+/// How long a stopping proxy waits for its sessions to be posted, then for its clients'
+/// sockets to close.
+const CLOSE_WAIT: Duration = Duration::from_secs(5);
+
 /// How the proxy's sockets are served.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
@@ -214,6 +218,8 @@ impl Driver {
                     Some(UpstreamEvent::Shard(shard, event)) => self.upstream(shard, event),
                     #[cfg(feature = "cluster")]
                     Some(UpstreamEvent::Tailed(entry)) => self.tailed(entry),
+                    #[cfg(feature = "cluster")]
+                    Some(UpstreamEvent::Shared(note)) => self.shared(note),
                     None => break,
                 },
                 accepted = listener.accept() => match accepted {
@@ -224,13 +230,62 @@ impl Driver {
             }
             self.drain(&upstream);
         }
+        self.close_clients(&upstream, &mut from_clients).await;
+        upstream.shutdown().await;
+    }
+
+    /// Closes every client to resume: their sessions posted first (on a cluster), then the
+    /// closes after what was sent, then a wait of up to [`CLOSE_WAIT`] for the sockets to end.
+    async fn close_clients(
+        &mut self,
+        upstream: &Upstream,
+        from_clients: &mut mpsc::Receiver<FromClient>,
+    ) {
+        let now = now();
+        self.core.handle_shutdown(now);
+        let mut held = Vec::new();
+        while let Some(output) = self.core.poll_output(now) {
+            match output {
+                ProxyOutput::SessionSaved(_) | ProxyOutput::SessionEnded { .. } => {
+                    upstream.share(output);
+                }
+                other => held.push(other),
+            }
+        }
+        if tokio::time::timeout(CLOSE_WAIT, upstream.flush_shared())
+            .await
+            .is_err()
+        {
+            tracing::warn!("sessions not all posted before the clients were closed");
+        }
+        for output in held {
+            self.act(upstream, output);
+        }
         for route in self.routes.values() {
             // A connection already gone has nothing to close.
             let _closed = route.tx.send(ToClient::Abort(
                 gateway_model::CloseCode::UnknownError.as_u16(),
             ));
         }
-        upstream.shutdown().await;
+        let deadline = clock() + CLOSE_WAIT;
+        while !self.routes.is_empty() {
+            match tokio::time::timeout_at(deadline, from_clients.recv()).await {
+                Ok(Some(FromClient::Gone(client, _))) => {
+                    self.routes.remove(&client);
+                }
+                Ok(Some(_)) => {}
+                Ok(None) | Err(_) => break,
+            }
+        }
+    }
+
+    /// A note of the sessions other proxy processes share.
+    #[cfg(feature = "cluster")]
+    fn shared(&mut self, note: upstream::Shared) {
+        match note {
+            upstream::Shared::Saved(record) => self.core.handle_shared_session(now(), record),
+            upstream::Shared::Ended(id) => self.core.handle_shared_session_ended(&id),
+        }
     }
 
     /// An entry of a shard's stream: its READY (a new upstream session), a dispatch, or a
@@ -238,6 +293,7 @@ impl Driver {
     #[cfg(feature = "cluster")]
     fn tailed(&mut self, entry: gateway_cluster::Tailed) {
         let now = now();
+        self.core.handle_upstream_at(entry.shard, entry.pos);
         match entry.name.as_str() {
             "READY" if entry.data.is_empty() => {
                 tracing::error!(
@@ -321,6 +377,13 @@ impl Driver {
     fn drain(&mut self, upstream: &Upstream) {
         let now = now();
         while let Some(output) = self.core.poll_output(now) {
+            self.act(upstream, output);
+        }
+    }
+
+    /// Carries one output out.
+    fn act(&mut self, upstream: &Upstream, output: ProxyOutput) {
+        {
             match output {
                 ProxyOutput::Client { client, transmit } => self.transmit(client, transmit),
                 ProxyOutput::Abort { client, code } => {
@@ -334,6 +397,9 @@ impl Driver {
                     if !upstream.send(shard, command) {
                         tracing::warn!(shard, "no command task for the shard: command dropped");
                     }
+                }
+                ProxyOutput::SessionSaved(_) | ProxyOutput::SessionEnded { .. } => {
+                    upstream.share(output);
                 }
             }
         }

@@ -323,7 +323,9 @@ impl World {
             match output {
                 ProxyOutput::Client { client, transmit } => self.transmit(client, transmit)?,
                 ProxyOutput::Abort { client, code } => self.closed(client, code)?,
-                ProxyOutput::Upstream { .. } => {}
+                ProxyOutput::Upstream { .. }
+                | ProxyOutput::SessionSaved(_)
+                | ProxyOutput::SessionEnded { .. } => {}
             }
         }
         Ok(())

@@ -6,12 +6,37 @@ use std::ops::Range;
 use std::time::Duration;
 
 use gateway_cluster::{
-    ClusterError, ClusterNode, CommandSender, NodeEvent, NodeEvents, Tail, Tailed,
+    Board, BoardReader, ClusterError, ClusterNode, CommandSender, NodeEvent, NodeEvents, Note, Tail,
 };
 use gateway_model::Command;
 use gateway_shard::{RedisConnection, RedisOptions, RedisTarget};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
+
+use super::UpstreamEvent;
+use crate::record::SessionRecord;
+
+/// The board the proxies post the sessions they let go on.
+const SESSIONS: &str = "sessions";
+
+/// Notes the sessions board keeps (about): its last ones, a few minutes' worth of a large bot's
+/// reconnects.
+const SESSIONS_KEPT: usize = 100_000;
+
+/// A note of the sessions board.
+pub(in crate::driver) enum Shared {
+    /// A session let go, for another process to take.
+    Saved(SessionRecord),
+    /// A session ended or taken: forget it.
+    Ended(String),
+}
+
+/// What the sessions' writer does next.
+enum Post {
+    Note(Shared),
+    /// Everything before it is posted: say so.
+    Flush(oneshot::Sender<()>),
+}
 
 /// How long one read of the streams waits for entries.
 const BLOCK: Duration = Duration::from_secs(1);
@@ -26,6 +51,7 @@ pub struct ClusterUpstream {
     redis: RedisTarget,
     app: String,
     commands: CommandSender,
+    board: Board,
     node: Option<(ClusterNode, NodeEvents)>,
 }
 
@@ -44,6 +70,7 @@ impl ClusterUpstream {
         let app = app.into();
         let connection = RedisConnection::connect(&redis, RedisOptions::default()).await?;
         Ok(Self {
+            board: Board::new(connection.clone(), app.clone(), SESSIONS, SESSIONS_KEPT),
             commands: CommandSender::new(connection, app.clone()),
             redis,
             app,
@@ -62,19 +89,28 @@ impl ClusterUpstream {
 
 /// A cluster upstream at work.
 pub(in crate::driver) struct Running {
-    entries: mpsc::Receiver<Tailed>,
+    entries: mpsc::Receiver<UpstreamEvent>,
     commands: mpsc::UnboundedSender<(u32, Command)>,
+    posts: mpsc::UnboundedSender<Post>,
     node: Option<ClusterNode>,
     tail: JoinHandle<()>,
+    sessions: JoinHandle<()>,
 }
 
 impl Running {
     /// Follows shards `range` and starts sending commands.
     pub(in crate::driver) fn start(upstream: ClusterUpstream, range: Range<u32>) -> Self {
         let (tx, entries) = mpsc::channel(READ_AHEAD);
+        let sessions = tokio::spawn(read_sessions(
+            upstream.redis.clone(),
+            upstream.app.clone(),
+            tx.clone(),
+        ));
         let tail = tokio::spawn(follow(upstream.redis, upstream.app, range, tx));
         let (commands, rx) = mpsc::unbounded_channel();
         tokio::spawn(send_commands(upstream.commands, rx));
+        let (posts, rx) = mpsc::unbounded_channel();
+        tokio::spawn(post_sessions(upstream.board, rx));
         let node = upstream.node.map(|(node, events)| {
             tokio::spawn(log_node_events(events));
             node
@@ -82,13 +118,29 @@ impl Running {
         Self {
             entries,
             commands,
+            posts,
             node,
             tail,
+            sessions,
         }
     }
 
-    pub(super) async fn next(&mut self) -> Option<Tailed> {
+    pub(super) async fn next(&mut self) -> Option<UpstreamEvent> {
         self.entries.recv().await
+    }
+
+    pub(super) fn share(&self, note: Shared) {
+        if self.posts.send(Post::Note(note)).is_err() {
+            tracing::warn!("the sessions' writer is gone: a session not shared");
+        }
+    }
+
+    /// Waits until everything shared so far is posted (or the writer is gone).
+    pub(super) async fn flush(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.posts.send(Post::Flush(tx)).is_ok() && rx.await.is_err() {
+            tracing::warn!("the sessions' writer ended before its flush");
+        }
     }
 
     pub(super) fn send(&self, shard: u32, command: Command) -> bool {
@@ -97,6 +149,7 @@ impl Running {
 
     pub(super) async fn shutdown(self) {
         self.tail.abort();
+        self.sessions.abort();
         if let Some(node) = self.node
             && let Err(e) = node.shutdown().await
         {
@@ -107,7 +160,12 @@ impl Running {
 
 /// Reads shards `range`'s streams into `tx`, from each one's session start, until `tx` closes;
 /// after an error, connects again and goes on from where each stream was read to.
-async fn follow(redis: RedisTarget, app: String, range: Range<u32>, tx: mpsc::Sender<Tailed>) {
+async fn follow(
+    redis: RedisTarget,
+    app: String,
+    range: Range<u32>,
+    tx: mpsc::Sender<UpstreamEvent>,
+) {
     let mut positions: BTreeMap<u32, u64> = BTreeMap::new();
     let mut pause = Duration::from_millis(100);
     loop {
@@ -127,7 +185,7 @@ async fn follow_once(
     redis: &RedisTarget,
     app: &str,
     range: Range<u32>,
-    tx: &mpsc::Sender<Tailed>,
+    tx: &mpsc::Sender<UpstreamEvent>,
     positions: &mut BTreeMap<u32, u64>,
 ) -> Result<(), ClusterError> {
     let mut tail = Tail::connect(redis, app, BLOCK).await?;
@@ -139,7 +197,7 @@ async fn follow_once(
         match tail.follow_session(shard).await? {
             Some(ready) => {
                 positions.insert(shard, ready.pos);
-                if tx.send(ready).await.is_err() {
+                if tx.send(UpstreamEvent::Tailed(ready)).await.is_err() {
                     return Ok(());
                 }
             }
@@ -151,9 +209,98 @@ async fn follow_once(
     loop {
         for entry in tail.next().await? {
             positions.insert(entry.shard, entry.pos);
-            if tx.send(entry).await.is_err() {
+            if tx.send(UpstreamEvent::Tailed(entry)).await.is_err() {
                 return Ok(());
             }
+        }
+    }
+}
+
+/// Reads the sessions board into `tx` from its oldest note, until `tx` closes; after an error,
+/// connects again and goes on after the last note read.
+async fn read_sessions(redis: RedisTarget, app: String, tx: mpsc::Sender<UpstreamEvent>) {
+    let mut last: Option<String> = None;
+    let mut pause = Duration::from_millis(100);
+    loop {
+        let read = async {
+            let mut reader = BoardReader::connect(&redis, app.as_str(), SESSIONS, BLOCK).await?;
+            if let Some(last) = &last {
+                reader.resume_after(last.clone());
+            }
+            loop {
+                let notes = reader.next().await;
+                last = Some(reader.last().to_owned());
+                for note in notes? {
+                    let Some(shared) = shared(&note) else {
+                        continue;
+                    };
+                    if tx.send(UpstreamEvent::Shared(shared)).await.is_err() {
+                        return Ok::<(), ClusterError>(());
+                    }
+                }
+                pause = Duration::from_millis(100);
+            }
+        };
+        match read.await {
+            Ok(()) => return,
+            Err(e) => {
+                tracing::warn!(error = %e, ?pause, "reading the sessions board: reading again");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+/// A note read: a record with what is left of its TTL by the wall clock (Redis's, in the
+/// note's id, against this machine's), or an ended session. `None` for an expired record or a
+/// note that is neither.
+fn shared(note: &Note) -> Option<Shared> {
+    if let Some(id) = note.body.strip_prefix("ended ") {
+        return Some(Shared::Ended(id.to_owned()));
+    }
+    let json = note.body.strip_prefix("saved ")?;
+    let mut record = match SessionRecord::from_json(json) {
+        Ok(record) => record,
+        Err(e) => {
+            tracing::warn!(error = %e, "a sessions board note is not a record");
+            return None;
+        }
+    };
+    let age = unix_ms().saturating_sub(note.at_ms);
+    record.ttl_ms = record.ttl_ms.checked_sub(age).filter(|left| *left > 0)?;
+    Some(Shared::Saved(record))
+}
+
+/// The wall clock, in Unix milliseconds (the driver reads clocks; the core does not).
+#[allow(clippy::disallowed_methods)]
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// Posts the sessions shared, in order; a post Redis refuses is lost (the session is then
+/// resumable on this process alone).
+async fn post_sessions(board: Board, mut rx: mpsc::UnboundedReceiver<Post>) {
+    while let Some(post) = rx.recv().await {
+        let body = match post {
+            Post::Flush(done) => {
+                // The flusher may have stopped waiting.
+                let _waited = done.send(());
+                continue;
+            }
+            Post::Note(Shared::Ended(id)) => format!("ended {id}"),
+            Post::Note(Shared::Saved(record)) => match record.to_json() {
+                Ok(json) => format!("saved {json}"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "session not shared");
+                    continue;
+                }
+            },
+        };
+        if let Err(e) = board.post(&body).await {
+            tracing::warn!(error = %e, "session not shared");
         }
     }
 }

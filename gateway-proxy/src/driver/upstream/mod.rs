@@ -17,6 +17,8 @@ use tokio::sync::mpsc;
 
 #[cfg(feature = "cluster")]
 pub use self::cluster::ClusterUpstream;
+#[cfg(feature = "cluster")]
+pub(super) use self::cluster::Shared;
 
 /// One event from upstream, in its shard's order.
 pub(super) enum UpstreamEvent {
@@ -25,6 +27,9 @@ pub(super) enum UpstreamEvent {
     /// An entry of a shard's stream on Redis.
     #[cfg(feature = "cluster")]
     Tailed(gateway_cluster::Tailed),
+    /// A note of the sessions other proxy processes share.
+    #[cfg(feature = "cluster")]
+    Shared(Shared),
 }
 
 /// The shards, as the loop sees them.
@@ -72,7 +77,7 @@ impl Upstream {
                 .await
                 .map(|(shard, event)| UpstreamEvent::Shard(shard, event)),
             #[cfg(feature = "cluster")]
-            Self::Cluster(running) => running.next().await.map(UpstreamEvent::Tailed),
+            Self::Cluster(running) => running.next().await,
         }
     }
 
@@ -82,6 +87,30 @@ impl Upstream {
             Self::Group { pumps, .. } => pumps.get(&shard).is_some_and(|p| p.send(command).is_ok()),
             #[cfg(feature = "cluster")]
             Self::Cluster(running) => running.send(shard, command),
+        }
+    }
+
+    /// Shares a session's record or end with the other proxy processes (a group has none).
+    pub(super) fn share(&self, output: crate::ProxyOutput) {
+        match (self, output) {
+            #[cfg(feature = "cluster")]
+            (Self::Cluster(running), crate::ProxyOutput::SessionSaved(record)) => {
+                running.share(Shared::Saved(record));
+            }
+            #[cfg(feature = "cluster")]
+            (Self::Cluster(running), crate::ProxyOutput::SessionEnded { id }) => {
+                running.share(Shared::Ended(id));
+            }
+            _ => {}
+        }
+    }
+
+    /// Waits until what was shared is where the other processes read it.
+    pub(super) async fn flush_shared(&self) {
+        match self {
+            Self::Group { .. } => {}
+            #[cfg(feature = "cluster")]
+            Self::Cluster(running) => running.flush().await,
         }
     }
 
