@@ -1,7 +1,9 @@
 //! Two `gateway-proxy` processes on one real redis-server, against the fake gateway: each
 //! serves every shard from the shards' Redis streams, wherever a node holds them; a client's
 //! command reaches the shard through Redis; and a SIGTERM of the process whose node holds the
-//! shards hands them to the other's node with no IDENTIFY, its clients seeing no gap.
+//! shards hands them to the other's node with no IDENTIFY, its clients seeing no gap; a rolling
+//! restart of both proxies resumes every bot on the other, on one redis-server and on a Redis
+//! Cluster whose primary fails over meanwhile.
 
 // Tests are drivers: they read the clock (see clippy.toml).
 #![allow(clippy::disallowed_methods)]
@@ -17,7 +19,7 @@ use std::time::Duration;
 use common::Client;
 use gateway_codec::Compression;
 use gateway_model::{Intents, ShardId};
-use gateway_testkit::{FakeGateway, GatewayConfig, RedisServer, WorldConfig};
+use gateway_testkit::{FakeGateway, GatewayConfig, RedisCluster, RedisServer, WorldConfig};
 use sonic_rs::{JsonContainerTrait, JsonValueTrait};
 
 const LIMIT: Duration = Duration::from_secs(30);
@@ -225,12 +227,34 @@ impl Bot {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rolling_restart_of_both_proxies_resumes_every_bot_on_the_other_with_nothing_lost() {
     let redis = RedisServer::start().await.unwrap();
+    rolling_restart(redis.url(), async || {}).await;
+}
+
+/// The rolling restart on a Redis Cluster of 3 primaries (one replica each), the primary that
+/// holds the application's keys failing over (planned, as in a rolling upgrade of Redis) while
+/// the first proxy is away.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rolling_restart_on_a_redis_cluster_with_a_failover_loses_nothing() {
+    let cluster = RedisCluster::start(3, 1).await.expect("a Redis Cluster");
+    rolling_restart(&cluster.url(), async || {
+        cluster
+            .fail_over("{proxied}:sessions")
+            .await
+            .expect("the failover");
+    })
+    .await;
+}
+
+/// Two proxies A and B, a bot on each; A stops (SIGTERM) and its bot resumes on B; `meanwhile`
+/// runs; a new A starts and B stops: both bots resume on the new A. Every bot gets every
+/// dispatch once, in order, and the gateway sees no IDENTIFY after the first node's two.
+async fn rolling_restart(redis: &str, meanwhile: impl AsyncFnOnce()) {
     let gw = gateway().await;
-    let mut a = ProxyProcess::start(redis.url(), &gw, "a");
+    let mut a = ProxyProcess::start(redis, &gw, "a");
     tokio::time::timeout(LIMIT, gw.wait_for_readies(2))
         .await
         .expect("a's node identified both shards");
-    let mut b = ProxyProcess::start(redis.url(), &gw, "b");
+    let mut b = ProxyProcess::start(redis, &gw, "b");
     let mut on_a = Bot::start(&a.url).await;
     let mut on_b = Bot::start(&b.url).await;
     traffic(&gw, 0, 10).await;
@@ -243,13 +267,14 @@ async fn a_rolling_restart_of_both_proxies_resumes_every_bot_on_the_other_with_n
     tokio::time::timeout(LIMIT, gw.wait_for_resumed(2))
         .await
         .expect("b's node resumed both shards");
+    meanwhile().await;
     traffic(&gw, 10, 10).await;
     on_a.resume(&b.url).await;
     on_a.events(10, 10).await;
     on_b.events(10, 10).await;
 
     // A comes back; B stops: both bots resume on the new A.
-    let a = ProxyProcess::start(redis.url(), &gw, "a2");
+    let a = ProxyProcess::start(redis, &gw, "a2");
     b.terminate();
     on_a.closed_to_resume().await;
     on_b.closed_to_resume().await;
