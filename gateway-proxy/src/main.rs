@@ -230,6 +230,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| "info,gateway_testkit=warn".into()),
         )
+        // stdout is the URL and what it serves, for scripts; logs go to stderr.
+        .with_writer(std::io::stderr)
         .init();
     let args = Args::parse();
     let upstream = Upstream::choose(&args).await?;

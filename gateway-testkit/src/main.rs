@@ -67,8 +67,9 @@ enum Commands {
         /// The token clients must identify with.
         #[arg(long, default_value = "testkit-token")]
         token: String,
-        /// Dispatches per second sent to each shard's live session (`TESTKIT_EVENT` with a
-        /// counter), for demos and load; 0 sends none.
+        /// Dispatches per second sent to each shard's live session (`TESTKIT_EVENT`, `{"n": N}`
+        /// with N counting 1, 2, 3… per shard, only what a session took), for demos and load;
+        /// 0 sends none.
         #[arg(long = "dispatch-rate", default_value_t = 0.0)]
         dispatch_rate: f64,
         /// Dispatches for `POST /testkit/replay` and `POST /testkit/shards/N/replay`: a file of
@@ -175,13 +176,17 @@ fn main() -> std::process::ExitCode {
                 return std::future::pending().await;
             }
             let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / dispatch_rate));
-            let mut n = 0u64;
+            // Per shard, counting only what a live session took: a client sees 1, 2, 3… with
+            // no gap unless it lost one.
+            let mut sent = vec![0u64; shards.max(1) as usize];
             loop {
                 tick.tick().await;
-                n += 1;
-                for shard in 0..shards.max(1) {
+                for (shard, n) in (0..).zip(sent.iter_mut()) {
                     if let Some(connection) = gateway.shard_connection(shard) {
-                        connection.dispatch("TESTKIT_EVENT", format!(r#"{{"n":{n}}}"#));
+                        let next = *n + 1;
+                        if connection.dispatch("TESTKIT_EVENT", format!(r#"{{"n":{next}}}"#)) {
+                            *n = next;
+                        }
                     }
                 }
             }

@@ -13,7 +13,7 @@ mod e2e;
 #[allow(dead_code)]
 mod figures;
 mod patched;
-mod peer;
+pub(crate) mod peer;
 mod proxy;
 mod proxy_latency;
 mod report;

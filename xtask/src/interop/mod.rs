@@ -7,6 +7,7 @@
 mod pair;
 mod process;
 mod report;
+mod rolling;
 mod setup;
 
 use std::path::{Path, PathBuf};
@@ -33,6 +34,10 @@ pub(crate) struct Options {
     /// for the REST base URL.
     #[arg(long)]
     proxy: bool,
+    /// Instead of the probes: bots of the scripted clients (discordjs, hikari) through two
+    /// `gateway-proxy` processes on a redis-server, across a rolling restart of both.
+    #[arg(long, conflicts_with = "proxy")]
+    rolling: bool,
 }
 
 /// A third-party client with a probe under `interop/`.
@@ -137,6 +142,9 @@ pub(crate) fn run(options: &Options, root: &Path) -> Result<bool, String> {
     let layout = Layout::new(root);
     std::fs::create_dir_all(layout.logs())
         .map_err(|e| format!("cannot create {}: {e}", layout.logs().display()))?;
+    if options.rolling {
+        return run_rolling(options, &layout);
+    }
     let server = setup::build_server(&layout)?;
     let proxy = match options.proxy {
         true => Some(setup::build_proxy(&layout)?),
@@ -196,4 +204,32 @@ pub(crate) fn run(options: &Options, root: &Path) -> Result<bool, String> {
         .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
     eprintln!("[interop] report written to {}", path.display());
     Ok(results.iter().all(|r| r.passed))
+}
+
+/// `--rolling`: the rolling restart with the selected scripted clients; its table on stdout
+/// and in `target/interop/report-rolling.md`.
+fn run_rolling(options: &Options, layout: &Layout) -> Result<bool, String> {
+    let clients: Vec<Client> = rolling::CLIENTS
+        .into_iter()
+        .filter(|c| options.only.is_empty() || options.only.contains(c))
+        .collect();
+    if clients.is_empty() {
+        return Err("--rolling runs discordjs and hikari; --only names neither".to_owned());
+    }
+    let outcome = rolling::run(layout, &clients)?;
+    let verdict = if outcome.passed { "PASS" } else { "FAIL" };
+    let text = format!(
+        "# A rolling restart of two `gateway-proxy` processes on Redis, real bots through them\n\n\
+         Each proxy got SIGTERM and started again, one after the other; the fake gateway counted \
+         {} IDENTIFY (2 expected: the first node's). {verdict}\n\n\
+         | bot | shard | READY | RESUMED | counters (first..=last) | gaps | verdict |\n\
+         |---|---:|---:|---:|---|---:|---|\n{}\n",
+        outcome.identifies,
+        outcome.rows.join("\n"),
+    );
+    println!("{text}");
+    let path = layout.out.join("report-rolling.md");
+    std::fs::write(&path, &text).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    eprintln!("[interop] report written to {}", path.display());
+    Ok(outcome.passed)
 }

@@ -42,6 +42,84 @@ impl Server {
         Self::spawn(command, log)
     }
 
+    /// Starts a server of `shards` shards that sends each shard's live session 50
+    /// `TESTKIT_EVENT`s a second (`--dispatch-rate`), identifies unthrottled.
+    pub(crate) fn start_loaded(
+        binary: &Path,
+        log: &Path,
+        token: &str,
+        shards: u32,
+    ) -> Result<Self, String> {
+        let mut command = Command::new(binary);
+        command
+            .args([
+                "serve",
+                "--port",
+                "0",
+                "--token",
+                token,
+                "--heartbeat-ms",
+                "2000",
+            ])
+            .args(["--shards", &shards.to_string(), "--dispatch-rate", "50"])
+            .args(["--max-concurrency", "16", "--identify-window-ms", "0"])
+            .env("RUST_LOG", "gateway_testkit=info");
+        Self::spawn(command, log)
+    }
+
+    /// Starts `gateway-proxy` on `listen` and the Redis at `redis` (`--redis`, application
+    /// `interop`), its node named `node`, serving two shards of the server at `upstream` and
+    /// telling clients to connect to `front` (its first line, and so [`Server::rest`]).
+    pub(crate) fn start_cluster_proxy(
+        binary: &Path,
+        log: &Path,
+        upstream: &str,
+        redis: &str,
+        node: &str,
+        [listen, front]: [std::net::SocketAddr; 2],
+    ) -> Result<Self, String> {
+        let mut command = Command::new(binary);
+        command
+            .args([
+                "--listen",
+                &listen.to_string(),
+                "--shards",
+                "2",
+                "--app",
+                "interop",
+            ])
+            .args([
+                "--redis",
+                redis,
+                "--node",
+                node,
+                "--url",
+                &format!("ws://{front}"),
+            ])
+            .args(["--heartbeat-interval-ms", "2000", "--metrics", "false"])
+            .env("GATEWAY_URL", upstream.replacen("http://", "ws://", 1))
+            .env("DISCORD_TOKEN", TOKEN)
+            .env("RUST_LOG", "gateway_proxy=debug,gateway_cluster=debug,info");
+        Self::spawn(command, log)
+    }
+
+    /// Sends SIGTERM and waits for the process to exit by itself within `timeout`.
+    pub(crate) fn terminate(&mut self, timeout: Duration) -> Result<(), String> {
+        let pid = self.child.id().to_string();
+        let status = Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .map_err(|e| format!("kill -TERM {pid}: {e}"))?;
+        if !status.success() {
+            return Err(format!("kill -TERM {pid}: {status}"));
+        }
+        match wait(&mut self.child, timeout) {
+            Some(status) if status.success() => Ok(()),
+            Some(status) => Err(format!("after SIGTERM it exited with {status}")),
+            None => Err(format!("no exit within {}s of SIGTERM", timeout.as_secs())),
+        }
+    }
+
     /// Starts `gateway-proxy` in front of the server at `upstream` (`http://…`), with the
     /// contract's two-second heartbeat for clients, and waits for its URL line.
     pub(crate) fn start_proxy(

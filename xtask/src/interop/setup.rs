@@ -56,6 +56,24 @@ impl Probe {
     }
 }
 
+impl Probe {
+    /// The command that runs another script beside a scripted probe (`rolling.mjs` beside
+    /// `probe.mjs`), with the same interpreter and installs.
+    pub(crate) fn script(&self, file: &str) -> Result<Command, String> {
+        match &self.launch {
+            Launch::Script {
+                interpreter,
+                script,
+            } => {
+                let mut command = Command::new(interpreter);
+                command.arg(script.with_file_name(file));
+                Ok(command)
+            }
+            Launch::PerCompression(_) => Err(format!("{} has no scripts", self.version)),
+        }
+    }
+}
+
 /// The compressions a client is run with: all three, except where its library lacks one.
 pub(crate) fn compressions(client: Client) -> Vec<Compression> {
     match client {
