@@ -42,6 +42,11 @@ pub struct SessionRecord {
     pub pending: Vec<u64>,
     /// How long it stays resumable from when the record was written, in milliseconds.
     pub ttl_ms: u64,
+    /// The seed of the process that wrote it ([`ProxyConfig::seed`]), which ignores it.
+    ///
+    /// [`ProxyConfig::seed`]: crate::ProxyConfig::seed
+    #[serde(default)]
+    pub origin: u64,
 }
 
 /// A dispatch sent that is not in the log, at an upstream position.

@@ -126,6 +126,7 @@ fn help_names_every_flag() {
         "--app",
         "--node",
         "--no-node",
+        "--lease-ttl-ms",
     ] {
         assert!(help.contains(flag), "{flag} not in --help:\n{help}");
     }

@@ -32,6 +32,11 @@ struct ProxyProcess {
 
 impl ProxyProcess {
     fn start(redis: &str, gateway: &FakeGateway, node: &str) -> Self {
+        Self::start_with(redis, gateway, node, &[])
+    }
+
+    /// With more flags.
+    fn start_with(redis: &str, gateway: &FakeGateway, node: &str, flags: &[&str]) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_gateway-proxy"))
             .args([
                 "--listen",
@@ -43,6 +48,7 @@ impl ProxyProcess {
             ])
             .args(["--redis", redis, "--node", node])
             .args(["--heartbeat-interval-ms", "60000", "--metrics", "false"])
+            .args(flags)
             .env("GATEWAY_URL", gateway.url())
             .env("DISCORD_TOKEN", &gateway.config().token)
             .env("RUST_LOG", "warn")
@@ -54,6 +60,12 @@ impl ProxyProcess {
         let url = BufReader::new(stdout).lines().next().unwrap().unwrap();
         assert!(url.starts_with("ws://127.0.0.1:"), "{url}");
         Self { child, url }
+    }
+
+    /// SIGKILL: it leaves no word.
+    fn kill(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
     }
 
     /// SIGTERM, then waits for the process to end by itself.
@@ -216,6 +228,14 @@ impl Bot {
         }
     }
 
+    /// Its proxy died: the connection ends with no close from it.
+    async fn dropped(&mut self) {
+        match self.client.expect_end().await {
+            common::End::Dropped | common::End::Closed(None | Some(1006)) => {}
+            end => panic!("ended otherwise: {end:?}"),
+        }
+    }
+
     /// Resumes on `url`: HELLO, RESUME with the last sequence number read.
     async fn resume(&mut self, url: &str) {
         self.client = Client::connect(url, Compression::ZlibStream).await;
@@ -288,4 +308,45 @@ async fn rolling_restart(redis: &str, meanwhile: impl AsyncFnOnce()) {
     on_b.events(20, 10).await;
     assert_eq!(gw.stats().identifies, 2, "no IDENTIFY after the first two");
     drop(a);
+}
+
+/// A proxy process killed with SIGKILL writes nothing as it goes. Its bot's session was
+/// written down while it ran (once its start settled), so the bot RESUMEs on the other proxy,
+/// which walks its own log forward from the record to the bot's sequence number; the other
+/// node takes the shards once the leases run out and resumes them, the gateway replaying what
+/// the dead node had not stored (at least once), and the streams keep each dispatch once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_proxy_killed_with_sigkill_leaves_its_bots_to_resume_on_the_other_with_nothing_lost() {
+    let redis = RedisServer::start().await.unwrap();
+    let gw = gateway().await;
+    let lease = ["--lease-ttl-ms", "1500"];
+    let mut a = ProxyProcess::start_with(redis.url(), &gw, "a", &lease);
+    tokio::time::timeout(LIMIT, gw.wait_for_readies(2))
+        .await
+        .expect("a's node identified both shards");
+    let b = ProxyProcess::start_with(redis.url(), &gw, "b", &lease);
+    let mut on_a = Bot::start(&a.url).await;
+    let mut on_b = Bot::start(&b.url).await;
+    traffic(&gw, 0, 10).await;
+    on_a.events(0, 10).await;
+    on_b.events(0, 10).await;
+    // The bots' sessions are written 100 ms after their starts, and the upstream sessions
+    // stored every second: both are in Redis (a node killed in the first second of a shard's
+    // session leaves none, and the next node identifies it again).
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    traffic(&gw, 10, 5).await;
+    on_a.events(10, 5).await;
+    on_b.events(10, 5).await;
+
+    a.kill();
+    on_a.dropped().await;
+    tokio::time::timeout(LIMIT, gw.wait_for_resumed(2))
+        .await
+        .expect("b's node resumed both shards after the leases ran out");
+    traffic(&gw, 15, 10).await;
+    on_a.resume(&b.url).await;
+    on_a.events(15, 10).await;
+    on_b.events(15, 10).await;
+    assert_eq!(gw.stats().identifies, 2, "no IDENTIFY after the first two");
+    drop(b);
 }

@@ -142,6 +142,7 @@ impl ProxyCore {
         };
         c.conn
             .send_dispatch("READY", s.synthetic(head, true), &ready);
+        s.recorded_at = Some(now);
         s.pending = state
             .cache
             .guilds()
@@ -187,6 +188,7 @@ impl ProxyCore {
         s.client = Some(client);
         s.detached_at = None;
         s.resuming = true;
+        s.recorded_at = Some(now);
         c.session = Some(Arc::clone(&s.id));
         c.conn.set_authenticated(true);
         state.attached.insert(Arc::clone(&s.id));

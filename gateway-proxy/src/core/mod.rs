@@ -320,6 +320,7 @@ impl ProxyCore {
         }
         self.abort_stalled(now);
         self.expire_shared(now);
+        self.share_live(now);
         for shard in self.shards.values_mut() {
             shard.log.trim(now);
         }
@@ -348,10 +349,18 @@ impl ProxyCore {
             .filter_map(|c| c.stalled_since)
             .min()
             .map(|at| at + self.config.stall_timeout);
-        [clients, sessions, logs, stalls, self.shared.next_expiry()]
-            .into_iter()
-            .flatten()
-            .min()
+        let live = self.next_live_record();
+        [
+            clients,
+            sessions,
+            logs,
+            stalls,
+            self.shared.next_expiry(),
+            live,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// The next thing to do.

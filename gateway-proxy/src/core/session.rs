@@ -11,7 +11,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use gateway_model::Intents;
 
@@ -67,6 +67,14 @@ pub(crate) struct ClientSession {
     covered: HashMap<u64, u64>,
     /// The last position `covered` reaches: entries from there on are never skipped.
     covered_until: u64,
+    /// When it was last written down for other processes while on a connection (or attached).
+    pub(crate) recorded_at: Option<Instant>,
+    /// It was sent something since that another process cannot count from its own log: a
+    /// dispatch not from the log, or an answer addressed to it.
+    pub(crate) changed: bool,
+    /// Taken from another process's record: a RESUME may be past its place, and is found by
+    /// walking the log forward (the record was written while its client was still reading).
+    onward: bool,
 }
 
 impl ClientSession {
@@ -85,6 +93,9 @@ impl ClientSession {
             pending: VecDeque::new(),
             covered: HashMap::new(),
             covered_until: 0,
+            recorded_at: None,
+            changed: false,
+            onward: false,
         }
     }
 
@@ -121,6 +132,7 @@ impl ClientSession {
     /// A dispatch not from the log takes the next sequence number; `pos` is where the log
     /// stands. `essential`: it cannot be sent again.
     pub(crate) fn synthetic(&mut self, pos: u64, essential: bool) -> u64 {
+        self.changed = true;
         self.seq += 1;
         self.pos = pos;
         self.synthetic.push_back(Synthetic {
@@ -156,10 +168,24 @@ impl ClientSession {
         self.covered.retain(|_, upto| *upto > log.first_pos());
     }
 
+    /// Written down when it was on a connection, and due again: once it settled after being
+    /// sent what another process cannot count (`settle`), else every `refresh`. `None` while
+    /// off a connection, starting, or resuming.
+    pub(crate) fn record_due(&self, settle: Duration, refresh: Duration) -> Option<Instant> {
+        if self.client.is_none() || self.resuming || !self.pending.is_empty() {
+            return None;
+        }
+        let at = self.recorded_at?;
+        Some(at + if self.changed { settle } else { refresh })
+    }
+
     /// Where a RESUME with `seq` starts in `log`.
     pub(crate) fn resume_from(&self, seq: u64, log: &ReplayLog) -> ResumeFrom {
         if seq > self.seq {
-            return ResumeFrom::Future;
+            return match self.onward {
+                true => self.forward_to(seq, log),
+                false => ResumeFrom::Future,
+            };
         }
         let (mut at, mut pos) = (self.seq, self.pos);
         let mut marks = self.synthetic.iter().rev().peekable();
@@ -190,7 +216,12 @@ impl ClientSession {
 
     /// The session written down in upstream positions, for another process; `None` if its
     /// place is no longer in `log`.
-    pub(crate) fn to_record(&self, log: &ReplayLog, ttl_ms: u64) -> Option<SessionRecord> {
+    pub(crate) fn to_record(
+        &self,
+        log: &ReplayLog,
+        ttl_ms: u64,
+        origin: u64,
+    ) -> Option<SessionRecord> {
         let marks = self
             .synthetic
             .iter()
@@ -218,6 +249,7 @@ impl ClientSession {
             covered_until: log.upstream_before(self.covered_until).unwrap_or(0),
             pending: self.pending.iter().copied().collect(),
             ttl_ms,
+            origin,
         })
     }
 
@@ -259,11 +291,33 @@ impl ClientSession {
             pending: record.pending.iter().copied().collect(),
             covered,
             covered_until: log.pos_after_upstream(record.covered_until).unwrap_or(0),
+            recorded_at: None,
+            changed: false,
+            onward: true,
         })
     }
 
-    /// Rewinds to a RESUME's `seq` at log position `pos`.
+    /// A record's place is behind the client's `seq`: the entries it got since, counted
+    /// forward in `log` (what a record holds is all it was sent but log entries).
+    fn forward_to(&self, seq: u64, log: &ReplayLog) -> ResumeFrom {
+        let (mut at, mut pos) = (self.seq, self.pos);
+        while at < seq {
+            let Some(entry) = log.get(pos) else {
+                // Past the head here: it got what this process has not read yet, or more.
+                return ResumeFrom::Future;
+            };
+            pos += 1;
+            if self.gets(entry) {
+                at += 1;
+            }
+        }
+        ResumeFrom::Pos(pos)
+    }
+
+    /// Rewinds to a RESUME's `seq` at log position `pos` (or moves on to it, for a session
+    /// taken from a record).
     pub(crate) fn rewind(&mut self, seq: u64, pos: u64) {
+        self.onward = false;
         self.seq = seq;
         self.pos = pos;
         while self.synthetic.back().is_some_and(|m| m.seq > seq) {

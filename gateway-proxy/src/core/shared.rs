@@ -15,6 +15,13 @@ use super::session::ClientSession;
 use super::{ClientId, ProxyCore, ProxyOutput};
 use crate::record::SessionRecord;
 
+/// How long a session on a connection goes unwritten after it was sent what other processes
+/// cannot count (a burst: a start's GUILD_CREATEs, member chunks): one record for the burst.
+pub(super) const RECORD_SETTLE: Duration = Duration::from_millis(100);
+/// How often a session on a connection is written down again, so that its place stays in the
+/// other processes' logs.
+pub(super) const RECORD_REFRESH: Duration = Duration::from_secs(30);
+
 /// Other processes' sessions, until they expire.
 #[derive(Debug, Default)]
 pub(super) struct Shared {
@@ -46,6 +53,9 @@ impl ProxyCore {
     /// Another process wrote session `record` down: it may be resumed here. One this process
     /// has on a connection stays as it is.
     pub fn handle_shared_session(&mut self, now: Instant, record: SessionRecord) {
+        if record.origin == self.config.seed {
+            return; // its own, read back
+        }
         let id: Arc<str> = record.id.as_str().into();
         if let Some(local) = self.sessions.get(&id) {
             if local.client.is_some() {
@@ -111,10 +121,50 @@ impl ProxyCore {
             return;
         };
         let ttl = u64::try_from(self.config.session_ttl.as_millis()).unwrap_or(u64::MAX);
-        match s.to_record(&state.log, ttl) {
+        match s.to_record(&state.log, ttl, self.config.seed) {
             Some(record) => self.out.push_back(ProxyOutput::SessionSaved(record)),
             None => tracing::debug!(session = %id, "session outside the log: not shared"),
         }
+    }
+
+    /// Sessions on a connection are written down too, so that their clients resume on
+    /// another process if this one dies without a word (SIGKILL): once each settles after
+    /// being sent what the others cannot count from their logs (its start, its RESUMED, an
+    /// answer to it alone), and every [`RECORD_REFRESH`] so that the place stays in their
+    /// logs. Such a record stays resumable for the session TTL after the next refresh would
+    /// have come.
+    pub(super) fn share_live(&mut self, now: Instant) {
+        if !self.config.share_sessions {
+            return;
+        }
+        let ttl = self.config.session_ttl + RECORD_REFRESH;
+        let ttl = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
+        for s in self.sessions.values_mut() {
+            if s.record_due(RECORD_SETTLE, RECORD_REFRESH)
+                .is_none_or(|at| at > now)
+            {
+                continue;
+            }
+            s.recorded_at = Some(now);
+            s.changed = false;
+            let Some(state) = self.shards.get(&s.shard) else {
+                continue;
+            };
+            if let Some(record) = s.to_record(&state.log, ttl, self.config.seed) {
+                self.out.push_back(ProxyOutput::SessionSaved(record));
+            }
+        }
+    }
+
+    /// When the next live session is due to be written down ([`ProxyCore::share_live`]).
+    pub(super) fn next_live_record(&self) -> Option<Instant> {
+        if !self.config.share_sessions {
+            return None;
+        }
+        self.sessions
+            .values()
+            .filter_map(|s| s.record_due(RECORD_SETTLE, RECORD_REFRESH))
+            .min()
     }
 
     /// Session `id` ended here: the other processes forget it too.

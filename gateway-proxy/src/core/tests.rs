@@ -18,10 +18,24 @@ struct Harness {
     core: ProxyCore,
     now: Instant,
     outputs: Vec<ProxyOutput>,
+    /// The next upstream entry's position (a cluster's stream position).
+    upstream_pos: u64,
 }
 
 impl Harness {
     fn new() -> Self {
+        Self::with(|_| {})
+    }
+
+    /// A proxy process on a cluster, its sessions shared, with `seed`.
+    fn sharing(seed: u64) -> Self {
+        Self::with(|c| {
+            c.share_sessions = true;
+            c.seed = seed;
+        })
+    }
+
+    fn with(tune: impl FnOnce(&mut ProxyConfig)) -> Self {
         let mut config = ProxyConfig::new(
             Token::new(TOKEN),
             2,
@@ -30,11 +44,13 @@ impl Harness {
         );
         config.range = 0..1;
         config.forwarded_per_minute = 5;
+        tune(&mut config);
         let now = Instant::now();
         let mut h = Self {
             core: ProxyCore::new(config),
             now,
             outputs: Vec::new(),
+            upstream_pos: 1,
         };
         let ready = json!({
             "v": 10, "user": {"id": "1", "username": "bot", "flags": 0},
@@ -54,6 +70,8 @@ impl Harness {
     }
 
     fn upstream(&mut self, name: &str, d: &Value) {
+        self.core.handle_upstream_at(0, self.upstream_pos);
+        self.upstream_pos += 1;
         self.core
             .handle_upstream_dispatch(self.now, 0, name, &d.to_string());
         self.drain();
@@ -107,6 +125,26 @@ impl Harness {
             _ => true,
         });
         out
+    }
+
+    /// The sessions it wrote down for other processes.
+    fn saved(&mut self) -> Vec<SessionRecord> {
+        let mut out = Vec::new();
+        self.outputs.retain(|o| match o {
+            ProxyOutput::SessionSaved(record) => {
+                out.push(record.clone());
+                false
+            }
+            _ => true,
+        });
+        out
+    }
+
+    /// Moves the clock on and runs the timers.
+    fn advance(&mut self, by: Duration) {
+        self.now += by;
+        self.core.handle_timeout(self.now);
+        self.drain();
     }
 
     fn upstream_commands(&mut self) -> Vec<(u32, Command)> {
@@ -511,4 +549,78 @@ fn a_live_guild_create_is_shaped_for_a_session_without_presences() {
         json!({"kept": true}),
         "every other field as sent"
     );
+}
+
+/// Two proxy processes reading one upstream stream: a session on A is written down once it
+/// settled after its start; A then dies without a word (SIGKILL: no record at detach), and
+/// the client RESUMEs on B with the last sequence number it read, past the record's place. B
+/// walks its own log forward from the record and replays exactly what the client missed.
+#[test]
+fn a_session_on_a_process_that_died_resumes_on_another_from_its_live_record() {
+    let (mut a, mut b) = (Harness::sharing(1), Harness::sharing(2));
+    a.identify(1, Intents::GUILDS | Intents::GUILD_MESSAGES);
+    let session = a.dispatches(1)[0].2["session_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(a.saved().is_empty(), "written once settled, not at once");
+    a.advance(Duration::from_millis(150));
+    let records = a.saved();
+    assert_eq!(records.len(), 1, "written once its start settled");
+    assert_eq!(records[0].seq, 2, "READY and the GUILD_CREATE");
+    a.advance(Duration::from_millis(150));
+    assert!(a.saved().is_empty(), "nothing new to write");
+    b.core.handle_shared_session(b.now, records[0].clone());
+    for n in 1..=4 {
+        a.upstream("MESSAGE_CREATE", &message(n));
+        b.upstream("MESSAGE_CREATE", &message(n));
+    }
+    let read = a.dispatches(1);
+    assert_eq!(read.last().unwrap().0, 6);
+    // A is gone; the client had read up to #5 (message 3).
+    b.open(9);
+    b.send(
+        9,
+        json!({"op": 6, "d": {"token": TOKEN, "session_id": session, "seq": 5}}),
+    );
+    let got: Vec<_> = b
+        .dispatches(9)
+        .into_iter()
+        .map(|(s, t, d)| (s, t, d["id"].clone()))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            (6, "MESSAGE_CREATE".into(), json!("4")),
+            (7, "RESUMED".into(), Value::Null),
+        ]
+    );
+    // Its own records, read back, change nothing; a RESUME past what B has read is refused.
+    b.advance(Duration::from_millis(150));
+    let mine = b.saved();
+    assert_eq!(mine.len(), 1, "written again after its RESUMED");
+    b.core.handle_shared_session(b.now, mine[0].clone());
+    b.upstream("MESSAGE_CREATE", &message(5));
+    assert_eq!(b.dispatches(9)[0].0, 8, "live again, in sequence");
+}
+
+/// A RESUME taken from a live record with a sequence number past everything this process has
+/// read is refused as Discord refuses a sequence number never sent (4007).
+#[test]
+fn a_resume_past_what_this_process_read_is_refused() {
+    let (mut a, mut b) = (Harness::sharing(1), Harness::sharing(2));
+    a.identify(1, Intents::GUILDS | Intents::GUILD_MESSAGES);
+    let session = a.dispatches(1)[0].2["session_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    a.advance(Duration::from_millis(150));
+    b.core.handle_shared_session(b.now, a.saved().remove(0));
+    a.upstream("MESSAGE_CREATE", &message(1));
+    b.open(9);
+    b.send(
+        9,
+        json!({"op": 6, "d": {"token": TOKEN, "session_id": session, "seq": 3}}),
+    );
+    assert!(b.sent(9).contains(&json!({"close": 4007})));
 }

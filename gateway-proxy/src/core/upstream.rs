@@ -138,6 +138,8 @@ pub(super) fn pump(
         };
         let gets = s.gets(entry);
         if let Some(seq) = s.advance(gets) {
+            // An answer to it alone is in no other process's log.
+            s.changed |= entry.to.is_some();
             match shaped(entry, s.intents, state.bot) {
                 Some(d) => c.conn.send_dispatch(&entry.name, seq, &d),
                 None => c.conn.send_dispatch(&entry.name, seq, &entry.data),
