@@ -41,8 +41,8 @@ async fn two_nodes_are_never_connected_for_one_shard_at_once() {
     let gw = gateway().await;
     let token = gw.config().token.clone();
     let app = "fencing";
-    let relay = common::relay(redis.url()).await;
-    let through_relay = format!("redis://127.0.0.1:{}/", relay.port);
+    let relay = gateway_testkit::Relay::start(redis.url()).await.unwrap();
+    let through_relay = relay.redis_url();
     let (a, mut a_events) = ClusterNode::start(node(&through_relay, gw.url(), &token, app, "a"))
         .await
         .unwrap();
@@ -51,7 +51,7 @@ async fn two_nodes_are_never_connected_for_one_shard_at_once() {
         .await
         .unwrap();
     // A loses Redis: it cannot renew, and must stop its shards before B may take them.
-    relay.cut.send(true).unwrap();
+    relay.cut();
     let mut lost = 0;
     while lost < SHARDS {
         if let Some(NodeEvent::Lost { .. }) = a_events.next().await {

@@ -35,15 +35,15 @@ fn tally(mut events: NodeEvents) -> tokio::sync::watch::Receiver<(u32, u32)> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_away_past_the_lease_ttl_stops_every_shard_and_they_resume_when_it_is_back() {
     let redis = redis().await;
-    let relay = common::relay(redis.url()).await;
+    let relay = gateway_testkit::Relay::start(redis.url()).await.unwrap();
     let gw = gateway().await;
     let token = gw.config().token.clone();
     let app = "outage";
-    let (a, a_events) = ClusterNode::start(node(&relay.url(), gw.url(), &token, app, "a"))
+    let (a, a_events) = ClusterNode::start(node(&relay.redis_url(), gw.url(), &token, app, "a"))
         .await
         .unwrap();
     gw.wait_for_readies(u64::from(SHARDS)).await;
-    let (b, b_events) = ClusterNode::start(node(&relay.url(), gw.url(), &token, app, "b"))
+    let (b, b_events) = ClusterNode::start(node(&relay.redis_url(), gw.url(), &token, app, "b"))
         .await
         .unwrap();
     let (mut a_tally, b_tally) = (tally(a_events), tally(b_events));
@@ -55,10 +55,10 @@ async fn redis_away_past_the_lease_ttl_stops_every_shard_and_they_resume_when_it
     tokio::time::sleep(Duration::from_millis(300)).await;
 
     // Redis is away for everyone, for twice the lease TTL (1.5 s).
-    relay.cut.send(true).unwrap();
+    relay.cut();
     a_tally.wait_for(|(lost, _)| *lost >= SHARDS).await.unwrap();
     tokio::time::sleep(Duration::from_secs(3)).await;
-    relay.cut.send(false).unwrap();
+    relay.join();
 
     // Every shard comes back, on either node, resuming its stored session.
     let up = 2 * u64::from(SHARDS);

@@ -19,7 +19,7 @@ use std::time::Duration;
 use common::Client;
 use gateway_codec::Compression;
 use gateway_model::{Intents, ShardId};
-use gateway_testkit::{FakeGateway, GatewayConfig, RedisCluster, RedisServer, WorldConfig};
+use gateway_testkit::{FakeGateway, GatewayConfig, RedisCluster, RedisServer, Relay, WorldConfig};
 use sonic_rs::{JsonContainerTrait, JsonValueTrait};
 
 const LIMIT: Duration = Duration::from_secs(30);
@@ -349,4 +349,63 @@ async fn a_proxy_killed_with_sigkill_leaves_its_bots_to_resume_on_the_other_with
     on_b.events(15, 10).await;
     assert_eq!(gw.stats().identifies, 2, "no IDENTIFY after the first two");
     drop(b);
+}
+
+/// Redis away for every process for twice the lease TTL: each node stops its shards before
+/// their leases could be taken over, so that no shard ever has two upstream connections at
+/// once (from the fake gateway's connection times); the bots stay on their proxies, hearing
+/// nothing meanwhile; once Redis is back the shards resume (no IDENTIFY), and every bot gets
+/// what followed once, in order, on the connection it had.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_away_past_the_lease_ttl_stops_the_shards_and_they_come_back_with_nothing_lost() {
+    let redis = RedisServer::start().await.unwrap();
+    let relay = Relay::start(redis.url()).await.unwrap();
+    let gw = gateway().await;
+    let lease = ["--lease-ttl-ms", "1500"];
+    let a = ProxyProcess::start_with(&relay.redis_url(), &gw, "a", &lease);
+    tokio::time::timeout(LIMIT, gw.wait_for_readies(2))
+        .await
+        .expect("a's node identified both shards");
+    let b = ProxyProcess::start_with(&relay.redis_url(), &gw, "b", &lease);
+    let mut on_a = Bot::start(&a.url).await;
+    let mut on_b = Bot::start(&b.url).await;
+    traffic(&gw, 0, 10).await;
+    on_a.events(0, 10).await;
+    on_b.events(0, 10).await;
+    // The upstream sessions are stored (every second).
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+
+    relay.cut();
+    tokio::time::timeout(LIMIT, async {
+        while gw.shard_connection(0).is_some() || gw.shard_connection(1).is_some() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("every shard stopped without Redis");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    relay.join();
+
+    tokio::time::timeout(LIMIT, gw.wait_for_resumed(2))
+        .await
+        .expect("both shards resumed once Redis was back");
+    traffic(&gw, 10, 10).await;
+    on_a.events(10, 10).await;
+    on_b.events(10, 10).await;
+    assert_eq!(gw.stats().identifies, 2, "resumed, not identified again");
+    let connections = gw.connections();
+    for shard in 0..2 {
+        let mut spans: Vec<_> = connections
+            .iter()
+            .filter(|c| c.shard.is_some_and(|s| s.number() == shard))
+            .map(|c| (c.accepted_at, c.closed_at))
+            .collect();
+        spans.sort();
+        assert!(spans.len() >= 2, "shard {shard} came back: {spans:?}");
+        for pair in spans.windows(2) {
+            let closed = pair[0].1.expect("the earlier connection closed");
+            assert!(closed <= pair[1].0, "shard {shard}: two at once: {spans:?}");
+        }
+    }
+    drop((a, b));
 }

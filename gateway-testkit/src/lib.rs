@@ -16,6 +16,7 @@
 //! | [`Fault`], [`ChunkFault`], [`SplitAt`], [`Trigger`] | what goes wrong, and when |
 //! | [`Recorded`], [`Stats`], [`ConnectionInfo`], [`StateCounts`] | what clients did, and what the server holds, for assertions |
 //! | [`RedisServer`] | a `redis-server` of a test's own, for what a bot keeps in Redis |
+//! | [`Relay`] | a TCP relay that can be cut and joined again: a partition from Redis or the gateway |
 //! | [`RedisCluster`] | a Redis Cluster of a test's own, with replicas to fail over to |
 //!
 //! Inside, the sans-IO protocol: [`core`] (the gateway as a state machine: every connection's
@@ -68,6 +69,8 @@ mod redis_cluster;
 #[cfg(feature = "server")]
 mod redis_server;
 #[cfg(feature = "server")]
+mod relay;
+#[cfg(feature = "server")]
 mod rest;
 #[cfg(feature = "server")]
 mod server;
@@ -87,6 +90,8 @@ pub use record::{ConnectionInfo, DropReason, Received, Recorded, Stats};
 pub use redis_cluster::RedisCluster;
 #[cfg(feature = "server")]
 pub use redis_server::RedisServer;
+#[cfg(feature = "server")]
+pub use relay::Relay;
 #[cfg(feature = "server")]
 pub use server::FakeGateway;
 #[cfg(feature = "server")]

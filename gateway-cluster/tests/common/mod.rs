@@ -153,52 +153,6 @@ impl Seen {
     }
 }
 
-/// A TCP relay to Redis that can be cut (and joined again), as a network partition between
-/// the nodes behind it and Redis.
-pub struct Relay {
-    pub port: u16,
-    pub cut: tokio::sync::watch::Sender<bool>,
-}
-
-pub async fn relay(to: &str) -> Relay {
-    let target = to
-        .trim_start_matches("redis://")
-        .trim_end_matches('/')
-        .to_owned();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let (cut, watch) = tokio::sync::watch::channel(false);
-    tokio::spawn(async move {
-        loop {
-            let Ok((mut inbound, _)) = listener.accept().await else {
-                return;
-            };
-            if *watch.borrow() {
-                continue;
-            }
-            let mut cut = watch.clone();
-            let target = target.clone();
-            tokio::spawn(async move {
-                let Ok(mut outbound) = tokio::net::TcpStream::connect(&target).await else {
-                    return;
-                };
-                tokio::select! {
-                    _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
-                    _ = cut.wait_for(|c| *c) => {}
-                }
-            });
-        }
-    });
-    Relay { port, cut }
-}
-
-impl Relay {
-    /// `redis://127.0.0.1:PORT/`, through the relay.
-    pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/", self.port)
-    }
-}
-
 /// From the fake gateway's connection times: for every shard, each connection closed before the
 /// next one opened, and the shard had at least `changes` connections.
 pub fn assert_never_two_at_once(gw: &FakeGateway, changes: usize) {
