@@ -32,7 +32,7 @@ pub struct Tailed {
 }
 
 /// Where a reader stands in one stream: the id it read last.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 struct Cursor {
     ms: u64,
     n: u64,
@@ -57,6 +57,8 @@ pub struct Tail {
     connection: RedisConnection,
     keys: Keys,
     cursors: BTreeMap<u32, Cursor>,
+    /// Shards followed from a position given, not yet checked against their streams.
+    unchecked: Vec<u32>,
     count: usize,
     block: Duration,
 }
@@ -83,14 +85,22 @@ impl Tail {
             connection: RedisConnection::connect(redis, options).await?,
             keys: Keys::new(app),
             cursors: BTreeMap::new(),
+            unchecked: Vec::new(),
             count: 512,
             block,
         })
     }
 
     /// Follows `shard` from after position `after` (0: from the start of the stream).
+    ///
+    /// The first [`Tail::next`] checks the stream against it: a stream that now ends before
+    /// `after` was lost and written anew (a Redis restarted empty, or a failover that lost
+    /// writes), and is followed from its session start again, positions starting over.
     pub fn follow_after(&mut self, shard: u32, after: u64) {
         self.cursors.insert(shard, Cursor { ms: 0, n: after });
+        if after > 0 {
+            self.unchecked.push(shard);
+        }
     }
 
     /// Follows `shard` from its session start: its READY first (from the session start's own
@@ -135,6 +145,12 @@ impl Tail {
     /// The next entries of the followed streams, waiting up to the block time for some: in
     /// order per shard, at most 512 per stream per read.
     pub async fn next(&mut self) -> Result<Vec<Tailed>, ClusterError> {
+        if !self.unchecked.is_empty() {
+            let restarted = self.check().await?;
+            if !restarted.is_empty() {
+                return Ok(restarted);
+            }
+        }
         if self.cursors.is_empty() {
             tokio::time::sleep(self.block).await;
             return Ok(Vec::new());
@@ -165,6 +181,46 @@ impl Tail {
                     self.cursors.insert(shard, cursor);
                 }
                 out.push(tailed);
+            }
+        }
+        Ok(out)
+    }
+}
+
+impl Tail {
+    /// Checks the shards followed from a given position against their streams' last ids; a
+    /// stream that ends before its cursor is followed from its session start again, and its
+    /// READY (if the session start is there yet) returned.
+    async fn check(&mut self) -> Result<Vec<Tailed>, ClusterError> {
+        let shards = self.unchecked.clone();
+        let mut pipe = redis::pipe();
+        for shard in &shards {
+            pipe.cmd("XREVRANGE")
+                .arg(self.keys.stream(*shard))
+                .arg("+")
+                .arg("-")
+                .arg("COUNT")
+                .arg(1);
+        }
+        let lasts: Vec<redis::streams::StreamRangeReply> =
+            pipe.query_async(&mut self.connection).await?;
+        self.unchecked.clear();
+        let mut out = Vec::new();
+        for (shard, last) in shards.into_iter().zip(lasts) {
+            let last = last.ids.first().and_then(|e| Cursor::parse(&e.id));
+            let Some(cursor) = self.cursors.get(&shard) else {
+                continue;
+            };
+            if last.is_some_and(|last| last >= *cursor) {
+                continue;
+            }
+            tracing::warn!(
+                shard,
+                after = cursor.n,
+                "the shard's stream ends before this reader's place: it was lost and written anew; following it from its session start"
+            );
+            if let Some(ready) = self.follow_session(shard).await? {
+                out.push(ready);
             }
         }
         Ok(out)

@@ -71,6 +71,9 @@ pub struct ReplayLog {
     last_upstream: Option<u64>,
     /// The log holds every entry from this upstream position on.
     complete_from: Option<u64>,
+    /// Entries from this log position on are numbered upstream in order; the ones before it
+    /// came before the upstream numbering started again (a Redis that lost the streams).
+    numbered_from: u64,
 }
 
 impl ReplayLog {
@@ -84,12 +87,21 @@ impl ReplayLog {
             upstream: 0,
             last_upstream: None,
             complete_from: None,
+            numbered_from: 0,
         }
     }
 
     /// The entries pushed from now on come from upstream position `upstream` (one upstream
     /// dispatch may make several entries, or none).
+    ///
+    /// A position below the last one starts the numbering again (the upstream's stream was
+    /// lost and written anew): the entries before it are no longer found by position.
     pub fn set_upstream(&mut self, upstream: u64) {
+        if self.last_upstream.is_some_and(|last| upstream < last) {
+            self.numbered_from = self.next;
+            self.last_upstream = None;
+            self.complete_from = Some(upstream);
+        }
         self.upstream = upstream;
         self.complete_from.get_or_insert(upstream);
     }
@@ -97,7 +109,9 @@ impl ReplayLog {
     /// The upstream position up to which a cursor at `pos` has considered everything: the one
     /// of the entry before it.
     pub fn upstream_before(&self, pos: u64) -> Option<u64> {
-        if let Some(entry) = pos.checked_sub(1).and_then(|p| self.get(p)) {
+        if pos > self.numbered_from
+            && let Some(entry) = pos.checked_sub(1).and_then(|p| self.get(p))
+        {
             return Some(entry.upstream);
         }
         if pos == self.next {
@@ -106,7 +120,7 @@ impl ReplayLog {
                 .or(self.complete_from.map(|c| c.saturating_sub(1)));
         }
         self.complete_from
-            .filter(|_| pos == self.first_pos())
+            .filter(|_| pos == self.first_pos().max(self.numbered_from))
             .map(|c| c.saturating_sub(1))
     }
 
@@ -117,7 +131,9 @@ impl ReplayLog {
         if upstream.saturating_add(1) < complete_from {
             return None;
         }
-        let index = self.entries.partition_point(|e| e.upstream <= upstream);
+        let numbered_from = self.numbered_from;
+        let index =
+            (self.entries).partition_point(|e| e.pos < numbered_from || e.upstream <= upstream);
         Some(self.first_pos() + index as u64)
     }
 
@@ -158,7 +174,9 @@ impl ReplayLog {
                 || now.saturating_duration_since(first.at) > self.limits.max_age)
         {
             self.bytes -= first.size();
-            self.complete_from = Some(first.upstream + 1);
+            if first.pos >= self.numbered_from {
+                self.complete_from = Some(first.upstream + 1);
+            }
             self.entries.pop_front();
         }
     }
@@ -241,6 +259,31 @@ mod tests {
         l.trim(now + Duration::from_secs(61));
         assert_eq!(l.len(), 1, "the newest stays");
         assert_eq!(l.first_pos(), 100);
+    }
+
+    #[test]
+    fn upstream_numbering_that_starts_again_leaves_the_older_entries_unmapped() {
+        let mut l = log(1 << 20);
+        let t = Instant::now();
+        for upstream in [40, 41] {
+            l.set_upstream(upstream);
+            l.push(t, "A".into(), "{}".into(), Intents::empty(), None, None);
+        }
+        assert_eq!(l.pos_after_upstream(40), Some(2));
+        // The stream was written anew from 1.
+        for upstream in [1, 2] {
+            l.set_upstream(upstream);
+            l.push(t, "B".into(), "{}".into(), Intents::empty(), None, None);
+        }
+        assert_eq!(
+            l.pos_after_upstream(1),
+            Some(4),
+            "after the new first entry"
+        );
+        assert_eq!(l.pos_after_upstream(0), Some(3), "at the restart");
+        assert_eq!(l.upstream_before(3), Some(0), "the restart's place");
+        assert_eq!(l.upstream_before(5), Some(2), "at the head");
+        assert_eq!(l.upstream_before(2), None, "before the restart: unmapped");
     }
 
     #[test]

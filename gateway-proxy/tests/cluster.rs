@@ -409,3 +409,29 @@ async fn redis_away_past_the_lease_ttl_stops_the_shards_and_they_come_back_with_
     }
     drop((a, b));
 }
+
+/// Redis restarted empty under a proxy: its node loses its leases and stored sessions, takes
+/// the shards again and identifies them (within the identify budget, which starts again too);
+/// the proxy follows the shards' new streams from their start, and its bot, still connected,
+/// gets what followed, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_restarted_empty_the_shards_identify_again_and_the_bots_go_on() {
+    let mut redis = RedisServer::start().await.unwrap();
+    let gw = gateway().await;
+    let a = ProxyProcess::start_with(redis.url(), &gw, "a", &["--lease-ttl-ms", "1500"]);
+    tokio::time::timeout(LIMIT, gw.wait_for_readies(2))
+        .await
+        .expect("a's node identified both shards");
+    let mut bot = Bot::start(&a.url).await;
+    traffic(&gw, 0, 10).await;
+    bot.events(0, 10).await;
+
+    redis.restart_empty().await.unwrap();
+    tokio::time::timeout(LIMIT, gw.wait_for_readies(4))
+        .await
+        .expect("both shards identified again");
+    traffic(&gw, 10, 10).await;
+    bot.events(10, 10).await;
+    assert_eq!(gw.stats().identifies, 4, "one IDENTIFY more per shard");
+    drop(a);
+}
