@@ -2,8 +2,9 @@
 //! serves every shard from the shards' Redis streams, wherever a node holds them; a client's
 //! command reaches the shard through Redis; and a SIGTERM of the process whose node holds the
 //! shards hands them to the other's node with no IDENTIFY, its clients seeing no gap; a rolling
-//! restart of both proxies resumes every bot on the other, on one redis-server and on a Redis
-//! Cluster whose primary fails over meanwhile.
+//! restart of both proxies resumes every bot on the other, and so does a SIGKILL of one, on
+//! one redis-server and on a Redis Cluster whose primary fails over meanwhile; Redis away past
+//! the lease TTL, and Redis restarted empty.
 
 // Tests are drivers: they read the clock (see clippy.toml).
 #![allow(clippy::disallowed_methods)]
@@ -318,13 +319,33 @@ async fn rolling_restart(redis: &str, meanwhile: impl AsyncFnOnce()) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_proxy_killed_with_sigkill_leaves_its_bots_to_resume_on_the_other_with_nothing_lost() {
     let redis = RedisServer::start().await.unwrap();
+    killed(redis.url(), async || {}).await;
+}
+
+/// The same on a Redis Cluster of 3 primaries, the primary that holds the application's keys
+/// failing over (planned) while the dead proxy's leases run out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_proxy_killed_on_a_redis_cluster_with_a_failover_loses_nothing() {
+    let cluster = RedisCluster::start(3, 1).await.expect("a Redis Cluster");
+    killed(&cluster.url(), async || {
+        cluster
+            .fail_over("{proxied}:sessions")
+            .await
+            .expect("the failover");
+    })
+    .await;
+}
+
+/// Proxies A and B, a bot on each; A is killed with SIGKILL and `meanwhile` runs; A's bot
+/// resumes on B; both get every dispatch once, in order, with no IDENTIFY after the first two.
+async fn killed(redis: &str, meanwhile: impl AsyncFnOnce()) {
     let gw = gateway().await;
     let lease = ["--lease-ttl-ms", "1500"];
-    let mut a = ProxyProcess::start_with(redis.url(), &gw, "a", &lease);
+    let mut a = ProxyProcess::start_with(redis, &gw, "a", &lease);
     tokio::time::timeout(LIMIT, gw.wait_for_readies(2))
         .await
         .expect("a's node identified both shards");
-    let b = ProxyProcess::start_with(redis.url(), &gw, "b", &lease);
+    let b = ProxyProcess::start_with(redis, &gw, "b", &lease);
     let mut on_a = Bot::start(&a.url).await;
     let mut on_b = Bot::start(&b.url).await;
     traffic(&gw, 0, 10).await;
@@ -340,6 +361,7 @@ async fn a_proxy_killed_with_sigkill_leaves_its_bots_to_resume_on_the_other_with
 
     a.kill();
     on_a.dropped().await;
+    meanwhile().await;
     tokio::time::timeout(LIMIT, gw.wait_for_resumed(2))
         .await
         .expect("b's node resumed both shards after the leases ran out");
