@@ -47,6 +47,10 @@ pub struct SessionRecord {
     /// [`ProxyConfig::seed`]: crate::ProxyConfig::seed
     #[serde(default)]
     pub origin: u64,
+    /// The commands it forwarded upstream in the 60 s before the record, as milliseconds
+    /// before it: its share of the shard's budget follows it to another process.
+    #[serde(default)]
+    pub forwarded_ms_ago: Vec<u64>,
 }
 
 /// A dispatch sent that is not in the log, at an upstream position.

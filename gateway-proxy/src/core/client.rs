@@ -10,7 +10,7 @@ use gateway_server::{Inbound, Rejection, envelope};
 
 use super::requests::MemberPlan;
 use super::session::{ClientSession, ResumeFrom};
-use super::{ClientId, ProxyCore};
+use super::{ClientId, ProxyCore, ProxyOutput};
 use crate::cache::Slot;
 use crate::config::{PresencePolicy, ProxyConfig};
 
@@ -306,10 +306,16 @@ impl ProxyCore {
             .requests
             .member(now, session, guild, r.is_full_list(), theirs.clone())
         {
-            MemberPlan::Send(ours) => match r.with_nonce(ours) {
-                Ok((ours, _)) => self.upstream(shard, Command::RequestGuildMembers(ours)),
-                Err(e) => tracing::error!(error = %e, "proxy nonce refused"),
-            },
+            MemberPlan::Send(ours) => {
+                if r.is_full_list() && self.config.share_sessions {
+                    let nonce = ours.clone();
+                    (self.out).push_back(ProxyOutput::MembersAsked { guild, nonce });
+                }
+                match r.with_nonce(ours) {
+                    Ok((ours, _)) => self.upstream(shard, Command::RequestGuildMembers(ours)),
+                    Err(e) => tracing::error!(error = %e, "proxy nonce refused"),
+                }
+            }
             MemberPlan::Joined => {}
             MemberPlan::Limited(wait) => {
                 let nonce = theirs.and_then(|n| sonic_rs::to_string(&n).ok());
@@ -336,7 +342,6 @@ impl ProxyCore {
     }
 
     fn upstream(&mut self, shard: u32, command: Command) {
-        self.out
-            .push_back(super::ProxyOutput::Upstream { shard, command });
+        self.out.push_back(ProxyOutput::Upstream { shard, command });
     }
 }

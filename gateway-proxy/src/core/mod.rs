@@ -69,6 +69,16 @@ pub enum ProxyOutput {
         /// The session id.
         id: String,
     },
+    /// An all-members request for `guild` went upstream under `nonce` (with
+    /// [`ProxyConfig::share_sessions`]): the other processes see its chunks in the shard's
+    /// stream, and join their own askers to it for the next 30 s rather than ask again
+    /// ([`ProxyCore::handle_shared_members_request`]), so the limit holds for the whole bot.
+    MembersAsked {
+        /// The guild.
+        guild: u64,
+        /// The proxy nonce it went under.
+        nonce: String,
+    },
 }
 
 /// How much the core holds, for metrics and `/healthz`.
@@ -420,7 +430,7 @@ impl ProxyCore {
         if let Some(shard) = self.shards.get_mut(&s.shard) {
             shard.attached.remove(session);
         }
-        self.share_detached(session);
+        self.share_detached(now, session);
     }
 
     /// Session `session` ends: the other processes forget it too.

@@ -92,6 +92,34 @@ impl Requests {
         MemberPlan::Send(ours)
     }
 
+    /// Another process's all-members request for `guild`, under its `nonce`, sent `age` ago:
+    /// its chunks reach this process too (from the shard's stream), so askers here join it,
+    /// and the guild's window is spent for 30 s from it. One of this process's own, or one
+    /// for a guild with a request open here, changes nothing.
+    pub(crate) fn foreign_full(&mut self, now: Instant, guild: u64, nonce: String, age: Duration) {
+        let sent = now.checked_sub(age).unwrap_or(now);
+        let ours = nonce
+            .strip_prefix("gp")
+            .and_then(|rest| rest.strip_prefix(self.tag.as_str()))
+            .is_some_and(|rest| rest.starts_with('.'));
+        let open_here = self.full.get(&guild).is_some_and(|(at, open)| {
+            open.is_some() || now.saturating_duration_since(*at) < FULL_REQUEST_INTERVAL
+        });
+        if ours || open_here || age >= FULL_REQUEST_INTERVAL {
+            return;
+        }
+        self.full.insert(guild, (sent, Some(nonce.clone())));
+        let askers = Vec::new();
+        (self.members).insert(
+            nonce,
+            MemberRequest {
+                guild,
+                sent,
+                askers,
+            },
+        );
+    }
+
     /// The askers of the request under our nonce `ours`; `last` (the last chunk, or a
     /// RATE_LIMITED) forgets it.
     pub(crate) fn member_answer(

@@ -221,7 +221,13 @@ impl ClientSession {
         log: &ReplayLog,
         ttl_ms: u64,
         origin: u64,
+        now: Instant,
     ) -> Option<SessionRecord> {
+        let forwarded_ms_ago = (self.forwarded.iter())
+            .map(|at| now.saturating_duration_since(*at).as_millis())
+            .filter(|ms| *ms < 60_000)
+            .filter_map(|ms| u64::try_from(ms).ok())
+            .collect();
         let marks = self
             .synthetic
             .iter()
@@ -250,16 +256,21 @@ impl ClientSession {
             pending: self.pending.iter().copied().collect(),
             ttl_ms,
             origin,
+            forwarded_ms_ago,
         })
     }
 
-    /// A session another process wrote down, placed in `log`, detached since `detached_at`;
-    /// `None` if `log` does not reach back to its place.
+    /// A session another process wrote down, placed in `log`, detached since `detached_at`,
+    /// the record read at `read_at`; `None` if `log` does not reach back to its place.
     pub(crate) fn from_record(
         record: &SessionRecord,
         log: &ReplayLog,
         detached_at: Instant,
+        read_at: Instant,
     ) -> Option<Self> {
+        let forwarded = (record.forwarded_ms_ago.iter().rev())
+            .filter_map(|ms| read_at.checked_sub(Duration::from_millis(*ms)))
+            .collect();
         let pos = log.pos_after_upstream(record.upstream)?;
         let synthetic = record
             .marks
@@ -286,7 +297,7 @@ impl ClientSession {
             synthetic,
             client: None,
             detached_at: Some(detached_at),
-            forwarded: VecDeque::new(),
+            forwarded,
             resuming: false,
             pending: record.pending.iter().copied().collect(),
             covered,

@@ -25,7 +25,8 @@ pub(super) const RECORD_REFRESH: Duration = Duration::from_secs(30);
 /// Other processes' sessions, until they expire.
 #[derive(Debug, Default)]
 pub(super) struct Shared {
-    records: std::collections::HashMap<Arc<str>, (SessionRecord, Instant)>,
+    /// Each record with when it expires and when it was read.
+    records: std::collections::HashMap<Arc<str>, (SessionRecord, Instant, Instant)>,
     /// Ids by expiry, as written (a record written again leaves a stale item, skipped).
     expiries: VecDeque<(Instant, Arc<str>)>,
 }
@@ -75,14 +76,27 @@ impl ProxyCore {
                 .shared
                 .records
                 .get(&oldest)
-                .is_some_and(|(_, e)| *e == at)
+                .is_some_and(|(_, e, _)| *e == at)
             {
                 self.shared.records.remove(&oldest);
             }
         }
         let expires = now + Duration::from_millis(record.ttl_ms);
         self.shared.expiries.push_back((expires, Arc::clone(&id)));
-        self.shared.records.insert(id, (record, expires));
+        self.shared.records.insert(id, (record, expires, now));
+    }
+
+    /// Another process sent an all-members request for `guild` upstream under `nonce`, `age`
+    /// ago ([`ProxyOutput::MembersAsked`]): askers here join it until its last chunk, and none
+    /// goes upstream for the guild within 30 s of it.
+    pub fn handle_shared_members_request(
+        &mut self,
+        now: Instant,
+        guild: u64,
+        nonce: String,
+        age: Duration,
+    ) {
+        self.requests.foreign_full(now, guild, nonce, age);
     }
 
     /// Another process ended session `id` (closed with 1000, expired, or invalid).
@@ -110,7 +124,7 @@ impl ProxyCore {
     }
 
     /// Session `id` left its connection: written down for the other processes.
-    pub(super) fn share_detached(&mut self, id: &Arc<str>) {
+    pub(super) fn share_detached(&mut self, now: Instant, id: &Arc<str>) {
         if !self.config.share_sessions {
             return;
         }
@@ -121,7 +135,7 @@ impl ProxyCore {
             return;
         };
         let ttl = u64::try_from(self.config.session_ttl.as_millis()).unwrap_or(u64::MAX);
-        match s.to_record(&state.log, ttl, self.config.seed) {
+        match s.to_record(&state.log, ttl, self.config.seed, now) {
             Some(record) => self.out.push_back(ProxyOutput::SessionSaved(record)),
             None => tracing::debug!(session = %id, "session outside the log: not shared"),
         }
@@ -150,7 +164,7 @@ impl ProxyCore {
             let Some(state) = self.shards.get(&s.shard) else {
                 continue;
             };
-            if let Some(record) = s.to_record(&state.log, ttl, self.config.seed) {
+            if let Some(record) = s.to_record(&state.log, ttl, self.config.seed, now) {
                 self.out.push_back(ProxyOutput::SessionSaved(record));
             }
         }
@@ -178,7 +192,7 @@ impl ProxyCore {
     /// A RESUME of `id`, which this process does not hold: taken from another process's
     /// record, detached, if its place is in the log here. Whether it now holds it.
     pub(super) fn take_shared(&mut self, now: Instant, id: &str) -> bool {
-        let Some((record, expires)) = self.shared.records.remove(id) else {
+        let Some((record, expires, read_at)) = self.shared.records.remove(id) else {
             return false;
         };
         let Some(state) = self.shards.get(&record.shard) else {
@@ -186,7 +200,8 @@ impl ProxyCore {
         };
         // It expires here when it would have there.
         let detached_at = expires.checked_sub(self.config.session_ttl).unwrap_or(now);
-        let Some(session) = ClientSession::from_record(&record, &state.log, detached_at) else {
+        let Some(session) = ClientSession::from_record(&record, &state.log, detached_at, read_at)
+        else {
             tracing::debug!(session = %id, "shared session outside the log here");
             return false;
         };
@@ -203,7 +218,7 @@ impl ProxyCore {
             if *at > now {
                 break;
             }
-            if self.shared.records.get(id).is_some_and(|(_, e)| e == at) {
+            if self.shared.records.get(id).is_some_and(|(_, e, _)| e == at) {
                 self.shared.records.remove(id);
             }
             self.shared.expiries.pop_front();

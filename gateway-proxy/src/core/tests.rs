@@ -624,3 +624,85 @@ fn a_resume_past_what_this_process_read_is_refused() {
     );
     assert!(b.sent(9).contains(&json!({"close": 4007})));
 }
+
+/// The all-members limit across processes: A's request goes up and is announced; B, told of
+/// it, sends none for the guild and gives its asker the chunks it sees under A's nonce (every
+/// process reads every chunk), under the asker's own nonce; one of its own read back, or one
+/// older than the window, changes nothing.
+#[test]
+fn an_all_members_request_of_another_process_is_joined_not_sent_again() {
+    let (mut a, mut b) = (Harness::sharing(1), Harness::sharing(2));
+    for h in [&mut a, &mut b] {
+        h.identify(1, Intents::GUILDS | Intents::GUILD_MEMBERS);
+        h.sent(1);
+    }
+    let request = |nonce: &str| json!({"op": 8, "d": {"guild_id": G1.to_string(), "query": "", "limit": 0, "nonce": nonce}});
+    a.send(1, request("on-a"));
+    let asked: Vec<_> = a
+        .outputs
+        .iter()
+        .filter_map(|o| match o {
+            ProxyOutput::MembersAsked { guild, nonce } => Some((*guild, nonce.clone())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(asked.len(), 1, "announced");
+    let (guild, ours) = asked[0].clone();
+    assert_eq!(a.upstream_commands().len(), 1);
+    // A reads its own note back: nothing changes.
+    a.core
+        .handle_shared_members_request(a.now, guild, ours.clone(), Duration::ZERO);
+    b.core
+        .handle_shared_members_request(b.now, guild, ours.clone(), Duration::from_secs(2));
+    b.send(1, request("on-b"));
+    assert!(b.upstream_commands().is_empty(), "joined, not sent again");
+    let chunk = json!({"guild_id": G1.to_string(), "members": [{"user": {"id": "9"}, "roles": []}], "chunk_index": 0, "chunk_count": 1, "nonce": ours});
+    a.upstream("GUILD_MEMBERS_CHUNK", &chunk);
+    b.upstream("GUILD_MEMBERS_CHUNK", &chunk);
+    assert_eq!(a.dispatches(1)[0].2["nonce"], "on-a");
+    assert_eq!(b.dispatches(1)[0].2["nonce"], "on-b");
+    // Within the window, after the last chunk, B's next asker is limited as A's would be.
+    b.send(1, request("again"));
+    assert_eq!(b.dispatches(1)[0].1, "RATE_LIMITED");
+    assert!(b.upstream_commands().is_empty());
+    // A note older than the window is no reason to wait.
+    let (mut c, guild) = (Harness::sharing(3), G1);
+    c.identify(1, Intents::GUILDS | Intents::GUILD_MEMBERS);
+    (c.core).handle_shared_members_request(c.now, guild, ours, Duration::from_secs(31));
+    c.send(1, request("on-c"));
+    assert_eq!(c.upstream_commands().len(), 1);
+}
+
+/// A client's share of its shard's command budget follows its session to another process:
+/// four commands on A, then two on B within the minute, is over five.
+#[test]
+fn a_clients_command_budget_follows_it_to_another_process() {
+    let (mut a, mut b) = (Harness::sharing(1), Harness::sharing(2));
+    a.identify(1, Intents::GUILDS);
+    let session = a.dispatches(1)[0].2["session_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let presence =
+        json!({"op": 3, "d": {"since": null, "activities": [], "status": "idle", "afk": false}});
+    for _ in 0..4 {
+        a.send(1, presence.clone());
+    }
+    assert_eq!(a.upstream_commands().len(), 4);
+    a.core.handle_disconnected(a.now, 1);
+    a.drain();
+    let record = a.saved().pop().expect("written at detach");
+    assert_eq!(record.forwarded_ms_ago.len(), 4);
+    b.core.handle_shared_session(b.now, record);
+    b.open(9);
+    b.send(
+        9,
+        json!({"op": 6, "d": {"token": TOKEN, "session_id": session, "seq": 2}}),
+    );
+    b.sent(9);
+    b.send(9, presence.clone());
+    assert_eq!(b.upstream_commands().len(), 1, "the fifth");
+    b.send(9, presence);
+    assert_eq!(b.sent(9).last().unwrap(), &json!({"close": 4008}));
+    assert!(b.upstream_commands().is_empty());
+}

@@ -246,9 +246,9 @@ impl Driver {
         let mut held = Vec::new();
         while let Some(output) = self.core.poll_output(now) {
             match output {
-                ProxyOutput::SessionSaved(_) | ProxyOutput::SessionEnded { .. } => {
-                    upstream.share(output);
-                }
+                ProxyOutput::SessionSaved(_)
+                | ProxyOutput::SessionEnded { .. }
+                | ProxyOutput::MembersAsked { .. } => upstream.share(output),
                 other => held.push(other),
             }
         }
@@ -285,6 +285,9 @@ impl Driver {
         match note {
             upstream::Shared::Saved(record) => self.core.handle_shared_session(now(), record),
             upstream::Shared::Ended(id) => self.core.handle_shared_session_ended(&id),
+            upstream::Shared::Members { guild, nonce, age } => {
+                (self.core).handle_shared_members_request(now(), guild, nonce, age);
+            }
         }
     }
 
@@ -398,9 +401,9 @@ impl Driver {
                         tracing::warn!(shard, "no command task for the shard: command dropped");
                     }
                 }
-                ProxyOutput::SessionSaved(_) | ProxyOutput::SessionEnded { .. } => {
-                    upstream.share(output);
-                }
+                ProxyOutput::SessionSaved(_)
+                | ProxyOutput::SessionEnded { .. }
+                | ProxyOutput::MembersAsked { .. } => upstream.share(output),
             }
         }
     }

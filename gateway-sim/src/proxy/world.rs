@@ -325,7 +325,8 @@ impl World {
                 ProxyOutput::Abort { client, code } => self.closed(client, code)?,
                 ProxyOutput::Upstream { .. }
                 | ProxyOutput::SessionSaved(_)
-                | ProxyOutput::SessionEnded { .. } => {}
+                | ProxyOutput::SessionEnded { .. }
+                | ProxyOutput::MembersAsked { .. } => {}
             }
         }
         Ok(())

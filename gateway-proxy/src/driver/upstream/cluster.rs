@@ -29,6 +29,12 @@ pub(in crate::driver) enum Shared {
     Saved(SessionRecord),
     /// A session ended or taken: forget it.
     Ended(String),
+    /// An all-members request for `guild` went upstream under `nonce`, `age` ago.
+    Members {
+        guild: u64,
+        nonce: String,
+        age: Duration,
+    },
 }
 
 /// What the sessions' writer does next.
@@ -259,6 +265,12 @@ fn shared(note: &Note) -> Option<Shared> {
     if let Some(id) = note.body.strip_prefix("ended ") {
         return Some(Shared::Ended(id.to_owned()));
     }
+    if let Some(request) = note.body.strip_prefix("members ") {
+        let (guild, nonce) = request.split_once(' ')?;
+        let age = Duration::from_millis(unix_ms().saturating_sub(note.at_ms));
+        let (guild, nonce) = (guild.parse().ok()?, nonce.to_owned());
+        return Some(Shared::Members { guild, nonce, age });
+    }
     let json = note.body.strip_prefix("saved ")?;
     let mut record = match SessionRecord::from_json(json) {
         Ok(record) => record,
@@ -291,6 +303,7 @@ async fn post_sessions(board: Board, mut rx: mpsc::UnboundedReceiver<Post>) {
                 continue;
             }
             Post::Note(Shared::Ended(id)) => format!("ended {id}"),
+            Post::Note(Shared::Members { guild, nonce, .. }) => format!("members {guild} {nonce}"),
             Post::Note(Shared::Saved(record)) => match record.to_json() {
                 Ok(json) => format!("saved {json}"),
                 Err(e) => {

@@ -90,7 +90,8 @@ impl Upstream {
         }
     }
 
-    /// Shares a session's record or end with the other proxy processes (a group has none).
+    /// Shares a session's record or end, or an all-members request, with the other proxy
+    /// processes (a group has none).
     pub(super) fn share(&self, output: crate::ProxyOutput) {
         match (self, output) {
             #[cfg(feature = "cluster")]
@@ -100,6 +101,11 @@ impl Upstream {
             #[cfg(feature = "cluster")]
             (Self::Cluster(running), crate::ProxyOutput::SessionEnded { id }) => {
                 running.share(Shared::Ended(id));
+            }
+            #[cfg(feature = "cluster")]
+            (Self::Cluster(running), crate::ProxyOutput::MembersAsked { guild, nonce }) => {
+                let age = std::time::Duration::ZERO;
+                running.share(Shared::Members { guild, nonce, age });
             }
             _ => {}
         }
