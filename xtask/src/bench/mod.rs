@@ -15,6 +15,7 @@ mod figures;
 mod patched;
 pub(crate) mod peer;
 mod proxy;
+mod proxy_cluster;
 mod proxy_latency;
 mod report;
 mod rig;
@@ -232,6 +233,7 @@ pub(crate) fn run(options: &Options) -> Result<(), String> {
     let proxy = if options.runs(Section::Proxy) {
         let mut figures = proxy::run(options.quick)?;
         figures.extend(proxy_latency::run(&crate::workspace_root(), options.quick)?);
+        figures.extend(proxy_cluster::run(&crate::workspace_root(), options.quick)?);
         figures
     } else {
         Vec::new()

@@ -69,7 +69,17 @@ pub(crate) fn current_tid() -> Option<u32> {
 
 /// Resident memory of this process, in bytes (0 where `/proc/self/statm` does not exist).
 pub(crate) fn rss_bytes() -> u64 {
-    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    statm_rss("/proc/self/statm")
+}
+
+/// Resident memory of process `pid`, in bytes (0 where `/proc/PID/statm` does not say).
+pub(crate) fn rss_of(pid: u32) -> u64 {
+    statm_rss(&format!("/proc/{pid}/statm"))
+}
+
+/// The resident pages of a `statm` file, in bytes.
+fn statm_rss(path: &str) -> u64 {
+    let statm = std::fs::read_to_string(path).unwrap_or_default();
     let pages: u64 = statm
         .split_whitespace()
         .nth(1)
