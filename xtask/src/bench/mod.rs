@@ -75,8 +75,12 @@ pub(crate) enum Section {
     Cluster,
     /// A backlog of 50,000 dispatches at a 1 s heartbeat, ours beside twilight-gateway.
     Backlog,
-    /// The proxy's core: CPU per event per client, cache memory against its JSON.
+    /// The proxy's core: CPU per event per client, cache memory against its JSON; over
+    /// sockets; and on Redis (`proxy-cluster` alone).
     Proxy,
+    /// The proxy on Redis alone: two processes, 1,000 shards, 2,000 clients, the handoff.
+    #[value(name = "proxy-cluster")]
+    ProxyCluster,
 }
 
 impl Options {
@@ -230,14 +234,16 @@ pub(crate) fn run(options: &Options) -> Result<(), String> {
         Vec::new()
     };
 
-    let proxy = if options.runs(Section::Proxy) {
+    let mut proxy = if options.runs(Section::Proxy) {
         let mut figures = proxy::run(options.quick)?;
         figures.extend(proxy_latency::run(&crate::workspace_root(), options.quick)?);
-        figures.extend(proxy_cluster::run(&crate::workspace_root(), options.quick)?);
         figures
     } else {
         Vec::new()
     };
+    if options.runs(Section::Proxy) || options.only.contains(&Section::ProxyCluster) {
+        proxy.extend(proxy_cluster::run(&crate::workspace_root(), options.quick)?);
+    }
 
     let report = Report {
         targets: report::targets(&decode_reports, &chunking)

@@ -23,6 +23,7 @@ use gateway_shard::{Shard, ShardConfig, ShardEvent};
 use gateway_testkit::{FakeGateway, GatewayConfig, RedisServer, WorldConfig};
 
 use super::proxy::ProxyFigure;
+use super::proxy_latency::stop;
 use super::rig::Rig;
 use super::{peer, sys};
 
@@ -42,7 +43,9 @@ pub(crate) fn run(root: &Path, quick: bool) -> Result<Vec<ProxyFigure>, String> 
     let config = GatewayConfig {
         world: WorldConfig::uniform(5, shards as usize, 20),
         identify_window: Duration::ZERO,
-        max_concurrency: 16,
+        // A bucket per shard: the shards start at once (the node waits Discord's 5 s between
+        // identifies of one bucket), as a large bot's do at its max_concurrency.
+        max_concurrency: shards,
         recommended_shards: shards,
         ..GatewayConfig::default()
     };
@@ -53,13 +56,18 @@ pub(crate) fn run(root: &Path, quick: bool) -> Result<Vec<ProxyFigure>, String> 
 
     eprintln!("[bench] proxy on Redis: {shards} shards, proxy a's node identifies them…");
     let mut a = ProxyProcess::start(&binary, &gateway, redis.url(), "a", shards)?;
-    wait(&format!("{shards} READY"), || gateway.stats().readies >= u64::from(shards))?;
+    wait(&format!("{shards} READY"), || {
+        gateway.stats().readies >= u64::from(shards)
+    })?;
     let b = ProxyProcess::start(&binary, &gateway, redis.url(), "b", shards)?;
     b.wait_healthy()?;
     a.wait_healthy()?;
     std::thread::sleep(Duration::from_secs(1));
     let (a_bare, b_bare) = (a.rss(), b.rss());
-    for (who, rss) in [("holding them (its node)", a_bare), ("from their streams", b_bare)] {
+    for (who, rss) in [
+        ("holding them (its node)", a_bare),
+        ("from their streams", b_bare),
+    ] {
         figures.push(ProxyFigure {
             name: format!("proxy memory per upstream shard, {who}"),
             value: rss as f64 / 1024.0 / f64::from(shards),
@@ -97,7 +105,9 @@ pub(crate) fn run(root: &Path, quick: bool) -> Result<Vec<ProxyFigure>, String> 
         }
     });
 
-    eprintln!("[bench] proxy on Redis: SIGTERM to proxy a, until b's node resumed {shards} shards…");
+    eprintln!(
+        "[bench] proxy on Redis: SIGTERM to proxy a, until b's node resumed {shards} shards…"
+    );
     let resumed = gateway.stats().resumed;
     let started = Instant::now();
     a.terminate()?;
@@ -175,7 +185,10 @@ fn cpu_run(
     eprintln!("[bench] proxy on Redis: {EVENTS_PER_SHARD} events on each shard…");
     let world = gateway.world();
     let cpu = || -> Option<Duration> {
-        Some(sys::process_cpu_of(proxies[0].child.id())? + sys::process_cpu_of(proxies[1].child.id())?)
+        Some(
+            sys::process_cpu_of(proxies[0].child.id())?
+                + sys::process_cpu_of(proxies[1].child.id())?,
+        )
     };
     let from = cpu().ok_or("no CPU figures from /proc")?;
     let before = read.load(Ordering::Relaxed);
@@ -190,7 +203,8 @@ fn cpu_run(
             .or_else(|| world.guilds().first())
             .cloned()
             .ok_or("a guild")?;
-        let events = (0..EVENTS_PER_SHARD).map(|n| ("MESSAGE_CREATE", world.message_create_json(&guild, n, 80)));
+        let events = (0..EVENTS_PER_SHARD)
+            .map(|n| ("MESSAGE_CREATE", world.message_create_json(&guild, n, 80)));
         connection.dispatch_all(events);
     }
     // The clients read on their runtime, driven meanwhile.
@@ -207,9 +221,13 @@ fn cpu_run(
         }
         Ok(())
     })?;
-    let spent = cpu().ok_or("no CPU figures from /proc")?.saturating_sub(from);
+    let spent = cpu()
+        .ok_or("no CPU figures from /proc")?
+        .saturating_sub(from);
     Ok(ProxyFigure {
-        name: format!("proxy CPU per event per client, {shards} shards, {clients} clients on 2 processes"),
+        name: format!(
+            "proxy CPU per event per client, {shards} shards, {clients} clients on 2 processes"
+        ),
         value: spent.as_secs_f64() * 1e6 / expected as f64,
         unit: "µs",
         detail: format!(
@@ -248,7 +266,12 @@ impl ProxyProcess {
         let mut child = Command::new(binary)
             .args(["--listen", "127.0.0.1:0", "--shards", &shards.to_string()])
             .args(["--redis", redis, "--app", "bench", "--node", node])
-            .args(["--max-concurrency", "16", "--metrics", "false"])
+            .args([
+                "--max-concurrency",
+                &shards.to_string(),
+                "--metrics",
+                "false",
+            ])
             .env("GATEWAY_URL", gateway.url())
             .env("DISCORD_TOKEN", &gateway.config().token)
             .env("RUST_LOG", "error")
@@ -269,7 +292,9 @@ impl ProxyProcess {
 
     /// Waits for `/healthz` to say it serves every shard.
     fn wait_healthy(&self) -> Result<(), String> {
-        wait("the proxy's /healthz", || peer::get(&self.url, "/healthz").is_ok())
+        wait("the proxy's /healthz", || {
+            peer::get(&self.url, "/healthz").is_ok()
+        })
     }
 
     fn rss(&self) -> u64 {
@@ -300,12 +325,5 @@ impl ProxyProcess {
 impl Drop for ProxyProcess {
     fn drop(&mut self) {
         stop(&mut self.child);
-    }
-}
-
-fn stop(child: &mut Child) {
-    // Gone already after a SIGTERM; either way it is gone afterwards.
-    if let Err(e) = child.kill().and_then(|()| child.wait().map(drop)) {
-        eprintln!("[bench] stopping a proxy: {e}");
     }
 }

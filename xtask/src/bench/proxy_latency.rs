@@ -322,7 +322,8 @@ impl Drop for ProxyProcess {
     }
 }
 
-fn stop(child: &mut Child) {
+/// Kills a proxy process and reaps it.
+pub(super) fn stop(child: &mut Child) {
     if let Err(e) = child.kill() {
         eprintln!("[bench] stopping the proxy: {e}");
     }
