@@ -351,10 +351,9 @@ async fn killed(redis: &str, meanwhile: impl AsyncFnOnce()) {
     traffic(&gw, 0, 10).await;
     on_a.events(0, 10).await;
     on_b.events(0, 10).await;
-    // The bots' sessions are written 100 ms after their starts, and the upstream sessions
-    // stored every second: both are in Redis (a node killed in the first second of a shard's
-    // session leaves none, and the next node identifies it again).
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // The bots' sessions are written 100 ms after their starts, the upstream sessions as soon
+    // as their READY is in the stream (then every second).
+    tokio::time::sleep(Duration::from_millis(400)).await;
     traffic(&gw, 10, 5).await;
     on_a.events(10, 5).await;
     on_b.events(10, 5).await;

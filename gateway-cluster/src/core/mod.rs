@@ -60,7 +60,8 @@ pub struct CoreConfig {
     pub lease_ttl: Duration,
     /// How much earlier than the TTL a node that could not renew stops its shard.
     pub lease_margin: Duration,
-    /// How often each shard's session is stored while it runs.
+    /// How often each shard's session is stored while it runs (a new session's first write
+    /// is stored at once).
     pub save_every: Duration,
 }
 
@@ -506,8 +507,15 @@ impl NodeCore {
     }
 
     /// The publisher wrote `shard`'s stream up to `(session, seq)`.
-    pub fn handle_written(&mut self, _now: Instant, shard: u32, session: Arc<str>, seq: u64) {
+    ///
+    /// A session's first write is stored at once rather than at the next round of saves: a
+    /// node that dies in a session's first second then leaves it resumable too.
+    pub fn handle_written(&mut self, now: Instant, shard: u32, session: Arc<str>, seq: u64) {
         if self.held.contains_key(&shard) {
+            let first = self.written.get(&shard).is_none_or(|(s, _)| *s != session);
+            if first {
+                self.save_at = self.save_at.min(now);
+            }
             self.written.insert(shard, (session, seq));
         }
     }

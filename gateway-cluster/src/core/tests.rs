@@ -257,6 +257,24 @@ fn sessions_are_saved_up_to_what_was_written_and_only_in_the_session_written() {
 }
 
 #[test]
+fn a_new_sessions_first_write_is_saved_at_once_then_every_round() {
+    let mut h = Harness::new(1);
+    h.tick(0.0);
+    h.take(0, None);
+    h.tick(0.1);
+    h.event(0, ready("s1"));
+    h.core.handle_written(h.now, 0, "s1".into(), 1);
+    let saved_now = h.tick(0.1).iter().any(|o| matches!(o, NodeOutput::Save(_)));
+    assert!(saved_now, "stored at once, not at the next round");
+    h.core.handle_saved(h.now, vec![(0, 1, true)]);
+    h.event(0, dispatch(2));
+    h.core.handle_written(h.now, 0, "s1".into(), 2);
+    let again = h.tick(0.2).iter().any(|o| matches!(o, NodeOutput::Save(_)));
+    assert!(!again, "later writes wait for the round");
+    assert!(h.tick(1.2).iter().any(|o| matches!(o, NodeOutput::Save(_))));
+}
+
+#[test]
 fn a_shard_taken_with_a_stored_session_resumes_it_and_publishes_in_it() {
     let mut h = Harness::new(1);
     h.tick(0.0);

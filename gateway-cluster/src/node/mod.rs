@@ -46,7 +46,8 @@ pub struct NodeConfig {
     /// fifth of the TTL.
     pub lease_margin: Duration,
     /// How often each shard's session is stored while it runs (what a crash can lose: the
-    /// events after it are replayed, at least once). Default 1 s.
+    /// events after it are replayed, at least once). Default 1 s. A new session is stored at
+    /// once, as soon as its READY is in the stream.
     pub save_every: Duration,
     /// Event fan-out.
     pub publish: PublishConfig,
