@@ -414,19 +414,11 @@ async fn redis_away_past_the_lease_ttl_stops_the_shards_and_they_come_back_with_
     on_a.events(10, 10).await;
     on_b.events(10, 10).await;
     assert_eq!(gw.stats().identifies, 2, "resumed, not identified again");
-    let connections = gw.connections();
     for shard in 0..2 {
-        let mut spans: Vec<_> = connections
-            .iter()
-            .filter(|c| c.shard.is_some_and(|s| s.number() == shard))
-            .map(|c| (c.accepted_at, c.closed_at))
-            .collect();
-        spans.sort();
+        let spans = gw.shard_connections(shard);
         assert!(spans.len() >= 2, "shard {shard} came back: {spans:?}");
-        for pair in spans.windows(2) {
-            let closed = pair[0].1.expect("the earlier connection closed");
-            assert!(closed <= pair[1].0, "shard {shard}: two at once: {spans:?}");
-        }
+        let overlap = gw.overlapping_connections(shard);
+        assert!(overlap.is_none(), "shard {shard}: two at once: {overlap:?}");
     }
     drop((a, b));
 }

@@ -90,6 +90,29 @@ impl FakeGateway {
         self.shared.lock().core.view().connections().to_vec()
     }
 
+    /// The connections that carried `shard` (identified or resumed on it), in accept order.
+    pub fn shard_connections(&self, shard: u32) -> Vec<ConnectionInfo> {
+        let mut of_shard: Vec<ConnectionInfo> = (self.connections().into_iter())
+            .filter(|c| c.shard.is_some_and(|s| s.number() == shard))
+            .collect();
+        of_shard.sort_by_key(|c| c.accepted_at);
+        of_shard
+    }
+
+    /// Two connections of `shard` open at once, if there were: the earlier not yet closed when
+    /// the later was accepted. Clients that hand a shard over cleanly (a cluster's nodes, a
+    /// proxy's) leave none.
+    pub fn overlapping_connections(&self, shard: u32) -> Option<(ConnectionInfo, ConnectionInfo)> {
+        let of_shard = self.shard_connections(shard);
+        (of_shard.windows(2))
+            .find(|pair| {
+                pair[0]
+                    .closed_at
+                    .is_none_or(|closed| closed > pair[1].accepted_at)
+            })
+            .map(|pair| (pair[0].clone(), pair[1].clone()))
+    }
+
     /// Applies `fault` to the next connection accepted: [`Fault::StallHello`] and
     /// [`Fault::ReconnectBeforeHello`] act before HELLO; any other fault right after it. Each call
     /// queues one fault for one connection.

@@ -156,24 +156,16 @@ impl Seen {
 /// From the fake gateway's connection times: for every shard, each connection closed before the
 /// next one opened, and the shard had at least `changes` connections.
 pub fn assert_never_two_at_once(gw: &FakeGateway, changes: usize) {
-    let connections = gw.connections();
     for shard in 0..SHARDS {
-        let mut spans: Vec<_> = connections
-            .iter()
-            .filter(|c| c.shard.is_some_and(|s| s.number() == shard))
-            .map(|c| (c.accepted_at, c.closed_at))
-            .collect();
-        spans.sort();
+        let spans = gw.shard_connections(shard);
         assert!(
             spans.len() >= changes,
             "shard {shard} changed hands: {spans:?}"
         );
-        for pair in spans.windows(2) {
-            let closed = pair[0].1.expect("the earlier connection closed");
-            assert!(
-                closed <= pair[1].0,
-                "shard {shard}: two connections at once: {spans:?}"
-            );
-        }
+        let overlap = gw.overlapping_connections(shard);
+        assert!(
+            overlap.is_none(),
+            "shard {shard}: two connections at once: {overlap:?}"
+        );
     }
 }

@@ -345,13 +345,19 @@ impl ProxyCore {
             .values()
             .filter_map(|c| c.conn.poll_timeout())
             .min();
-        let ttl = self.config.session_ttl;
-        let sessions = self
-            .sessions
-            .values()
-            .filter_map(|s| s.detached_at)
-            .min()
-            .map(|at| at + ttl + std::time::Duration::from_millis(1));
+        let ttl = self.config.session_ttl + std::time::Duration::from_millis(1);
+        let live = self.config.share_sessions;
+        // One pass over the sessions: when a detached one expires, when a live one is due to
+        // be written down for the other processes.
+        let sessions = (self.sessions.values())
+            .filter_map(|s| {
+                let expiry = s.detached_at.map(|at| at + ttl);
+                let record = (live)
+                    .then(|| s.record_due(shared::RECORD_SETTLE, shared::RECORD_REFRESH))
+                    .flatten();
+                expiry.into_iter().chain(record).min()
+            })
+            .min();
         let logs = self.shards.values().filter_map(|s| s.log.expiry()).min();
         let stalls = self
             .clients
@@ -359,18 +365,10 @@ impl ProxyCore {
             .filter_map(|c| c.stalled_since)
             .min()
             .map(|at| at + self.config.stall_timeout);
-        let live = self.next_live_record();
-        [
-            clients,
-            sessions,
-            logs,
-            stalls,
-            self.shared.next_expiry(),
-            live,
-        ]
-        .into_iter()
-        .flatten()
-        .min()
+        [clients, sessions, logs, stalls, self.shared.next_expiry()]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// The next thing to do.

@@ -56,6 +56,18 @@ impl Requests {
         }
     }
 
+    /// This proxy's nonce number `n`: `gp<tag>.<n>`.
+    fn nonce(&self, n: u64) -> String {
+        format!("gp{}.{n}", self.tag)
+    }
+
+    /// Whether `nonce` is one of this proxy's ([`Requests::nonce`]).
+    fn is_ours(&self, nonce: &str) -> bool {
+        (nonce.strip_prefix("gp"))
+            .and_then(|rest| rest.strip_prefix(self.tag.as_str()))
+            .is_some_and(|rest| rest.starts_with('.'))
+    }
+
     /// A member request from `session` for `guild` (`full`: all members), with the client's
     /// own nonce.
     pub(crate) fn member(
@@ -77,7 +89,7 @@ impl Requests {
             }
         }
         self.next_nonce += 1;
-        let ours = format!("gp{}.{}", self.tag, self.next_nonce);
+        let ours = self.nonce(self.next_nonce);
         self.members.insert(
             ours.clone(),
             MemberRequest {
@@ -98,10 +110,7 @@ impl Requests {
     /// for a guild with a request open here, changes nothing.
     pub(crate) fn foreign_full(&mut self, now: Instant, guild: u64, nonce: String, age: Duration) {
         let sent = now.checked_sub(age).unwrap_or(now);
-        let ours = nonce
-            .strip_prefix("gp")
-            .and_then(|rest| rest.strip_prefix(self.tag.as_str()))
-            .is_some_and(|rest| rest.starts_with('.'));
+        let ours = self.is_ours(&nonce);
         let open_here = self.full.get(&guild).is_some_and(|(at, open)| {
             open.is_some() || now.saturating_duration_since(*at) < FULL_REQUEST_INTERVAL
         });

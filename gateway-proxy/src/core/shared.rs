@@ -170,17 +170,6 @@ impl ProxyCore {
         }
     }
 
-    /// When the next live session is due to be written down ([`ProxyCore::share_live`]).
-    pub(super) fn next_live_record(&self) -> Option<Instant> {
-        if !self.config.share_sessions {
-            return None;
-        }
-        self.sessions
-            .values()
-            .filter_map(|s| s.record_due(RECORD_SETTLE, RECORD_REFRESH))
-            .min()
-    }
-
     /// Session `id` ended here: the other processes forget it too.
     pub(super) fn share_ended(&mut self, id: &str) {
         if self.config.share_sessions {

@@ -303,22 +303,7 @@ impl ProxyProcess {
 
     /// SIGTERM, then waits for the process to exit.
     fn terminate(&mut self) -> Result<(), String> {
-        let pid = self.child.id().to_string();
-        let status = Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .map_err(|e| format!("kill: {e}"))?;
-        if !status.success() {
-            return Err(format!("kill -TERM {pid}: {status}"));
-        }
-        let deadline = Instant::now() + STEP;
-        while self.child.try_wait().map_err(|e| e.to_string())?.is_none() {
-            if Instant::now() > deadline {
-                return Err("the proxy did not exit after SIGTERM".into());
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        Ok(())
+        crate::interop::process::terminate(&mut self.child, STEP)
     }
 }
 

@@ -5,7 +5,7 @@
 //! `target/interop/report.md`.
 
 mod pair;
-mod process;
+pub(crate) mod process;
 mod report;
 mod rolling;
 mod setup;

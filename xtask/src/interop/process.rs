@@ -105,19 +105,7 @@ impl Server {
 
     /// Sends SIGTERM and waits for the process to exit by itself within `timeout`.
     pub(crate) fn terminate(&mut self, timeout: Duration) -> Result<(), String> {
-        let pid = self.child.id().to_string();
-        let status = Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .map_err(|e| format!("kill -TERM {pid}: {e}"))?;
-        if !status.success() {
-            return Err(format!("kill -TERM {pid}: {status}"));
-        }
-        match wait(&mut self.child, timeout) {
-            Some(status) if status.success() => Ok(()),
-            Some(status) => Err(format!("after SIGTERM it exited with {status}")),
-            None => Err(format!("no exit within {}s of SIGTERM", timeout.as_secs())),
-        }
+        terminate(&mut self.child, timeout)
     }
 
     /// Starts `gateway-proxy` in front of the server at `upstream` (`http://…`), with the
@@ -235,6 +223,24 @@ pub(crate) fn first_line(child: &mut Child) -> mpsc::Receiver<String> {
         });
     }
     rx
+}
+
+/// Sends `child` SIGTERM and waits for it to exit by itself, with success, within `timeout`
+/// (killed then).
+pub(crate) fn terminate(child: &mut Child, timeout: Duration) -> Result<(), String> {
+    let pid = child.id().to_string();
+    let status = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .map_err(|e| format!("kill -TERM {pid}: {e}"))?;
+    if !status.success() {
+        return Err(format!("kill -TERM {pid}: {status}"));
+    }
+    match wait(child, timeout) {
+        Some(status) if status.success() => Ok(()),
+        Some(status) => Err(format!("after SIGTERM it exited with {status}")),
+        None => Err(format!("no exit within {}s of SIGTERM", timeout.as_secs())),
+    }
 }
 
 /// Waits for the child at most `timeout`; kills it then (`None`).
