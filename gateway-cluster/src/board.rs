@@ -54,17 +54,26 @@ impl Board {
 
     /// Posts `body`.
     pub async fn post(&self, body: &str) -> Result<(), ClusterError> {
-        let mut connection = self.connection.clone();
-        let _id: String = redis::cmd("XADD")
-            .arg(&self.key)
-            .arg("MAXLEN")
-            .arg("~")
-            .arg(self.maxlen)
+        self.post_all(&[body]).await
+    }
+
+    /// Posts `bodies` in order, in one round trip.
+    pub async fn post_all(&self, bodies: &[impl AsRef<str>]) -> Result<(), ClusterError> {
+        let mut pipe = redis::pipe();
+        for body in bodies {
+            (pipe
+                .cmd("XADD")
+                .arg(&self.key)
+                .arg("MAXLEN")
+                .arg("~")
+                .arg(self.maxlen))
             .arg("*")
             .arg("b")
-            .arg(body)
-            .query_async(&mut connection)
-            .await?;
+            .arg(body.as_ref())
+            .ignore();
+        }
+        let mut connection = self.connection.clone();
+        pipe.query_async::<()>(&mut connection).await?;
         Ok(())
     }
 }

@@ -386,25 +386,23 @@ impl Driver {
 
     /// Carries one output out.
     fn act(&mut self, upstream: &Upstream, output: ProxyOutput) {
-        {
-            match output {
-                ProxyOutput::Client { client, transmit } => self.transmit(client, transmit),
-                ProxyOutput::Abort { client, code } => {
-                    if let Some(route) = self.routes.remove(&client)
-                        && route.tx.send(ToClient::Abort(code)).is_err()
-                    {
-                        tracing::debug!(client, "aborted client already gone");
-                    }
+        match output {
+            ProxyOutput::Client { client, transmit } => self.transmit(client, transmit),
+            ProxyOutput::Abort { client, code } => {
+                if let Some(route) = self.routes.remove(&client)
+                    && route.tx.send(ToClient::Abort(code)).is_err()
+                {
+                    tracing::debug!(client, "aborted client already gone");
                 }
-                ProxyOutput::Upstream { shard, command } => {
-                    if !upstream.send(shard, command) {
-                        tracing::warn!(shard, "no command task for the shard: command dropped");
-                    }
-                }
-                ProxyOutput::SessionSaved(_)
-                | ProxyOutput::SessionEnded { .. }
-                | ProxyOutput::MembersAsked { .. } => upstream.share(output),
             }
+            ProxyOutput::Upstream { shard, command } => {
+                if !upstream.send(shard, command) {
+                    tracing::warn!(shard, "no command task for the shard: command dropped");
+                }
+            }
+            ProxyOutput::SessionSaved(_)
+            | ProxyOutput::SessionEnded { .. }
+            | ProxyOutput::MembersAsked { .. } => upstream.share(output),
         }
     }
 

@@ -23,6 +23,12 @@ const SESSIONS: &str = "sessions";
 /// reconnects.
 const SESSIONS_KEPT: usize = 100_000;
 
+/// Notes that may wait for the sessions board (a shutdown's records of every client fit).
+const POSTS_QUEUED: usize = 65_536;
+
+/// Notes posted in one round trip at most.
+const POSTS_PER_ROUND: usize = 1_024;
+
 /// A note of the sessions board.
 pub(in crate::driver) enum Shared {
     /// A session let go, for another process to take.
@@ -97,7 +103,7 @@ impl ClusterUpstream {
 pub(in crate::driver) struct Running {
     entries: mpsc::Receiver<UpstreamEvent>,
     commands: mpsc::UnboundedSender<(u32, Command)>,
-    posts: mpsc::UnboundedSender<Post>,
+    posts: mpsc::Sender<Post>,
     node: Option<ClusterNode>,
     tail: JoinHandle<()>,
     sessions: JoinHandle<()>,
@@ -115,7 +121,7 @@ impl Running {
         let tail = tokio::spawn(follow(upstream.redis, upstream.app, range, tx));
         let (commands, rx) = mpsc::unbounded_channel();
         tokio::spawn(send_commands(upstream.commands, rx));
-        let (posts, rx) = mpsc::unbounded_channel();
+        let (posts, rx) = mpsc::channel(POSTS_QUEUED);
         tokio::spawn(post_sessions(upstream.board, rx));
         let node = upstream.node.map(|(node, events)| {
             tokio::spawn(log_node_events(events));
@@ -135,16 +141,24 @@ impl Running {
         self.entries.recv().await
     }
 
+    /// Queues `note` for the board; with [`POSTS_QUEUED`] already waiting (Redis slow or
+    /// away), it is dropped with a warning: that session is then resumable here alone.
     pub(super) fn share(&self, note: Shared) {
-        if self.posts.send(Post::Note(note)).is_err() {
-            tracing::warn!("the sessions' writer is gone: a session not shared");
+        match self.posts.try_send(Post::Note(note)) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                tracing::warn!("{POSTS_QUEUED} notes wait for the sessions board: one dropped");
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                tracing::warn!("the sessions' writer is gone: a session not shared");
+            }
         }
     }
 
     /// Waits until everything shared so far is posted (or the writer is gone).
     pub(super) async fn flush(&self) {
         let (tx, rx) = oneshot::channel();
-        if self.posts.send(Post::Flush(tx)).is_ok() && rx.await.is_err() {
+        if self.posts.send(Post::Flush(tx)).await.is_ok() && rx.await.is_err() {
             tracing::warn!("the sessions' writer ended before its flush");
         }
     }
@@ -292,29 +306,44 @@ fn unix_ms() -> u64 {
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
-/// Posts the sessions shared, in order; a post Redis refuses is lost (the session is then
+/// Posts the sessions shared, in order, what is queued in one round trip (a shutdown's
+/// thousands of records among them); a post Redis refuses is lost (those sessions are then
 /// resumable on this process alone).
-async fn post_sessions(board: Board, mut rx: mpsc::UnboundedReceiver<Post>) {
-    while let Some(post) = rx.recv().await {
-        let body = match post {
-            Post::Flush(done) => {
-                // The flusher may have stopped waiting.
-                let _waited = done.send(());
-                continue;
+async fn post_sessions(board: Board, mut rx: mpsc::Receiver<Post>) {
+    let mut batch = Vec::new();
+    while rx.recv_many(&mut batch, POSTS_PER_ROUND).await > 0 {
+        let mut bodies = Vec::with_capacity(batch.len());
+        let mut flushes = Vec::new();
+        for post in batch.drain(..) {
+            match post {
+                Post::Flush(done) => flushes.push(done),
+                Post::Note(note) => bodies.extend(note_body(note)),
             }
-            Post::Note(Shared::Ended(id)) => format!("ended {id}"),
-            Post::Note(Shared::Members { guild, nonce, .. }) => format!("members {guild} {nonce}"),
-            Post::Note(Shared::Saved(record)) => match record.to_json() {
-                Ok(json) => format!("saved {json}"),
-                Err(e) => {
-                    tracing::warn!(error = %e, "session not shared");
-                    continue;
-                }
-            },
-        };
-        if let Err(e) = board.post(&body).await {
-            tracing::warn!(error = %e, "session not shared");
         }
+        if !bodies.is_empty()
+            && let Err(e) = board.post_all(&bodies).await
+        {
+            tracing::warn!(error = %e, notes = bodies.len(), "sessions not shared");
+        }
+        for done in flushes {
+            // The flusher may have stopped waiting.
+            let _waited = done.send(());
+        }
+    }
+}
+
+/// A note as the board holds it; `None` for a record that cannot be written.
+fn note_body(note: Shared) -> Option<String> {
+    match note {
+        Shared::Ended(id) => Some(format!("ended {id}")),
+        Shared::Members { guild, nonce, .. } => Some(format!("members {guild} {nonce}")),
+        Shared::Saved(record) => match record.to_json() {
+            Ok(json) => Some(format!("saved {json}")),
+            Err(e) => {
+                tracing::warn!(error = %e, "session not shared");
+                None
+            }
+        },
     }
 }
 
