@@ -45,8 +45,10 @@ pub struct ProxyConfig {
     pub cache: CacheConfig,
     /// What becomes of clients' presence updates (op 3).
     pub presence: PresencePolicy,
-    /// Write down each session that leaves its connection ([`ProxyOutput::SessionSaved`]),
-    /// so that other proxy processes on one cluster take its RESUME. Default off.
+    /// Share with the other proxy processes of one cluster: write down each session when it
+    /// leaves its connection, and while it is on one ([`ProxyOutput::SessionSaved`]), so
+    /// that any of them takes its RESUME; announce all-members requests so that the limit
+    /// holds for the whole bot. Default off.
     ///
     /// [`ProxyOutput::SessionSaved`]: crate::ProxyOutput::SessionSaved
     pub share_sessions: bool,

@@ -59,8 +59,10 @@ pub enum ProxyOutput {
         /// The command, checked and rebuilt (never a client's bytes).
         command: Command,
     },
-    /// A session left its connection (with [`ProxyConfig::share_sessions`]): post it for the
-    /// other proxy processes, which hand it to [`ProxyCore::handle_shared_session`].
+    /// A session written down (with [`ProxyConfig::share_sessions`]): as it left its
+    /// connection, or while on one (so that its client resumes elsewhere if this process
+    /// dies). Post it for the other proxy processes, which hand it to
+    /// [`ProxyCore::handle_shared_session`].
     SessionSaved(SessionRecord),
     /// A session ended, or was taken by this process (with
     /// [`ProxyConfig::share_sessions`]): the other processes forget it

@@ -1,6 +1,7 @@
 //! Sessions shared between proxy processes on one cluster ([`ProxyConfig::share_sessions`]):
-//! each session that leaves its connection is written down ([`ProxyOutput::SessionSaved`]) in
-//! upstream positions, which every process reading the shard's stream shares; the records
+//! each session is written down ([`ProxyOutput::SessionSaved`]) when it leaves its connection,
+//! and while on one once it settles and every 30 s, in upstream positions, which every process
+//! reading the shard's stream shares; the records
 //! other processes wrote come in through [`ProxyCore::handle_shared_session`], and a RESUME of
 //! a session this process does not hold takes it from them. On shutdown every session is
 //! written down before its client is closed to resume, wherever it reconnects.
